@@ -1,0 +1,79 @@
+"""Random affine and elastic distortions of a batch, on the device, inside the jitted step.
+
+Small rotations, scalings, shears and shifts are the variations between writers' hands (Simard et
+al. 2003; Ciresan et al. 2012); flips are not, since they turn characters into other characters
+(b/d, p/q) or into nothing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+from jax.scipy.ndimage import map_coordinates
+
+
+@dataclasses.dataclass(frozen=True)
+class AugmentConfig:
+    """Ranges of the random distortions; all zero means no augmentation."""
+
+    rotate_deg: float = 12.0
+    scale: float = 0.12
+    shear_deg: float = 12.0
+    shift_px: float = 2.5
+    elastic_alpha: float = 0.0
+    elastic_sigma: float = 4.0
+
+    @property
+    def enabled(self) -> bool:
+        return any((self.rotate_deg, self.scale, self.shear_deg, self.shift_px, self.elastic_alpha))
+
+
+NO_AUGMENT = AugmentConfig(0.0, 0.0, 0.0, 0.0, 0.0)
+
+
+def _random_affine(key, cfg: AugmentConfig):
+    """One inverse affine map (2x2 matrix, shift) from output to input pixel coordinates."""
+    k_rot, k_scale, k_shear, k_shift = jax.random.split(key, 4)
+    theta = jnp.deg2rad(cfg.rotate_deg) * jax.random.uniform(k_rot, minval=-1, maxval=1)
+    shear = jnp.deg2rad(cfg.shear_deg) * jax.random.uniform(k_shear, minval=-1, maxval=1)
+    scale = 1.0 + cfg.scale * jax.random.uniform(k_scale, (2,), minval=-1, maxval=1)
+    shift = cfg.shift_px * jax.random.uniform(k_shift, (2,), minval=-1, maxval=1)
+    c, s = jnp.cos(theta), jnp.sin(theta)
+    rotation = jnp.array([[c, -s], [s, c]])
+    shearing = jnp.array([[1.0, jnp.tan(shear)], [0.0, 1.0]])
+    return rotation @ shearing @ jnp.diag(1.0 / scale), shift
+
+
+def _gaussian_blur(field, sigma: float):
+    """Separable Gaussian blur of a [H, W] field (zero padding)."""
+    radius = max(1, int(3 * sigma))
+    x = jnp.arange(-radius, radius + 1, dtype=jnp.float32)
+    kernel = jnp.exp(-0.5 * (x / sigma) ** 2)
+    kernel = kernel / kernel.sum()
+    field = jax.vmap(lambda row: jnp.convolve(row, kernel, mode="same"))(field)
+    return jax.vmap(lambda col: jnp.convolve(col, kernel, mode="same"), in_axes=1, out_axes=1)(field)
+
+
+def distort_image(key, image, cfg: AugmentConfig):
+    """Distorts one float image [H, W] with a random affine map and, optionally, an elastic field."""
+    h, w = image.shape
+    k_affine, k_elastic = jax.random.split(key)
+    matrix, shift = _random_affine(k_affine, cfg)
+    centre = jnp.array([(h - 1) / 2, (w - 1) / 2])
+    grid = jnp.stack(jnp.meshgrid(jnp.arange(h), jnp.arange(w), indexing="ij"), -1).astype(jnp.float32)
+    coords = (grid - centre - shift) @ matrix.T + centre
+    if cfg.elastic_alpha:
+        noise = jax.random.uniform(k_elastic, (2, h, w), minval=-1, maxval=1)
+        displacement = jnp.stack([_gaussian_blur(n, cfg.elastic_sigma) for n in noise], -1)
+        coords = coords + cfg.elastic_alpha * displacement
+    return map_coordinates(image, [coords[..., 0], coords[..., 1]], order=1, mode="constant", cval=0.0)
+
+
+def augment_batch(key, images, cfg: AugmentConfig):
+    """images float [B, H, W, 1] -> the same shape, each image distorted independently."""
+    if not cfg.enabled:
+        return images
+    keys = jax.random.split(key, images.shape[0])
+    return jax.vmap(distort_image, in_axes=(0, 0, None))(keys, images[..., 0], cfg)[..., None]

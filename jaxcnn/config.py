@@ -1,0 +1,101 @@
+"""Experiment configuration as frozen dataclasses: plain data, saved with every run.
+
+Every field can be overridden from the command line with ``--set path.to.field=value``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import typing
+
+from jaxcnn.augment import AugmentConfig
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """The CNN of ``jaxcnn.models``."""
+
+    widths: tuple[int, ...] = (32, 64, 128)
+    hidden: int = 256
+    dropout: float = 0.5
+    dtype: str = "float32"
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """One training run (or several seeds side by side): optimiser, schedule, loss, augmentation."""
+
+    seeds: tuple[int, ...] = (0,)
+    epochs: int = 60
+    batch_size: int = 128
+    learning_rate: float = 2e-3
+    weight_decay: float = 5e-4
+    warmup_epochs: int = 2
+    label_smoothing: float = 0.1
+    eval_batch_size: int = 1000
+    freeze_trunk: bool = False
+    model: ModelConfig = ModelConfig()
+    augment: AugmentConfig = AugmentConfig()
+
+
+def to_dict(cfg) -> dict:
+    """A JSON-ready dict of a config (tuples become lists)."""
+    return json.loads(json.dumps(dataclasses.asdict(cfg)))
+
+
+def from_dict(cls, data: dict):
+    """Rebuilds a config dataclass from ``to_dict`` output; unknown keys are an error."""
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for key, value in data.items():
+        if key not in hints:
+            raise ValueError(f"{cls.__name__} has no field {key!r}")
+        kwargs[key] = _coerce(hints[key], value)
+    return cls(**kwargs)
+
+
+def _coerce(hint, value):
+    if dataclasses.is_dataclass(hint):
+        return from_dict(hint, value)
+    if typing.get_origin(hint) is tuple:
+        inner = typing.get_args(hint)[0]
+        return tuple(_coerce(inner, v) for v in value)
+    if hint in (int, float, str):
+        return hint(value)
+    if hint is bool:
+        if isinstance(value, str):
+            if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                raise ValueError(f"not a boolean: {value!r}")
+            return value.lower() in ("true", "1", "yes")
+        return bool(value)
+    return value
+
+
+def override(cfg, assignment: str):
+    """Returns ``cfg`` with one ``dotted.path=value`` assignment applied (value as JSON or text)."""
+    path, sep, text = assignment.partition("=")
+    if not sep:
+        raise ValueError(f"override {assignment!r} is not of the form path.to.field=value")
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        value = text
+    if isinstance(value, str) and "," in value:
+        value = [v.strip() for v in value.split(",")]
+    return _replace_path(cfg, path.split("."), value)
+
+
+def _replace_path(cfg, keys, value):
+    hints = typing.get_type_hints(type(cfg))
+    head = keys[0]
+    if head not in hints:
+        names = ", ".join(f.name for f in dataclasses.fields(cfg))
+        raise ValueError(f"{type(cfg).__name__} has no field {head!r} (fields: {names})")
+    if len(keys) > 1:
+        new = _replace_path(getattr(cfg, head), keys[1:], value)
+    else:
+        if typing.get_origin(hints[head]) is tuple and not isinstance(value, list):
+            value = [value]
+        new = _coerce(hints[head], value)
+    return dataclasses.replace(cfg, **{head: new})

@@ -1,0 +1,198 @@
+"""Train state, the pure jitted steps, and whole epochs as one compiled program.
+
+``train_step`` and ``eval_step`` are small pure functions (Flax examples). ``train_epoch`` runs an
+epoch as a ``lax.scan`` over steps with the data already on the device, so there is no host work
+inside an epoch; ``population`` functions ``vmap`` it over several seeds at once.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax.training import train_state
+
+from jaxcnn.augment import augment_batch
+from jaxcnn.config import ModelConfig, TrainConfig
+from jaxcnn.models import CNN
+
+DATA_STREAM = 0x0DA7A  # folded into a run's key for its data order, apart from its step keys
+
+
+class TrainState(train_state.TrainState):
+    """Flax's TrainState plus BatchNorm statistics and the run's base PRNG key.
+
+    Every random draw is a function of (key, step) or (key, epoch), never of process history,
+    so a resumed run repeats an uninterrupted one exactly.
+    """
+
+    batch_stats: Any
+    key: jax.Array
+
+
+def make_model(num_classes: int, cfg: ModelConfig) -> CNN:
+    return CNN(num_classes, tuple(cfg.widths), cfg.hidden, cfg.dropout, jnp.dtype(cfg.dtype))
+
+
+def steps_per_epoch(num_examples: int, batch_size: int) -> int:
+    """Steps in one pass over the data (at least one: a tiny set is cycled to fill a batch)."""
+    return max(1, num_examples // batch_size)
+
+
+def make_optimizer(cfg: TrainConfig, steps_per_epoch: int) -> optax.GradientTransformation:
+    """AdamW with linear warm-up and cosine decay (Loshchilov & Hutter 2017, 2019).
+
+    Weight decay applies to kernels only, not to biases or BatchNorm scales. With
+    ``freeze_trunk`` the trunk gets zero updates, so its parameters stay bit-identical.
+    """
+    total = max(1, cfg.epochs * steps_per_epoch)
+    warmup = min(cfg.warmup_epochs * steps_per_epoch, total // 2)
+    schedule = optax.warmup_cosine_decay_schedule(0.0, cfg.learning_rate, warmup, total)
+    decay_mask = lambda params: jax.tree.map(lambda p: p.ndim > 1, params)
+    tx = optax.adamw(schedule, weight_decay=cfg.weight_decay, mask=decay_mask)
+    if not cfg.freeze_trunk:
+        return tx
+    labels = lambda params: {name: ("frozen" if name == "trunk" else "train") for name in params}
+    return optax.multi_transform({"train": tx, "frozen": optax.set_to_zero()}, labels)
+
+
+def create_train_state(seed_key, model: CNN, tx: optax.GradientTransformation) -> TrainState:
+    """A fresh state; ``seed_key`` (a raw uint32[2] key) gives both the init and the run's key."""
+    init_key, run_key = jax.random.split(seed_key)
+    variables = model.init(init_key, jnp.zeros((1, 28, 28, 1)), train=False)
+    return TrainState.create(apply_fn=model.apply, params=variables["params"], tx=tx,
+                             batch_stats=variables["batch_stats"], key=run_key)
+
+
+def to_float(images):
+    """uint8 [B, 28, 28] -> float32 [B, 28, 28, 1] in [0, 1]."""
+    return images.astype(jnp.float32)[..., None] / 255.0
+
+
+def cross_entropy(logits, labels, label_smoothing: float = 0.0):
+    """Per-example softmax cross-entropy with label smoothing (Szegedy et al. 2016)."""
+    targets = optax.smooth_labels(jax.nn.one_hot(labels, logits.shape[-1]), label_smoothing)
+    return optax.softmax_cross_entropy(logits, targets)
+
+
+def train_step(state: TrainState, batch, rng, cfg: TrainConfig):
+    """One optimiser step on ``batch = {"image": uint8 [B,28,28], "label": int [B]}``.
+
+    Augmentation and dropout draw from ``rng``. Returns the new state and batch metrics.
+    """
+    aug_key, dropout_key = jax.random.split(rng)
+    images = augment_batch(aug_key, to_float(batch["image"]), cfg.augment)
+
+    def loss_fn(params):
+        logits, updates = state.apply_fn(
+            {"params": params, "batch_stats": state.batch_stats}, images, train=True,
+            train_trunk=not cfg.freeze_trunk, rngs={"dropout": dropout_key}, mutable=["batch_stats"])
+        loss = cross_entropy(logits, batch["label"], cfg.label_smoothing).mean()
+        return loss, (logits, updates["batch_stats"])
+
+    (loss, (logits, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    state = state.apply_gradients(grads=grads, batch_stats=batch_stats)
+    metrics = {"loss": loss, "accuracy": jnp.mean(jnp.argmax(logits, -1) == batch["label"]),
+               "grad_norm": optax.global_norm(grads)}
+    return state, metrics
+
+
+def eval_step(state: TrainState, batch):
+    """Inference-mode logits, per-example loss and correctness for one batch."""
+    logits = state.apply_fn({"params": state.params, "batch_stats": state.batch_stats},
+                            to_float(batch["image"]), train=False)
+    return {"logits": logits, "loss": cross_entropy(logits, batch["label"]),
+            "correct": jnp.argmax(logits, -1) == batch["label"]}
+
+
+def epoch_batches(key, epoch, num_examples: int, batch_size: int):
+    """The example indices of every step of one epoch, int32 [steps, batch]: a fresh shuffle per epoch."""
+    perm = jax.random.permutation(jax.random.fold_in(jax.random.fold_in(key, DATA_STREAM), epoch),
+                                  num_examples)
+    steps = steps_per_epoch(num_examples, batch_size)
+    return jnp.resize(perm, (steps * batch_size,)).reshape(steps, batch_size)
+
+
+def _indexed_step(state: TrainState, images, labels, index, cfg: TrainConfig):
+    """``train_step`` on the examples at ``index``; the step's key is a function of (key, step)."""
+    rng = jax.random.fold_in(state.key, state.step)
+    return train_step(state, {"image": images[index], "label": labels[index]}, rng, cfg)
+
+
+def _epoch_plan(state: TrainState, num_examples: int, cfg: TrainConfig):
+    steps = steps_per_epoch(num_examples, cfg.batch_size)
+    return epoch_batches(state.key, state.step // steps, num_examples, cfg.batch_size)
+
+
+def train_epoch(state: TrainState, images, labels, cfg: TrainConfig):
+    """One epoch as a single scan over steps; returns the state and the epoch's mean metrics."""
+    batches = _epoch_plan(state, images.shape[0], cfg)
+    state, metrics = jax.lax.scan(lambda s, index: _indexed_step(s, images, labels, index, cfg),
+                                  state, batches)
+    return state, jax.tree.map(jnp.mean, metrics)
+
+
+def evaluate(state: TrainState, images, labels, batch_size: int):
+    """Logits float32 [N, K] and per-example loss [N] over a whole data set, in one scan."""
+    n = images.shape[0]
+    padded = -(-n // batch_size) * batch_size
+    images = jnp.pad(images, ((0, padded - n), (0, 0), (0, 0)))
+    labels = jnp.pad(labels, (0, padded - n))
+    batches = {"image": images.reshape(-1, batch_size, 28, 28), "label": labels.reshape(-1, batch_size)}
+    _, out = jax.lax.scan(lambda c, batch: (c, eval_step(state, batch)), None, batches)
+    return out["logits"].reshape(padded, -1)[:n], out["loss"].reshape(padded)[:n]
+
+
+# Population versions: the same functions vmapped over a leading seed axis of the state.
+@functools.partial(jax.jit, static_argnames="cfg", donate_argnames="state")
+def train_epoch_population(state: TrainState, images, labels, cfg: TrainConfig):
+    """A whole epoch for every seed in one compiled program (the fast path on GPUs)."""
+    return jax.vmap(train_epoch, in_axes=(0, None, None, None))(state, images, labels, cfg)
+
+
+@functools.partial(jax.jit, static_argnames=("num_examples", "cfg"))
+def _epoch_plan_population(state: TrainState, num_examples, cfg: TrainConfig):
+    return jax.vmap(_epoch_plan, in_axes=(0, None, None))(state, num_examples, cfg)
+
+
+@functools.partial(jax.jit, static_argnames="cfg", donate_argnames="state")
+def _step_population(state: TrainState, images, labels, index, cfg: TrainConfig):
+    return jax.vmap(_indexed_step, in_axes=(0, None, None, 0, None))(state, images, labels, index, cfg)
+
+
+def train_epoch_stepwise(state: TrainState, images, labels, cfg: TrainConfig):
+    """The same epoch as ``train_epoch_population``, one dispatched step at a time.
+
+    XLA:CPU runs kernel-gradient convolutions inside a while loop far slower than outside one
+    (jax-ml/jax#12868), so on the CPU a Python loop over device-resident steps is faster. The
+    loop only dispatches: data, indices and metrics stay on the device until the epoch ends.
+    """
+    batches = _epoch_plan_population(state, images.shape[0], cfg)
+    metrics = []
+    for i in range(batches.shape[1]):
+        state, m = _step_population(state, images, labels, batches[:, i], cfg)
+        metrics.append(m)
+    return state, jax.tree.map(lambda *ms: jnp.mean(jnp.stack(ms), axis=0), *metrics)
+
+
+def create_population(seeds, num_classes: int, cfg: TrainConfig, num_examples: int) -> TrainState:
+    """One fresh state per seed, stacked on a leading axis."""
+    model = make_model(num_classes, cfg.model)
+    tx = make_optimizer(cfg, steps_per_epoch(num_examples, cfg.batch_size))
+    keys = jnp.stack([jax.random.PRNGKey(s) for s in seeds])
+    return jax.jit(jax.vmap(lambda k: create_train_state(k, model, tx)))(keys)
+
+
+def unstack(tree, index: int):
+    """The ``index``-th member of a population pytree."""
+    return jax.tree.map(lambda x: x[index], tree)
+
+
+def host_metrics(metrics) -> dict:
+    """Device metrics -> plain Python floats (one transfer, at logging time)."""
+    return {k: np.asarray(v).tolist() for k, v in flax.core.unfreeze(jax.device_get(metrics)).items()}

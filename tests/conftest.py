@@ -1,0 +1,97 @@
+"""Shared fixtures: the real data root (or a skip) and small generators of synthetic image trees."""
+
+from __future__ import annotations
+
+import io
+import os
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    """The staged real data root ($JAXCNN_DATA or ../shared/data); skips the test if absent."""
+    root = Path(os.environ.get("JAXCNN_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
+    if not root.is_dir():
+        pytest.skip(f"real data not found at {root}")
+    return root
+
+
+def draw_glyph(label: int, writer: int = 0, size: tuple[int, int] = (28, 28), stroke: int = 3,
+               box: tuple[int, int, int, int] | None = None) -> Image.Image:
+    """A black-on-white synthetic character: a polyline picked by ``label``, jittered by ``writer``.
+
+    ``box`` (left, top, right, bottom) is where the glyph is drawn; default: the image less 3 px.
+    """
+    width, height = size
+    left, top, right, bottom = box or (3, 3, width - 3, height - 3)
+    shapes = [
+        [(0.5, 0.0), (0.5, 1.0)],
+        [(0.0, 0.0), (1.0, 0.0), (0.0, 1.0), (1.0, 1.0)],
+        [(0.0, 1.0), (0.5, 0.0), (1.0, 1.0)],
+        [(0.0, 0.0), (0.0, 1.0), (1.0, 1.0)],
+        [(1.0, 0.0), (0.0, 0.5), (1.0, 1.0)],
+    ]
+    jitter = 0.05 * (writer % 3)
+    points = [
+        (left + (x + jitter * (1 - 2 * x)) * (right - left), top + y * (bottom - top))
+        for x, y in shapes[label % len(shapes)]
+    ]
+    image = Image.new("L", size, 255)
+    ImageDraw.Draw(image).line(points, fill=0, width=stroke, joint="curve")
+    return image
+
+
+@pytest.fixture
+def glyph():
+    """``draw_glyph`` as a fixture, for tests that draw their own characters."""
+    return draw_glyph
+
+
+@pytest.fixture
+def make_chars74k():
+    """A factory for a tiny Chars74K tree: ``make(root, classes=(1, 2, 3), writers=(1, 2, 3))``.
+
+    ``classes`` are 1-based folder numbers; returns the folder holding the Sample folders.
+    """
+
+    def make(root: Path, classes=(1, 2, 3), writers=(1, 2, 3)) -> Path:
+        for c in classes:
+            folder = root / f"Sample{c:03d}"
+            folder.mkdir(parents=True, exist_ok=True)
+            for w in writers:
+                draw_glyph(c, w).save(folder / f"img{c:03d}-{w:03d}.png")
+        return root
+
+    return make
+
+
+@pytest.fixture
+def zip_folder():
+    """A factory: ``zip_folder(folder, zip_path, prefix="")`` zips a tree (folders included)."""
+
+    def make(folder: Path, zip_path: Path, prefix: str = "") -> Path:
+        with zipfile.ZipFile(zip_path, "w") as archive:
+            for path in sorted(folder.rglob("*")):
+                archive.write(path, prefix + path.relative_to(folder).as_posix() + ("/" if path.is_dir() else ""))
+        return zip_path
+
+    return make
+
+
+@pytest.fixture
+def png_bytes():
+    """A factory: ``png_bytes(array_or_image, mode=None)`` -> the bytes of a PNG file."""
+
+    def make(image, mode: str | None = None) -> bytes:
+        if isinstance(image, np.ndarray):
+            image = Image.fromarray(image, mode) if mode else Image.fromarray(image)
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG")
+        return buffer.getvalue()
+
+    return make

@@ -1,0 +1,193 @@
+"""Label corruption: specs, sampling, the folder writer, and recovering planted noise."""
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from jaxcnn import noise
+from jaxcnn.errors import DataError
+
+K = 10
+
+
+def _images(n, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (n, 28, 28), dtype=np.uint8)
+
+
+def _uniform_labels(n, seed=0):
+    return np.random.default_rng(seed).integers(0, K, n)
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("permutation", noise.CorruptionSpec(permutation=True)),
+        ("symmetric:0.2", noise.CorruptionSpec(symmetric=0.2)),
+        ("pairflip:0.45", noise.CorruptionSpec(pairflip=0.45)),
+        ("permutation+symmetric:0.1", noise.CorruptionSpec(permutation=True, symmetric=0.1)),
+        ("clean", noise.CorruptionSpec()),
+    ],
+)
+def test_parse_corruption_and_canonical_string_round_trip(text, expected):
+    spec = noise.parse_corruption(text)
+    assert spec == expected
+    assert noise.parse_corruption(str(spec)) == spec
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["", "gaussian:0.1", "symmetric", "symmetric:", "symmetric:abc", "symmetric:1.5", "pairflip:-0.1",
+     "permutation:0.3", "permutation+permutation", "symmetric:0.1+symmetric:0.2", "permutation+"],
+)
+def test_bad_specs_raise_with_the_grammar(text):
+    with pytest.raises(ValueError, match="symmetric:RATE"):
+        noise.parse_corruption(text)
+
+
+def test_derangement_has_no_fixed_points_and_depends_on_seed():
+    perms = [noise.derangement(K, seed) for seed in range(200)]
+    for perm in perms:
+        assert sorted(perm.tolist()) == list(range(K))
+        assert not np.any(perm == np.arange(K))
+    assert len({tuple(p) for p in perms}) > 150
+
+
+def test_transition_matrix_rows_sum_to_one_and_match_hand_values():
+    T = noise.transition_matrix("pairflip:0.3", K, seed=0)
+    np.testing.assert_allclose(T.sum(axis=1), 1.0)
+    assert T[3, 3] == pytest.approx(0.7) and T[3, 4] == pytest.approx(0.3) and T[9, 0] == pytest.approx(0.3)
+    S = noise.transition_matrix("symmetric:0.18", K, seed=0)
+    assert S[2, 2] == pytest.approx(0.82) and S[2, 7] == pytest.approx(0.02)
+    P = noise.transition_matrix("permutation", K, seed=4)
+    np.testing.assert_array_equal(P.argmax(axis=1), noise.derangement(K, 4))
+
+
+def test_corrupt_labels_is_deterministic_in_the_seed():
+    labels = _uniform_labels(2000)
+    a = noise.corrupt_labels(labels, "permutation+symmetric:0.3", seed=7)
+    b = noise.corrupt_labels(labels, "permutation+symmetric:0.3", seed=7)
+    c = noise.corrupt_labels(labels, "permutation+symmetric:0.3", seed=8)
+    np.testing.assert_array_equal(a, b)
+    assert np.mean(a != c) > 0.3
+
+
+@pytest.mark.parametrize(
+    "spec", ["permutation", "symmetric:0.3", "pairflip:0.4", "permutation+symmetric:0.2",
+             "pairflip:0.3+permutation", "symmetric:0.2+pairflip:0.2+permutation"]
+)
+def test_measured_transition_matches_transition_matrix(spec):
+    labels = _uniform_labels(100_000, seed=1)
+    observed = noise.corrupt_labels(labels, spec, seed=3)
+    measured = noise.empirical_transition(labels, observed, K)
+    assert noise.transition_error(measured, noise.transition_matrix(spec, K, seed=3))["max_abs_error"] < 0.02
+
+
+def test_write_class_folders_writes_what_it_was_given(tmp_path):
+    images, labels = _images(30), _uniform_labels(30, seed=2)
+    out = noise.write_class_folders(images, labels, tmp_path / "noisy")
+    assert sorted(p.name for p in out.iterdir()) == [str(c) for c in range(K)]
+    for c in range(K):
+        assert len(list((out / str(c)).glob("*.png"))) == np.sum(labels == c)
+    for index in (0, 17, 29):
+        with Image.open(out / str(labels[index]) / f"{index:05d}.png") as image:
+            assert image.mode == "L"
+            np.testing.assert_array_equal(np.asarray(image), images[index])
+    assert [p.name for p in tmp_path.iterdir()] == ["noisy"]  # no temp folder left behind
+
+
+def test_write_class_folders_refuses_a_non_empty_folder_unless_overwrite(tmp_path):
+    out = tmp_path / "noisy"
+    noise.write_class_folders(_images(5), np.zeros(5, int), out)
+    with pytest.raises(DataError, match="not empty"):
+        noise.write_class_folders(_images(5), np.ones(5, int), out)
+    assert len(list((out / "0").iterdir())) == 5
+    noise.write_class_folders(_images(5), np.ones(5, int), out, overwrite=True)
+    assert len(list((out / "0").iterdir())) == 0 and len(list((out / "1").iterdir())) == 5
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["noisy"]
+
+
+def _tree(root):
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*.png"))}
+
+
+def test_make_noisy_mnist_is_reproducible_and_keeps_the_truth_outside(tmp_path):
+    images, labels = _images(200), _uniform_labels(200)
+    summary = noise.make_noisy_mnist(images, labels, tmp_path / "a", "permutation+symmetric:0.2", seed=5)
+    noise.make_noisy_mnist(images, labels, tmp_path / "b", "permutation+symmetric:0.2", seed=5)
+    noise.make_noisy_mnist(images, labels, tmp_path / "c", "permutation+symmetric:0.2", seed=6)
+    assert _tree(tmp_path / "a") == _tree(tmp_path / "b")
+    assert _tree(tmp_path / "a").keys() != _tree(tmp_path / "c").keys()
+
+    truth_file = tmp_path / "a.truth.json"
+    assert summary["truth_file"] == str(truth_file)
+    assert not any(p.suffix == ".json" for p in (tmp_path / "a").rglob("*"))
+    truth = json.loads(truth_file.read_text())
+    np.testing.assert_allclose(truth["transition_matrix"], noise.transition_matrix("permutation+symmetric:0.2", K, 5))
+    assert truth["permutation"] == noise.derangement(K, 5).tolist()
+    assert truth["spec"] == "symmetric:0.2+permutation" and truth["seed"] == 5
+    assert abs(truth["measured_noise_rate"] - 0.2) < 0.1
+    assert sum(summary["observed_class_counts"]) == 200
+
+
+def _oracle_probs(true_labels, accuracy, rng):
+    """Probabilities of a fake clean-data model: right with ``accuracy``, and more confident when right."""
+    n = len(true_labels)
+    right = rng.random(n) < accuracy
+    predicted = np.where(right, true_labels, (true_labels + rng.integers(1, K, n)) % K)
+    confidence = np.where(right, rng.uniform(0.6, 1.0, n), rng.uniform(0.3, 0.7, n))
+    probs = np.tile(((1 - confidence) / (K - 1))[:, None], (1, K))
+    probs[np.arange(n), predicted] = confidence
+    return probs
+
+
+def test_estimator_recovers_a_planted_permutation_and_noise_rate():
+    rng = np.random.default_rng(0)
+    true_labels = _uniform_labels(20_000, seed=3)
+    spec, seed = "permutation+symmetric:0.2", 11
+    observed = noise.corrupt_labels(true_labels, spec, seed)
+    probs = _oracle_probs(true_labels, 0.95, rng)
+    T_true = noise.transition_matrix(spec, K, seed)
+
+    T_hard = noise.estimate_transition(observed, probs.argmax(axis=1), num_classes=K)
+    T_confident = noise.estimate_transition(observed, probs, min_confidence=0.7)
+    description = noise.describe_transition(T_hard)
+    assert description["mapping"] == noise.derangement(K, seed).tolist()
+    assert description["is_permutation"] and description["is_derangement"]
+    assert abs(description["noise_rate"] - 0.2) < 0.05
+    assert description["pattern"] == "symmetric-like"
+    assert noise.transition_error(T_hard, T_true)["max_abs_error"] < 0.1
+    assert noise.transition_error(T_confident, T_true)["mean_abs_error"] < noise.transition_error(T_hard, T_true)["mean_abs_error"]
+    corrected = noise.correct_labels(observed, description["mapping"])
+    assert np.mean(corrected == true_labels) == pytest.approx(0.8, abs=0.02)
+
+
+def test_describe_transition_tells_pairflip_from_symmetric():
+    pairflip = noise.describe_transition(noise.transition_matrix("pairflip:0.3", K, 0))
+    assert pairflip["pattern"] == "pairflip-like" and pairflip["mapping"] == list(range(K))
+    assert pairflip["secondary"] == [(i + 1) % K for i in range(K)]
+    assert not pairflip["is_derangement"] and pairflip["cycles"] == "()"
+    assert noise.describe_transition(np.eye(K))["pattern"] == "none"
+    assert noise.describe_transition(noise.transition_matrix("symmetric:0.3", K, 0))["pattern"] == "symmetric-like"
+
+
+def test_describe_transition_flags_a_non_bijective_mapping():
+    T = np.eye(K)
+    T[1] = T[0]
+    description = noise.describe_transition(T)
+    assert not description["is_permutation"] and description["cycles"] is None
+
+
+def test_cycle_notation_and_inverse_mapping():
+    assert noise.cycle_notation([1, 2, 0, 4, 3, 5]) == "(0 1 2)(3 4)"
+    mapping = noise.derangement(K, 2)
+    np.testing.assert_array_equal(noise.inverse_mapping(mapping)[mapping], np.arange(K))
+    with pytest.raises(ValueError, match="not a permutation"):
+        noise.inverse_mapping([0, 0, 1])
+
+
+def test_estimate_transition_raises_when_a_class_has_no_confident_examples():
+    probs = np.full((4, K), 0.1)
+    with pytest.raises(ValueError, match="min_confidence"):
+        noise.estimate_transition(np.zeros(4, int), probs, min_confidence=0.5)
