@@ -155,6 +155,11 @@ def train_epoch_population(state: TrainState, images, labels, cfg: TrainConfig):
     return jax.vmap(train_epoch, in_axes=(0, None, None, None))(state, images, labels, cfg)
 
 
+@functools.partial(jax.jit, static_argnames="batch_size")
+def evaluate_population(state: TrainState, images, labels, batch_size: int):
+    return jax.vmap(evaluate, in_axes=(0, None, None, None))(state, images, labels, batch_size)
+
+
 @functools.partial(jax.jit, static_argnames=("num_examples", "cfg"))
 def _epoch_plan_population(state: TrainState, num_examples, cfg: TrainConfig):
     return jax.vmap(_epoch_plan, in_axes=(0, None, None))(state, num_examples, cfg)

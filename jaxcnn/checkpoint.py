@@ -1,0 +1,117 @@
+"""Orbax checkpoints of a run: the train state (params, BatchNorm statistics, optimiser state,
+step, PRNG key) beside a JSON item with the config and the metric history.
+
+Orbax writes each checkpoint to a temporary directory and renames it when complete, so a
+half-written checkpoint is never listed. Restoring goes through an abstract target built from the
+saved config, and shapes are compared leaf by leaf first, so a mismatch names the layer.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import flax
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+from orbax.checkpoint.checkpoint_managers import preservation_policy as policy
+
+from jaxcnn.errors import CheckpointError
+
+KEEP_LATEST = 2
+
+
+def _manager(directory: Path, read_only: bool = False) -> ocp.CheckpointManager:
+    preserve = policy.AnyPreservationPolicy([
+        policy.LatestN(KEEP_LATEST),
+        policy.BestN(get_metric_fn=lambda m: m["val_accuracy"], n=1, keep_checkpoints_without_metrics=False),
+    ])
+    options = ocp.CheckpointManagerOptions(preservation_policy=preserve, best_fn=lambda m: m["val_accuracy"],
+                                           enable_async_checkpointing=False,
+                                           read_only=read_only, create=not read_only,
+                                           cleanup_tmp_directories=not read_only)
+    handlers = {"state": ocp.StandardCheckpointHandler(), "meta": ocp.JsonCheckpointHandler()}
+    return ocp.CheckpointManager(directory.absolute(), options=options, item_handlers=handlers)
+
+
+class RunCheckpoints:
+    """The checkpoints of one run under ``directory``, one per finished epoch."""
+
+    def __init__(self, directory: str | Path, read_only: bool = False):
+        self.directory = Path(directory)
+        if read_only and not self.directory.is_dir():
+            raise CheckpointError(f"{self.directory}: no checkpoint directory here")
+        self._manager = _manager(self.directory, read_only)
+
+    def epochs(self) -> list[int]:
+        return sorted(self._manager.all_steps())
+
+    def latest_epoch(self) -> int | None:
+        return self._manager.latest_step()
+
+    def best_epoch(self) -> int | None:
+        return self._manager.best_step()
+
+    def save(self, epoch: int, state, meta: dict, val_accuracy: float) -> None:
+        """Saves synchronously: when this returns, the checkpoint is complete on disk."""
+        self._manager.save(epoch, args=ocp.args.Composite(
+            state=ocp.args.StandardSave(flax.serialization.to_state_dict(state)),
+            meta=ocp.args.JsonSave(meta)), metrics={"val_accuracy": float(val_accuracy)})
+        self._manager.wait_until_finished()
+
+    def read_meta(self, epoch: int | str = "latest") -> dict:
+        """The JSON item (config, class names, history) of a checkpoint, without loading arrays."""
+        epoch = self._resolve(epoch)
+        try:
+            return self._manager.restore(epoch, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+        except Exception as err:  # Orbax raises many kinds; the user needs the path and the cause
+            raise CheckpointError(f"{self.directory / str(epoch)}: unreadable checkpoint metadata ({err})") from err
+
+    def restore(self, target, epoch: int | str = "latest"):
+        """Restores the state saved at ``epoch`` ("latest", "best" or a number) into ``target``'s shape."""
+        epoch = self._resolve(epoch)
+        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, flax.serialization.to_state_dict(target))
+        path = self.directory / str(epoch)
+        check_shapes(self._saved_shapes(epoch, path), abstract, path)
+        try:
+            restored = self._manager.restore(epoch, args=ocp.args.Composite(
+                state=ocp.args.StandardRestore(abstract)))["state"]
+        except Exception as err:
+            raise CheckpointError(f"{path}: damaged checkpoint, cannot restore ({_first_line(err)})") from err
+        return flax.serialization.from_state_dict(target, restored)
+
+    def _saved_shapes(self, epoch: int, path: Path):
+        try:
+            return self._manager.item_metadata(epoch)["state"]
+        except Exception as err:
+            raise CheckpointError(f"{path}: damaged checkpoint, cannot read its layout ({_first_line(err)})") from err
+
+    def _resolve(self, epoch: int | str) -> int:
+        chosen = {"latest": self.latest_epoch, "best": self.best_epoch}.get(epoch, lambda: int(epoch))()
+        if chosen is None or chosen not in self.epochs():
+            raise CheckpointError(f"{self.directory}: no {epoch} checkpoint (have epochs {self.epochs()})")
+        return chosen
+
+    def close(self) -> None:
+        self._manager.close()
+
+
+def _first_line(err: Exception) -> str:
+    return (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
+
+
+def check_shapes(saved, expected, path: Path) -> None:
+    """Raises CheckpointError naming the first leaf whose presence or shape differs."""
+    saved_leaves = {jax.tree_util.keystr(k): v for k, v in jax.tree_util.tree_leaves_with_path(saved)}
+    for key, leaf in jax.tree_util.tree_leaves_with_path(expected):
+        name = jax.tree_util.keystr(key)
+        if name not in saved_leaves:
+            raise CheckpointError(f"{path}: checkpoint has no {name}; it was saved from a different model")
+        shape = tuple(getattr(saved_leaves[name], "shape", ()) or ())
+        if shape != tuple(leaf.shape):
+            raise CheckpointError(f"{path}: {name} has shape {shape} in the checkpoint but the model "
+                                  f"expects {tuple(leaf.shape)}; it was saved from a different model")
+    extra = set(saved_leaves) - {jax.tree_util.keystr(k) for k, _ in jax.tree_util.tree_leaves_with_path(expected)}
+    if extra:
+        raise CheckpointError(f"{path}: checkpoint has {sorted(extra)[0]} which the model lacks; "
+                              "it was saved from a different model")

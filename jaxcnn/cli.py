@@ -1,0 +1,113 @@
+"""Command line: ``python -m jaxcnn <command>``; ``experiments/partN.py`` call the same code."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from jaxcnn import paths
+from jaxcnn.config import override
+from jaxcnn.errors import JaxcnnError
+
+logger = logging.getLogger("jaxcnn")
+
+
+def _common(parser: argparse.ArgumentParser, default_workdir: str) -> None:
+    parser.add_argument("--data-root", help="data root (default: $JAXCNN_DATA, else ./data)")
+    parser.add_argument("--workdir", default=default_workdir, help="where checkpoints and results go (default: %(default)s)")
+    parser.add_argument("--quick", action="store_true", help="tiny, fast run of the same pipeline")
+    parser.add_argument("--resume", action="store_true", help="continue an interrupted run in --workdir")
+    parser.add_argument("--overwrite", action="store_true", help="delete a run already in --workdir and start again")
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                        help="override a config field, e.g. --set train.epochs=30 (repeatable)")
+    parser.add_argument("--cache-dir", help="preprocessed-data cache (default: $JAXCNN_CACHE, else ~/.cache/jaxcnn)")
+
+
+def _configured(module, args):
+    cfg = module.get_config(args.quick)
+    for assignment in args.set:
+        cfg = override(cfg, assignment)
+    return cfg
+
+
+def cmd_part1(args) -> int:
+    from jaxcnn import part1
+    from jaxcnn.evaluate import summary_lines
+    results = part1.run(_configured(part1, args), paths.data_root(args.data_root), Path(args.workdir),
+                        resume=args.resume, overwrite=args.overwrite, cache_dir=args.cache_dir)
+    print("part 1, validation writers:")
+    print("\n".join(summary_lines(results["validation"])))
+    print(f"results: {Path(args.workdir) / 'results.json'}")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from jaxcnn.chars74k import CLASS_NAMES
+    from jaxcnn.evaluate import evaluate_run, load_run, plot_confusion, summary_lines
+    from jaxcnn.fit import write_json
+    _, _, class_names, _ = load_run(args.ckpt, args.which)
+    data = _load_for(class_names, args.data, args.cache_dir)
+    report = evaluate_run(args.ckpt, data, args.which)
+    print("\n".join(summary_lines(report)))
+    out = Path(args.json) if args.json else Path(args.ckpt) / f"eval_{Path(args.data).stem}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_json(out, report)
+    plot_confusion(report["confusion"], class_names, out.with_suffix(".png"), f"{args.data}")
+    print(f"figures: {out}  confusion matrix: {out.with_suffix('.png')}")
+    return 0
+
+
+def _load_for(class_names, source, cache_dir):
+    """Loads ``source`` in the layout that matches the checkpoint's classes."""
+    from jaxcnn.chars74k import CLASS_NAMES, load_chars74k
+    from jaxcnn.classfolders import load_class_folders
+    if set(class_names) <= set(CLASS_NAMES) and not _is_class_folder_layout(source):
+        return load_chars74k(source, classes=list(class_names), cache_dir=cache_dir)
+    return load_class_folders(source, class_names=list(class_names), cache_dir=cache_dir)
+
+
+def _is_class_folder_layout(source) -> bool:
+    from jaxcnn.chars74k import find_layout_root
+    try:
+        find_layout_root(source)
+        return False
+    except JaxcnnError:
+        return True
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="jaxcnn", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("part1", help="train the 62-class character CNN",
+                       description="Part 1: train the 62-class CNN from scratch, validate on held-out writers.",
+                       epilog="example: python -m jaxcnn part1 --data-root ../shared/data --quick")
+    _common(p, "ckpts/part1")
+    p.set_defaults(func=cmd_part1)
+
+    p = sub.add_parser("evaluate", help="score a checkpoint on a data folder or zip",
+                       description="Score a saved run (the ensemble of its seeds) on any folder or zip in the "
+                                   "Chars74K layout (SampleNNN/imgCCC-SSS.png) or class-folder layout (0/ ... 9/).",
+                       epilog="example: python -m jaxcnn evaluate --ckpt ckpts/part1 --data path/to/testPart1")
+    p.add_argument("--ckpt", required=True, help="a run's work directory (or its checkpoints/ folder)")
+    p.add_argument("--data", required=True, help="folder or .zip to score")
+    p.add_argument("--which", default="best", help="best, latest or an epoch number (default: %(default)s)")
+    p.add_argument("--json", help="where to write the figures (default: CKPT/eval_<data>.json)")
+    p.add_argument("--cache-dir", help="preprocessed-data cache (default: $JAXCNN_CACHE, else ~/.cache/jaxcnn)")
+    p.set_defaults(func=cmd_evaluate)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    logger.setLevel(logging.DEBUG if args.verbose else logging.INFO)
+    logging.getLogger("absl").setLevel(logging.WARNING)
+    try:
+        return args.func(args)
+    except (JaxcnnError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2

@@ -1,0 +1,94 @@
+"""Score a saved model on any data set: the command behind ``python -m jaxcnn evaluate``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import jax
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from jaxcnn import train as T  # noqa: E402
+from jaxcnn.checkpoint import RunCheckpoints  # noqa: E402
+from jaxcnn.config import TrainConfig, from_dict  # noqa: E402
+from jaxcnn.dataset import ArrayDataset  # noqa: E402
+from jaxcnn.errors import CheckpointError  # noqa: E402
+from jaxcnn.fit import softmax_mean  # noqa: E402
+from jaxcnn.metrics import classification_report  # noqa: E402
+
+
+def checkpoint_dir(path: str | Path) -> Path:
+    """Accepts a run's work directory or its ``checkpoints/`` folder."""
+    path = Path(path)
+    return path / "checkpoints" if (path / "checkpoints").is_dir() else path
+
+
+def load_run(path: str | Path, which: str = "best"):
+    """Restores a saved population: ``(state, config, class_names, epoch)``."""
+    ckpts = RunCheckpoints(checkpoint_dir(path), read_only=True)
+    if not ckpts.epochs():
+        raise CheckpointError(f"{path}: no checkpoints here (train first, or check the path)")
+    meta = ckpts.read_meta(which)
+    cfg = from_dict(TrainConfig, meta["config"])
+    class_names = tuple(meta["class_names"])
+    target = jax.eval_shape(lambda: T.create_population(cfg.seeds, len(class_names), cfg, cfg.batch_size))
+    target = jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), target)
+    epoch = {"best": ckpts.best_epoch, "latest": ckpts.latest_epoch}.get(which, lambda: int(which))()
+    state = ckpts.restore(target, epoch)
+    ckpts.close()
+    return state, cfg, class_names, epoch
+
+
+def predict_probs(state, images: np.ndarray, batch_size: int = 1000) -> tuple[np.ndarray, np.ndarray]:
+    """Per-member logits [K, N, C] and the ensemble's probabilities [N, C]."""
+    labels = np.zeros(len(images), np.int32)
+    logits, _ = T.evaluate_population(state, jax.device_put(images), jax.device_put(labels), batch_size)
+    logits = np.asarray(logits)
+    return logits, softmax_mean(logits)
+
+
+def evaluate_run(path: str | Path, data: ArrayDataset, which: str = "best") -> dict:
+    """Every figure for a saved run on ``data``: the ensemble of its seeds, and each seed alone."""
+    state, cfg, class_names, epoch = load_run(path, which)
+    if tuple(data.class_names) != class_names:
+        raise CheckpointError(f"{path}: the checkpoint classifies {len(class_names)} classes "
+                              f"({class_names[0]}..{class_names[-1]}) but the data has {data.num_classes} "
+                              f"({data.class_names[0]}..{data.class_names[-1]})")
+    logits, probs = predict_probs(state, data.images, cfg.eval_batch_size)
+    report = classification_report(probs, data.labels, class_names)
+    report["members_accuracy"] = [float(np.mean(l.argmax(-1) == data.labels)) for l in logits]
+    report.update(checkpoint=str(path), epoch=epoch, seeds=list(cfg.seeds))
+    return report
+
+
+def plot_confusion(confusion, class_names, path: Path, title: str = "") -> None:
+    """A confusion-matrix heat map with rows normalised to the class's support."""
+    confusion = np.asarray(confusion, float)
+    rates = confusion / np.maximum(confusion.sum(1, keepdims=True), 1)
+    size = max(5, 0.16 * len(class_names) + 2)
+    fig, ax = plt.subplots(figsize=(size, size))
+    ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
+    ticks = np.arange(len(class_names))
+    ax.set_xticks(ticks, class_names, fontsize=7 if len(class_names) > 20 else 10)
+    ax.set_yticks(ticks, class_names, fontsize=7 if len(class_names) > 20 else 10)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def summary_lines(report: dict, top: int = 8) -> list[str]:
+    """What the evaluate command prints."""
+    lines = [f"n={report['n']}  accuracy {report['accuracy']:.4f}  "
+             f"case-folded {report['accuracy_casefold']:.4f}  ECE {report['ece']:.4f}",
+             "members: " + ", ".join(f"{a:.4f}" for a in report["members_accuracy"])]
+    worst = sorted(report["per_class_accuracy"].items(), key=lambda kv: kv[1])[:top]
+    lines.append("weakest classes: " + ", ".join(f"{k} {v:.2f}" for k, v in worst))
+    lines.append("most confused: " + ", ".join(f"{p['true']}->{p['predicted']} x{p['count']}"
+                                               for p in report["most_confused"][:top]))
+    return lines

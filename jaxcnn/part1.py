@@ -1,0 +1,56 @@
+"""Part 1: a 62-class handwritten-character CNN trained from scratch, validated on unseen writers."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
+
+from jaxcnn.chars74k import DEFAULT_VAL_WRITERS, load_chars74k, writer_split
+from jaxcnn.config import ModelConfig, TrainConfig, to_dict
+from jaxcnn.evaluate import evaluate_run, plot_confusion
+from jaxcnn.fit import fit, write_json
+
+logger = logging.getLogger("jaxcnn")
+
+
+@dataclasses.dataclass(frozen=True)
+class Part1Config:
+    """What part 1 trains on and how; ``classes`` empty means all 62."""
+
+    train: TrainConfig = TrainConfig(seeds=(0, 1, 2))
+    classes: tuple[str, ...] = ()
+    val_writers: tuple[int, ...] = tuple(DEFAULT_VAL_WRITERS)
+    preprocess: str = "mnist"
+    data_subdir: str = "trainPart1"
+
+
+def get_config(quick: bool = False) -> Part1Config:
+    """The study's configuration; ``quick`` is the same pipeline, tiny and fast (CI, smoke tests)."""
+    if not quick:
+        return Part1Config()
+    return Part1Config(train=TrainConfig(seeds=(0, 1), epochs=2, batch_size=64,
+                                         model=ModelConfig(widths=(8, 16, 32), hidden=32)))
+
+
+def load_data(cfg: Part1Config, data_root: Path, cache_dir=None):
+    """(train, validation) split by writer, never by image: the test set is new writers."""
+    data = load_chars74k(data_root / cfg.data_subdir, classes=list(cfg.classes) or None,
+                         cache_dir=cache_dir, preprocess=cfg.preprocess)
+    return writer_split(data, cfg.val_writers)
+
+
+def run(cfg: Part1Config, data_root: Path, workdir: Path, *, resume=False, overwrite=False, cache_dir=None) -> dict:
+    """Trains, then scores the best checkpoint on the validation writers; writes results.json."""
+    train, val = load_data(cfg, data_root, cache_dir)
+    logger.info("part 1: %d training images (writers not in %s), %d validation images, %d classes",
+                len(train), list(cfg.val_writers), len(val), train.num_classes)
+    _, history = fit(train, val, cfg.train, workdir, resume=resume, overwrite=overwrite)
+    report = evaluate_run(workdir, val)
+    plot_confusion(report["confusion"], train.class_names, workdir / "confusion_val.png",
+                   "part 1: validation writers (ensemble)")
+    results = {"config": to_dict(cfg), "num_train": len(train), "num_val": len(val),
+               "history": history, "validation": report,
+               "train_seconds": sum(r["seconds"] for r in history)}
+    write_json(workdir / "results.json", results)
+    return results
