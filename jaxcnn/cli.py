@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import sys
 from pathlib import Path
@@ -12,6 +13,12 @@ from jaxcnn.config import override
 from jaxcnn.errors import JaxcnnError
 
 logger = logging.getLogger("jaxcnn")
+
+PARTS = {
+    "part1": "Part 1: train the 62-class character CNN from scratch, validate on held-out writers.",
+    "part2": "Part 2: digits pretraining (A), then MNIST from scratch (B) and from A's trunk (C).",
+    "part3": "Part 3: a label-corrupted MNIST, from scratch and from part-1 weights, and what is wrong with it.",
+}
 
 
 def _common(parser: argparse.ArgumentParser, default_workdir: str) -> None:
@@ -32,13 +39,12 @@ def _configured(module, args):
     return cfg
 
 
-def cmd_part1(args) -> int:
-    from jaxcnn import part1
-    from jaxcnn.evaluate import summary_lines
-    results = part1.run(_configured(part1, args), paths.data_root(args.data_root), Path(args.workdir),
-                        resume=args.resume, overwrite=args.overwrite, cache_dir=args.cache_dir)
-    print("part 1, validation writers:")
-    print("\n".join(summary_lines(results["validation"])))
+def cmd_part(args) -> int:
+    """Runs one part of the study: its module offers get_config, run and summary_lines."""
+    module = importlib.import_module(f"jaxcnn.{args.command}")
+    results = module.run(_configured(module, args), paths.data_root(args.data_root), Path(args.workdir),
+                         resume=args.resume, overwrite=args.overwrite, cache_dir=args.cache_dir)
+    print("\n".join(module.summary_lines(results)))
     print(f"results: {Path(args.workdir) / 'results.json'}")
     return 0
 
@@ -82,11 +88,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("part1", help="train the 62-class character CNN",
-                       description="Part 1: train the 62-class CNN from scratch, validate on held-out writers.",
-                       epilog="example: python -m jaxcnn part1 --data-root ../shared/data --quick")
-    _common(p, "ckpts/part1")
-    p.set_defaults(func=cmd_part1)
+    for name, description in PARTS.items():
+        p = sub.add_parser(name, help=description.split(":")[1].strip(), description=description,
+                           epilog=f"example: python -m jaxcnn {name} --data-root ../shared/data --quick")
+        _common(p, f"ckpts/{name}")
+        p.set_defaults(func=cmd_part)
 
     p = sub.add_parser("evaluate", help="score a checkpoint on a data folder or zip",
                        description="Score a saved run (the ensemble of its seeds) on any folder or zip in the "

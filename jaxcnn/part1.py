@@ -8,7 +8,7 @@ from pathlib import Path
 
 from jaxcnn.chars74k import DEFAULT_VAL_WRITERS, load_chars74k, writer_split
 from jaxcnn.config import ModelConfig, TrainConfig, to_dict
-from jaxcnn.evaluate import evaluate_run, plot_confusion
+from jaxcnn.evaluate import evaluate_run, plot_confusion, summary_lines as report_lines
 from jaxcnn.fit import fit, write_json
 
 logger = logging.getLogger("jaxcnn")
@@ -54,3 +54,7 @@ def run(cfg: Part1Config, data_root: Path, workdir: Path, *, resume=False, overw
                "train_seconds": sum(r["seconds"] for r in history)}
     write_json(workdir / "results.json", results)
     return results
+
+
+def summary_lines(results: dict) -> list[str]:
+    return ["part 1, validation writers (ensemble of seeds):", *report_lines(results["validation"])]
