@@ -49,6 +49,16 @@ def cmd_part(args) -> int:
     return 0
 
 
+def cmd_ablate(args) -> int:
+    from jaxcnn import part1
+    table = part1.run_ablation(_configured(part1, args), paths.data_root(args.data_root), Path(args.workdir),
+                               args.variants or tuple(part1.ABLATIONS), resume=args.resume,
+                               overwrite=args.overwrite, cache_dir=args.cache_dir)
+    for name, row in table.items():
+        print(f"{name:20s} accuracy {row['accuracy']:.4f}  case-folded {row['accuracy_casefold']:.4f}")
+    return 0
+
+
 def cmd_evaluate(args) -> int:
     from jaxcnn.chars74k import CLASS_NAMES
     from jaxcnn.evaluate import evaluate_run, load_run, plot_confusion, summary_lines
@@ -93,6 +103,14 @@ def build_parser() -> argparse.ArgumentParser:
                            epilog=f"example: python -m jaxcnn {name} --data-root ../shared/data --quick")
         _common(p, f"ckpts/{name}")
         p.set_defaults(func=cmd_part)
+
+    p = sub.add_parser("ablate", help="measure the effect of part 1's main design choices",
+                       description="Train part 1 once per ablation variant (each changes one choice) and "
+                                   "tabulate validation accuracy in WORKDIR/ablation.json.",
+                       epilog="example: python -m jaxcnn ablate --variants default no_augmentation --set train.seeds=0")
+    _common(p, "ckpts/part1-ablation")
+    p.add_argument("--variants", nargs="*", help="which variants (default: all)")
+    p.set_defaults(func=cmd_ablate)
 
     p = sub.add_parser("evaluate", help="score a checkpoint on a data folder or zip",
                        description="Score a saved run (the ensemble of its seeds) on any folder or zip in the "

@@ -7,7 +7,7 @@ import logging
 from pathlib import Path
 
 from jaxcnn.chars74k import DEFAULT_VAL_WRITERS, load_chars74k, writer_split
-from jaxcnn.config import ModelConfig, TrainConfig, to_dict
+from jaxcnn.config import ModelConfig, TrainConfig, override, to_dict
 from jaxcnn.evaluate import evaluate_run, plot_confusion, summary_lines as report_lines
 from jaxcnn.fit import fit, write_json
 
@@ -58,3 +58,31 @@ def run(cfg: Part1Config, data_root: Path, workdir: Path, *, resume=False, overw
 
 def summary_lines(results: dict) -> list[str]:
     return ["part 1, validation writers (ensemble of seeds):", *report_lines(results["validation"])]
+
+
+# Each ablation changes one choice of the default config (``--set`` syntax), to measure its effect.
+ABLATIONS = {
+    "default": (),
+    "no_augmentation": ("train.augment.rotate_deg=0", "train.augment.scale=0", "train.augment.shear_deg=0",
+                        "train.augment.shift_px=0"),
+    "plain_resize": ("preprocess=plain",),
+    "elastic": ("train.augment.elastic_alpha=34",),
+    "no_label_smoothing": ("train.label_smoothing=0",),
+}
+
+
+def run_ablation(cfg: Part1Config, data_root: Path, workdir: Path, variants=tuple(ABLATIONS), *,
+                 resume=False, overwrite=False, cache_dir=None) -> dict:
+    """Trains each variant in ``workdir/<variant>``; writes ``workdir/ablation.json``."""
+    table = {}
+    for name in variants:
+        variant = cfg
+        for assignment in ABLATIONS[name]:
+            variant = override(variant, assignment)
+        results = run(variant, data_root, workdir / name, resume=resume, overwrite=overwrite, cache_dir=cache_dir)
+        val = results["validation"]
+        table[name] = {"changes": list(ABLATIONS[name]), "accuracy": val["accuracy"],
+                       "accuracy_casefold": val["accuracy_casefold"], "members_accuracy": val["members_accuracy"],
+                       "train_seconds": results["train_seconds"]}
+    write_json(workdir / "ablation.json", table)
+    return table
