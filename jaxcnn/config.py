@@ -35,6 +35,9 @@ class TrainConfig:
     label_smoothing: float = 0.1
     eval_batch_size: int = 1000
     freeze_trunk: bool = False
+    loss: str = "cross_entropy"  # or "forward" (needs label_transition) or "gce"
+    label_transition: tuple[tuple[float, ...], ...] = ()  # T[i][j] = P(observed j | true i)
+    gce_q: float = 0.7
     model: ModelConfig = ModelConfig()
     augment: AugmentConfig = AugmentConfig()
 

@@ -80,6 +80,25 @@ def cross_entropy(logits, labels, label_smoothing: float = 0.0):
     return optax.softmax_cross_entropy(logits, targets)
 
 
+def training_loss(logits, labels, cfg: TrainConfig):
+    """Per-example training loss: cross-entropy, or a loss robust to noisy labels.
+
+    ``forward``: cross-entropy of the noisy label under softmax(logits) @ T, with T the label
+    transition matrix (Patrini et al. 2017). ``gce``: generalised cross-entropy (1 - p_y^q) / q
+    (Zhang & Sabuncu 2018), between cross-entropy (q -> 0) and the noise-robust MAE (q = 1).
+    """
+    if cfg.loss == "cross_entropy":
+        return cross_entropy(logits, labels, cfg.label_smoothing)
+    probs = jax.nn.softmax(logits)
+    if cfg.loss == "forward":
+        noisy = probs @ jnp.asarray(cfg.label_transition, jnp.float32)
+        return -jnp.log(jnp.take_along_axis(noisy, labels[:, None], -1)[:, 0] + 1e-8)
+    if cfg.loss == "gce":
+        p_label = jnp.take_along_axis(probs, labels[:, None], -1)[:, 0]
+        return (1.0 - (p_label + 1e-8) ** cfg.gce_q) / cfg.gce_q
+    raise ValueError(f"unknown loss {cfg.loss!r}: use cross_entropy, forward or gce")
+
+
 def train_step(state: TrainState, batch, rng, cfg: TrainConfig):
     """One optimiser step on ``batch = {"image": uint8 [B,28,28], "label": int [B]}``.
 
@@ -92,7 +111,7 @@ def train_step(state: TrainState, batch, rng, cfg: TrainConfig):
         logits, updates = state.apply_fn(
             {"params": params, "batch_stats": state.batch_stats}, images, train=True,
             train_trunk=not cfg.freeze_trunk, rngs={"dropout": dropout_key}, mutable=["batch_stats"])
-        loss = cross_entropy(logits, batch["label"], cfg.label_smoothing).mean()
+        loss = training_loss(logits, batch["label"], cfg).mean()
         return loss, (logits, updates["batch_stats"])
 
     (loss, (logits, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)

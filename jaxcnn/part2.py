@@ -1,0 +1,366 @@
+"""Part 2: does a trunk pretrained on handwritten digits (A) help MNIST, from scratch (B) or not (C)?
+
+A learns the ten digit classes of the part-1 data (writer-disjoint validation, as in part 1). B
+learns MNIST from random initialisation; C and C_frozen start from A's trunk (parameters and
+BatchNorm statistics) with a fresh head, C fine-tuning everything, C_frozen only the head. B and C
+are also trained on class-balanced MNIST subsets for a data-size curve. Validation during MNIST
+training is the MNIST test set, used for convergence curves only: nothing is selected on it, and
+every figure is the last epoch's. See ``docs/part2.md``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+from pathlib import Path
+
+import jax
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from jaxcnn import train as T  # noqa: E402
+from jaxcnn.augment import AugmentConfig  # noqa: E402
+from jaxcnn.chars74k import DEFAULT_VAL_WRITERS, DIGIT_CLASSES, load_chars74k, writer_split  # noqa: E402
+from jaxcnn.config import ModelConfig, TrainConfig, to_dict  # noqa: E402
+from jaxcnn.dataset import ArrayDataset  # noqa: E402
+from jaxcnn.evaluate import evaluate_run, load_run, plot_confusion, predict_probs  # noqa: E402
+from jaxcnn.fit import fit, write_json  # noqa: E402
+from jaxcnn.graft import graft  # noqa: E402
+from jaxcnn.metrics import classification_report, mean_ci95  # noqa: E402
+from jaxcnn.mnist import load_mnist  # noqa: E402
+
+logger = logging.getLogger("jaxcnn")
+
+MNIST_MODELS = ("B", "C", "C_frozen")
+CURVE_MODELS = ("B", "C")
+LABELS = {"B": "B: scratch", "C": "C: A's trunk, fine-tuned", "C_frozen": "C_frozen: A's trunk, frozen"}
+
+# MNIST digits are already size-normalised and centred, so they vary less than the part-1 images:
+# milder distortions than part 1's, still enough to regularise a 15-epoch run.
+MNIST_AUGMENT = AugmentConfig(rotate_deg=8.0, scale=0.08, shear_deg=8.0, shift_px=2.0)
+
+
+@dataclasses.dataclass(frozen=True)
+class Part2Config:
+    """What part 2 trains and how.
+
+    ``model`` is the one architecture of A, B and C (A's trunk must fit B/C to be grafted): it
+    replaces ``digits.model`` and ``mnist.model``, so set ``model.*``, not ``digits.model.*``.
+    ``digits`` trains A; ``mnist`` trains B, C and C_frozen (C_frozen with ``freeze_trunk``).
+    ``mnist_train_size``/``mnist_test_size``: 0 uses the whole split, else a class-balanced subset.
+    ``subset_sizes``: the data-size curve's training-set sizes, each run with ``subset_seeds``.
+    ``subset_draw_seed`` picks every class-balanced subset. ``thresholds``: the test accuracies
+    whose epochs and seconds to reach are reported.
+    """
+
+    model: ModelConfig = ModelConfig()
+    digits: TrainConfig = TrainConfig(seeds=(0, 1, 2), epochs=60, batch_size=32)
+    mnist: TrainConfig = TrainConfig(seeds=(0, 1, 2, 3, 4), epochs=15, batch_size=128, learning_rate=2e-3,
+                                     weight_decay=5e-4, warmup_epochs=1, label_smoothing=0.0,
+                                     augment=MNIST_AUGMENT)
+    val_writers: tuple[int, ...] = tuple(DEFAULT_VAL_WRITERS)
+    preprocess: str = "mnist"
+    data_subdir: str = "trainPart1"
+    mnist_train_size: int = 0
+    mnist_test_size: int = 0
+    subset_sizes: tuple[int, ...] = (100, 1000, 10000)
+    subset_seeds: tuple[int, ...] = (0, 1, 2)
+    subset_draw_seed: int = 0
+    thresholds: tuple[float, ...] = (0.98, 0.99)
+
+    def __post_init__(self):
+        object.__setattr__(self, "digits", dataclasses.replace(self.digits, model=self.model))
+        object.__setattr__(self, "mnist", dataclasses.replace(self.mnist, model=self.model))
+
+
+def get_config(quick: bool = False) -> Part2Config:
+    """The study's configuration; ``quick`` is the same pipeline, tiny (a minute or two on a CPU)."""
+    cfg = Part2Config()
+    if not quick:
+        return cfg
+    return dataclasses.replace(
+        cfg, model=ModelConfig(widths=(8, 16, 32), hidden=32),
+        digits=dataclasses.replace(cfg.digits, seeds=(0,), epochs=2),
+        mnist=dataclasses.replace(cfg.mnist, seeds=(0, 1), epochs=2),
+        mnist_train_size=2000, mnist_test_size=1000, subset_sizes=(100, 500), subset_seeds=(0, 1))
+
+
+# --- data -------------------------------------------------------------------------------------
+
+def balanced_subset(labels, size: int, seed: int) -> np.ndarray:
+    """Sorted indices of ``size`` examples, as equal per class as possible, drawn with ``seed``.
+
+    Each class's examples are shuffled once by ``seed`` and the first ones taken, so a smaller
+    subset is contained in a larger one; the first ``size % classes`` classes get one extra.
+    """
+    labels = np.asarray(labels)
+    classes = np.unique(labels)
+    if not 0 < size <= len(labels):
+        raise ValueError(f"subset size must be in 1..{len(labels)}, got {size}")
+    rng = np.random.default_rng(seed)
+    chosen = []
+    for rank, c in enumerate(classes):
+        members = rng.permutation(np.flatnonzero(labels == c))
+        want = size // len(classes) + (rank < size % len(classes))
+        if want > len(members):
+            raise ValueError(f"a class-balanced subset of {size} needs {want} examples of class {c}, "
+                             f"which has {len(members)}")
+        chosen.append(members[:want])
+    return np.sort(np.concatenate(chosen))
+
+
+def repeat_to(data: ArrayDataset, size: int) -> ArrayDataset:
+    """``data`` repeated cyclically to ``size`` images, so that an epoch has as many steps as a full one."""
+    return data.subset(np.resize(np.arange(len(data)), size))
+
+
+def load_digits(cfg: Part2Config, data_root: Path, cache_dir=None) -> tuple[ArrayDataset, ArrayDataset]:
+    """A's data: the part-1 digits, split by writer as in part 1."""
+    data = load_chars74k(data_root / cfg.data_subdir, classes=DIGIT_CLASSES, cache_dir=cache_dir,
+                         preprocess=cfg.preprocess)
+    return writer_split(data, cfg.val_writers)
+
+
+def load_mnist_splits(cfg: Part2Config, data_root: Path) -> tuple[ArrayDataset, ArrayDataset]:
+    """MNIST train and test, each the whole split or a class-balanced subset of the configured size."""
+    splits = []
+    for split, size in (("train", cfg.mnist_train_size), ("test", cfg.mnist_test_size)):
+        data = load_mnist(data_root, split)
+        splits.append(data.subset(balanced_subset(data.labels, size, cfg.subset_draw_seed)) if size else data)
+    return splits[0], splits[1]
+
+
+def data_size_subsets(cfg: Part2Config, train: ArrayDataset) -> dict[int, ArrayDataset]:
+    """The data-size curve's training sets, each repeated to the size of ``train``."""
+    subsets = {}
+    for size in cfg.subset_sizes:
+        if size >= len(train):
+            raise ValueError(f"subset size {size} is not smaller than the MNIST training set ({len(train)})")
+        subsets[size] = repeat_to(train.subset(balanced_subset(train.labels, size, cfg.subset_draw_seed)),
+                                  len(train))
+    return subsets
+
+
+# --- transfer ---------------------------------------------------------------------------------
+
+def pretrained_variables(run_dir: str | Path, which: str = "best", member: int = 0) -> dict:
+    """``{"params", "batch_stats"}`` of one member of a saved population, restored from its checkpoint."""
+    state, _, _, _ = load_run(run_dir, which)
+    return T.unstack({"params": state.params, "batch_stats": state.batch_stats}, member)
+
+
+def graft_init(source: dict):
+    """``fit``'s ``init``: every member gets ``source``'s trunk (parameters and BatchNorm statistics).
+
+    The head stays freshly initialised, and so does the optimiser state (Adam's moments start at
+    zero, as they should for a new task).
+    """
+    def init(state: T.TrainState) -> T.TrainState:
+        grafted, _ = graft({"params": state.params, "batch_stats": state.batch_stats}, source)
+        return state.replace(params=grafted["params"], batch_stats=grafted["batch_stats"])
+    return init
+
+
+# --- derived metrics --------------------------------------------------------------------------
+
+def stat(values) -> dict:
+    """Mean ± 95% CI over the seeds whose value is not None; ``n`` counts them, ``values`` keeps all."""
+    values = list(values)
+    present = [v for v in values if v is not None]
+    if not present:
+        return {"mean": None, "ci95": None, "n": 0, "values": values}
+    summary = mean_ci95(present)
+    ci = None if math.isnan(summary["ci95"]) else summary["ci95"]
+    return {"mean": summary["mean"], "ci95": ci, "n": summary["n"], "values": values}
+
+
+def epochs_to_accuracy(history: list[dict], threshold: float) -> list[int | None]:
+    """For each seed, the first epoch whose test accuracy is at least ``threshold`` (None if never)."""
+    accuracy = np.array([record["val_accuracy"] for record in history])
+    epochs = [record["epoch"] for record in history]
+    return [next((epochs[i] for i in np.flatnonzero(column >= threshold)), None) for column in accuracy.T]
+
+
+def seconds_to_accuracy(history: list[dict], threshold: float) -> list[float | None]:
+    """Wall seconds of training (and per-epoch testing) until each seed's first epoch at ``threshold``.
+
+    Seeds train side by side, so this is the population's clock, first-epoch compilation included.
+    """
+    elapsed = dict(zip((r["epoch"] for r in history), np.cumsum([r["seconds"] for r in history]).tolist()))
+    return [None if e is None else elapsed[e] for e in epochs_to_accuracy(history, threshold)]
+
+
+def threshold_key(threshold: float) -> str:
+    """``0.98`` -> ``"98"``: the suffix of ``epochs_to_98`` and ``seconds_to_98``."""
+    return f"{100 * threshold:g}"
+
+
+def summarise_history(history: list[dict], thresholds=(0.98, 0.99)) -> dict:
+    """Convergence figures from ``fit``'s history, each over seeds.
+
+    ``train_test_gap`` is the last epoch's train accuracy minus its test accuracy; the train
+    accuracy is the running mean over the epoch's augmented batches with dropout on.
+    """
+    first, last = history[0], history[-1]
+    summary = {"first_epoch_test_accuracy": stat(first["val_accuracy"])}
+    for threshold in thresholds:
+        summary[f"epochs_to_{threshold_key(threshold)}"] = stat(epochs_to_accuracy(history, threshold))
+        summary[f"seconds_to_{threshold_key(threshold)}"] = stat(seconds_to_accuracy(history, threshold))
+    summary["final_test_accuracy"] = stat(last["val_accuracy"])
+    summary["final_train_accuracy"] = stat(last["train_accuracy"])
+    summary["train_test_gap"] = stat(np.subtract(last["train_accuracy"], last["val_accuracy"]).tolist())
+    summary["train_seconds"] = float(sum(r["seconds"] for r in history))
+    return summary
+
+
+def summarise_predictions(logits, labels, class_names) -> dict:
+    """Per-seed test NLL and ECE (mean ± CI) and the full report of the seeds' ensemble.
+
+    ``logits`` float [K, N, C]: one row per seed; the ensemble averages their softmax.
+    """
+    member_probs = np.asarray(jax.nn.softmax(np.asarray(logits), -1))
+    members = [classification_report(p, labels, class_names) for p in member_probs]
+    return {"final_test_nll": stat([m["nll"] for m in members]),
+            "final_test_ece": stat([m["ece"] for m in members]),
+            "ensemble": classification_report(member_probs.mean(0), labels, class_names)}
+
+
+# --- the experiment ---------------------------------------------------------------------------
+
+def run(cfg: Part2Config, data_root: Path, workdir: Path, *, resume=False, overwrite=False, cache_dir=None) -> dict:
+    """Trains A, then B, C, C_frozen and the data-size runs; writes results.json and the plots."""
+    workdir = Path(workdir)
+    digits_train, digits_val = load_digits(cfg, data_root, cache_dir)
+    train, test = load_mnist_splits(cfg, data_root)
+    subsets = data_size_subsets(cfg, train)
+    flags = {"resume": resume, "overwrite": overwrite}
+    logger.info("part 2: A on %d digit images (%d validation), MNIST %d train / %d test, subsets %s",
+                len(digits_train), len(digits_val), len(train), len(test), list(subsets))
+
+    _, a_history = fit(digits_train, digits_val, cfg.digits, workdir / "A", **flags)
+    a_report = evaluate_run(workdir / "A", digits_val)
+    init = graft_init(pretrained_variables(workdir / "A", "best"))
+
+    frozen = dataclasses.replace(cfg.mnist, freeze_trunk=True)
+    runs = {"B": (cfg.mnist, None), "C": (cfg.mnist, init), "C_frozen": (frozen, init)}
+    models = {}
+    for name, (train_cfg, model_init) in runs.items():
+        logger.info("part 2: model %s", LABELS[name])
+        state, history = fit(train, test, train_cfg, workdir / name, init=model_init, **flags)
+        logits, _ = predict_probs(state, test.images, train_cfg.eval_batch_size)
+        models[name] = {"history": history, **summarise_history(history, cfg.thresholds),
+                        **summarise_predictions(logits, test.labels, test.class_names)}
+
+    subset_cfg = dataclasses.replace(cfg.mnist, seeds=cfg.subset_seeds)
+    data_size = {name: {} for name in CURVE_MODELS}
+    for size, subset in subsets.items():
+        for name in CURVE_MODELS:
+            logger.info("part 2: data-size curve, %s on %d images", name, size)
+            _, history = fit(subset, test, subset_cfg, workdir / "data_size" / f"{name}_{size}",
+                             init=runs[name][1], **flags)
+            data_size[name][str(size)] = {"final_test_accuracy": stat(history[-1]["val_accuracy"]),
+                                          "ensemble_accuracy": history[-1]["val_accuracy_ensemble"],
+                                          "history": history}
+    for name in CURVE_MODELS:
+        data_size[name][str(len(train))] = {"final_test_accuracy": models[name]["final_test_accuracy"],
+                                            "ensemble_accuracy": models[name]["ensemble"]["accuracy"]}
+
+    results = {"config": to_dict(cfg),
+               "data": {"digits_train": len(digits_train), "digits_val": len(digits_val),
+                        "mnist_train": len(train), "mnist_test": len(test)},
+               "A": {"history": a_history, "validation": a_report}, "models": models, "data_size": data_size}
+    write_plots(results, test.class_names, workdir)
+    write_json(workdir / "results.json", results)
+    return results
+
+
+# --- figures ----------------------------------------------------------------------------------
+
+def plot_curves(models: dict, key: str, ylabel: str, path: Path) -> None:
+    """``key`` (a per-seed history field) against epoch: the seeds' mean, their min-max as a band."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, result in models.items():
+        epochs = [r["epoch"] for r in result["history"]]
+        values = np.array([r[key] for r in result["history"]])
+        line, = ax.plot(epochs, values.mean(1), marker="o", ms=3, label=LABELS[name])
+        ax.fill_between(epochs, values.min(1), values.max(1), color=line.get_color(), alpha=0.2)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_data_size(data_size: dict, path: Path) -> None:
+    """Final test accuracy against training-set size (log scale), mean ± 95% CI over seeds."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, points in data_size.items():
+        sizes = sorted(points, key=int)
+        means = [points[s]["final_test_accuracy"]["mean"] for s in sizes]
+        errors = [points[s]["final_test_accuracy"]["ci95"] or 0.0 for s in sizes]
+        ax.errorbar([int(s) for s in sizes], means, yerr=errors, marker="o", capsize=3, label=LABELS[name])
+    ax.set_xscale("log")
+    ax.set_xlabel("MNIST training images")
+    ax.set_ylabel("final test accuracy")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def write_plots(results: dict, class_names, workdir: Path) -> None:
+    """learning_curves.png, test_loss_curves.png, data_size_curve.png, confusion_B.png, confusion_C.png."""
+    models = results["models"]
+    plot_curves(models, "val_accuracy", "MNIST test accuracy", workdir / "learning_curves.png")
+    plot_curves(models, "val_loss", "MNIST test loss (NLL)", workdir / "test_loss_curves.png")
+    plot_data_size(results["data_size"], workdir / "data_size_curve.png")
+    for name in CURVE_MODELS:
+        plot_confusion(models[name]["ensemble"]["confusion"], class_names, workdir / f"confusion_{name}.png",
+                       f"part 2: {LABELS[name]}, MNIST test (ensemble, last epoch)")
+
+
+# --- summary ----------------------------------------------------------------------------------
+
+def format_stat(summary: dict, digits: int = 4) -> str:
+    """``mean ± ci`` ("not reached" when no seed has a value; "(n/K seeds)" when only some do)."""
+    if summary["n"] == 0:
+        return "not reached"
+    text = f"{summary['mean']:.{digits}f}"
+    if summary["ci95"] is not None:
+        text += f" ± {summary['ci95']:.{digits}f}"
+    if summary["n"] < len(summary["values"]):
+        text += f" ({summary['n']}/{len(summary['values'])} seeds)"
+    return text
+
+
+def summary_lines(results: dict) -> list[str]:
+    """The B vs C vs C_frozen table (mean ± 95% CI over seeds, last epoch) and the data-size curve."""
+    models = results["models"]
+    thresholds = results["config"]["thresholds"]
+    rows = [("first-epoch test accuracy", "first_epoch_test_accuracy", 4)]
+    for t in thresholds:
+        rows += [(f"epochs to {threshold_key(t)}%", f"epochs_to_{threshold_key(t)}", 1),
+                 (f"seconds to {threshold_key(t)}%", f"seconds_to_{threshold_key(t)}", 1)]
+    rows += [("final test accuracy", "final_test_accuracy", 4), ("final test NLL", "final_test_nll", 4),
+             ("final test ECE", "final_test_ece", 4), ("train - test accuracy", "train_test_gap", 4)]
+    width = 26
+    lines = [f"part 2, MNIST test set ({results['data']['mnist_test']} images), mean ± 95% CI over seeds, last epoch:",
+             "".join(f"{h:<{width}}" for h in ("", *models))]
+    for label, key, digits in rows:
+        lines.append("".join(f"{c:<{width}}" for c in (label, *(format_stat(m[key], digits) for m in models.values()))))
+    lines.append("".join(f"{c:<{width}}" for c in ("ensemble accuracy", *(f"{m['ensemble']['accuracy']:.4f}"
+                                                                          for m in models.values()))))
+    for name, points in results["data_size"].items():
+        lines.append(f"data size, {name}: " + ", ".join(
+            f"{n}: {format_stat(p['final_test_accuracy'])}" for n, p in sorted(points.items(), key=lambda kv: int(kv[0]))))
+    a = results["A"]["validation"]
+    lines.append(f"A (digits, validation writers, ensemble of {len(a['seeds'])}, epoch {a['epoch']}): "
+                 f"accuracy {a['accuracy']:.4f}")
+    return lines
