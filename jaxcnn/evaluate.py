@@ -45,7 +45,8 @@ def load_run(path: str | Path, which: str = "best"):
 def predict_probs(state, images: np.ndarray, batch_size: int = 1000) -> tuple[np.ndarray, np.ndarray]:
     """Per-member logits [K, N, C] and the ensemble's probabilities [N, C]."""
     labels = np.zeros(len(images), np.int32)
-    logits, _ = T.evaluate_population(state, jax.device_put(images), jax.device_put(labels), batch_size)
+    logits, _ = T.each_member(T.evaluate_population, state, jax.device_put(images), jax.device_put(labels),
+                              batch_size)
     logits = np.asarray(logits)
     return logits, softmax_mean(logits)
 

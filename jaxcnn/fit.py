@@ -79,7 +79,6 @@ def fit(train: ArrayDataset, val: ArrayDataset, cfg: TrainConfig, workdir: str |
     """
     workdir = Path(workdir)
     on_cpu = jax.default_backend() == "cpu"
-    parallel_seeds = (not on_cpu) if parallel_seeds is None else parallel_seeds
     scan_epochs = (not on_cpu) if scan_epochs is None else scan_epochs
     prepare_workdir(workdir, resume=resume, overwrite=overwrite)
     write_json(workdir / "config.json", to_dict(cfg))
@@ -100,9 +99,10 @@ def fit(train: ArrayDataset, val: ArrayDataset, cfg: TrainConfig, workdir: str |
     epoch_fn = T.train_epoch_population if scan_epochs else T.train_epoch_stepwise
     for epoch in range(len(history) + 1, cfg.epochs + 1):
         start = time.perf_counter()
-        state, train_metrics = _each_seed(epoch_fn, state, images, labels, cfg, parallel_seeds)
-        logits, losses = T.evaluate_population(state, val_images, val_labels, cfg.eval_batch_size)
-        record = _epoch_record(epoch, state, train_metrics, np.asarray(logits), np.asarray(losses), val.labels)
+        state, train_metrics = T.each_member(epoch_fn, state, images, labels, cfg, parallel=parallel_seeds)
+        logits, losses = T.each_member(T.evaluate_population, state, val_images, val_labels,
+                                       cfg.eval_batch_size, parallel=parallel_seeds)
+        record = _epoch_record(epoch, state, T.host_metrics(train_metrics), np.asarray(logits), np.asarray(losses), val.labels)
         record["seconds"] = time.perf_counter() - start
         if not math.isfinite(sum(record["train_loss"])):
             raise TrainingDiverged(f"{workdir}: training loss is {record['train_loss']} at epoch {epoch}; "
@@ -117,18 +117,6 @@ def fit(train: ArrayDataset, val: ArrayDataset, cfg: TrainConfig, workdir: str |
                     record["val_accuracy_ensemble"], record["seconds"])
     ckpts.close()
     return state, history
-
-
-def _each_seed(epoch_fn, state, images, labels, cfg, parallel: bool):
-    """Runs ``epoch_fn`` on the whole population at once, or on one member at a time."""
-    if parallel or jax.tree.leaves(state)[0].shape[0] == 1:
-        state, metrics = epoch_fn(state, images, labels, cfg)
-        return state, T.host_metrics(metrics)
-    members = [jax.tree.map(lambda x: x[i:i + 1], state) for i in range(len(cfg.seeds))]
-    results = [epoch_fn(m, images, labels, cfg) for m in members]
-    state = jax.tree.map(lambda *xs: jnp.concatenate(xs), *[s for s, _ in results])
-    metrics = jax.tree.map(lambda *xs: jnp.concatenate(xs), *[m for _, m in results])
-    return state, T.host_metrics(metrics)
 
 
 def _epoch_record(epoch, state, train_metrics, logits, losses, val_labels) -> dict:

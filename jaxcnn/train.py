@@ -204,6 +204,20 @@ def train_epoch_stepwise(state: TrainState, images, labels, cfg: TrainConfig):
     return state, jax.tree.map(lambda *ms: jnp.mean(jnp.stack(ms), axis=0), *metrics)
 
 
+def each_member(fn, state: TrainState, *args, parallel: bool | None = None):
+    """``fn(state, *args)`` on the whole population at once, or member by member (outputs concatenated).
+
+    On XLA:CPU, vmapping over seeds turns each convolution into a grouped one, which is slower than
+    running the members in turn, so ``parallel`` defaults to True only on accelerators.
+    """
+    parallel = jax.default_backend() != "cpu" if parallel is None else parallel
+    size = jax.tree.leaves(state)[0].shape[0]
+    if parallel or size == 1:
+        return fn(state, *args)
+    outputs = [fn(jax.tree.map(lambda x: x[i:i + 1], state), *args) for i in range(size)]
+    return jax.tree.map(lambda *xs: jnp.concatenate(xs), *outputs)
+
+
 def create_population(seeds, num_classes: int, cfg: TrainConfig, num_examples: int) -> TrainState:
     """One fresh state per seed, stacked on a leading axis."""
     model = make_model(num_classes, cfg.model)
