@@ -30,7 +30,7 @@ def load_class_folders(
     root = _class_root(listing)
     prefix = root + "/" if root else ""
     if class_names is None:
-        class_names = sorted(_children(listing, root), key=lambda n: (not n.isdigit(), int(n) if n.isdigit() else 0, n))
+        class_names = sorted(_children(listing, root), key=lambda n: (not n.isdecimal(), int(n) if n.isdecimal() else 0, n))
         if not class_names:
             raise DataError(f"{listing.source}: expected one folder per class (0/, 1/, ...), found none")
     class_names = tuple(class_names)

@@ -75,6 +75,33 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def cmd_study(args) -> int:
+    from jaxcnn.study import run_study
+    status = run_study(paths.data_root(args.data_root), Path(args.workdir), quick=args.quick, resume=args.resume,
+                       cache_dir=args.cache_dir, out=args.out)
+    print("\n".join(f"{name}: {what}" for name, what in status.items()))
+    print(f"report: {args.out} and {Path(args.out).with_name('report.html')}")
+    return 0
+
+
+def cmd_report(args) -> int:
+    from jaxcnn.report import write_report
+    markdown, page = write_report(args.workdir, args.out)
+    print(f"report: {markdown} and {page}")
+    return 0
+
+
+def cmd_make_noisy_mnist(args) -> int:
+    from jaxcnn.mnist import load_mnist
+    from jaxcnn.noise import make_noisy_mnist
+    train = load_mnist(paths.data_root(args.data_root), "train")
+    summary = make_noisy_mnist(train.images, train.labels, args.out, args.corruption, args.seed,
+                               overwrite=args.overwrite)
+    print(f"wrote {summary['num_images']} images with corruption {summary['spec']} (seed {summary['seed']}) "
+          f"to {summary['data_dir']}; the truth is in {summary['truth_file']}")
+    return 0
+
+
 def _load_for(class_names, source, cache_dir):
     """Loads ``source`` in the layout that matches the checkpoint's classes."""
     from jaxcnn.chars74k import CLASS_NAMES, load_chars74k
@@ -122,6 +149,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", help="where to write the figures (default: CKPT/eval_<data>.json)")
     p.add_argument("--cache-dir", help="preprocessed-data cache (default: $JAXCNN_CACHE, else ~/.cache/jaxcnn)")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("make-noisy-mnist", help="write MNIST train as class folders with corrupted labels",
+                       description="Write MNIST train as OUT/<label>/<index>.png with labels corrupted by SPEC "
+                                   "('permutation', 'symmetric:RATE', 'pairflip:RATE', joined by '+'), and the "
+                                   "ground truth in OUT.truth.json beside it (part 3's input).",
+                       epilog="example: python -m jaxcnn make-noisy-mnist --out noisy-mnist "
+                              "--corruption permutation+symmetric:0.1 --seed 0")
+    p.add_argument("--out", required=True, help="the folder to write (refused if not empty, unless --overwrite)")
+    p.add_argument("--corruption", default="permutation+symmetric:0.1", help="corruption spec (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the permutation and the noise (default: %(default)s)")
+    p.add_argument("--data-root", help="data root (default: $JAXCNN_DATA, else ./data)")
+    p.add_argument("--overwrite", action="store_true", help="replace OUT if it is not empty")
+    p.set_defaults(func=cmd_make_noisy_mnist)
+
+    p = sub.add_parser("study", help="run parts 1, 2 and 3 in order, then write the report",
+                       description="Run every part in WORKDIR/partN, reusing finished runs (same config), "
+                                   "then write the report from the results.",
+                       epilog="example: python -m jaxcnn study --data-root ../shared/data --quick --workdir /tmp/study")
+    p.add_argument("--data-root", help="data root (default: $JAXCNN_DATA, else ./data)")
+    p.add_argument("--workdir", default="ckpts", help="holds part1/, part2/, part3/ (default: %(default)s)")
+    p.add_argument("--quick", action="store_true", help="tiny, fast runs of the same pipeline")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted part")
+    p.add_argument("--out", default="REPORT.md", help="the report; report.html goes beside it (default: %(default)s)")
+    p.add_argument("--cache-dir", help="preprocessed-data cache (default: $JAXCNN_CACHE, else ~/.cache/jaxcnn)")
+    p.set_defaults(func=cmd_study)
+
+    p = sub.add_parser("report", help="rebuild REPORT.md and report.html from saved results (no training)",
+                       description="Write the study's report from the results files under WORKDIR alone.",
+                       epilog="example: python -m jaxcnn report --workdir ckpts --out REPORT.md")
+    p.add_argument("--workdir", default="ckpts", help="holds part1/, part2/, part3/ (default: %(default)s)")
+    p.add_argument("--out", default="REPORT.md", help="the report; report.html goes beside it (default: %(default)s)")
+    p.set_defaults(func=cmd_report)
     return parser
 
 

@@ -114,13 +114,16 @@ def _list_folder(root: Path) -> ImageListing:
             if reason:
                 skipped.append((prefix + f, reason))
                 continue
-            stat = (Path(here) / f).stat()
+            try:
+                stat = (Path(here) / f).stat()
+            except OSError as error:  # a dangling link, or a file removed while listing
+                raise DataError(f"{root}/{prefix}{f}: cannot read ({error.strerror or error})") from None
             entries.append(ImageEntry(prefix + f, stat.st_size, stat.st_mtime_ns))
     return ImageListing(root, tuple(sorted(entries, key=lambda e: e.name)), tuple(sorted(skipped)), frozenset(folders))
 
 
 def _list_zip(path: Path) -> ImageListing:
-    entries, skipped, folders = [], set(), set()
+    entries, names, skipped, folders = [], set(), set(), set()
     with _open_zip(path) as archive:
         infos = archive.infolist()
     for info in infos:
@@ -138,10 +141,13 @@ def _list_zip(path: Path) -> ImageListing:
             skipped.add((name, reason))
         elif info.is_dir():
             folders.add("/".join(parts))
+        elif name in names:  # zipfile would read the last copy for both
+            raise DataError(f"{path}/{name}: member appears twice in the zip")
         elif info.file_size > MAX_MEMBER_BYTES:
             raise DataError(f"{path}/{name}: member is too large ({info.file_size} bytes) for an image")
         else:
             entries.append(ImageEntry(name, info.file_size, info.CRC))
+            names.add(name)
     return ImageListing(path, tuple(sorted(entries, key=lambda e: e.name)), tuple(sorted(skipped)), frozenset(folders))
 
 

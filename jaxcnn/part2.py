@@ -20,6 +20,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 
 from jaxcnn import train as T  # noqa: E402
@@ -289,6 +290,7 @@ def plot_curves(models: dict, key: str, ylabel: str, path: Path) -> None:
         line, = ax.plot(epochs, values.mean(1), marker="o", ms=3, label=LABELS[name])
         ax.fill_between(epochs, values.min(1), values.max(1), color=line.get_color(), alpha=0.2)
     ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
     ax.legend()
@@ -306,6 +308,7 @@ def plot_data_size(data_size: dict, path: Path) -> None:
         errors = [points[s]["final_test_accuracy"]["ci95"] or 0.0 for s in sizes]
         ax.errorbar([int(s) for s in sizes], means, yerr=errors, marker="o", capsize=3, label=LABELS[name])
     ax.set_xscale("log")
+    ax.set_ylim(top=min(ax.get_ylim()[1], 1.005))  # a wide CI over few seeds may pass 1
     ax.set_xlabel("MNIST training images")
     ax.set_ylabel("final test accuracy")
     ax.grid(alpha=0.3, which="both")

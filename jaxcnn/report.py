@@ -1,0 +1,509 @@
+"""The study's report, rebuilt from saved results alone: ``python -m jaxcnn report``.
+
+Sections are plain data (text, tables, figures), rendered twice: as ``REPORT.md`` and as one
+self-contained ``report.html`` (figures embedded as base64 PNG), so both say the same thing. Every
+number comes from a results file and is written in a fixed format (``RATE``, ``SECONDS``), so a
+test can find it again.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import html
+import json
+import os
+import platform
+import re
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
+import numpy as np  # noqa: E402
+
+from jaxcnn.cli import PARTS  # noqa: E402
+from jaxcnn.errors import JaxcnnError  # noqa: E402
+
+DOCS_DIR = Path(__file__).resolve().parents[1] / "docs"
+RATE = "{:.4f}"  # accuracies, losses, ECE
+SECONDS = "{:.1f}"
+WEAKEST_CLASSES = 10
+
+# Each part's figures, in the order shown, with their captions; other PNGs follow, named by file.
+FIGURE_CAPTIONS = {
+    "part1": {"confusion_val.png": "Confusion matrix on the validation writers (ensemble, rows normalised)."},
+    "part2": {
+        "learning_curves.png": "MNIST test accuracy per epoch (mean of seeds, min-max band).",
+        "test_loss_curves.png": "MNIST test loss per epoch (mean of seeds, min-max band).",
+        "data_size_curve.png": "Final MNIST test accuracy against training-set size (mean ± 95% CI over seeds).",
+        "confusion_B.png": "Confusion matrix of B (scratch) on the MNIST test set (ensemble, rows normalised).",
+        "confusion_C.png": "Confusion matrix of C (A's trunk, fine-tuned) on the MNIST test set (ensemble, rows normalised).",
+    },
+    "part3": {
+        "transition_estimate.png": "The estimated P(folder | digit): rows the clean oracle's digit, columns the folder.",
+        "folder_samples.png": "Images of each folder, titled with the clean oracle's digit.",
+        "learning_curves.png": "Clean MNIST test accuracy per epoch (mean of seeds, min-max band).",
+        "test_loss_curves.png": "Clean MNIST test loss per epoch (mean of seeds, min-max band).",
+    },
+}
+
+
+# --- the section data -------------------------------------------------------------------------
+
+@dataclasses.dataclass
+class Text:
+    """A paragraph; may hold `code` and [links](target)."""
+    text: str
+
+
+@dataclasses.dataclass
+class Bullets:
+    items: list[str]
+
+
+@dataclasses.dataclass
+class Table:
+    header: list[str]
+    rows: list[list[str]]
+    caption: str = ""
+
+
+@dataclasses.dataclass
+class Figure:
+    path: Path
+    caption: str
+
+
+@dataclasses.dataclass
+class Section:
+    title: str
+    blocks: list
+    level: int = 2
+
+
+def rate(x) -> str:
+    return "n/a" if x is None else RATE.format(x)
+
+
+def seconds(x) -> str:
+    return "n/a" if x is None else SECONDS.format(x)
+
+
+def stat_text(summary: dict, fmt: str = RATE) -> str:
+    """A ``{"mean", "ci95", "n", "values"}`` summary as ``mean ± ci`` (or "not reached")."""
+    if not summary or summary.get("n", 0) == 0 or summary.get("mean") is None:
+        return "not reached"
+    text = fmt.format(summary["mean"])
+    if summary.get("ci95") is not None:
+        text += " ± " + fmt.format(summary["ci95"])
+    values = summary.get("values", [])
+    if summary["n"] < len(values):
+        text += f" ({summary['n']}/{len(values)} seeds)"
+    return text
+
+
+def read_json(path: Path) -> dict | None:
+    """A results file, or None when it is not there."""
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def not_run(part: str) -> Text:
+    return Text(f"Not run yet: run `python experiments/{part}.py` (or `python -m jaxcnn study` for the whole study).")
+
+
+def part_figures(part_dir: Path, part: str) -> list[Figure]:
+    """The PNGs a part wrote in its work directory (evaluation figures excepted), known ones first."""
+    known = FIGURE_CAPTIONS.get(part, {})
+    paths = sorted((p for p in part_dir.glob("*.png") if not p.name.startswith("eval_")),
+                   key=lambda p: (list(known).index(p.name) if p.name in known else len(known), p.name))
+    return [Figure(p, known.get(p.name) or figure_caption(p)) for p in paths]
+
+
+def figure_caption(path: Path) -> str:
+    if path.stem.startswith("confusion_"):
+        return f"Confusion matrix of {path.stem.removeprefix('confusion_')} (ensemble, rows normalised)."
+    return path.stem.replace("_", " ").capitalize() + "."
+
+
+# --- sections ---------------------------------------------------------------------------------
+
+def task_section() -> Section:
+    return Section("The task", [
+        Text("A reproducible transfer-learning study on handwritten characters in JAX/Flax, in three parts:"),
+        Bullets([description for description in PARTS.values()]),
+        Text("Every figure below is read from the results files the parts wrote; "
+             "`python -m jaxcnn report` rebuilds this page without training anything."),
+    ])
+
+
+def design_section(docs_dir: Path, out_dir: Path) -> Section:
+    """Links each part's design document and lists what it covers."""
+    blocks = []
+    for part in PARTS:
+        doc = docs_dir / f"{part}.md"
+        if not doc.is_file():
+            blocks.append(Text(f"{part}: no design document yet (`docs/{part}.md`)."))
+            continue
+        lines = doc.read_text().splitlines()
+        title = next((line.lstrip("# ") for line in lines if line.startswith("# ")), part)
+        headings = [line[3:] for line in lines if line.startswith("## ") and not is_bibliography(line[3:])]
+        blocks.append(Text(f"[{title}]({os.path.relpath(doc, out_dir)}) covers:"))
+        blocks.append(Bullets(headings))
+    return Section("Design choices", blocks)
+
+
+def part1_sections(part_dir: Path, ablation_dir: Path, figure_dir: Path) -> list[Section]:
+    results = read_json(part_dir / "results.json")
+    if results is None:
+        return [Section("Part 1: characters from scratch", [not_run("part1")])]
+    cfg, val, history = results["config"], results["validation"], results["history"]
+    train = cfg["train"]
+    seeds = val.get("seeds", train["seeds"])
+    overview = Text(
+        f"{results['num_train']} training images (writers not in {cfg['val_writers']}), "
+        f"{results['num_val']} validation images; {len(train['seeds'])} seeds {train['seeds']} trained side by "
+        f"side and ensembled; {train['epochs']} epochs of batch {train['batch_size']}, peak learning rate "
+        f"{train['learning_rate']}, model widths {train['model']['widths']} and hidden {train['model']['hidden']}; "
+        f"training took {seconds(results['train_seconds'])} s.")
+    figures = [learning_curve_figure(history, figure_dir / "part1_learning_curves.png"), *part_figures(part_dir, "part1")]
+    sections = [
+        Section("Part 1: characters from scratch", [overview, validation_table(val, seeds, "validation writers"),
+                                                    *figures]),
+        Section("Part 1: per epoch", [history_table(history)], 3),
+        Section("Part 1: weakest classes and confusions", [weakest_classes_table(val), confused_table(val)], 3),
+    ]
+    ablation = read_json(ablation_dir / "ablation.json")
+    sections.append(Section("Part 1: ablation", [ablation_table(ablation)] if ablation else [
+        Text("Not run yet: run `python -m jaxcnn ablate` (each variant changes one choice of part 1).")], 3))
+    return sections
+
+
+def validation_table(report: dict, seeds, what: str) -> Table:
+    """The headline figures of an ``evaluate_run`` report: ensemble, then each seed."""
+    rows = [["images", str(report["n"])],
+            ["ensemble accuracy", rate(report["accuracy"])],
+            ["ensemble accuracy, case-folded", rate(report["accuracy_casefold"])],
+            ["ensemble NLL", rate(report["nll"])],
+            ["ensemble ECE", rate(report["ece"])]]
+    rows += [[f"seed {seed} accuracy", rate(a)] for seed, a in zip(seeds, report["members_accuracy"])]
+    epoch = f", checkpoint of epoch {report['epoch']}" if "epoch" in report else ""
+    return Table(["metric", "value"], rows, f"Scores on the {what}{epoch}.")
+
+
+def history_table(history: list[dict]) -> Table:
+    """One row per epoch, per-seed figures averaged over the seeds."""
+    rows = [[str(r["epoch"]), rate(np.mean(r["train_loss"])), rate(np.mean(r["train_accuracy"])),
+             rate(np.mean(r["val_loss"])), rate(np.mean(r["val_accuracy"])), rate(r["val_accuracy_ensemble"]),
+             seconds(r["seconds"])] for r in history]
+    return Table(["epoch", "train loss", "train accuracy", "val loss", "val accuracy", "val accuracy (ensemble)",
+                  "seconds"], rows, "Mean over seeds; train figures are running means over the augmented batches.")
+
+
+def weakest_classes_table(report: dict) -> Table:
+    worst = sorted(report["per_class_accuracy"].items(), key=lambda kv: kv[1])[:WEAKEST_CLASSES]
+    rows = [[f"`{name}`", rate(acc), rate(report["per_class_f1"][name])] for name, acc in worst]
+    return Table(["class", "accuracy", "F1"], rows, f"The {len(rows)} classes with the lowest accuracy (ensemble).")
+
+
+def confused_table(report: dict) -> Table:
+    rows = [[f"`{p['true']}`", f"`{p['predicted']}`", str(p["count"])] for p in report["most_confused"]]
+    return Table(["true", "predicted", "count"], rows, "The most frequent confusions (ensemble).")
+
+
+def ablation_table(ablation: dict) -> Table:
+    rows = [[name, ", ".join(f"`{c}`" for c in row["changes"]) or "(none)", rate(row["accuracy"]),
+             rate(row["accuracy_casefold"]), ", ".join(rate(a) for a in row["members_accuracy"]),
+             seconds(row["train_seconds"])] for name, row in ablation.items()]
+    return Table(["variant", "changes", "accuracy", "case-folded", "seeds", "train seconds"], rows,
+                 "Validation accuracy of the ensemble when one choice of part 1 is changed.")
+
+
+def learning_curve_figure(history: list[dict], path: Path) -> Figure:
+    """Plots validation accuracy and loss per epoch (mean of seeds, min-max band, ensemble)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    epochs = [r["epoch"] for r in history]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, key, label in ((axes[0], "accuracy", "accuracy"), (axes[1], "loss", "loss")):
+        for split in ("train", "val"):
+            values = np.array([r[f"{split}_{key}"] for r in history])
+            line, = ax.plot(epochs, values.mean(1), marker="o", ms=3, label=f"{split} (mean of seeds)")
+            ax.fill_between(epochs, values.min(1), values.max(1), color=line.get_color(), alpha=0.2)
+        if key == "accuracy":
+            ax.plot(epochs, [r["val_accuracy_ensemble"] for r in history], marker="s", ms=3, label="val (ensemble)")
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return Figure(path, "Part 1 learning curves: validation writers vs. augmented training batches.")
+
+
+MODEL_ROWS = [("first-epoch test accuracy", "first_epoch_test_accuracy", RATE),
+              ("final test accuracy", "final_test_accuracy", RATE),
+              ("final test NLL", "final_test_nll", RATE),
+              ("final test ECE", "final_test_ece", RATE),
+              ("train - test accuracy", "train_test_gap", RATE)]
+
+
+def models_table(models: dict, thresholds, caption: str) -> Table:
+    """Models side by side (parts 2 and 3 summarise each the same way): mean ± 95% CI over seeds."""
+    keys = [f"{100 * t:g}" for t in thresholds]
+    rows = [MODEL_ROWS[0],
+            *((f"{what} to {key}%", f"{what}_to_{key}", SECONDS) for key in keys for what in ("epochs", "seconds")),
+            *MODEL_ROWS[1:]]
+    table = [[label, *(stat_text(m[key], fmt) for m in models.values())] for label, key, fmt in rows]
+    table.append(["ensemble accuracy", *(rate(m["ensemble"]["accuracy"]) for m in models.values())])
+    if any("renamed" in m for m in models.values()):
+        table.append(["accuracy, outputs renamed by the estimate",
+                      *(stat_text(m["renamed"]["final_test_accuracy"]) if "renamed" in m else "n/a"
+                        for m in models.values())])
+    table.append(["train seconds", *(seconds(m["train_seconds"]) for m in models.values())])
+    return Table(["", *models], table, caption)
+
+
+def part2_sections(part_dir: Path) -> list[Section]:
+    results = read_json(part_dir / "results.json")
+    title = "Part 2: transfer to MNIST"
+    if results is None:
+        return [Section(title, [not_run("part2")])]
+    data, models = results["data"], results["models"]
+    a = results["A"]["validation"]
+    overview = Text(
+        f"A learns the ten digits of the part-1 data ({data['digits_train']} training, {data['digits_val']} "
+        f"validation images); B (scratch), C (A's trunk, fine-tuned) and C_frozen (A's trunk, frozen) learn "
+        f"MNIST ({data['mnist_train']} training images) and are scored on the MNIST test set "
+        f"({data['mnist_test']} images) at their last epoch.")
+    table = models_table(models, results["config"]["thresholds"],
+                         "MNIST test set, mean ± 95% CI over seeds (Student t), last epoch.")
+    sizes = sorted({size for points in results["data_size"].values() for size in points}, key=int)
+    curve = Table(["training images", *results["data_size"]],
+                  [[size, *(stat_text(points[size]["final_test_accuracy"]) if size in points else "n/a"
+                            for points in results["data_size"].values())] for size in sizes],
+                  "Final MNIST test accuracy by training-set size, mean ± 95% CI over seeds.")
+    return [Section(title, [overview, table, *part_figures(part_dir, "part2")]),
+            Section("Part 2: data size", [curve], 3),
+            Section("Part 2: A, the digits model", [validation_table(a, a.get("seeds", []), "validation writers' digits")], 3)]
+
+
+def part3_sections(part_dir: Path) -> list[Section]:
+    title = "Part 3: label-corrupted MNIST"
+    results = read_json(part_dir / "results.json")
+    if results is None:
+        return [Section(title, [not_run("part3")])]
+    data, est, models = results["data"], results["estimate"], results["models"]
+    made = f", made here with corruption `{data['corruption']}` (seed {data['seed']})" if data["made_here"] else ""
+    overview = Text(f"{data['noisy_images']} images in class folders from `{data['source']}`{made}; every model is "
+                    f"scored on the clean MNIST test set ({data['mnist_test']} images) at its last epoch.")
+    rows = [["clean oracle", f"`{results['oracle']['source']}`"],
+            ["oracle's clean test accuracy", rate(results["oracle"]["test_accuracy"])],
+            ["images the estimate used (oracle confident)", rate(est["kept_fraction"])],
+            ["estimated mapping (digit -> folder)", str(est["mapping"])],
+            ["permutation", str(est["cycles"]) if est["is_permutation"] else "not a permutation"],
+            ["estimated noise rate off the mapping", rate(est["noise_rate"])],
+            ["noise pattern", str(est["pattern"])]]
+    truth = results.get("truth_check")
+    if truth:
+        rows += [["planted permutation (truth file, read after training)", str(truth["planted_cycles"])],
+                 ["estimate matches the planted mapping", "yes" if truth["mapping_matches"] else "no"],
+                 ["planted noise rate", rate(truth["planted_noise_rate"])]]
+    diagnosis = Table(["what", "value"], rows, "What the clean oracle says about the folders.")
+    table = models_table(models, results["config"]["thresholds"],
+                         "Clean MNIST test set, mean ± 95% CI over seeds (Student t), last epoch.")
+    return [Section(title, [overview, diagnosis, table, *part_figures(part_dir, "part3")])]
+
+
+def evaluation_files(workdir: Path) -> list[Path]:
+    """``eval_*.json`` written by ``python -m jaxcnn evaluate`` beside any run's checkpoint."""
+    return sorted({*workdir.glob("*/eval_*.json"), *workdir.glob("*/checkpoints/eval_*.json")})
+
+
+def evaluation_sections(workdir: Path) -> list[Section]:
+    title = "Hidden-test evaluation"
+    files = evaluation_files(workdir)
+    if not files:
+        return [Section(title, [Text("No evaluation yet: run `python -m jaxcnn evaluate --ckpt ckpts/part1 "
+                                     "--data DIR_OR_ZIP` once the held-out writers arrive.")])]
+    sections = [Section(title, [Text(f"{len(files)} evaluation(s) by `python -m jaxcnn evaluate`, "
+                                     "each of a saved run's ensemble.")])]
+    for path in files:
+        report = read_json(path)
+        name = path.stem.removeprefix("eval_")
+        blocks = [Text(f"`{path.relative_to(workdir)}`: the run in `{path.parent.relative_to(workdir)}` "
+                       f"scored on `{name}`."),
+                  validation_table(report, report.get("seeds", []), f"data set `{name}`"),
+                  weakest_classes_table(report), confused_table(report)]
+        if path.with_suffix(".png").is_file():
+            blocks.append(Figure(path.with_suffix(".png"), f"Confusion matrix on `{name}` (rows normalised)."))
+        sections.append(Section(f"Evaluation on {name}", blocks, 3))
+    return sections
+
+
+def environment_section(results: list[dict]) -> Section:
+    """Versions and device: as recorded by a run if any recorded them, else this process's, labelled so."""
+    recorded = next((r["environment"] for r in results if r and "environment" in r), None)
+    if recorded:
+        rows = [[key, str(value)] for key, value in recorded.items()]
+        note = "As recorded by the training run."
+    else:
+        rows = [[key, str(value)] for key, value in environment().items()]
+        note = ("The results files do not record their environment: these are of the process that wrote "
+                "this report, which may differ from the one that trained.")
+    return Section("Environment", [Text(note), Table(["what", "value"], rows)])
+
+
+def environment() -> dict:
+    """JAX, Flax and Python versions and the default device: what a run could record in its results."""
+    import flax
+    import jax
+    device = jax.devices()[0]
+    return {"jax": jax.__version__, "flax": flax.__version__, "backend": jax.default_backend(),
+            "device_kind": device.device_kind, "device_count": jax.device_count(),
+            "python": platform.python_version(), "platform": platform.platform()}
+
+
+def is_bibliography(heading: str) -> bool:
+    return heading.strip().lower() in ("bibliography", "references")
+
+
+def bibliography(docs_dir: Path) -> list[str]:
+    """The entries of every design document's Bibliography (or References) section, merged and sorted."""
+    entries = set()
+    for doc in sorted(docs_dir.glob("*.md")):
+        inside = False
+        for line in doc.read_text().splitlines():
+            if line.startswith("## "):
+                inside = is_bibliography(line[3:])
+            elif inside and line.startswith("- "):
+                entries.add(line[2:].strip())
+    return sorted(entries, key=str.casefold)
+
+
+def readable(part_dir: Path, sections, *args) -> list[Section]:
+    """``sections(part_dir, *args)``, with a one-line error when a results file lacks a field."""
+    try:
+        return sections(part_dir, *args)
+    except KeyError as err:
+        raise JaxcnnError(f"{part_dir}: a results file has no field {err} (written by another version? "
+                          "run the part again)") from err
+
+
+def build_sections(workdir: Path, out_dir: Path, docs_dir: Path = DOCS_DIR) -> list[Section]:
+    """Every section, in order; writes the figures the report draws itself under ``out_dir/report``."""
+    workdir, out_dir = Path(workdir), Path(out_dir)
+    parts = [read_json(workdir / part / "results.json") for part in PARTS]
+    return [task_section(), design_section(docs_dir, out_dir),
+            *readable(workdir / "part1", part1_sections, workdir / "part1-ablation", out_dir / "report"),
+            *readable(workdir / "part2", part2_sections), *readable(workdir / "part3", part3_sections),
+            *evaluation_sections(workdir), environment_section(parts),
+            Section("Bibliography", [Bullets(bibliography(docs_dir))] if docs_dir.is_dir()
+                    else [Text("The design documents (`docs/`) are not installed here.")])]
+
+
+# --- rendering --------------------------------------------------------------------------------
+
+def anchor(title: str) -> str:
+    """GitHub's heading anchor: lower case, punctuation dropped, spaces to hyphens."""
+    return re.sub(r"[^\w\- ]", "", title.lower()).replace(" ", "-")
+
+
+def md_cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def render_markdown(sections: list[Section], out_dir: Path, title: str) -> str:
+    """The report as GitHub markdown; figures are linked relative to ``out_dir``."""
+    lines = [f"# {title}", "", *(f"- [{s.title}](#{anchor(s.title)})" for s in sections if s.level == 2), ""]
+    for section in sections:
+        lines += [f"{'#' * section.level} {section.title}", ""]
+        for block in section.blocks:
+            if isinstance(block, Text):
+                lines += [block.text, ""]
+            elif isinstance(block, Bullets):
+                lines += [*(f"- {item}" for item in block.items), ""]
+            elif isinstance(block, Table):
+                if block.caption:
+                    lines += [f"*{block.caption}*", ""]
+                lines += ["| " + " | ".join(map(md_cell, block.header)) + " |",
+                          "|" + "---|" * len(block.header),
+                          *("| " + " | ".join(map(md_cell, row)) + " |" for row in block.rows), ""]
+            elif isinstance(block, Figure):
+                lines += [f"![{block.caption}]({Path(os.path.relpath(block.path, out_dir)).as_posix()})",
+                          "", f"*{block.caption}*", ""]
+    return "\n".join(lines)
+
+
+def inline_html(text: str) -> str:
+    """Escapes ``text`` and renders its `code` spans and [links](target)."""
+    parts = re.split(r"(`[^`]*`)", text)
+    out = []
+    for part in parts:
+        if part.startswith("`") and part.endswith("`") and len(part) > 1:
+            out.append(f"<code>{html.escape(part[1:-1])}</code>")
+        else:
+            out.append(re.sub(r"\[([^\]]+)\]\(([^)]+)\)",
+                              lambda m: f'<a href="{m.group(2)}">{m.group(1)}</a>', html.escape(part, quote=False)))
+    return "".join(out)
+
+
+def data_uri(path: Path) -> str:
+    return "data:image/png;base64," + base64.b64encode(Path(path).read_bytes()).decode("ascii")
+
+
+STYLE = """
+body { font-family: system-ui, sans-serif; max-width: 60rem; margin: 2rem auto; padding: 0 1rem; line-height: 1.5; color: #222; }
+table { border-collapse: collapse; margin: 0.5rem 0 1.5rem; }
+th, td { border: 1px solid #ccc; padding: 0.2rem 0.6rem; text-align: left; }
+th { background: #f3f3f3; }
+td { font-variant-numeric: tabular-nums; }
+p.caption { font-style: italic; margin-bottom: 0.3rem; }
+figure { margin: 1rem 0 2rem; }
+figure img { max-width: 100%; border: 1px solid #eee; }
+figcaption { font-style: italic; }
+code { background: #f3f3f3; padding: 0 0.2rem; }
+"""
+
+
+def render_html(sections: list[Section], title: str) -> str:
+    """The report as one HTML page with every figure inside it (no file beside it is needed)."""
+    body = [f"<h1>{html.escape(title)}</h1>", "<nav><ul>",
+            *(f'<li><a href="#{anchor(s.title)}">{html.escape(s.title)}</a></li>' for s in sections if s.level == 2),
+            "</ul></nav>"]
+    for section in sections:
+        body.append(f'<h{section.level} id="{anchor(section.title)}">{html.escape(section.title)}</h{section.level}>')
+        for block in section.blocks:
+            if isinstance(block, Text):
+                body.append(f"<p>{inline_html(block.text)}</p>")
+            elif isinstance(block, Bullets):
+                body.append("<ul>" + "".join(f"<li>{inline_html(i)}</li>" for i in block.items) + "</ul>")
+            elif isinstance(block, Table):
+                head = "".join(f"<th>{inline_html(h)}</th>" for h in block.header)
+                rows = "".join("<tr>" + "".join(f"<td>{inline_html(c)}</td>" for c in row) + "</tr>"
+                               for row in block.rows)
+                if block.caption:
+                    body.append(f'<p class="caption">{inline_html(block.caption)}</p>')
+                body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
+            elif isinstance(block, Figure):
+                body.append(f'<figure><img src="{data_uri(block.path)}" alt="{html.escape(block.caption)}">'
+                            f"<figcaption>{inline_html(block.caption)}</figcaption></figure>")
+    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            f"<title>{html.escape(title)}</title><style>{STYLE}</style></head>\n<body>\n"
+            + "\n".join(body) + "\n</body></html>\n")
+
+
+def write_report(workdir: str | Path = "ckpts", out: str | Path = "REPORT.md",
+                 docs_dir: Path = DOCS_DIR) -> tuple[Path, Path]:
+    """Writes ``out`` (markdown) and ``report.html`` beside it from the results under ``workdir``."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    title = "jaxcnn: transfer learning on handwritten characters"
+    sections = build_sections(Path(workdir), out.parent, docs_dir)
+    html_path = out.with_name("report.html")
+    out.write_text(render_markdown(sections, out.parent, title))
+    html_path.write_text(render_html(sections, title))
+    return out, html_path

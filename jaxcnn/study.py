@@ -1,0 +1,88 @@
+"""The whole study in one command: parts 1, 2 and 3 in order, reusing finished runs, then the report.
+
+Each part runs in ``WORKDIR/partN`` through its module's ``get_config`` and ``run``. A part whose
+``results.json`` holds the requested configuration is finished and is not run again; a part not
+written yet is skipped with a message. An interrupted part is continued with ``resume=True``;
+without it, ``fit`` refuses to touch the interrupted run, as every command does. Paths from one
+part's config into another's runs (``ckpts/part1``) are taken inside ``WORKDIR``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import json
+import logging
+from pathlib import Path
+from types import ModuleType
+
+from jaxcnn.cli import PARTS
+from jaxcnn.config import to_dict
+from jaxcnn.errors import JaxcnnError
+from jaxcnn.report import write_report
+
+logger = logging.getLogger("jaxcnn")
+
+
+def part_module(name: str) -> ModuleType | None:
+    """``jaxcnn.<name>``, or None when that part has not been written yet."""
+    try:
+        return importlib.import_module(f"jaxcnn.{name}")
+    except ModuleNotFoundError as err:
+        if err.name != f"jaxcnn.{name}":
+            raise
+        return None
+
+
+def in_workdir(cfg, workdir: Path):
+    """``cfg`` with its paths into other parts' runs (``ckpts/...`` by default) moved under ``workdir``.
+
+    Part 3 reads part 1's and part 2's checkpoints (``part1_ckpt="ckpts/part1"``); in a study those
+    are ``WORKDIR/part1``, whatever ``--workdir`` is.
+    """
+    moved = {field.name: str(workdir / value.removeprefix("ckpts/"))
+             for field in dataclasses.fields(cfg)
+             if isinstance(value := getattr(cfg, field.name), str) and value.startswith("ckpts/")}
+    return dataclasses.replace(cfg, **moved)
+
+
+def finished(part_dir: Path, cfg) -> bool:
+    """True when ``part_dir`` holds the results of a run of exactly ``cfg``.
+
+    Results of another configuration are an error: the study would otherwise mix two studies.
+    """
+    path = part_dir / "results.json"
+    if not path.is_file():
+        return False
+    if json.loads(path.read_text())["config"] != to_dict(cfg):
+        raise JaxcnnError(f"{path}: a finished run of another configuration (--quick or not?); "
+                          f"use another --workdir, or delete {part_dir} to run it again")
+    return True
+
+
+def run_study(data_root: Path, workdir: Path, *, quick: bool = False, resume: bool = False, cache_dir=None,
+              out: str | Path = "REPORT.md", parts=tuple(PARTS)) -> dict[str, str]:
+    """Runs each of ``parts`` not yet finished, then writes the report from ``workdir``.
+
+    Returns what happened to each part: "ran", "reused" or "not written".
+    """
+    workdir = Path(workdir)
+    status = {}
+    for name in parts:
+        module = part_module(name)
+        if module is None:
+            logger.info("%s: jaxcnn/%s.py is not written yet; skipped", name, name)
+            status[name] = "not written"
+            continue
+        cfg = in_workdir(module.get_config(quick), workdir)
+        part_dir = workdir / name
+        if finished(part_dir, cfg):
+            logger.info("%s: finished run in %s reused", name, part_dir)
+            status[name] = "reused"
+            continue
+        logger.info("%s: running in %s%s", name, part_dir, " (resuming)" if resume else "")
+        module.run(cfg, Path(data_root), part_dir, resume=resume, cache_dir=cache_dir)
+        status[name] = "ran"
+    markdown, page = write_report(workdir, out)
+    logger.info("report: %s and %s", markdown, page)
+    return status

@@ -1,0 +1,80 @@
+"""The command line: ``evaluate`` on a saved run, one-line errors, and part 1 end to end."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from jaxcnn.augment import NO_AUGMENT
+from jaxcnn.chars74k import CLASS_NAMES, load_chars74k
+from jaxcnn.cli import main
+from jaxcnn.config import ModelConfig, TrainConfig
+from jaxcnn.fit import fit
+
+CLASSES = ("0", "1", "A", "a")
+WRITERS = (1, 2, 3, 4)
+CFG = TrainConfig(seeds=(0, 1), epochs=1, batch_size=8, eval_batch_size=16, augment=NO_AUGMENT,
+                  model=ModelConfig(widths=(4, 8), hidden=16))
+
+
+@pytest.fixture
+def tiny_run(tmp_path, make_chars74k):
+    """``(workdir, data folder)``: a one-epoch run on a tiny Chars74K-layout folder of four classes."""
+    folder = make_chars74k(tmp_path / "chars", classes=[CLASS_NAMES.index(c) + 1 for c in CLASSES],
+                           writers=WRITERS)
+    data = load_chars74k(folder, classes=list(CLASSES), cache_dir=tmp_path / "cache")
+    fit(data, data, CFG, tmp_path / "run")
+    return tmp_path / "run", folder
+
+
+def test_evaluate_writes_figures_and_a_confusion_plot(tiny_run, tmp_path, capsys):
+    workdir, folder = tiny_run
+    code = main(["evaluate", "--ckpt", str(workdir), "--data", str(folder), "--cache-dir", str(tmp_path)])
+    assert code == 0
+    report = json.loads((workdir / "eval_chars.json").read_text())
+    n = len(CLASSES) * len(WRITERS)
+    assert report["n"] == n and report["seeds"] == [0, 1] and len(report["members_accuracy"]) == 2
+    correct = sum(report["confusion"][i][i] for i in range(len(CLASSES)))
+    assert report["accuracy"] == pytest.approx(correct / n)
+    assert report["accuracy"] <= report["accuracy_casefold"] <= 1.0
+    assert (workdir / "eval_chars.png").read_bytes().startswith(b"\x89PNG")
+    assert f"n={n}" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("make_path", [lambda p: p, lambda p: p / "missing"], ids=["empty", "missing"])
+def test_evaluate_without_checkpoints_is_a_one_line_error(tmp_path, capsys, make_path):
+    ckpt = make_path(tmp_path / "run")
+    (tmp_path / "run").mkdir()
+    assert main(["evaluate", "--ckpt", str(ckpt), "--data", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and str(ckpt) in err
+
+
+@pytest.mark.parametrize("assignment, named", [("train.nope=1", "'nope'"), ("train.epochs", "path.to.field=value")])
+def test_a_bad_set_is_a_one_line_error(tmp_path, capsys, assignment, named):
+    argv = ["part1", "--set", assignment, "--data-root", str(tmp_path), "--workdir", str(tmp_path / "run")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and named in err
+    assert not (tmp_path / "run").exists()  # refused before anything was written
+
+
+@pytest.mark.slow
+def test_part1_quick_end_to_end(shared_data, tmp_path):
+    """``python -m jaxcnn part1 --quick`` on the real training set (about 30 s of CPU)."""
+    if not (shared_data / "trainPart1").is_dir():
+        pytest.skip(f"no trainPart1 under {shared_data}")
+    cache = os.environ.get("JAXCNN_CACHE") or str(tmp_path / "cache")
+    proc = subprocess.run([sys.executable, "-m", "jaxcnn", "part1", "--quick", "--data-root", str(shared_data),
+                           "--workdir", str(tmp_path / "run"), "--cache-dir", cache],
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    validation = results["validation"]
+    assert validation["n"] == results["num_val"] > 0
+    assert 0.0 <= validation["accuracy"] <= validation["accuracy_casefold"] <= 1.0
+    assert validation["accuracy"] > 1 / 62  # two tiny epochs already beat chance
+    assert [r["epoch"] for r in results["history"]] == [1, 2]
+    assert "part 1, validation writers" in proc.stdout

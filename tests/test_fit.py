@@ -1,0 +1,168 @@
+"""The training loop: exact resume, refusing to clobber a run, divergence, unwritable work dirs.
+
+One three-epoch run is trained once for the module; tests work on copies of its directory.
+"""
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import re
+import shutil
+
+import chex
+import jax
+import numpy as np
+import pytest
+
+from jaxcnn import train as T
+from jaxcnn.checkpoint import RunCheckpoints
+from jaxcnn.config import ModelConfig, TrainConfig
+from jaxcnn.dataset import ArrayDataset
+from jaxcnn.errors import JaxcnnError
+from jaxcnn.fit import RunExistsError, TrainingDiverged, fit
+
+CLASS_NAMES = ("0", "1", "A", "a")
+CFG = TrainConfig(seeds=(0, 1), epochs=3, batch_size=16, eval_batch_size=32, warmup_epochs=1,
+                  model=ModelConfig(widths=(4, 8), hidden=16))  # default augmentation: resume must replay it
+
+
+def dataset(n: int, seed: int) -> ArrayDataset:
+    """Random images with a class-dependent bright square, so the model has something to learn."""
+    rng = np.random.default_rng(seed)
+    labels = (np.arange(n) % len(CLASS_NAMES)).astype(np.int32)
+    images = rng.integers(0, 60, (n, 28, 28)).astype(np.uint8)
+    for image, label in zip(images, labels):
+        image[4 + 5 * label:10 + 5 * label, 8:20] = 255
+    return ArrayDataset(images, labels, np.full(n, -1, np.int32), CLASS_NAMES)
+
+
+TRAIN, VAL = dataset(64, 0), dataset(32, 1)
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """``(workdir, state, history)`` of an uninterrupted three-epoch run."""
+    workdir = tmp_path_factory.mktemp("finished") / "run"
+    state, history = fit(TRAIN, VAL, CFG, workdir)
+    return workdir, state, history
+
+
+@pytest.fixture
+def run_copy(finished, tmp_path):
+    """A private copy of the finished run's work directory."""
+    return shutil.copytree(finished[0], tmp_path / "run")
+
+
+def snapshot(directory):
+    """Every file under ``directory`` with the hash of its bytes."""
+    return {str(p.relative_to(directory)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(directory.rglob("*")) if p.is_file()}
+
+
+def without_seconds(history):
+    return [{k: v for k, v in record.items() if k != "seconds"} for record in history]
+
+
+def test_a_finished_run_leaves_checkpoints_config_and_log(finished):
+    workdir, state, history = finished
+    assert [r["epoch"] for r in history] == [1, 2, 3]
+    assert np.asarray(state.step).tolist() == [12, 12]  # 64 / 16 = 4 steps an epoch, both seeds
+    assert json.loads((workdir / "config.json").read_text())["epochs"] == 3
+    logged = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+    assert logged == history
+    ckpts = RunCheckpoints(workdir / "checkpoints", read_only=True)
+    assert ckpts.latest_epoch() == 3 and ckpts.read_meta()["class_names"] == list(CLASS_NAMES)
+    ckpts.close()
+    assert all(math.isfinite(x) for r in history for x in r["train_loss"] + r["val_loss"])
+
+
+def test_resume_equals_uninterrupted(finished, run_copy):
+    """A run that died during epoch 3 (its epoch-3 checkpoint never written) resumes to the same state."""
+    _, uninterrupted, history = finished
+    shutil.rmtree(run_copy / "checkpoints" / "3")
+    assert RunCheckpoints(run_copy / "checkpoints", read_only=True).latest_epoch() == 2
+    resumed, resumed_history = fit(TRAIN, VAL, CFG, run_copy, resume=True)
+    for field in ("params", "batch_stats", "opt_state", "step", "key"):
+        chex.assert_trees_all_equal(getattr(resumed, field), getattr(uninterrupted, field), strict=True)
+    assert resumed_history[:2] == history[:2]  # restored from the checkpoint, not retrained
+    assert without_seconds(resumed_history) == without_seconds(history)
+    assert len((run_copy / "metrics.jsonl").read_text().splitlines()) == 3
+
+
+def test_an_existing_run_is_refused_and_left_untouched(run_copy):
+    before = snapshot(run_copy)
+    with pytest.raises(RunExistsError, match="--resume .* --overwrite"):
+        fit(TRAIN, VAL, CFG, run_copy)
+    assert snapshot(run_copy) == before
+
+
+def test_overwrite_clears_the_old_run_before_training_again(run_copy, monkeypatch):
+    """By the time the new run builds its models, nothing of the old run is left."""
+    marker = run_copy / "checkpoints" / "left-by-the-old-run"
+    marker.write_text("x")
+    seen = {}
+
+    def inspect_workdir(*args, **kwargs):
+        seen["checkpoints"] = sorted(p.name for p in (run_copy / "checkpoints").iterdir())
+        seen["config"] = json.loads((run_copy / "config.json").read_text())
+        raise KeyboardInterrupt  # enough: the rest is an ordinary fresh run
+
+    monkeypatch.setattr(T, "create_population", inspect_workdir)
+    with pytest.raises(KeyboardInterrupt):
+        fit(TRAIN, VAL, dataclasses.replace(CFG, epochs=1), run_copy, overwrite=True)
+    assert seen["checkpoints"] == [] and seen["config"]["epochs"] == 1
+
+
+def test_divergence_raises_and_keeps_the_last_good_checkpoint(finished, run_copy):
+    """The finished run, continued with an absurd learning rate, blows up within two epochs."""
+    _, finished_state, _ = finished
+    cfg = dataclasses.replace(CFG, epochs=5, learning_rate=1e6)
+    with pytest.raises(TrainingDiverged, match=r"at epoch (\d)") as err:
+        fit(TRAIN, VAL, cfg, run_copy, resume=True)
+    diverged_at = int(re.search(r"at epoch (\d)", str(err.value))[1])
+    assert diverged_at in (4, 5)
+    ckpts = RunCheckpoints(run_copy / "checkpoints", read_only=True)
+    assert ckpts.latest_epoch() == diverged_at - 1
+    assert f"last good checkpoint (epoch {diverged_at - 1})" in str(err.value)
+    history = ckpts.read_meta()["history"]
+    assert all(math.isfinite(x) for r in history for x in r["train_loss"])
+    kept = ckpts.restore(jax.tree.map(np.zeros_like, finished_state))
+    assert all(np.isfinite(leaf).all() for leaf in jax.tree.leaves(kept.params))
+    ckpts.close()
+
+
+@pytest.fixture
+def no_training(monkeypatch):
+    """Fails the test if ``fit`` gets as far as building the models."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("training started")
+
+    monkeypatch.setattr(T, "create_population", refuse)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only directories")
+def test_a_read_only_workdir_fails_before_training(tmp_path, no_training):
+    workdir = tmp_path / "run"
+    workdir.mkdir()
+    workdir.chmod(0o555)
+    try:
+        with pytest.raises(JaxcnnError, match="cannot write") as err:
+            fit(TRAIN, VAL, CFG, workdir)
+    finally:
+        workdir.chmod(0o755)
+    assert str(workdir) in str(err.value)
+
+
+@pytest.mark.xfail(strict=True, raises=NotADirectoryError,
+                   reason="fit.prepare_workdir calls workdir.mkdir outside its try/except OSError, so an "
+                          "uncreatable work dir raises a raw OSError instead of a one-line JaxcnnError")
+def test_an_uncreatable_workdir_fails_before_training(tmp_path, no_training):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    workdir = blocker / "run"
+    with pytest.raises(JaxcnnError) as err:
+        fit(TRAIN, VAL, CFG, workdir)
+    assert str(workdir) in str(err.value)

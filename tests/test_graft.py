@@ -1,0 +1,84 @@
+"""Grafting a pretrained trunk into a fresh population by name."""
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxcnn import train as T
+from jaxcnn.config import ModelConfig, TrainConfig
+from jaxcnn.errors import CheckpointError
+from jaxcnn.graft import graft
+
+TINY = ModelConfig(widths=(4, 8), hidden=16)
+
+
+def random_like(shapes, seed):
+    """Random arrays with the shapes of an abstract tree: distinct values so copies are visible."""
+    rng = np.random.default_rng(seed)
+    return jax.tree.map(lambda s: rng.standard_normal(s.shape).astype(s.dtype), shapes)
+
+
+def model_variables(num_classes, model_cfg=TINY, seed=0):
+    """One model's ``{"params", "batch_stats"}``, as a pretrained source would be."""
+    model = T.make_model(num_classes, model_cfg)
+    shapes = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), jnp.zeros((1, 28, 28, 1))))
+    return random_like(dict(shapes), seed)
+
+
+def population_variables(seeds, num_classes, seed=1):
+    """A fresh population's variables, with a leading seed axis."""
+    cfg = TrainConfig(seeds=seeds, model=TINY)
+    state = jax.eval_shape(lambda: T.create_population(seeds, num_classes, cfg, 64))
+    return random_like({"params": state.params, "batch_stats": state.batch_stats}, seed)
+
+
+def test_graft_copies_exactly_the_trunk_and_leaves_the_head_fresh():
+    source, fresh = model_variables(62), model_variables(10, seed=1)
+    grafted, report = graft(fresh, source)
+    for collection in ("params", "batch_stats"):
+        chex.assert_trees_all_equal(grafted[collection]["trunk"], source[collection]["trunk"])
+        chex.assert_trees_all_equal(grafted[collection]["head"], fresh[collection]["head"])
+    assert report["copied"] and all("/trunk/" in p for p in report["copied"])
+    assert report["kept_fresh"] and all("/head/" in p for p in report["kept_fresh"])
+    assert "params/trunk/conv1_1/kernel" in report["copied"]
+    assert "batch_stats/trunk/bn0_0/mean" in report["copied"]
+
+
+def test_graft_broadcasts_the_trunk_to_every_seed_of_a_population():
+    source, fresh = model_variables(62), population_variables((0, 1, 2), 10)
+    grafted, _ = graft(fresh, source)
+    chex.assert_trees_all_equal_shapes(grafted, fresh)
+    for seed in range(3):
+        member = jax.tree.map(lambda x: x[seed], grafted)
+        chex.assert_trees_all_equal(member["params"]["trunk"], source["params"]["trunk"])
+        chex.assert_trees_all_equal(member["batch_stats"]["trunk"], source["batch_stats"]["trunk"])
+    chex.assert_trees_all_equal(grafted["params"]["head"], fresh["params"]["head"])
+    heads = grafted["params"]["head"]["dense"]["kernel"]
+    assert not np.array_equal(heads[0], heads[1])  # the heads stay the seeds' own
+
+
+def test_keep_fresh_patterns_choose_what_is_copied():
+    source, fresh = model_variables(10), model_variables(10, seed=1)
+    grafted, report = graft(fresh, source, keep_fresh=("^trunk/conv0_0/",))
+    chex.assert_trees_all_equal(grafted["params"]["trunk"]["conv0_0"], fresh["params"]["trunk"]["conv0_0"])
+    chex.assert_trees_all_equal(grafted["params"]["trunk"]["conv0_1"], source["params"]["trunk"]["conv0_1"])
+    chex.assert_trees_all_equal(grafted["params"]["head"], source["params"]["head"])
+    assert report["kept_fresh"] == ["params/trunk/conv0_0/kernel"]
+
+
+def test_a_mismatched_trunk_shape_is_refused_naming_the_layer():
+    source = model_variables(62, ModelConfig(widths=(4, 16), hidden=16))
+    fresh = population_variables((0, 1), 10)
+    with pytest.raises(CheckpointError, match=r"cannot graft \S+/trunk/(conv|bn)1_\d/\S+: source shape \(.*16,?\)"):
+        graft(fresh, source)
+
+
+def test_a_layer_missing_from_the_source_is_reported_as_kept_fresh():
+    source = model_variables(62, ModelConfig(widths=(4,), hidden=16))
+    fresh = model_variables(10, seed=1)
+    grafted, report = graft(fresh, source)
+    chex.assert_trees_all_equal(grafted["params"]["trunk"]["conv0_0"], source["params"]["trunk"]["conv0_0"])
+    chex.assert_trees_all_equal(grafted["params"]["trunk"]["conv1_0"], fresh["params"]["trunk"]["conv1_0"])
+    assert "params/trunk/conv1_0/kernel" in report["kept_fresh"]

@@ -1,0 +1,331 @@
+"""The report (from hand-made and real results), the study command, the progress bar and TensorBoard writer."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import logging
+import re
+import struct
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from jaxcnn import report, study
+from jaxcnn.cli import main
+from jaxcnn.config import to_dict
+from jaxcnn.errors import JaxcnnError
+from jaxcnn.progress import MetricWriter, Progress, bar_text, epoch_scalars, format_duration
+from tests import browser
+
+SECTIONS = ("## The task", "## Design choices", "## Part 1: characters from scratch", "## Part 2: transfer to MNIST",
+            "## Part 3: label-corrupted MNIST", "## Hidden-test evaluation", "## Environment", "## Bibliography")
+CLASSES = ["0", "1", "a"]
+
+
+# --- hand-made results ------------------------------------------------------------------------
+
+def write_png(path, seed=0):
+    """A small noisy PNG, so a blank render could not pass for it."""
+    pixels = np.random.default_rng(seed).integers(0, 255, (40, 60, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(path)
+
+
+def classification(accuracy, members, epoch=2):
+    return {"n": 6, "accuracy": accuracy, "accuracy_casefold": accuracy + 0.1, "nll": 0.912345, "ece": 0.054321,
+            "per_class_accuracy": {"0": 1.0, "1": 0.5, "a": 0.25}, "per_class_f1": {"0": 0.8, "1": 0.6, "a": 0.3},
+            "most_confused": [{"true": "a", "predicted": "0", "count": 3}], "confusion": np.eye(3, dtype=int).tolist(),
+            "members_accuracy": members, "checkpoint": "run", "epoch": epoch, "seeds": [0, 1]}
+
+
+def history(epochs=2):
+    return [{"epoch": e, "step": 10 * e, "seconds": 3.25 * e, "train_loss": [1.5 / e, 1.4 / e],
+             "train_accuracy": [0.3 * e, 0.35 * e], "val_loss": [1.2 / e, 1.1 / e],
+             "val_accuracy": [0.25 * e, 0.3 * e], "val_accuracy_ensemble": 0.3 * e} for e in range(1, epochs + 1)]
+
+
+def part1_results():
+    return {"config": {"train": {"seeds": [0, 1], "epochs": 2, "batch_size": 64, "learning_rate": 0.002,
+                                 "model": {"widths": [8, 16, 32], "hidden": 32}},
+                       "val_writers": [33, 34]},
+            "num_train": 1968, "num_val": 491, "history": history(), "validation": classification(0.654321, [0.61, 0.62]),
+            "train_seconds": 9.75}
+
+
+def stat(mean, ci=0.0123):
+    return {"mean": mean, "ci95": ci, "n": 2, "values": [mean - 0.01, mean + 0.01]}
+
+
+def part2_results():
+    model = {"history": history(), "first_epoch_test_accuracy": stat(0.5), "epochs_to_98": {"mean": None, "ci95": None, "n": 0, "values": [None, None]},
+             "seconds_to_98": {"mean": None, "ci95": None, "n": 0, "values": [None, None]},
+             "final_test_accuracy": stat(0.9712), "final_train_accuracy": stat(0.95), "train_test_gap": stat(-0.02),
+             "final_test_nll": stat(0.11), "final_test_ece": stat(0.02), "train_seconds": 12.5,
+             "ensemble": classification(0.9801, [0.97, 0.972])}
+    curve = {"100": {"final_test_accuracy": stat(0.61)}, "2000": {"final_test_accuracy": stat(0.9712)}}
+    return {"config": {"thresholds": [0.98]},
+            "data": {"digits_train": 320, "digits_val": 80, "mnist_train": 2000, "mnist_test": 1000},
+            "A": {"history": history(), "validation": classification(0.7125, [0.7, 0.69])},
+            "models": {"B": model, "C": {**model, "final_test_accuracy": stat(0.9833)}},
+            "data_size": {"B": curve, "C": curve}}
+
+
+@pytest.fixture
+def study_dir(tmp_path):
+    """A work directory as a study leaves it: parts 1 and 2 done, an ablation, an evaluation; no part 3."""
+    root = tmp_path / "ckpts"
+    for part, results in (("part1", part1_results()), ("part2", part2_results())):
+        (root / part).mkdir(parents=True)
+        (root / part / "results.json").write_text(json.dumps(results))
+    write_png(root / "part1" / "confusion_val.png", 1)
+    write_png(root / "part2" / "learning_curves.png", 2)
+    (root / "part1-ablation").mkdir()
+    (root / "part1-ablation" / "ablation.json").write_text(json.dumps(
+        {"default": {"changes": [], "accuracy": 0.6543, "accuracy_casefold": 0.7, "members_accuracy": [0.6, 0.61],
+                     "train_seconds": 10.0},
+         "no_augmentation": {"changes": ["train.augment.rotate_deg=0"], "accuracy": 0.5012,
+                             "accuracy_casefold": 0.55, "members_accuracy": [0.5, 0.49], "train_seconds": 9.0}}))
+    (root / "part1" / "eval_testPart1.json").write_text(json.dumps(classification(0.4321, [0.4, 0.41], epoch=7)))
+    write_png(root / "part1" / "eval_testPart1.png", 3)
+    return root
+
+
+def table_value(markdown: str, label: str, column: int = 1) -> str:
+    """The ``column``-th cell of the first table row whose first cell is ``label``."""
+    for line in markdown.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if line.startswith("|") and cells[0] == label:
+            return cells[column]
+    raise AssertionError(f"no table row {label!r}")
+
+
+def section(markdown: str, heading: str) -> str:
+    """The text from ``heading`` to the next heading of the same level."""
+    start = markdown.index(f"\n{heading}\n")
+    end = markdown.find("\n## ", start + len(heading) + 2)
+    return markdown[start:] if end < 0 else markdown[start:end]
+
+
+def test_report_from_handmade_results_shows_every_section_and_number(study_dir, tmp_path):
+    markdown_path, html_path = report.write_report(study_dir, tmp_path / "out" / "REPORT.md")
+    markdown = markdown_path.read_text()
+    for heading in SECTIONS:
+        assert f"\n{heading}\n" in markdown
+    assert table_value(markdown, "ensemble accuracy") == "0.6543"  # part 1 first
+    assert table_value(markdown, "seed 1 accuracy") == "0.6200"
+    assert "training took 9.8 s" in markdown
+    assert table_value(markdown, "no_augmentation", 2) == "0.5012"
+    part2 = section(markdown, "## Part 2: transfer to MNIST")
+    assert table_value(part2, "final test accuracy", 1) == "0.9712 ± 0.0123"
+    assert table_value(part2, "final test accuracy", 2) == "0.9833 ± 0.0123"
+    assert table_value(part2, "ensemble accuracy", 1) == "0.9801"
+    assert table_value(markdown, "epochs to 98%", 1) == "not reached"
+    assert "checkpoint of epoch 7" in markdown and "0.4321" in markdown
+    assert "Not run yet: run `python experiments/part3.py`" in markdown
+    assert "Kingma, Ba (2015)" in markdown  # from docs/part1.md's bibliography
+
+    figures = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", markdown)
+    assert len(figures) == 4  # learning curves drawn by the report, confusion, part 2 curves, evaluation
+    assert all((markdown_path.parent / f).is_file() for f in figures)
+    page = html_path.read_text()
+    sources = re.findall(r'<img src="([^"]+)"', page)
+    assert len(sources) == len(figures) and all(s.startswith("data:image/png;base64,") for s in sources)
+    assert "0.9712 ± 0.0123" in page
+
+
+def test_report_of_an_empty_workdir_says_what_to_run(tmp_path):
+    markdown = report.write_report(tmp_path / "nothing", tmp_path / "REPORT.md")[0].read_text()
+    for part in ("part1", "part2", "part3"):
+        assert f"Not run yet: run `python experiments/{part}.py`" in markdown
+    assert "No evaluation yet" in markdown and "![" not in markdown
+
+
+def test_report_uses_the_environment_a_run_recorded(study_dir, tmp_path):
+    results = json.loads((study_dir / "part1" / "results.json").read_text())
+    results["environment"] = {"jax": "9.9.9", "device_kind": "TPU v9"}
+    (study_dir / "part1" / "results.json").write_text(json.dumps(results))
+    markdown = report.write_report(study_dir, tmp_path / "REPORT.md")[0].read_text()
+    assert table_value(markdown, "device_kind") == "TPU v9" and "As recorded by the training run." in markdown
+
+
+def test_report_labels_this_process_environment_when_none_recorded(tmp_path):
+    markdown = report.write_report(tmp_path, tmp_path / "REPORT.md")[0].read_text()
+    assert "of the process that wrote this report" in markdown
+    assert table_value(markdown, "backend") == "cpu"
+
+
+def test_report_names_the_file_whose_results_lack_a_field(tmp_path):
+    (tmp_path / "part1").mkdir()
+    (tmp_path / "part1" / "results.json").write_text(json.dumps({"config": {}}))
+    with pytest.raises(JaxcnnError, match="part1: a results file has no field"):
+        report.write_report(tmp_path, tmp_path / "REPORT.md")
+
+
+def test_bibliography_merges_and_sorts_every_document(tmp_path):
+    (tmp_path / "part1.md").write_text("# P1\n## Model\n- not a reference\n## Bibliography\n- Zed (2000). Z.\n- Abe (1999). A.\n")
+    (tmp_path / "part2.md").write_text("# P2\n## References\n- abe (2001). B.\n- Zed (2000). Z.\n## After\n- no\n")
+    assert report.bibliography(tmp_path) == ["Abe (1999). A.", "abe (2001). B.", "Zed (2000). Z."]
+
+
+def test_inline_html_escapes_text_and_renders_code_and_links():
+    assert report.inline_html("a < b, `x<y>` and [doc](docs/p.md)") == \
+        'a &lt; b, <code>x&lt;y&gt;</code> and <a href="docs/p.md">doc</a>'
+
+
+def test_report_command_writes_both_files(study_dir, tmp_path):
+    assert main(["report", "--workdir", str(study_dir), "--out", str(tmp_path / "R.md")]) == 0
+    assert (tmp_path / "R.md").is_file() and (tmp_path / "report.html").is_file()
+
+
+@pytest.mark.skipif(browser.chromium() is None, reason="chromium not installed (apt-get install chromium)")
+def test_html_report_renders_in_a_real_browser_with_every_image(study_dir, tmp_path):
+    _, page = report.write_report(study_dir, tmp_path / "REPORT.md")
+    loaded, total = browser.loaded_images(page)
+    assert (loaded, total) == (4, 4)
+    shot = np.asarray(Image.open(browser.screenshot(page, tmp_path / "shot.png")).convert("L"))
+    assert shot.shape == (3000, 1200)
+    assert (shot < 128).mean() > 0.01  # text and figures drawn, not a blank page
+
+
+# --- the study command ------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class FakeConfig:
+    epochs: int = 3
+
+
+def fake_part(calls: list):
+    """A part module whose run records its call and writes results.json with its config."""
+    def run(cfg, data_root, workdir, *, resume=False, overwrite=False, cache_dir=None):
+        calls.append((workdir.name, resume))
+        workdir.mkdir(parents=True, exist_ok=True)
+        (workdir / "results.json").write_text(json.dumps({"config": to_dict(cfg)}))
+    return types.SimpleNamespace(get_config=lambda quick: FakeConfig(1 if quick else 3), run=run)
+
+
+def test_study_runs_each_part_once_and_skips_parts_not_written(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(study, "part_module", lambda name: None if name == "later" else fake_part(calls))
+    out = tmp_path / "REPORT.md"
+    first = study.run_study(tmp_path, tmp_path / "ckpts", quick=True, out=out, parts=("fake1", "later"))
+    assert first == {"fake1": "ran", "later": "not written"} and out.is_file()
+    again = study.run_study(tmp_path, tmp_path / "ckpts", quick=True, resume=True, out=out, parts=("fake1",))
+    assert again == {"fake1": "reused"} and calls == [("fake1", False)]
+    with pytest.raises(JaxcnnError, match="another configuration"):
+        study.run_study(tmp_path, tmp_path / "ckpts", quick=False, out=out, parts=("fake1",))
+
+
+def test_study_moves_paths_into_other_parts_under_its_workdir(tmp_path):
+    @dataclasses.dataclass(frozen=True)
+    class LinkedConfig:
+        part1_ckpt: str = "ckpts/part1"
+        data: str = "elsewhere/data"
+        epochs: int = 3
+
+    assert study.in_workdir(LinkedConfig(), tmp_path) == LinkedConfig(part1_ckpt=str(tmp_path / "part1"))
+    assert study.in_workdir(LinkedConfig(), Path("ckpts")) == LinkedConfig()
+
+
+def test_part_module_is_none_only_for_a_missing_part():
+    assert study.part_module("no_such_part") is None
+    assert study.part_module("part1").get_config is not None
+
+
+@pytest.mark.slow
+def test_study_quick_end_to_end_report_matches_results(shared_data, tmp_path):
+    workdir, out = tmp_path / "ckpts", tmp_path / "REPORT.md"
+    status = study.run_study(shared_data, workdir, quick=True, out=out)
+    assert status["part1"] == "ran"
+    markdown = out.read_text()
+    for heading in SECTIONS:
+        assert f"\n{heading}\n" in markdown
+    part1 = json.loads((workdir / "part1" / "results.json").read_text())
+    val = part1["validation"]
+    assert table_value(markdown, "ensemble accuracy") == f"{val['accuracy']:.4f}"
+    assert table_value(markdown, "ensemble accuracy, case-folded") == f"{val['accuracy_casefold']:.4f}"
+    assert table_value(markdown, "seed 0 accuracy") == f"{val['members_accuracy'][0]:.4f}"
+    assert f"training took {part1['train_seconds']:.1f} s" in markdown
+    last = part1["history"][-1]
+    assert table_value(markdown, str(last["epoch"]), 5) == f"{last['val_accuracy_ensemble']:.4f}"
+    if status.get("part2") == "ran":
+        part2 = section(markdown, "## Part 2: transfer to MNIST")
+        models = json.loads((workdir / "part2" / "results.json").read_text())["models"]
+        for column, model in enumerate(models.values(), 1):
+            assert table_value(part2, "ensemble accuracy", column) == f"{model['ensemble']['accuracy']:.4f}"
+            mean = model["final_test_accuracy"]["mean"]
+            assert table_value(part2, "final test accuracy", column).startswith(f"{mean:.4f}")
+    stamp = (workdir / "part1" / "results.json").stat().st_mtime_ns
+    again = study.run_study(shared_data, workdir, quick=True, out=out)
+    assert set(again.values()) <= {"reused", "not written"}
+    assert (workdir / "part1" / "results.json").stat().st_mtime_ns == stamp
+
+
+# --- progress bar and TensorBoard -------------------------------------------------------------
+
+class Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_progress_is_silent_when_not_a_terminal():
+    stream = io.StringIO()
+    with Progress(5, "fit", stream=stream) as bar:
+        bar.update(2)
+    assert stream.getvalue() == ""
+
+
+def test_progress_shows_count_and_eta_from_this_process_items():
+    now = [100.0]
+    stream = Terminal()
+    bar = Progress(10, "part1", unit="epochs", initial=2, stream=stream, clock=lambda: now[0])
+    now[0] += 30.0
+    bar.update(3, note="acc 0.5")  # 3 epochs in 30 s: 5 left take 50 s
+    last = stream.getvalue().split("\r\x1b[K")[-1]
+    assert last == f"part1 |{'#' * 12}{' ' * 12}| 5/10 epochs  0:30 elapsed, ETA 0:50  acc 0.5"
+    logging.getLogger("jaxcnn").info("a log line")  # clears the bar first
+    assert stream.getvalue().endswith("\r\x1b[K") and not bar.drawn
+    bar.close()
+    assert logging.getLogger("jaxcnn").filters == []
+
+
+def test_bar_text_and_durations():
+    assert format_duration(3725) == "1:02:05" and format_duration(65) == "1:05"
+    assert bar_text("x", 0, 4, 0.0, None).endswith("0/4  0:00 elapsed, ETA ?")
+
+
+def test_epoch_scalars_name_each_seed_and_the_mean():
+    record = {"epoch": 3, "step": 90, "train_loss": [1.0, 3.0], "val_accuracy_ensemble": 0.5, "seconds": 2.0}
+    assert epoch_scalars(record, seeds=[4, 7]) == {"train_loss/seed_4": 1.0, "train_loss/seed_7": 3.0,
+                                                   "train_loss/mean": 2.0, "val_accuracy_ensemble": 0.5,
+                                                   "seconds": 2.0}
+
+
+def read_events(logdir):
+    """Every Event in the TensorBoard files of ``logdir`` (TFRecord framing, CRCs not checked)."""
+    from tensorboardX.proto.event_pb2 import Event
+    events = []
+    for path in sorted(logdir.glob("events.out.tfevents.*")):
+        data = path.read_bytes()
+        offset = 0
+        while offset < len(data):
+            (length,) = struct.unpack("<Q", data[offset:offset + 8])
+            events.append(Event.FromString(data[offset + 12:offset + 12 + length]))
+            offset += 12 + length + 4
+    return events
+
+
+def test_metric_writer_writes_scalars_and_hides_events_a_resume_replaces(tmp_path):
+    with MetricWriter(tmp_path) as writer:
+        for record in history(2):
+            writer.write_epoch(record, seeds=[0, 1])
+    scalars = {(e.step, v.tag): v.simple_value for e in read_events(tmp_path) for v in e.summary.value}
+    assert scalars[(2, "val_accuracy_ensemble")] == pytest.approx(0.6)
+    assert scalars[(1, "train_loss/seed_1")] == pytest.approx(1.4)
+    with MetricWriter(tmp_path, first_epoch=2):
+        pass
+    starts = [e.step for e in read_events(tmp_path) if e.HasField("session_log")]
+    assert 2 in starts  # TensorBoard purges the earlier epoch-2 events from here
