@@ -8,17 +8,21 @@
 #    (steps at batch 128 and 512, augmentation on and off, bfloat16; a 60,000-image epoch with
 #    augmentation, scanned and as a loop of steps; 5 seeds vmapped against 5 runs in turn);
 #    4. `python -m jaxcnn partN --quick` for each part, if the data root exists; 5. one summary.
-# Everything it writes goes to $OUT (the device runner's output folder), else build/gpu-bench.
+# Its log and results go to $OUT (the device runner's output folder), else build/gpu-bench.
 # Environment: JAX_SPEC (default jax[cuda12]==0.10.2, the version the CPU numbers used),
-# JAXCNN_DATA (default ../shared/data), DEADLINE_S (default 470: stages past it are skipped).
+# JAXCNN_DATA (default ../shared/data), DEADLINE_S (default 470: stages past it are skipped),
+# THROUGHPUT_ARGS (replaces the GPU sizes), VENV. To rehearse the script on a CPU machine:
+#   ALLOW_CPU=1 VENV=.venv THROUGHPUT_ARGS="--quick --parts step" JAXCNN_DATA=none bash benchmarks/gpu.sh
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
 RESULTS="${OUT:-build/gpu-bench}"
+WORK="build/gpu-bench-work"  # the parts' checkpoints and caches, kept out of $OUT
 VENV="${VENV:-build/venv-gpu}"
 JAX_SPEC="${JAX_SPEC:-jax[cuda12]==0.10.2}"
 DATA="${JAXCNN_DATA:-../shared/data}"
 DEADLINE_S="${DEADLINE_S:-470}"
+THROUGHPUT_ARGS="${THROUGHPUT_ARGS:---parts step,bf16,epoch,population --batch-sizes 128,512 --steps 50 --epoch-images 60000 --epoch-batch 128 --seeds 5 --repeats 2}"
 mkdir -p "$RESULTS"
 LOG="$RESULTS/gpu-bench.log"
 : > "$LOG"
@@ -44,17 +48,21 @@ run_stage() {
   return $status
 }
 
-gpu_jax() { "$PY" -c 'import jax, sys; sys.exit(jax.default_backend() != "gpu")' >/dev/null 2>&1; }
+# JAX imports and sees a GPU (any backend will do with ALLOW_CPU=1).
+jax_ready() {
+  ALLOW_CPU="${ALLOW_CPU:-0}" "$PY" -c \
+    'import jax, os, sys; sys.exit(jax.default_backend() != "gpu" and os.environ["ALLOW_CPU"] != "1")' >/dev/null 2>&1
+}
 
 # 1. Environment: reuse one that already sees a GPU, else create and install.
 if [[ ! -x "$VENV/bin/python" ]]; then
   python3 -m venv "$VENV" >>"$LOG" 2>&1 || { say "python3 -m venv failed; see $LOG"; exit 1; }
 fi
 PY="$VENV/bin/python"
-if ! gpu_jax; then
+if ! jax_ready; then
   run_stage "pip install -e . $JAX_SPEC" 300 \
     "$PY" -m pip install --retries 1 --timeout 60 -e . "$JAX_SPEC"
-  if ! gpu_jax; then
+  if ! jax_ready; then
     say "JAX in $VENV does not see a GPU (no PyPI access, or no CUDA driver?); the last lines of $LOG:"
     tail -n 20 "$LOG"
     exit 1
@@ -64,27 +72,37 @@ fi
 # 2. Facts.
 {
   echo "=== environment"
-  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>&1 || echo "no nvidia-smi"
+  if command -v nvidia-smi >/dev/null; then
+    nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+  else
+    echo "no nvidia-smi"
+  fi
   echo "CPUs: $(nproc)"
   "$PY" - <<'EOF'
 import importlib.metadata as md, platform, jax
+
+def version(package):
+    try:
+        return md.version(package)
+    except md.PackageNotFoundError:
+        return "not installed"
+
 print("python", platform.python_version())
-print(", ".join(f"{p} {md.version(p)}" for p in ("jax", "jaxlib", "jax-cuda12-plugin", "flax", "optax")))
+print(", ".join(f"{p} {version(p)}" for p in ("jax", "jaxlib", "jax-cuda12-plugin", "flax", "optax")))
 print("devices:", jax.devices())
 EOF
 } 2>&1 | tee -a "$LOG"
 
 # 3. Throughput at GPU sizes (the table of this stage is the heart of the summary).
-run_stage "throughput.py" 330 "$PY" benchmarks/throughput.py \
-  --parts step,bf16,epoch,population --batch-sizes 128,512 --steps 50 \
-  --epoch-images 60000 --epoch-batch 128 --seeds 5 --repeats 2 --json "$RESULTS/throughput.json"
+# shellcheck disable=SC2086 # THROUGHPUT_ARGS is a list of flags
+run_stage "throughput.py" 330 "$PY" benchmarks/throughput.py $THROUGHPUT_ARGS --json "$RESULTS/throughput.json"
 
 # 4. The study's parts, tiny, end to end, if the data is here.
 if [[ -d "$DATA" ]]; then
   for part in part1 part2 part3; do
     [[ -f "jaxcnn/$part.py" ]] || continue
     run_stage "jaxcnn $part --quick" 120 "$PY" -m jaxcnn "$part" --quick --data-root "$DATA" \
-      --workdir "$RESULTS/$part" --cache-dir "$RESULTS/cache" --overwrite
+      --workdir "$WORK/$part" --cache-dir "$WORK/cache" --overwrite
   done
 else
   SUMMARY+=("| jaxcnn partN --quick | skipped: no data root at $DATA | - |")

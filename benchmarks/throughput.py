@@ -3,17 +3,19 @@
 Parts (``--parts``, comma-separated; default all but ``alternatives``):
 
 - ``step``: the jitted ``train.train_step`` alone at each ``--batch-sizes``, augmentation on and off;
+- ``bf16``: the same step with ``ModelConfig(dtype="bfloat16")``;
 - ``epoch``: one epoch of ``--epoch-images`` images, a Python loop of jitted steps
   (``train_epoch_stepwise``) against one scanned program (``train_epoch_population``);
 - ``population``: ``--seeds`` separate runs one after another against one vmapped population,
   with the epoch engine ``fit`` uses by default on this backend (``--engine``);
-- ``bf16``: the step with ``ModelConfig(dtype="bfloat16")``;
-- ``alternatives``: other ways of training several seeds in one program (investigation, CPU).
+- ``alternatives``: the population as one unrolled program per step, no vmap (an investigation
+  for the CPU; it runs with the ``population`` rows it is compared with).
 
 Every measurement calls the library's own functions on synthetic data held on the device. A row's
-``first s`` is the first call (compile and one run); ``compile s`` is that less one steady call;
-``steady s`` is the best of ``--repeats`` timed blocks, per call. Ratios are between rows of the
-same run. ``--quick`` is a short run of every default part.
+``first s`` is its first call (compile and one run) and ``compile s`` that less one steady call.
+The rows of a part are timed in turns, one block each per round for ``--repeats`` rounds, and a
+row's ``steady s`` is its best block, per call: on a shared machine the rows compared see the same
+disturbances, and the best block the fewest. Ratios are between rows of the same run.
 
     python benchmarks/throughput.py --quick
     python benchmarks/throughput.py --parts step --batch-sizes 128,512 --threads 2
@@ -25,9 +27,11 @@ import argparse
 import dataclasses
 import functools
 import json
+import math
 import os
 import platform
 import time
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -37,9 +41,21 @@ from jaxcnn import train as T
 from jaxcnn.augment import NO_AUGMENT
 from jaxcnn.config import ModelConfig, TrainConfig
 
-ENGINE_ROWS = {"scan": "scanned epoch", "step": "loop of steps"}  # the epoch part's name for each engine
-PARTS = ("step", "epoch", "population", "bf16", "alternatives")
-DEFAULT_PARTS = ("step", "epoch", "population", "bf16")
+PARTS = ("step", "bf16", "epoch", "population", "alternatives")
+DEFAULT_PARTS = ("step", "bf16", "epoch", "population")
+ENGINE_ROWS = {"scan": "scanned epoch", "step": "loop of steps"}  # the epoch part's row for each engine
+
+
+@dataclasses.dataclass
+class Runner:
+    """One thing to time: ``advance(state) -> (state, outputs)`` trains ``images`` images per call."""
+
+    part: str
+    variant: str
+    batch: int
+    images: int
+    advance: Callable
+    state: Any
 
 
 @dataclasses.dataclass
@@ -47,7 +63,7 @@ class Row:
     part: str
     variant: str
     batch: int
-    images: int  # images trained per timed call
+    images: int  # images trained per call
     first_s: float
     steady_s: float
 
@@ -67,6 +83,26 @@ def limit_threads(threads: int | None) -> int:
     return len(os.sched_getaffinity(0))
 
 
+def _call(runner: Runner, calls: int) -> float:
+    """Seconds per call of ``calls`` calls of ``runner``, waiting for the device at the end."""
+    start = time.perf_counter()
+    for _ in range(calls):
+        runner.state, outputs = runner.advance(runner.state)
+    jax.block_until_ready((runner.state, outputs))
+    return (time.perf_counter() - start) / calls
+
+
+def time_in_turns(runners: list[Runner], repeats: int, calls: int = 1) -> list[Row]:
+    """Each runner's first call, then ``repeats`` rounds of one block of ``calls`` calls per runner."""
+    firsts = [_call(r, 1) for r in runners]
+    best = [math.inf] * len(runners)
+    for _ in range(repeats):
+        for i, runner in enumerate(runners):
+            best[i] = min(best[i], _call(runner, calls))
+    return [Row(r.part, r.variant, r.batch, r.images, first, steady)
+            for r, first, steady in zip(runners, firsts, best)]
+
+
 def synthetic_data(num_images: int, num_classes: int, seed: int = 0):
     """Random uint8 images [N, 28, 28] and int32 labels [N], on the device (speed ignores content)."""
     rng = np.random.default_rng(seed)
@@ -75,38 +111,20 @@ def synthetic_data(num_images: int, num_classes: int, seed: int = 0):
     return jax.device_put(images), jax.device_put(labels)
 
 
-def measure(advance, state, repeats: int, calls: int = 1):
-    """Times ``advance(state) -> (state, metrics)``: the first call, then the best of ``repeats`` blocks.
-
-    Returns (first call s, steady s per call); the steady time is the fastest block of ``calls``
-    calls divided by ``calls``, the least disturbed by other work on a shared machine.
-    """
-    start = time.perf_counter()
-    state, metrics = advance(state)
-    jax.block_until_ready((state, metrics))
-    first = time.perf_counter() - start
-    blocks = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        for _ in range(calls):
-            state, metrics = advance(state)
-        jax.block_until_ready((state, metrics))
-        blocks.append((time.perf_counter() - start) / calls)
-    return first, min(blocks)
+@functools.partial(jax.jit, static_argnames="cfg", donate_argnames="state")
+def step_on_batch(state: T.TrainState, batch, cfg: TrainConfig):
+    """``train.train_step`` with the library's step key, a function of (run key, step): no host work."""
+    return T.train_step(state, batch, jax.random.fold_in(state.key, state.step), cfg)
 
 
-def bench_step(cfg: TrainConfig, num_classes: int, steps: int, repeats: int, variant: str,
-               part: str = "step") -> Row:
+def step_runner(cfg: TrainConfig, num_classes: int, part: str, variant: str) -> Runner:
     """The jitted ``train_step`` on one device-resident batch, a fresh key each step."""
     model = T.make_model(num_classes, cfg.model)
     tx = T.make_optimizer(cfg, steps_per_epoch=1000)
     state = jax.jit(lambda key: T.create_train_state(key, model, tx))(jax.random.PRNGKey(0))
     images, labels = synthetic_data(cfg.batch_size, num_classes)
     batch = {"image": images, "label": labels}
-    step = jax.jit(T.train_step, static_argnames="cfg", donate_argnames="state")
-    keys = iter(np.asarray(jax.random.split(jax.random.PRNGKey(1), steps * repeats + 1)))
-    first, steady = measure(lambda s: step(s, batch, next(keys), cfg=cfg), state, repeats, steps)
-    return Row(part, variant, cfg.batch_size, cfg.batch_size, first, steady)
+    return Runner(part, variant, cfg.batch_size, cfg.batch_size, lambda s: step_on_batch(s, batch, cfg), state)
 
 
 def epoch_engine(name: str):
@@ -114,66 +132,58 @@ def epoch_engine(name: str):
     return {"scan": T.train_epoch_population, "step": T.train_epoch_stepwise}[name]
 
 
-def bench_epoch(cfg: TrainConfig, images, labels, num_classes: int, engine: str, repeats: int) -> Row:
+def trained_per_epoch(num_images: int, cfg: TrainConfig) -> int:
+    return T.steps_per_epoch(num_images, cfg.batch_size) * cfg.batch_size
+
+
+def epoch_runner(cfg: TrainConfig, images, labels, num_classes: int, engine: str) -> Runner:
     """One epoch of a single seed with the ``engine`` epoch function."""
     state = T.create_population((0,), num_classes, cfg, images.shape[0])
     epoch = functools.partial(epoch_engine(engine), images=images, labels=labels, cfg=cfg)
-    first, steady = measure(epoch, state, repeats)
-    trained = T.steps_per_epoch(images.shape[0], cfg.batch_size) * cfg.batch_size
-    return Row("epoch", ENGINE_ROWS[engine], cfg.batch_size, trained, first, steady)
+    return Runner("epoch", ENGINE_ROWS[engine], cfg.batch_size, trained_per_epoch(images.shape[0], cfg), epoch, state)
 
 
-def bench_population(cfg: TrainConfig, images, labels, num_classes: int, seeds, engine: str,
-                     repeats: int) -> list[Row]:
-    """``len(seeds)`` runs taking turns (as ``fit(parallel_seeds=False)``) vs one vmapped population."""
+def population_runners(cfg: TrainConfig, images, labels, num_classes: int, seeds, engine: str) -> list[Runner]:
+    """``len(seeds)`` runs taking turns (as ``fit(parallel_seeds=False)``) and one vmapped population."""
+    n, k = images.shape[0], len(seeds)
     epoch = functools.partial(epoch_engine(engine), images=images, labels=labels, cfg=cfg)
-    trained = T.steps_per_epoch(images.shape[0], cfg.batch_size) * cfg.batch_size * len(seeds)
 
     def one_after_another(members):
         results = [epoch(m) for m in members]
         return [s for s, _ in results], [m for _, m in results]
 
-    members = [T.create_population((s,), num_classes, cfg, images.shape[0]) for s in seeds]
-    sequential = measure(one_after_another, members, repeats)
-    population = T.create_population(seeds, num_classes, cfg, images.shape[0])
-    vmapped = measure(epoch, population, repeats)
-    k = len(seeds)
-    return [Row("population", f"{k} runs in turn ({engine})", cfg.batch_size, trained, *sequential),
-            Row("population", f"{k} seeds vmapped ({engine})", cfg.batch_size, trained, *vmapped)]
+    members = [T.create_population((s,), num_classes, cfg, n) for s in seeds]
+    trained = trained_per_epoch(n, cfg) * k
+    return [Runner("population", f"{k} runs in turn ({engine})", cfg.batch_size, trained, one_after_another, members),
+            Runner("population", f"{k} seeds vmapped ({engine})", cfg.batch_size, trained, epoch,
+                   T.create_population(seeds, num_classes, cfg, n))]
 
 
-def bench_alternatives(cfg: TrainConfig, images, labels, num_classes: int, seeds, repeats: int) -> list[Row]:
-    """Other programs for a population step on the CPU, each jitted once and looped over an epoch.
+def alternative_runners(cfg: TrainConfig, images, labels, num_classes: int, seeds) -> list[Runner]:
+    """The population's epoch as a loop of steps, each step one program holding a plain step per seed.
 
-    ``unrolled``: one program holding a plain step per seed (no grouped convolutions);
-    ``lax.map``: the same steps as a loop over seeds inside one program.
+    Unlike ``vmap``, which turns the seeds' convolutions into grouped convolutions (slow on XLA:CPU),
+    the unrolled program keeps every convolution ungrouped. (``lax.map`` over seeds is no alternative
+    on the CPU: it is a while loop, the slow case of jax-ml/jax#12868.)
     """
-    k, n = len(seeds), images.shape[0]
-    plan = T._epoch_plan_population  # noqa: SLF001 - the library's own epoch order, reused
-    one = lambda state, index: T._indexed_step(state, images, labels, index, cfg)  # noqa: SLF001
+    n, k = images.shape[0], len(seeds)
+    one = lambda state, index: T._indexed_step(state, images, labels, index, cfg)  # the library's step
 
+    @functools.partial(jax.jit, donate_argnums=0)
     def unrolled(state, index):
         results = [one(T.unstack(state, i), index[i]) for i in range(k)]
         return jax.tree.map(lambda *xs: jnp.stack(xs), *results)
 
-    programs = {"unrolled": unrolled, "lax.map": lambda state, index: jax.lax.map(lambda a: one(*a), (state, index))}
-    rows = []
-    for name, program in programs.items():
-        step = jax.jit(program, donate_argnums=0)
+    def epoch(state):
+        batches = T._epoch_plan_population(state, n, cfg)  # the library's epoch order
+        metrics = []
+        for i in range(batches.shape[1]):
+            state, m = unrolled(state, batches[:, i])
+            metrics.append(m)
+        return state, metrics
 
-        def epoch(state):
-            batches = plan(state, n, cfg)
-            metrics = []
-            for i in range(batches.shape[1]):
-                state, m = step(state, batches[:, i])
-                metrics.append(m)
-            return state, metrics
-
-        population = T.create_population(seeds, num_classes, cfg, n)
-        trained = T.steps_per_epoch(n, cfg.batch_size) * cfg.batch_size * k
-        rows.append(Row("alternatives", f"{k} seeds {name} (step)", cfg.batch_size, trained,
-                        *measure(epoch, population, repeats)))
-    return rows
+    return [Runner("alternatives", f"{k} seeds unrolled (step)", cfg.batch_size, trained_per_epoch(n, cfg) * k,
+                   epoch, T.create_population(seeds, num_classes, cfg, n))]
 
 
 def ratios(rows: list[Row]) -> list[str]:
@@ -188,17 +198,19 @@ def ratios(rows: list[Row]) -> list[str]:
     for b in sorted({r.batch for r in rows}):
         ratio(f"step, augmentation off / on, batch {b}", ("step", "augment off", b), ("step", "augment on", b))
         ratio(f"step, bfloat16 / float32, batch {b}", ("bf16", "bfloat16, augment on", b), ("step", "augment on", b))
-        ratio(f"epoch, scanned / loop of steps, batch {b}", ("epoch", "scanned epoch", b), ("epoch", "loop of steps", b))
-        pops = [r for r in rows if r.part in ("population", "alternatives") and r.batch == b]
-        for base in [r for r in pops if "in turn" in r.variant]:
-            for other in pops:
+        ratio(f"epoch, scanned / loop of steps, batch {b}",
+              ("epoch", "scanned epoch", b), ("epoch", "loop of steps", b))
+        several = [r for r in rows if r.part in ("population", "alternatives") and r.batch == b]
+        for base in [r for r in several if "in turn" in r.variant]:
+            for other in several:
                 if other is not base:
                     ratio(f"{other.variant} / {base.variant}, batch {b}",
                           (other.part, other.variant, b), (base.part, base.variant, b))
         for engine, epoch_row in ENGINE_ROWS.items():
-            for r in pops:
+            for r in several:
                 if "vmapped" in r.variant and f"({engine})" in r.variant:
-                    ratio(f"{r.variant} / 1 seed ({engine}), batch {b}", (r.part, r.variant, b), ("epoch", epoch_row, b))
+                    ratio(f"{r.variant} / 1 seed ({engine}), batch {b}",
+                          (r.part, r.variant, b), ("epoch", epoch_row, b))
     return lines
 
 
@@ -214,27 +226,35 @@ def table(rows: list[Row]) -> str:
 def environment(threads: int) -> str:
     device = jax.devices()[0]
     return (f"jax {jax.__version__} on {jax.default_backend()} ({device.device_kind}, "
-            f"{jax.device_count()} device(s)); {threads} CPU thread(s) of {os.cpu_count()}; "
-            f"python {platform.python_version()}")
+            f"{jax.device_count()} device(s)); {threads} CPU thread(s) of {os.cpu_count()}, "
+            f"load average {os.getloadavg()[0]:.1f}; python {platform.python_version()}")
+
+
+def report(rows: list[Row]) -> None:
+    """Prints a part's rows as they are measured."""
+    for r in rows:
+        print(f"  {r.part:12s} {r.variant:28s} batch {r.batch:4d}: {r.images_per_s:9,.0f} images/s"
+              f"  (compile {r.compile_s:.1f} s)", flush=True)
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--parts", default=",".join(DEFAULT_PARTS),
                    help=f"comma-separated, from {', '.join(PARTS)} (default: %(default)s)")
-    p.add_argument("--batch-sizes", default="128,512", help="for step and bf16 (default: %(default)s)")
-    p.add_argument("--epoch-batch", type=int, default=128, help="batch size of epoch, population (default: %(default)s)")
+    p.add_argument("--batch-sizes", default="128,512", help="of step and bf16 (default: %(default)s)")
+    p.add_argument("--epoch-batch", type=int, default=128,
+                   help="batch size of epoch and population (default: %(default)s)")
     p.add_argument("--epoch-images", type=int, default=4096, help="images in one epoch (default: %(default)s)")
     p.add_argument("--seeds", type=int, default=5, help="population size (default: %(default)s)")
-    p.add_argument("--steps", type=int, default=10, help="steps per timed block of step and bf16 (default: %(default)s)")
+    p.add_argument("--steps", type=int, default=10, help="steps per timed block of step, bf16 (default: %(default)s)")
     p.add_argument("--repeats", type=int, default=3,
-                   help="timed blocks (of --steps steps, or of one epoch); the best counts (default: %(default)s)")
+                   help="rounds of timed blocks (of --steps steps, or of one epoch) (default: %(default)s)")
     p.add_argument("--engine", choices=("auto", "scan", "step"), default="auto",
                    help="epoch engine of the population part; auto: scan on accelerators, step on the CPU, as fit")
-    p.add_argument("--classes", type=int, default=62, help="output classes (default: %(default)s, part 1)")
+    p.add_argument("--classes", type=int, default=62, help="output classes (default: %(default)s, as part 1)")
     p.add_argument("--threads", type=int, help="CPU threads (default: every CPU this process may use)")
-    p.add_argument("--quick", action="store_true", help="batch 128 only, 2 blocks of 5 steps, 512-image epochs")
-    p.add_argument("--json", help="also write the rows and ratios to this JSON file")
+    p.add_argument("--quick", action="store_true", help="batch 128 only, 2 rounds of 5 steps, 512-image epochs")
+    p.add_argument("--json", help="also write the environment, rows and ratios to this JSON file")
     args = p.parse_args(argv)
     args.parts = [part.strip() for part in args.parts.split(",") if part.strip()]
     unknown = set(args.parts) - set(PARTS)
@@ -254,33 +274,34 @@ def main(argv=None) -> None:
     engine = args.engine if args.engine != "auto" else ("step" if jax.default_backend() == "cpu" else "scan")
     rows: list[Row] = []
 
-    def record(new):
-        for row in new if isinstance(new, list) else [new]:
-            rows.append(row)
-            print(f"  {row.part:12s} {row.variant:30s} batch {row.batch:4d}: {row.images_per_s:9,.0f} images/s"
-                  f"  (compile {row.compile_s:.1f} s)", flush=True)
+    def measure(runners, calls=1):
+        new = time_in_turns(runners, args.repeats, calls)
+        report(new)
+        rows.extend(new)
 
     for b in args.batch_sizes:
+        runners = []
         if "step" in args.parts:
-            record(bench_step(dataclasses.replace(base, batch_size=b), args.classes, args.steps, args.repeats,
-                              "augment on"))
-            record(bench_step(dataclasses.replace(base, batch_size=b, augment=NO_AUGMENT), args.classes,
-                              args.steps, args.repeats, "augment off"))
+            runners.append(step_runner(dataclasses.replace(base, batch_size=b), args.classes, "step", "augment on"))
+            runners.append(step_runner(dataclasses.replace(base, batch_size=b, augment=NO_AUGMENT), args.classes,
+                                       "step", "augment off"))
         if "bf16" in args.parts:
-            cfg = dataclasses.replace(base, batch_size=b, model=ModelConfig(dtype="bfloat16"))
-            record(bench_step(cfg, args.classes, args.steps, args.repeats, "bfloat16, augment on", part="bf16"))
+            runners.append(step_runner(dataclasses.replace(base, batch_size=b, model=ModelConfig(dtype="bfloat16")),
+                                       args.classes, "bf16", "bfloat16, augment on"))
+        if runners:
+            measure(runners, args.steps)
     cfg = dataclasses.replace(base, batch_size=args.epoch_batch)
     images, labels = synthetic_data(args.epoch_images, args.classes)
     seeds = tuple(range(args.seeds))
     if "epoch" in args.parts:
-        record(bench_epoch(cfg, images, labels, args.classes, "step", args.repeats))
-        record(bench_epoch(cfg, images, labels, args.classes, "scan", args.repeats))
-    if "population" in args.parts:
-        record(bench_population(cfg, images, labels, args.classes, seeds, engine, args.repeats))
-    if "alternatives" in args.parts:
-        record(bench_alternatives(cfg, images, labels, args.classes, seeds, args.repeats))
+        measure([epoch_runner(cfg, images, labels, args.classes, e) for e in ("step", "scan")])
+    if "population" in args.parts or "alternatives" in args.parts:
+        runners = population_runners(cfg, images, labels, args.classes, seeds, engine)
+        if "alternatives" in args.parts:
+            runners += alternative_runners(cfg, images, labels, args.classes, seeds)
+        measure(runners)
 
-    print()
+    print(f"\nload average at the end: {os.getloadavg()[0]:.1f}\n")
     print(table(rows))
     found = ratios(rows)
     if found:

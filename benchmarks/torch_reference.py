@@ -3,12 +3,12 @@
 The same architecture as ``jaxcnn.models`` (two 3x3 conv without bias -> BatchNorm -> ReLU per block,
 widths 32, 64, 128, a 2x2 max-pool after each block, flatten, dense 256 without bias -> BatchNorm ->
 ReLU -> dropout 0.5, dense to the classes), the same batch, AdamW and label-smoothed cross-entropy,
-uint8 images converted on the device as in ``train.to_float``. No augmentation: compare it with the
+uint8 images converted in the step as in ``train.to_float``. No augmentation: compare it with the
 JAX step's "augment off" row. Eager and ``torch.compile``, NCHW-contiguous and channels-last.
 
 PyTorch is not a dependency of jaxcnn: install the CPU wheel for benchmarking only,
-``pip install torch==2.13.0``. ``--with-jax`` also times ``jaxcnn.train.train_step`` in the same run
-(same threads, same batch sizes) and prints the ratios.
+``pip install torch==2.13.0``. ``--with-jax`` also times ``jaxcnn.train.train_step`` in the same run,
+on the same threads, in turns with the PyTorch variants (see ``throughput.time_in_turns``).
 
     python benchmarks/torch_reference.py --threads 2 --with-jax
 """
@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import time
+import os
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from throughput import Row, limit_threads, table  # benchmarks/throughput.py, beside this file
+from throughput import Row, Runner, limit_threads, step_runner, table, time_in_turns  # beside this file
 
 
 def make_model(num_classes: int, widths=(32, 64, 128), hidden: int = 256, dropout: float = 0.5) -> nn.Module:
@@ -54,55 +54,34 @@ def make_train_step(model: nn.Module, optimizer, channels_last: bool, label_smoo
     return step
 
 
-def bench(batch: int, num_classes: int, steps: int, repeats: int, compiled: bool, channels_last: bool) -> Row:
-    """The first step (compilation included) and the best of ``repeats`` blocks of ``steps`` steps."""
+def torch_runner(batch: int, num_classes: int, compiled: bool, channels_last: bool) -> Runner:
+    """A PyTorch training step on one fixed batch; its first call compiles when ``compiled``."""
     torch.manual_seed(0)
-    torch._dynamo.reset()  # a fresh compilation for every configuration
     model = make_model(num_classes).train()
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=5e-4)
-    step = make_train_step(torch.compile(model) if compiled else model, optimizer, channels_last)
+    step = make_train_step(torch.compile(model, dynamic=False) if compiled else model, optimizer, channels_last)
     images = torch.randint(0, 256, (batch, 28, 28), dtype=torch.uint8)
     labels = torch.randint(0, num_classes, (batch,))
-    start = time.perf_counter()
-    step(images, labels).item()
-    first = time.perf_counter() - start
-    step(images, labels).item()  # a second warm-up call: some one-off work happens here too
-    blocks = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        for _ in range(steps):
-            loss = step(images, labels)
-        loss.item()
-        blocks.append((time.perf_counter() - start) / steps)
-    steady = min(blocks)
     variant = f"{'compile' if compiled else 'eager'}, {'channels-last' if channels_last else 'contiguous'}"
-    return Row("torch", variant, batch, batch, first, steady)
+    return Runner("torch", variant, batch, batch, lambda _: (None, step(images, labels).item()), None)
 
 
-def best(rows: list[Row], mode: str, batch: int) -> Row | None:
-    """The faster memory layout of one mode at one batch size."""
-    found = [r for r in rows if r.part == "torch" and r.variant.startswith(mode) and r.batch == batch]
-    return max(found, key=lambda r: r.images_per_s, default=None)
-
-
-def jax_rows(batch_sizes, num_classes: int, steps: int, repeats: int) -> list[Row]:
-    """``jaxcnn.train.train_step`` at the same sizes, augmentation off (as here) and on."""
-    from throughput import bench_step
-
+def jax_runners(batch: int, num_classes: int) -> list[Runner]:
+    """``jaxcnn.train.train_step`` at the same batch size, augmentation off (as here) and on."""
     from jaxcnn.augment import NO_AUGMENT
     from jaxcnn.config import TrainConfig
 
-    rows = []
-    for b in batch_sizes:
-        cfg = TrainConfig(batch_size=b)
-        off = bench_step(dataclasses.replace(cfg, augment=NO_AUGMENT), num_classes, steps, repeats, "train_step, augment off")
-        on = bench_step(cfg, num_classes, steps, repeats, "train_step, augment on")
-        rows += [dataclasses.replace(off, part="jax"), dataclasses.replace(on, part="jax")]
-        print(f"  jax batch {b}: {rows[-2].images_per_s:,.0f} / {rows[-1].images_per_s:,.0f} images/s "
-              "(augment off / on)", flush=True)
-    return rows
+    cfg = TrainConfig(batch_size=batch)
+    return [step_runner(dataclasses.replace(cfg, augment=NO_AUGMENT), num_classes, "jax", "train_step, augment off"),
+            step_runner(cfg, num_classes, "jax", "train_step, augment on")]
+
+
+def best(rows: list[Row], mode: str, batch: int) -> Row | None:
+    """The faster memory layout of one PyTorch mode at one batch size."""
+    found = [r for r in rows if r.part == "torch" and r.variant.startswith(mode) and r.batch == batch]
+    return max(found, key=lambda r: r.images_per_s, default=None)
 
 
 def ratio_lines(rows: list[Row], batch_sizes) -> list[str]:
@@ -110,8 +89,9 @@ def ratio_lines(rows: list[Row], batch_sizes) -> list[str]:
     for b in batch_sizes:
         eager, compiled = best(rows, "eager", b), best(rows, "compile", b)
         jax_off = next((r for r in rows if r.part == "jax" and r.batch == b and "off" in r.variant), None)
-        if eager:
-            lines.append(f"batch {b}: best eager layout: {eager.variant.split(', ')[1]}")
+        for ref in (eager, compiled):
+            if ref:
+                lines.append(f"batch {b}: best {ref.variant.split(',')[0]} layout: {ref.variant.split(', ')[1]}")
         if eager and compiled:
             lines.append(f"batch {b}: torch.compile / eager: {compiled.images_per_s / eager.images_per_s:.2f}x "
                          f"(compile {compiled.compile_s:.0f} s)")
@@ -126,30 +106,34 @@ def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--batch-sizes", default="128,512", help="(default: %(default)s)")
     p.add_argument("--steps", type=int, default=10, help="steps per timed block (default: %(default)s)")
-    p.add_argument("--repeats", type=int, default=3, help="timed blocks; the best counts (default: %(default)s)")
+    p.add_argument("--repeats", type=int, default=3,
+                   help="rounds of timed blocks; the best counts (default: %(default)s)")
     p.add_argument("--modes", default="eager,compile", help="eager and/or compile (default: %(default)s)")
     p.add_argument("--layouts", default="contiguous,channels-last", help="(default: %(default)s)")
-    p.add_argument("--classes", type=int, default=62, help="output classes (default: %(default)s, part 1)")
-    p.add_argument("--threads", type=int, help="CPU threads for both frameworks (default: every CPU this process may use)")
-    p.add_argument("--with-jax", action="store_true", help="also time jaxcnn's train_step, first, in this run")
-    p.add_argument("--quick", action="store_true", help="batch 128 only, 2 blocks of 5 steps")
+    p.add_argument("--classes", type=int, default=62, help="output classes (default: %(default)s, as part 1)")
+    p.add_argument("--threads", type=int,
+                   help="CPU threads of both frameworks (default: every CPU this process may use)")
+    p.add_argument("--with-jax", action="store_true", help="also time jaxcnn's train_step, in turns with PyTorch")
+    p.add_argument("--quick", action="store_true", help="batch 128 only, 2 rounds of 5 steps")
     args = p.parse_args(argv)
     batch_sizes = [128] if args.quick else [int(b) for b in args.batch_sizes.split(",")]
     steps, repeats = (5, 2) if args.quick else (args.steps, args.repeats)
     threads = limit_threads(args.threads)
     torch.set_num_threads(threads)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s); JAX pinned to the same {threads} CPU(s)",
-          flush=True)
+    print(f"torch {torch.__version__}: {torch.get_num_threads()} thread(s); JAX pinned to the same {threads} CPU(s); "
+          f"load average {os.getloadavg()[0]:.1f}", flush=True)
 
-    rows = jax_rows(batch_sizes, args.classes, steps, repeats) if args.with_jax else []
+    rows = []
     for b in batch_sizes:
-        for mode in args.modes.split(","):
-            for layout in args.layouts.split(","):
-                row = bench(b, args.classes, steps, repeats, mode == "compile", layout == "channels-last")
-                rows.append(row)
-                print(f"  torch {row.variant:26s} batch {b:4d}: {row.images_per_s:9,.0f} images/s"
-                      f"  (first step {row.first_s:.1f} s)", flush=True)
-    print()
+        torch._dynamo.reset()  # compiled code of the previous batch size is not reused
+        runners = jax_runners(b, args.classes) if args.with_jax else []
+        runners += [torch_runner(b, args.classes, mode == "compile", layout == "channels-last")
+                    for mode in args.modes.split(",") for layout in args.layouts.split(",")]
+        for row in time_in_turns(runners, repeats, steps):
+            rows.append(row)
+            print(f"  {row.part:5s} {row.variant:26s} batch {b:4d}: {row.images_per_s:9,.0f} images/s"
+                  f"  (first step {row.first_s:.1f} s)", flush=True)
+    print(f"\nload average at the end: {os.getloadavg()[0]:.1f}\n")
     print(table(rows))
     print("\n" + "\n".join(ratio_lines(rows, batch_sizes)))
 

@@ -54,10 +54,14 @@ class RunCheckpoints:
 
     def save(self, epoch: int, state, meta: dict, val_accuracy: float) -> None:
         """Saves synchronously: when this returns, the checkpoint is complete on disk."""
-        self._manager.save(epoch, args=ocp.args.Composite(
-            state=ocp.args.StandardSave(flax.serialization.to_state_dict(state)),
-            meta=ocp.args.JsonSave(meta)), metrics={"val_accuracy": float(val_accuracy)})
-        self._manager.wait_until_finished()
+        try:
+            self._manager.save(epoch, args=ocp.args.Composite(
+                state=ocp.args.StandardSave(flax.serialization.to_state_dict(state)),
+                meta=ocp.args.JsonSave(meta)), metrics={"val_accuracy": float(val_accuracy)})
+            self._manager.wait_until_finished()
+        except Exception as err:  # a full disk or a lost mount surfaces as many Orbax error types
+            raise CheckpointError(f"{self.directory / str(epoch)}: cannot write the checkpoint "
+                                  f"({_first_line(err)})") from err
 
     def read_meta(self, epoch: int | str = "latest") -> dict:
         """The JSON item (config, class names, history) of a checkpoint, without loading arrays."""

@@ -93,10 +93,10 @@ def cmd_report(args) -> int:
 
 def cmd_make_noisy_mnist(args) -> int:
     from jaxcnn.mnist import load_mnist
-    from jaxcnn.noise import make_noisy_mnist
+    from jaxcnn.noise import make_noisy_mnist, parse_corruption
+    spec = parse_corruption(args.corruption)  # a bad spec fails before MNIST is read
     train = load_mnist(paths.data_root(args.data_root), "train")
-    summary = make_noisy_mnist(train.images, train.labels, args.out, args.corruption, args.seed,
-                               overwrite=args.overwrite)
+    summary = make_noisy_mnist(train.images, train.labels, args.out, spec, args.seed, overwrite=args.overwrite)
     print(f"wrote {summary['num_images']} images with corruption {summary['spec']} (seed {summary['seed']}) "
           f"to {summary['data_dir']}; the truth is in {summary['truth_file']}")
     return 0

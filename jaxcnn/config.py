@@ -64,6 +64,8 @@ def _coerce(hint, value):
     if typing.get_origin(hint) is tuple:
         inner = typing.get_args(hint)[0]
         return tuple(_coerce(inner, v) for v in value)
+    if hint is int and isinstance(value, float) and not value.is_integer():
+        raise ValueError(f"expected a whole number, got {value}")
     if hint in (int, float, str):
         return hint(value)
     if hint is bool:
@@ -100,5 +102,8 @@ def _replace_path(cfg, keys, value):
     else:
         if typing.get_origin(hints[head]) is tuple and not isinstance(value, list):
             value = [value]
-        new = _coerce(hints[head], value)
+        try:
+            new = _coerce(hints[head], value)
+        except ValueError as err:
+            raise ValueError(f"{type(cfg).__name__}.{head}: {err}") from err
     return dataclasses.replace(cfg, **{head: new})

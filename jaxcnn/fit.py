@@ -24,6 +24,7 @@ from jaxcnn.checkpoint import RunCheckpoints
 from jaxcnn.config import TrainConfig, to_dict
 from jaxcnn.dataset import ArrayDataset
 from jaxcnn.errors import JaxcnnError
+from jaxcnn.progress import MetricWriter, Progress
 
 logger = logging.getLogger("jaxcnn")
 
@@ -44,18 +45,18 @@ def softmax_mean(logits) -> np.ndarray:
 def prepare_workdir(workdir: Path, *, resume: bool, overwrite: bool) -> None:
     """Refuses to touch a finished or started run unless told to resume it or start it again."""
     ckpt_dir = workdir / "checkpoints"
-    if ckpt_dir.exists() and any(ckpt_dir.iterdir()) and not resume:
-        if not overwrite:
-            raise RunExistsError(f"{workdir} already holds a run: pass --resume to continue it "
-                                 "or --overwrite to delete it and start again")
-        shutil.rmtree(ckpt_dir)
-    workdir.mkdir(parents=True, exist_ok=True)
-    probe = workdir / ".write-test"
     try:
+        if ckpt_dir.exists() and any(ckpt_dir.iterdir()) and not resume:
+            if not overwrite:
+                raise RunExistsError(f"{workdir} already holds a run: pass --resume to continue it "
+                                     "or --overwrite to delete it and start again")
+            shutil.rmtree(ckpt_dir)
+        workdir.mkdir(parents=True, exist_ok=True)
+        probe = workdir / ".write-test"
         probe.write_text("ok")
         probe.unlink()
     except OSError as err:
-        raise JaxcnnError(f"{workdir}: cannot write to the work directory ({err.strerror})") from err
+        raise JaxcnnError(f"{workdir}: cannot use it as the work directory ({err.strerror or err})") from err
 
 
 def write_json(path: Path, data) -> None:
@@ -97,24 +98,30 @@ def fit(train: ArrayDataset, val: ArrayDataset, cfg: TrainConfig, workdir: str |
     images, labels = jax.device_put(train.images), jax.device_put(train.labels)
     val_images, val_labels = jax.device_put(val.images), jax.device_put(val.labels)
     epoch_fn = T.train_epoch_population if scan_epochs else T.train_epoch_stepwise
-    for epoch in range(len(history) + 1, cfg.epochs + 1):
-        start = time.perf_counter()
-        state, train_metrics = T.each_member(epoch_fn, state, images, labels, cfg, parallel=parallel_seeds)
-        logits, losses = T.each_member(T.evaluate_population, state, val_images, val_labels,
-                                       cfg.eval_batch_size, parallel=parallel_seeds)
-        record = _epoch_record(epoch, state, T.host_metrics(train_metrics), np.asarray(logits), np.asarray(losses), val.labels)
-        record["seconds"] = time.perf_counter() - start
-        if not math.isfinite(sum(record["train_loss"])):
-            raise TrainingDiverged(f"{workdir}: training loss is {record['train_loss']} at epoch {epoch}; "
-                                   f"kept the last good checkpoint (epoch {ckpts.latest_epoch()})")
-        history.append(record)
-        ckpts.save(epoch, state, {"history": history, "config": to_dict(cfg),
-                                  "class_names": list(train.class_names)}, record["val_accuracy_ensemble"])
-        with open(workdir / "metrics.jsonl", "a") as log:
-            log.write(json.dumps(record) + "\n")
-        logger.info("epoch %d/%d  loss %.4f  val acc %.4f (ensemble %.4f)  %.1fs", epoch, cfg.epochs,
-                    np.mean(record["train_loss"]), np.mean(record["val_accuracy"]),
-                    record["val_accuracy_ensemble"], record["seconds"])
+    with MetricWriter(workdir, first_epoch=len(history) + 1) as writer, \
+            Progress(cfg.epochs, workdir.name, unit="epochs", initial=len(history)) as bar:
+        for epoch in range(len(history) + 1, cfg.epochs + 1):
+            start = time.perf_counter()
+            state, train_metrics = T.each_member(epoch_fn, state, images, labels, cfg, parallel=parallel_seeds)
+            logits, losses = T.each_member(T.evaluate_population, state, val_images, val_labels,
+                                           cfg.eval_batch_size, parallel=parallel_seeds)
+            record = _epoch_record(epoch, state, T.host_metrics(train_metrics), np.asarray(logits),
+                                   np.asarray(losses), val.labels)
+            record["seconds"] = time.perf_counter() - start
+            if not math.isfinite(sum(record["train_loss"]) + sum(record["val_loss"])):
+                raise TrainingDiverged(f"{workdir}: loss is not finite at epoch {epoch} (train "
+                                       f"{record['train_loss']}, validation {record['val_loss']}); "
+                                       f"kept the last good checkpoint (epoch {ckpts.latest_epoch()})")
+            history.append(record)
+            ckpts.save(epoch, state, {"history": history, "config": to_dict(cfg),
+                                      "class_names": list(train.class_names)}, record["val_accuracy_ensemble"])
+            with open(workdir / "metrics.jsonl", "a") as log:
+                log.write(json.dumps(record) + "\n")
+            logger.info("epoch %d/%d  loss %.4f  val acc %.4f (ensemble %.4f)  %.1fs", epoch, cfg.epochs,
+                        np.mean(record["train_loss"]), np.mean(record["val_accuracy"]),
+                        record["val_accuracy_ensemble"], record["seconds"])
+            writer.write_epoch(record, cfg.seeds)
+            bar.update(note=f"val acc {record['val_accuracy_ensemble']:.4f}")
     ckpts.close()
     return state, history
 

@@ -25,6 +25,7 @@ from jaxcnn import paths
 from jaxcnn.dataset import ArrayDataset
 from jaxcnn.errors import DataError
 from jaxcnn.preprocess import NoInkError
+from jaxcnn.progress import track
 
 logger = logging.getLogger("jaxcnn")
 
@@ -215,7 +216,7 @@ def preprocess_all(listing: ImageListing, entries, preprocess: Callable[[np.ndar
     image counts stay true, and is logged. Unreadable images raise DataError naming the file.
     """
     images, blank = [], []
-    for entry, data in listing.read(entries):
+    for entry, data in track(listing.read(entries), "preprocessing", total=len(entries), unit="images"):
         gray = decode_gray(data, listing.describe(entry))
         try:
             images.append(preprocess(gray))

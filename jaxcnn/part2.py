@@ -36,7 +36,6 @@ from jaxcnn.mnist import load_mnist  # noqa: E402
 
 logger = logging.getLogger("jaxcnn")
 
-MNIST_MODELS = ("B", "C", "C_frozen")
 CURVE_MODELS = ("B", "C")
 LABELS = {"B": "B: scratch", "C": "C: A's trunk, fine-tuned", "C_frozen": "C_frozen: A's trunk, frozen"}
 
@@ -218,16 +217,15 @@ def summarise_history(history: list[dict], thresholds=(0.98, 0.99)) -> dict:
     return summary
 
 
-def summarise_predictions(logits, labels, class_names) -> dict:
+def summarise_predictions(logits, ensemble_probs, labels, class_names) -> dict:
     """Per-seed test NLL and ECE (mean ± CI) and the full report of the seeds' ensemble.
 
-    ``logits`` float [K, N, C]: one row per seed; the ensemble averages their softmax.
+    ``logits`` float [K, N, C], one row per seed, and ``ensemble_probs`` [N, C]: ``predict_probs``.
     """
-    member_probs = np.asarray(jax.nn.softmax(np.asarray(logits), -1))
-    members = [classification_report(p, labels, class_names) for p in member_probs]
+    members = [classification_report(p, labels, class_names) for p in np.asarray(jax.nn.softmax(logits, -1))]
     return {"final_test_nll": stat([m["nll"] for m in members]),
             "final_test_ece": stat([m["ece"] for m in members]),
-            "ensemble": classification_report(member_probs.mean(0), labels, class_names)}
+            "ensemble": classification_report(ensemble_probs, labels, class_names)}
 
 
 # --- the experiment ---------------------------------------------------------------------------
@@ -252,9 +250,9 @@ def run(cfg: Part2Config, data_root: Path, workdir: Path, *, resume=False, overw
     for name, (train_cfg, model_init) in runs.items():
         logger.info("part 2: model %s", LABELS[name])
         state, history = fit(train, test, train_cfg, workdir / name, init=model_init, **flags)
-        logits, _ = predict_probs(state, test.images, train_cfg.eval_batch_size)
+        logits, probs = predict_probs(state, test.images, train_cfg.eval_batch_size)
         models[name] = {"history": history, **summarise_history(history, cfg.thresholds),
-                        **summarise_predictions(logits, test.labels, test.class_names)}
+                        **summarise_predictions(logits, probs, test.labels, test.class_names)}
 
     subset_cfg = dataclasses.replace(cfg.mnist, seeds=cfg.subset_seeds)
     data_size = {name: {} for name in CURVE_MODELS}
@@ -353,16 +351,15 @@ def summary_lines(results: dict) -> list[str]:
                  (f"seconds to {threshold_key(t)}%", f"seconds_to_{threshold_key(t)}", 1)]
     rows += [("final test accuracy", "final_test_accuracy", 4), ("final test NLL", "final_test_nll", 4),
              ("final test ECE", "final_test_ece", 4), ("train - test accuracy", "train_test_gap", 4)]
-    width = 26
-    lines = [f"part 2, MNIST test set ({results['data']['mnist_test']} images), mean ± 95% CI over seeds, last epoch:",
-             "".join(f"{h:<{width}}" for h in ("", *models))]
-    for label, key, digits in rows:
-        lines.append("".join(f"{c:<{width}}" for c in (label, *(format_stat(m[key], digits) for m in models.values()))))
-    lines.append("".join(f"{c:<{width}}" for c in ("ensemble accuracy", *(f"{m['ensemble']['accuracy']:.4f}"
-                                                                          for m in models.values()))))
+    row = lambda cells: "".join(f"{c:<26}" for c in cells).rstrip()
+    lines = [f"part 2, MNIST test set ({results['data']['mnist_test']} images), mean ± 95% CI over seeds, "
+             "last epoch:", row(("", *models))]
+    lines += [row((label, *(format_stat(m[key], digits) for m in models.values()))) for label, key, digits in rows]
+    lines.append(row(("ensemble accuracy", *(f"{m['ensemble']['accuracy']:.4f}" for m in models.values()))))
     for name, points in results["data_size"].items():
-        lines.append(f"data size, {name}: " + ", ".join(
-            f"{n}: {format_stat(p['final_test_accuracy'])}" for n, p in sorted(points.items(), key=lambda kv: int(kv[0]))))
+        by_size = sorted(points.items(), key=lambda kv: int(kv[0]))
+        lines.append(f"data size, {name}: " + ", ".join(f"{n}: {format_stat(p['final_test_accuracy'])}"
+                                                         for n, p in by_size))
     a = results["A"]["validation"]
     lines.append(f"A (digits, validation writers, ensemble of {len(a['seeds'])}, epoch {a['epoch']}): "
                  f"accuracy {a['accuracy']:.4f}")

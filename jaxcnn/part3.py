@@ -21,6 +21,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 
 from jaxcnn import part1  # noqa: E402
@@ -30,7 +31,7 @@ from jaxcnn.config import ModelConfig, TrainConfig, to_dict  # noqa: E402
 from jaxcnn.dataset import ArrayDataset  # noqa: E402
 from jaxcnn.errors import CheckpointError, DataError  # noqa: E402
 from jaxcnn.evaluate import checkpoint_dir, load_run, plot_confusion, predict_probs  # noqa: E402
-from jaxcnn.fit import fit, write_json  # noqa: E402
+from jaxcnn.fit import fit, softmax_mean, write_json  # noqa: E402
 from jaxcnn.mnist import CLASS_NAMES as DIGITS, load_mnist  # noqa: E402
 from jaxcnn.noise import (  # noqa: E402
     correct_labels, cycle_notation, describe_transition, estimate_transition, make_noisy_mnist,
@@ -71,9 +72,9 @@ class Part3Config:
     ``WORKDIR/noisy-mnist`` from MNIST train with ``corruption`` and ``corruption_seed``.
     ``noisy_size``/``test_size``/``reference_size``: 0 uses everything, else a class-balanced subset
     (of the folders by folder label, of MNIST test, of MNIST train for the oracle) drawn with ``draw_seed``.
-    ``part1_ckpt``: part 1's work directory, whose trunk is grafted; if it is empty or holds no
-    checkpoint, ``train_part1_if_missing`` trains a quick part 1 in ``WORKDIR/part1-quick``, else
-    it is an error. Quick mode leaves it empty: a full part 1's trunk does not fit the tiny model.
+    ``part1_ckpt``: part 1's work directory, whose trunk is grafted; if it holds no checkpoint
+    whose trunk fits ``model``, ``train_part1_if_missing`` (quick mode) trains a quick part 1 in
+    ``WORKDIR/part1-quick``, else it is an error.
     ``clean_ckpt``: a model trained on clean MNIST (part 2's B) used as the oracle; empty or
     missing, a reference is trained on clean MNIST train with ``reference`` in ``WORKDIR/reference``.
     ``min_confidence``: oracle predictions below it are left out of the estimate.
@@ -120,7 +121,7 @@ def get_config(quick: bool = False) -> Part3Config:
         train=dataclasses.replace(cfg.train, seeds=(0, 1), epochs=2, batch_size=32, warmup_epochs=0),
         reference=dataclasses.replace(cfg.reference, epochs=2, batch_size=32, warmup_epochs=0,
                                       augment=AugmentConfig(0.0, 0.0, 0.0, 0.0)),
-        noisy_size=3000, test_size=1000, reference_size=3000, part1_ckpt="", clean_ckpt="", train_part1_if_missing=True,
+        noisy_size=3000, test_size=1000, reference_size=3000, clean_ckpt="", train_part1_if_missing=True,
         min_confidence=0.5)
 
 
@@ -173,6 +174,7 @@ def load_mnist_split(data_root: Path, split: str, size: int, seed: int) -> Array
 
 
 def with_labels(data: ArrayDataset, labels) -> ArrayDataset:
+    """The same images with other labels (a corrected copy of the folder labels)."""
     return ArrayDataset(data.images, np.asarray(labels, np.int32), data.groups, data.class_names)
 
 
@@ -187,23 +189,30 @@ def trunk_widths(variables: dict) -> tuple[int, ...]:
 
 def part1_variables(cfg: Part3Config, data_root: Path, workdir: Path, *, resume=False, overwrite=False,
                     cache_dir=None) -> tuple[dict, str]:
-    """Part 1's best checkpoint (its first seed) and where it came from; a quick part 1 if allowed."""
+    """Part 1's best checkpoint (its first seed) and where it came from.
+
+    With ``train_part1_if_missing``, a missing checkpoint, or one whose trunk does not fit
+    ``cfg.model`` (a full part 1 for a quick part 3), is replaced by a quick part 1 trained in
+    ``WORKDIR/part1-quick``; without it, either is an error that says what to do.
+    """
     source = Path(cfg.part1_ckpt)
-    if not (cfg.part1_ckpt and has_checkpoints(source)):
-        if not cfg.train_part1_if_missing:
-            raise CheckpointError(f"{source}: no part-1 checkpoint; run part 1 first (python experiments/part1.py) "
-                                  "or point --set part1_ckpt=DIR at its work directory")
-        source = workdir / "part1-quick"
-        logger.info("part 3: no part-1 checkpoint given (part1_ckpt=%r), training a quick part 1 in %s",
-                    cfg.part1_ckpt, source)
-        p1 = part1.get_config(quick=True)
-        p1 = dataclasses.replace(p1, train=dataclasses.replace(p1.train, model=cfg.model))
-        part1.run(p1, data_root, source, resume=resume, overwrite=overwrite, cache_dir=cache_dir)
-    variables = pretrained_variables(source, "best")
-    if trunk_widths(variables) != tuple(cfg.model.widths):
-        raise CheckpointError(f"{source}: its trunk has widths {trunk_widths(variables)}, part 3's model "
-                              f"{tuple(cfg.model.widths)}; set model.widths to match")
-    return variables, str(source)
+    if has_checkpoints(source):
+        variables = pretrained_variables(source, "best")
+        if trunk_widths(variables) == tuple(cfg.model.widths):
+            return variables, str(source)
+        problem = (f"{source}: its trunk has widths {trunk_widths(variables)}, part 3's model "
+                   f"{tuple(cfg.model.widths)}; set model.widths to match")
+    else:
+        problem = (f"{source}: no part-1 checkpoint; run part 1 first (python experiments/part1.py) "
+                   "or point --set part1_ckpt=DIR at its work directory")
+    if not cfg.train_part1_if_missing:
+        raise CheckpointError(problem)
+    source = workdir / "part1-quick"
+    logger.info("part 3: %s; training a quick part 1 in %s instead", problem.split(";")[0], source)
+    p1 = part1.get_config(quick=True)
+    p1 = dataclasses.replace(p1, train=dataclasses.replace(p1.train, model=cfg.model))
+    part1.run(p1, data_root, source, resume=resume, overwrite=overwrite, cache_dir=cache_dir)
+    return pretrained_variables(source, "best"), str(source)
 
 
 def clean_oracle(cfg: Part3Config, data_root: Path, test: ArrayDataset, workdir: Path, *, resume=False,
@@ -244,10 +253,8 @@ def renamed_accuracy(logits, labels, mapping) -> dict:
     ``logits`` [K, N, C]; folder ``mapping[i]`` holds digit i, so digit i's score is ``logits[..., mapping[i]]``.
     """
     renamed = np.asarray(logits)[..., np.asarray(mapping)]
-    probs = np.exp(renamed - renamed.max(-1, keepdims=True))
-    probs = (probs / probs.sum(-1, keepdims=True)).mean(0)
     return {"final_test_accuracy": stat((renamed.argmax(-1) == labels).mean(1).tolist()),
-            "ensemble_accuracy": float(np.mean(probs.argmax(-1) == labels))}
+            "ensemble_accuracy": float(np.mean(softmax_mean(renamed).argmax(-1) == labels))}
 
 
 def score_estimate(data_dir: Path, diagnosis: dict) -> dict | None:
@@ -309,9 +316,9 @@ def run(cfg: Part3Config, data_root: Path, workdir: Path, *, resume=False, overw
     for name, (labels, train_cfg, init, outputs_folders) in runs.items():
         logger.info("part 3: model %s", LABELS[name])
         state, history = fit(with_labels(noisy, labels), test, train_cfg, workdir / name, init=init, **flags)
-        logits, _ = predict_probs(state, test.images, train_cfg.eval_batch_size)
+        logits, probs = predict_probs(state, test.images, train_cfg.eval_batch_size)
         models[name] = {"history": history, **summarise_history(history, cfg.thresholds),
-                        **summarise_predictions(logits, test.labels, DIGITS)}
+                        **summarise_predictions(logits, probs, test.labels, DIGITS)}
         if outputs_folders and diagnosis["is_permutation"]:
             models[name]["renamed"] = renamed_accuracy(logits, test.labels, diagnosis["mapping"])
 
@@ -386,6 +393,7 @@ def plot_curves(models: dict, key: str, ylabel: str, path: Path) -> None:
         line, = ax.plot(epochs, values.mean(1), marker="o", ms=3, label=LABELS[name])
         ax.fill_between(epochs, values.min(1), values.max(1), color=line.get_color(), alpha=0.2)
     ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
@@ -407,17 +415,17 @@ def write_figures(results: dict, noisy: ArrayDataset, oracle_probs, workdir: Pat
     plot_curves(models, "val_loss", "clean MNIST test loss (NLL)", workdir / "test_loss_curves.png")
     for name, result in models.items():
         plot_confusion(result["ensemble"]["confusion"], DIGITS, workdir / f"confusion_{name}.png",
-                       f"part 3: {LABELS[name]}, clean MNIST test (ensemble)")
+                       f"part 3, {name}: clean MNIST test (ensemble)")
 
 
 # --- summary ----------------------------------------------------------------------------------
 
 def summary_lines(results: dict) -> list[str]:
     """The diagnosis, the clean-test table (mean ± 95% CI over seeds, last epoch) and the truth check."""
-    data, est, models = results["data"], results["estimate"], results["models"]
+    data, est, models, oracle = results["data"], results["estimate"], results["models"], results["oracle"]
     made = (f"; made here: corruption {data['corruption']}, seed {data['seed']}" if data["made_here"] else "")
     lines = [f"part 3: {data['noisy_images']} corrupted images from {data['source']}{made}",
-             f"clean oracle: {results['oracle']['source']}, MNIST test accuracy {results['oracle']['test_accuracy']:.4f}; "
+             f"clean oracle: {oracle['source']}, MNIST test accuracy {oracle['test_accuracy']:.4f}; "
              f"estimate from {est['kept_fraction']:.1%} of the images (confidence >= {est['min_confidence']})",
              f"estimated folder mapping (digit -> folder): {est['mapping']}, "
              + (f"permutation {est['cycles']}" if est["is_permutation"] else "not a permutation")

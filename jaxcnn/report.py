@@ -133,8 +133,8 @@ def figure_caption(path: Path) -> str:
 def task_section() -> Section:
     return Section("The task", [
         Text("A reproducible transfer-learning study on handwritten characters in JAX/Flax, in three parts:"),
-        Bullets([description for description in PARTS.values()]),
-        Text("Every figure below is read from the results files the parts wrote; "
+        Bullets(list(PARTS.values())),
+        Text("Every number below is read from the results files the parts wrote; "
              "`python -m jaxcnn report` rebuilds this page without training anything."),
     ])
 
@@ -300,7 +300,7 @@ def part3_sections(part_dir: Path) -> list[Section]:
     made = f", made here with corruption `{data['corruption']}` (seed {data['seed']})" if data["made_here"] else ""
     overview = Text(f"{data['noisy_images']} images in class folders from `{data['source']}`{made}; every model is "
                     f"scored on the clean MNIST test set ({data['mnist_test']} images) at its last epoch.")
-    rows = [["clean oracle", f"`{results['oracle']['source']}`"],
+    rows = [["clean oracle", str(results["oracle"]["source"])],
             ["oracle's clean test accuracy", rate(results["oracle"]["test_accuracy"])],
             ["images the estimate used (oracle confident)", rate(est["kept_fraction"])],
             ["estimated mapping (digit -> folder)", str(est["mapping"])],
@@ -340,7 +340,7 @@ def evaluation_sections(workdir: Path) -> list[Section]:
                   weakest_classes_table(report), confused_table(report)]
         if path.with_suffix(".png").is_file():
             blocks.append(Figure(path.with_suffix(".png"), f"Confusion matrix on `{name}` (rows normalised)."))
-        sections.append(Section(f"Evaluation on {name}", blocks, 3))
+        sections.append(Section(f"{path.parent.relative_to(workdir).as_posix()} on {name}", blocks, 3))
     return sections
 
 
@@ -451,16 +451,22 @@ def inline_html(text: str) -> str:
     return "".join(out)
 
 
+def table_cell(text: str) -> str:
+    """A <td>; numbers (``0.9712 ± 0.0123``) are kept on one line."""
+    numeric = re.fullmatch(r"-?[\d.]+( ± [\d.]+)?( \(\d+/\d+ seeds\))?", text)
+    return f'<td class="num">{inline_html(text)}</td>' if numeric else f"<td>{inline_html(text)}</td>"
+
+
 def data_uri(path: Path) -> str:
     return "data:image/png;base64," + base64.b64encode(Path(path).read_bytes()).decode("ascii")
 
 
 STYLE = """
-body { font-family: system-ui, sans-serif; max-width: 60rem; margin: 2rem auto; padding: 0 1rem; line-height: 1.5; color: #222; }
+body { font-family: system-ui, sans-serif; max-width: 72rem; margin: 2rem auto; padding: 0 1rem; line-height: 1.5; color: #222; }
 table { border-collapse: collapse; margin: 0.5rem 0 1.5rem; }
 th, td { border: 1px solid #ccc; padding: 0.2rem 0.6rem; text-align: left; }
 th { background: #f3f3f3; }
-td { font-variant-numeric: tabular-nums; }
+td.num { font-variant-numeric: tabular-nums; white-space: nowrap; }
 p.caption { font-style: italic; margin-bottom: 0.3rem; }
 figure { margin: 1rem 0 2rem; }
 figure img { max-width: 100%; border: 1px solid #eee; }
@@ -483,8 +489,7 @@ def render_html(sections: list[Section], title: str) -> str:
                 body.append("<ul>" + "".join(f"<li>{inline_html(i)}</li>" for i in block.items) + "</ul>")
             elif isinstance(block, Table):
                 head = "".join(f"<th>{inline_html(h)}</th>" for h in block.header)
-                rows = "".join("<tr>" + "".join(f"<td>{inline_html(c)}</td>" for c in row) + "</tr>"
-                               for row in block.rows)
+                rows = "".join("<tr>" + "".join(table_cell(c) for c in row) + "</tr>" for row in block.rows)
                 if block.caption:
                     body.append(f'<p class="caption">{inline_html(block.caption)}</p>')
                 body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")

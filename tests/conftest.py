@@ -12,6 +12,15 @@ import pytest
 from PIL import Image, ImageDraw
 
 
+def pytest_configure(config):
+    """Reuse XLA compilations across test runs (the suite is mostly compile time on a CPU)."""
+    import jax
+
+    cache = os.environ.get("JAXCNN_TEST_COMPILE_CACHE") or str(config.cache.mkdir("jax-compile"))
+    jax.config.update("jax_compilation_cache_dir", cache)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+
+
 @pytest.fixture
 def shared_data() -> Path:
     """The staged real data root ($JAXCNN_DATA or ../shared/data); skips the test if absent."""

@@ -21,6 +21,7 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import signal
 import struct
 import subprocess
@@ -103,11 +104,15 @@ def install_fault(point: str, marker: Path) -> None:
         train._step_population = step_then_pause
     elif kind in ("commit-item", "commit"):
         finalize = atomicity.AtomicRenameTemporaryPath.finalize
-        step_dir = f"{arg}{atomicity.TMP_DIR_SUFFIX}"
+        step_tmp = f"{arg}{atomicity.TMP_DIR_SUFFIX}"
+
+        def is_target(tmp: Path) -> bool:
+            if kind == "commit":  # the epoch's own folder: every item in it is committed
+                return tmp.name == step_tmp
+            return tmp.parent.name == step_tmp and tmp.name.startswith("state")  # the epoch's arrays
 
         async def pause_before_commit(self):
-            tmp = Path(self.get())
-            if (tmp.name == step_dir) if kind == "commit" else (tmp.parent.name == step_dir and tmp.name.startswith("state")):
+            if is_target(Path(self.get())):
                 _pause(marker, point)
             return await finalize(self)
 
@@ -124,8 +129,6 @@ def install_fault(point: str, marker: Path) -> None:
         RunCheckpoints.save = save_then_fill_disk
     elif kind == "delete":
         def delete_half_then_pause(self, path, **kwargs):
-            import shutil
-
             shutil.rmtree(Path(path) / "state")
             _pause(marker, f"{point}:{Path(path).name}")
 
@@ -193,16 +196,17 @@ def run_child(workdir: Path, out: Path, env: dict, *, resume: bool = False, faul
 
 def kill_at(point: str, workdir: Path, env: dict, *, resume: bool = False, timeout: float = 300) -> str:
     """Starts a tiny training, SIGKILLs it once it reaches ``point``; returns what the child reported."""
-    marker = workdir.parent / f"{workdir.name}.paused"
+    marker, log = workdir.parent / f"{workdir.name}.paused", workdir.parent / f"{workdir.name}.stderr"
     marker.unlink(missing_ok=True)
     extra = ["--fault", point, "--marker", str(marker)]
-    child = subprocess.Popen(_command(workdir, workdir.parent / "unused", resume, extra), cwd=REPO, env=env,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    with open(log, "w") as stderr:  # a file, not a pipe: a full pipe would stall the child
+        child = subprocess.Popen(_command(workdir, workdir.parent / "unused", resume, extra), cwd=REPO, env=env,
+                                 stdout=subprocess.DEVNULL, stderr=stderr)
     deadline = time.monotonic() + timeout
     try:
         while not marker.exists() or not marker.read_text():
             if child.poll() is not None:
-                raise AssertionError(f"child exited ({child.returncode}) before {point}: {child.stderr.read()[-2000:]}")
+                raise AssertionError(f"child exited ({child.returncode}) before {point}: {log.read_text()[-2000:]}")
             if time.monotonic() > deadline:
                 raise AssertionError(f"child did not reach {point} within {timeout} s")
             time.sleep(0.05)
@@ -212,7 +216,6 @@ def kill_at(point: str, workdir: Path, env: dict, *, resume: bool = False, timeo
         if child.poll() is None:
             child.kill()
             child.wait()
-        child.stderr.close()
     return marker.read_text()
 
 
@@ -233,11 +236,20 @@ def png_chunk(kind: bytes, body: bytes) -> bytes:
 
 
 def png_claiming(width: int, height: int, bit_depth: int = 8, colour_type: int = 0) -> bytes:
-    """A valid-looking PNG whose header claims ``width`` x ``height`` but which holds one row of
-    pixels: a decompression-bomb probe that allocates nothing."""
+    """A PNG whose header claims ``width`` x ``height`` but which holds 64 bytes of pixels: a
+    decompression-bomb probe that allocates nothing."""
     ihdr = struct.pack(">IIBBBBB", width, height, bit_depth, colour_type, 0, 0, 0)
     return (b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr) + png_chunk(b"IDAT", zlib.compress(b"\0" * 64))
             + png_chunk(b"IEND", b""))
+
+
+def bmp_claiming(width: int, height: int) -> bytes:
+    """An 8-bit BMP whose header claims ``width`` x ``height`` (negative: stored top-down) but
+    which holds 64 bytes of pixels."""
+    palette = b"".join(bytes((i, i, i, 0)) for i in range(256))
+    offset = 14 + 40 + len(palette)
+    info = struct.pack("<IiiHHIIiiII", 40, width, height, 1, 8, 0, 0, 2835, 2835, 256, 0)
+    return b"BM" + struct.pack("<IHHI", offset + 64, 0, 0, offset) + info + palette + b"\0" * 64
 
 
 if __name__ == "__main__":

@@ -70,7 +70,6 @@ def test_an_assignment_without_equals_is_an_error():
         override(TrainConfig(), "epochs")
 
 
-@pytest.mark.xfail(strict=True, reason="config._coerce calls int(2.5) and silently truncates to 2")
 def test_a_fractional_value_for_an_integer_field_is_an_error():
     with pytest.raises(ValueError):
         override(TrainConfig(), "epochs=2.5")

@@ -127,8 +127,6 @@ def error_lines(stderr: str) -> list[str]:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="RunCheckpoints.save lets Orbax's ValueError/OSError through; "
-                                       "proposed: wrap the save in CheckpointError naming the checkpoint")
 def test_a_full_disk_mid_run_is_one_checkpoint_error(disk_filled):
     workdir, failed = disk_filled
     assert failed.returncode == 2
@@ -178,9 +176,10 @@ def abstract_state():
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="Orbax stores arrays without a checksum, so a flipped byte restores "
-                                       "as silently different weights; proposed: save a digest of the state "
-                                       "in the meta item and check it in RunCheckpoints.restore")
+@pytest.mark.xfail(strict=True, raises=AssertionError,
+                   reason="Orbax keeps no checksum of the arrays, so a flipped byte restores as silently "
+                          "different weights; proposed: save a SHA-256 of the state as a third item and "
+                          "check it in RunCheckpoints.restore")
 def test_a_flipped_byte_in_a_checkpoint_is_detected(tmp_path, uninterrupted):
     workdir = copy_run(uninterrupted, tmp_path)
     path = largest_array_file(workdir / "checkpoints" / str(faults.EPOCHS))
@@ -216,9 +215,6 @@ def test_a_full_disk_fails_before_training(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("layout", ["parent-is-a-file", "workdir-is-a-file", "checkpoints-is-a-file"])
-@pytest.mark.xfail(strict=True, raises=OSError,
-                   reason="prepare_workdir only catches OSError around its probe write: mkdir and iterdir "
-                          "raise NotADirectoryError/FileExistsError raw; proposed: one try around the whole check")
 def test_a_workdir_that_cannot_be_a_folder_fails_before_training(tmp_path, monkeypatch, layout):
     blocker = {"parent-is-a-file": tmp_path / "runs", "workdir-is-a-file": tmp_path / "runs" / "run",
                "checkpoints-is-a-file": tmp_path / "runs" / "run" / "checkpoints"}[layout]

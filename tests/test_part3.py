@@ -2,7 +2,9 @@
 
 import dataclasses
 import json
+import os
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,9 +17,17 @@ PLANTED_SEED = 0
 
 
 @pytest.fixture(scope="module")
-def quick_run(tmp_path_factory, request):
+def real_data() -> Path:
+    """The staged data root ($JAXCNN_DATA or ../shared/data), for a module-scoped run; skips if absent."""
+    root = Path(os.environ.get("JAXCNN_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
+    if not (root / "mnist").is_dir() or not (root / "trainPart1").is_dir():
+        pytest.skip(f"real data not found at {root}")
+    return root
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory, real_data):
     """One quick part-3 run on the real data; the truth file is hidden from it until the final scoring."""
-    shared_data = request.getfixturevalue("shared_data_root")
     tmp = tmp_path_factory.mktemp("part3")
     workdir, stash = tmp / "run", tmp / "stash.json"
     seen = {}
@@ -37,19 +47,9 @@ def quick_run(tmp_path_factory, request):
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(part3, "make_noisy_mnist", make_then_hide_truth)
         mp.setattr(part3, "score_estimate", restore_truth_then_score)
-        cfg = part3.get_config(quick=True)
-        results = part3.run(cfg, shared_data, workdir, cache_dir=tmp / "cache")
+        cfg = dataclasses.replace(part3.get_config(quick=True), part1_ckpt=str(tmp / "no-part1-here"))
+        results = part3.run(cfg, real_data, workdir, cache_dir=tmp / "cache")
     return results, workdir, seen
-
-
-@pytest.fixture(scope="module")
-def shared_data_root():
-    import os
-    from pathlib import Path
-    root = Path(os.environ.get("JAXCNN_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
-    if not (root / "mnist").is_dir() or not (root / "trainPart1").is_dir():
-        pytest.skip(f"real data not found at {root}")
-    return root
 
 
 @pytest.mark.slow
@@ -92,7 +92,8 @@ def test_folder_labels_fail_on_clean_test_and_corrections_fix_them(quick_run):
     for name in ("scratch", "pretrained"):
         # a derangement sends every digit to another folder: right on clean labels only by mistake
         assert models[name]["final_test_accuracy"]["mean"] < 0.2
-        assert models[name]["renamed"]["final_test_accuracy"]["mean"] > models[name]["final_test_accuracy"]["mean"] + 0.3
+        renamed = models[name]["renamed"]["final_test_accuracy"]["mean"]
+        assert renamed > models[name]["final_test_accuracy"]["mean"] + 0.3
     for name in ("relabel", "forward"):
         assert models[name]["final_test_accuracy"]["mean"] > 0.5, name
 
@@ -108,9 +109,10 @@ def test_diagnosis_reads_a_noisy_permutation_and_renaming_inverts_it():
     assert diagnosis["noise_rate"] == pytest.approx(0.2, abs=0.03)
     assert diagnosis["pattern"] == "symmetric-like"
     # a model that has learnt the folder labels perfectly, renamed by the mapping, is right on the digits
-    logits = np.log(np.eye(10)[np.asarray(diagnosis["mapping"])[truth]])[None] * 1.0
-    renamed = part3.renamed_accuracy(np.nan_to_num(logits, neginf=-30), truth, diagnosis["mapping"])
-    assert renamed["ensemble_accuracy"] == 1.0
+    folder_logits = 10.0 * np.eye(10)[np.asarray(diagnosis["mapping"])[truth]][None]
+    renamed = part3.renamed_accuracy(folder_logits, truth, diagnosis["mapping"])
+    assert renamed["ensemble_accuracy"] == 1.0 and renamed["final_test_accuracy"]["mean"] == 1.0
+    assert np.mean(folder_logits[0].argmax(-1) == truth) == 0.0
 
 
 def test_training_runs_relabel_with_the_inverse_and_forward_keeps_folder_labels():
@@ -132,6 +134,14 @@ def test_missing_part1_checkpoint_says_to_run_part1_first(tmp_path):
     cfg = dataclasses.replace(part3.get_config(), part1_ckpt=str(tmp_path / "nothing"))
     with pytest.raises(CheckpointError, match="run part 1 first"):
         part3.part1_variables(cfg, tmp_path, tmp_path / "work")
+
+
+def test_a_part1_trunk_that_does_not_fit_the_model_is_refused(tmp_path, monkeypatch):
+    trunk = {"conv0_0": {"kernel": np.zeros((3, 3, 1, 8))}, "bn0_0": {}, "conv1_0": {"kernel": np.zeros((3, 3, 8, 16))}}
+    monkeypatch.setattr(part3, "has_checkpoints", lambda path: True)
+    monkeypatch.setattr(part3, "pretrained_variables", lambda path, which: {"params": {"trunk": trunk}})
+    with pytest.raises(CheckpointError, match=r"widths \(8, 16\), part 3's model \(32, 64, 128\)"):
+        part3.part1_variables(part3.get_config(), tmp_path, tmp_path / "work")
 
 
 def test_unknown_correction_is_refused():
@@ -162,3 +172,10 @@ def test_folder_sample_grid_and_heat_map_are_drawn(tmp_path):
     part3.plot_folder_samples(data, np.zeros(30, int), tmp_path / "grid.png", per_folder=3)
     part3.plot_transition(np.eye(10)[noise.derangement(10, 0)], tmp_path / "T.png", "test")
     assert (tmp_path / "grid.png").stat().st_size > 1000 and (tmp_path / "T.png").stat().st_size > 1000
+
+
+def test_make_noisy_mnist_command_refuses_a_bad_spec_before_reading_data(tmp_path, capsys):
+    from jaxcnn.cli import main
+    assert main(["make-noisy-mnist", "--out", str(tmp_path / "out"), "--corruption", "rotate:0.1",
+                 "--data-root", str(tmp_path / "no-data")]) == 2
+    assert "symmetric:RATE" in capsys.readouterr().err and not (tmp_path / "out").exists()

@@ -74,6 +74,19 @@ def part2_results():
             "data_size": {"B": curve, "C": curve}}
 
 
+def part3_results():
+    model = part2_results()["models"]["B"]
+    return {"config": {"thresholds": [0.98]},
+            "data": {"source": "ckpts/part3/noisy-mnist", "made_here": True, "corruption": "permutation+symmetric:0.1",
+                     "seed": 0, "noisy_images": 3000, "mnist_test": 1000},
+            "oracle": {"source": "ckpts/part3/reference", "test_accuracy": 0.9456},
+            "estimate": {"kept_fraction": 0.8123, "mapping": [1, 0, 2], "cycles": "(0 1)", "is_permutation": True,
+                         "noise_rate": 0.1034, "pattern": "symmetric"},
+            "models": {"scratch": {**model, "renamed": {"final_test_accuracy": stat(0.9111), "ensemble_accuracy": 0.92}},
+                       "relabel": {**model, "final_test_accuracy": stat(0.9622)}},
+            "truth_check": {"planted_cycles": "(0 1)", "mapping_matches": True, "planted_noise_rate": 0.1}}
+
+
 @pytest.fixture
 def study_dir(tmp_path):
     """A work directory as a study leaves it: parts 1 and 2 done, an ablation, an evaluation; no part 3."""
@@ -135,6 +148,20 @@ def test_report_from_handmade_results_shows_every_section_and_number(study_dir, 
     sources = re.findall(r'<img src="([^"]+)"', page)
     assert len(sources) == len(figures) and all(s.startswith("data:image/png;base64,") for s in sources)
     assert "0.9712 ± 0.0123" in page
+
+
+def test_report_shows_part3_diagnosis_and_models(study_dir, tmp_path):
+    (study_dir / "part3").mkdir()
+    (study_dir / "part3" / "results.json").write_text(json.dumps(part3_results()))
+    write_png(study_dir / "part3" / "transition_estimate.png", 4)
+    markdown = report.write_report(study_dir, tmp_path / "REPORT.md")[0].read_text()
+    part3 = section(markdown, "## Part 3: label-corrupted MNIST")
+    assert table_value(part3, "estimated noise rate off the mapping") == "0.1034"
+    assert table_value(part3, "estimate matches the planted mapping") == "yes"
+    assert table_value(part3, "final test accuracy", 2) == "0.9622 ± 0.0123"
+    assert table_value(part3, "accuracy, outputs renamed by the estimate", 1) == "0.9111 ± 0.0123"
+    assert table_value(part3, "accuracy, outputs renamed by the estimate", 2) == "n/a"
+    assert "](ckpts/part3/transition_estimate.png)" in part3
 
 
 def test_report_of_an_empty_workdir_says_what_to_run(tmp_path):

@@ -103,7 +103,6 @@ def test_train_step_compiles_once_across_steps(fixed_batch_run, counted_step, da
 
 def test_a_second_trace_is_caught(population, data):
     """The guard above is live: a step retraced (here for a new batch size) fails."""
-    chex.clear_trace_counter()
     step = jax.jit(chex.assert_max_traces(T.eval_step, n=1))
     state = T.unstack(population, 0)
     step(state, {"image": data[0][:2], "label": data[1][:2]})
