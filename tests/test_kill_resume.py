@@ -208,7 +208,7 @@ def test_a_full_disk_fails_before_training(tmp_path, monkeypatch):
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / ".write-test").symlink_to("/dev/full")  # the probe's write gets a real ENOSPC
     monkeypatch.setattr(T, "create_population", lambda *a, **k: pytest.fail("training started"))
-    message = f"{tmp_path / 'run'}: cannot write to the work directory ({os.strerror(errno.ENOSPC)})"
+    message = f"{tmp_path / 'run'}: cannot use it as the work directory ({os.strerror(errno.ENOSPC)})"
     with pytest.raises(JaxcnnError, match=f"^{re.escape(message)}$"):
         fit_tiny(tmp_path / "run")
     assert not (tmp_path / "run" / "checkpoints").exists()
