@@ -71,10 +71,10 @@ def classification_report(probs, labels, class_names) -> dict:
 
 
 def mean_ci95(values) -> dict:
-    """Mean and the half-width of a 95% Student-t confidence interval over seeds."""
+    """Mean and the half-width of a 95% Student-t confidence interval over seeds (None for one seed)."""
     values = np.asarray(values, float)
     n = len(values)
     if n < 2:
-        return {"mean": float(values.mean()), "ci95": float("nan"), "n": n}
+        return {"mean": float(values.mean()), "ci95": None, "n": n}  # None: JSON has no NaN
     half = scipy.stats.t.ppf(0.975, n - 1) * values.std(ddof=1) / np.sqrt(n)
     return {"mean": float(values.mean()), "ci95": float(half), "n": n}

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 from pathlib import Path
 
 import jax
@@ -173,9 +172,7 @@ def stat(values) -> dict:
     present = [v for v in values if v is not None]
     if not present:
         return {"mean": None, "ci95": None, "n": 0, "values": values}
-    summary = mean_ci95(present)
-    ci = None if math.isnan(summary["ci95"]) else summary["ci95"]
-    return {"mean": summary["mean"], "ci95": ci, "n": summary["n"], "values": values}
+    return {**mean_ci95(present), "values": values}
 
 
 def epochs_to_accuracy(history: list[dict], threshold: float) -> list[int | None]:

@@ -44,6 +44,7 @@ def steps_per_epoch(num_examples: int, batch_size: int) -> int:
     return max(1, num_examples // batch_size)
 
 
+@functools.lru_cache(maxsize=None)
 def make_optimizer(cfg: TrainConfig, steps_per_epoch: int) -> optax.GradientTransformation:
     """AdamW with linear warm-up and cosine decay (Loshchilov & Hutter 2017, 2019).
 
@@ -218,12 +219,20 @@ def each_member(fn, state: TrainState, *args, parallel: bool | None = None):
     return jax.tree.map(lambda *xs: jnp.concatenate(xs), *outputs)
 
 
+@functools.partial(jax.jit, static_argnums=(1, 2))
+def _init_population(keys, model: CNN, tx: optax.GradientTransformation) -> TrainState:
+    return jax.vmap(lambda k: create_train_state(k, model, tx))(keys)
+
+
 def create_population(seeds, num_classes: int, cfg: TrainConfig, num_examples: int) -> TrainState:
-    """One fresh state per seed, stacked on a leading axis."""
+    """One fresh state per seed, stacked on a leading axis.
+
+    The optimiser is cached per (config, steps), so equal configs give an equal state structure
+    and the jitted steps compile once per process, not once per run.
+    """
     model = make_model(num_classes, cfg.model)
     tx = make_optimizer(cfg, steps_per_epoch(num_examples, cfg.batch_size))
-    keys = jnp.stack([jax.random.PRNGKey(s) for s in seeds])
-    return jax.jit(jax.vmap(lambda k: create_train_state(k, model, tx)))(keys)
+    return _init_population(jnp.stack([jax.random.PRNGKey(s) for s in seeds]), model, tx)
 
 
 def unstack(tree, index: int):

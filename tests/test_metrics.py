@@ -100,7 +100,7 @@ def test_mean_ci95_against_a_hand_computation():
 
 def test_mean_ci95_of_one_value_has_no_interval():
     out = mean_ci95([0.5])
-    assert out["mean"] == 0.5 and out["n"] == 1 and math.isnan(out["ci95"])
+    assert out["mean"] == 0.5 and out["n"] == 1 and out["ci95"] is None
 
 
 def test_classification_report_on_a_small_case():
