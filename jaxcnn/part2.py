@@ -276,19 +276,19 @@ def run(cfg: Part2Config, data_root: Path, workdir: Path, *, resume=False, overw
 
 # --- figures ----------------------------------------------------------------------------------
 
-def plot_curves(models: dict, key: str, ylabel: str, path: Path) -> None:
+def plot_curves(models: dict, key: str, ylabel: str, path: Path, labels: dict = LABELS) -> None:
     """``key`` (a per-seed history field) against epoch: the seeds' mean, their min-max as a band."""
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = plt.subplots(figsize=(6.5, 4))
     for name, result in models.items():
         epochs = [r["epoch"] for r in result["history"]]
         values = np.array([r[key] for r in result["history"]])
-        line, = ax.plot(epochs, values.mean(1), marker="o", ms=3, label=LABELS[name])
+        line, = ax.plot(epochs, values.mean(1), marker="o", ms=3, label=labels[name])
         ax.fill_between(epochs, values.min(1), values.max(1), color=line.get_color(), alpha=0.2)
     ax.set_xlabel("epoch")
     ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

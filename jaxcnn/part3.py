@@ -39,7 +39,7 @@ from jaxcnn.noise import (  # noqa: E402
 )
 from jaxcnn.part2 import (  # noqa: E402
     MNIST_AUGMENT, balanced_subset, format_stat, graft_init, pretrained_variables, stat, summarise_history,
-    summarise_predictions, threshold_key,
+    plot_curves, summarise_predictions, threshold_key,
 )
 
 logger = logging.getLogger("jaxcnn")
@@ -384,24 +384,6 @@ def plot_folder_samples(data: ArrayDataset, oracle_digits, path: Path, per_folde
     plt.close(fig)
 
 
-def plot_curves(models: dict, key: str, ylabel: str, path: Path) -> None:
-    """``key`` (a per-seed history field) against epoch: the seeds' mean, their min-max as a band."""
-    fig, ax = plt.subplots(figsize=(6.5, 4))
-    for name, result in models.items():
-        epochs = [r["epoch"] for r in result["history"]]
-        values = np.array([r[key] for r in result["history"]])
-        line, = ax.plot(epochs, values.mean(1), marker="o", ms=3, label=LABELS[name])
-        ax.fill_between(epochs, values.min(1), values.max(1), color=line.get_color(), alpha=0.2)
-    ax.set_xlabel("epoch")
-    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
-    ax.set_ylabel(ylabel)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
 def write_figures(results: dict, noisy: ArrayDataset, oracle_probs, workdir: Path, per_folder: int) -> None:
     """transition_estimate.png, folder_samples.png, learning_curves.png, test_loss_curves.png and
     confusion_<model>.png (clean test, ensemble) for every model."""
@@ -411,8 +393,8 @@ def write_figures(results: dict, noisy: ArrayDataset, oracle_probs, workdir: Pat
                     f"noise rate {est['noise_rate']:.3f} ({est['pattern']})")
     plot_folder_samples(noisy, oracle_probs.argmax(1), workdir / "folder_samples.png", per_folder)
     models = results["models"]
-    plot_curves(models, "val_accuracy", "clean MNIST test accuracy", workdir / "learning_curves.png")
-    plot_curves(models, "val_loss", "clean MNIST test loss (NLL)", workdir / "test_loss_curves.png")
+    plot_curves(models, "val_accuracy", "clean MNIST test accuracy", workdir / "learning_curves.png", LABELS)
+    plot_curves(models, "val_loss", "clean MNIST test loss (NLL)", workdir / "test_loss_curves.png", LABELS)
     for name, result in models.items():
         plot_confusion(result["ensemble"]["confusion"], DIGITS, workdir / f"confusion_{name}.png",
                        f"part 3, {name}: clean MNIST test (ensemble)")
