@@ -166,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("study", help="run parts 1, 2 and 3 in order, then write the report",
                        description="Run every part in WORKDIR/partN, reusing finished runs (same config), "
                                    "then write the report from the results.",
-                       epilog="example: python -m jaxcnn study --data-root ../shared/data --quick --workdir /tmp/study")
+                       epilog="example: python -m jaxcnn study --data-root ../shared/data --quick --workdir ckpts-quick")
     p.add_argument("--data-root", help="data root (default: $JAXCNN_DATA, else ./data)")
     p.add_argument("--workdir", default="ckpts", help="holds part1/, part2/, part3/ (default: %(default)s)")
     p.add_argument("--quick", action="store_true", help="tiny, fast runs of the same pipeline")
