@@ -16,7 +16,11 @@ def pytest_configure(config):
     """Reuse XLA compilations across test runs (the suite is mostly compile time on a CPU)."""
     import jax
 
-    cache = os.environ.get("JAXCNN_TEST_COMPILE_CACHE") or str(config.cache.mkdir("jax-compile"))
+    cache = os.environ.get("JAXCNN_TEST_COMPILE_CACHE")
+    if not cache and getattr(config, "cache", None) is not None:  # absent with -p no:cacheprovider
+        cache = str(config.cache.mkdir("jax-compile"))
+    if not cache:
+        return
     jax.config.update("jax_compilation_cache_dir", cache)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
 
