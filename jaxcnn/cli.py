@@ -21,15 +21,23 @@ PARTS = {
 }
 
 
-def _common(parser: argparse.ArgumentParser, default_workdir: str) -> None:
+def _data_root_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-root", help="data root (default: $JAXCNN_DATA, else ./data)")
+
+
+def _cache_dir_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--cache-dir", help="preprocessed-data cache (default: $JAXCNN_CACHE, else ~/.cache/jaxcnn)")
+
+
+def _common(parser: argparse.ArgumentParser, default_workdir: str) -> None:
+    _data_root_arg(parser)
     parser.add_argument("--workdir", default=default_workdir, help="where checkpoints and results go (default: %(default)s)")
     parser.add_argument("--quick", action="store_true", help="tiny, fast run of the same pipeline")
     parser.add_argument("--resume", action="store_true", help="continue an interrupted run in --workdir")
     parser.add_argument("--overwrite", action="store_true", help="delete a run already in --workdir and start again")
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                         help="override a config field, e.g. --set train.epochs=30 (repeatable)")
-    parser.add_argument("--cache-dir", help="preprocessed-data cache (default: $JAXCNN_CACHE, else ~/.cache/jaxcnn)")
+    _cache_dir_arg(parser)
 
 
 def _configured(module, args):
@@ -60,10 +68,9 @@ def cmd_ablate(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from jaxcnn.chars74k import CLASS_NAMES
-    from jaxcnn.evaluate import evaluate_run, load_run, plot_confusion, summary_lines
+    from jaxcnn.evaluate import evaluate_run, plot_confusion, run_class_names, summary_lines
     from jaxcnn.fit import write_json
-    _, _, class_names, _ = load_run(args.ckpt, args.which)
+    class_names = run_class_names(args.ckpt, args.which)
     data = _load_for(class_names, args.data, args.cache_dir)
     report = evaluate_run(args.ckpt, data, args.which)
     print("\n".join(summary_lines(report)))
@@ -147,7 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help="folder or .zip to score")
     p.add_argument("--which", default="best", help="best, latest or an epoch number (default: %(default)s)")
     p.add_argument("--json", help="where to write the figures (default: CKPT/eval_<data>.json)")
-    p.add_argument("--cache-dir", help="preprocessed-data cache (default: $JAXCNN_CACHE, else ~/.cache/jaxcnn)")
+    _cache_dir_arg(p)
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("make-noisy-mnist", help="write MNIST train as class folders with corrupted labels",
@@ -159,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="the folder to write (refused if not empty, unless --overwrite)")
     p.add_argument("--corruption", default="permutation+symmetric:0.1", help="corruption spec (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="seed of the permutation and the noise (default: %(default)s)")
-    p.add_argument("--data-root", help="data root (default: $JAXCNN_DATA, else ./data)")
+    _data_root_arg(p)
     p.add_argument("--overwrite", action="store_true", help="replace OUT if it is not empty")
     p.set_defaults(func=cmd_make_noisy_mnist)
 
@@ -167,12 +174,12 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Run every part in WORKDIR/partN, reusing finished runs (same config), "
                                    "then write the report from the results.",
                        epilog="example: python -m jaxcnn study --data-root ../shared/data --quick --workdir ckpts-quick")
-    p.add_argument("--data-root", help="data root (default: $JAXCNN_DATA, else ./data)")
+    _data_root_arg(p)
     p.add_argument("--workdir", default="ckpts", help="holds part1/, part2/, part3/ (default: %(default)s)")
     p.add_argument("--quick", action="store_true", help="tiny, fast runs of the same pipeline")
     p.add_argument("--resume", action="store_true", help="continue an interrupted part")
     p.add_argument("--out", default="REPORT.md", help="the report; report.html goes beside it (default: %(default)s)")
-    p.add_argument("--cache-dir", help="preprocessed-data cache (default: $JAXCNN_CACHE, else ~/.cache/jaxcnn)")
+    _cache_dir_arg(p)
     p.set_defaults(func=cmd_study)
 
     p = sub.add_parser("report", help="rebuild REPORT.md and report.html from saved results (no training)",

@@ -26,11 +26,24 @@ def checkpoint_dir(path: str | Path) -> Path:
     return path / "checkpoints" if (path / "checkpoints").is_dir() else path
 
 
-def load_run(path: str | Path, which: str = "best"):
-    """Restores a saved population: ``(state, config, class_names, epoch)``."""
+def _open_run(path: str | Path) -> RunCheckpoints:
     ckpts = RunCheckpoints(checkpoint_dir(path), read_only=True)
     if not ckpts.epochs():
         raise CheckpointError(f"{path}: no checkpoints here (train first, or check the path)")
+    return ckpts
+
+
+def run_class_names(path: str | Path, which: str = "best") -> tuple[str, ...]:
+    """The class names a saved run predicts, read from its metadata without loading arrays."""
+    ckpts = _open_run(path)
+    names = tuple(ckpts.read_meta(which)["class_names"])
+    ckpts.close()
+    return names
+
+
+def load_run(path: str | Path, which: str = "best"):
+    """Restores a saved population: ``(state, config, class_names, epoch)``."""
+    ckpts = _open_run(path)
     meta = ckpts.read_meta(which)
     cfg = from_dict(TrainConfig, meta["config"])
     class_names = tuple(meta["class_names"])
