@@ -34,6 +34,7 @@ class TrainConfig:
     warmup_epochs: int = 2
     label_smoothing: float = 0.1
     eval_batch_size: int = 1000
+    probe_every: int = 0  # also validate every this many steps during the first epoch (0: epoch ends only)
     freeze_trunk: bool = False
     loss: str = "cross_entropy"  # or "forward" (needs label_transition) or "gce"
     label_transition: tuple[tuple[float, ...], ...] = ()  # T[i][j] = P(observed j | true i)

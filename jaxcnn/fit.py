@@ -98,15 +98,28 @@ def fit(train: ArrayDataset, val: ArrayDataset, cfg: TrainConfig, workdir: str |
     images, labels = jax.device_put(train.images), jax.device_put(train.labels)
     val_images, val_labels = jax.device_put(val.images), jax.device_put(val.labels)
     epoch_fn = T.train_epoch_population if scan_epochs else T.train_epoch_stepwise
+    validate = lambda state: _validation_record(
+        state, T.each_member(T.evaluate_population, state, val_images, val_labels, cfg.eval_batch_size,
+                             parallel=parallel_seeds), val.labels)
+    steps = T.steps_per_epoch(len(train), cfg.batch_size)
     with MetricWriter(workdir, first_epoch=len(history) + 1) as writer, \
             Progress(cfg.epochs, workdir.name, unit="epochs", initial=len(history)) as bar:
         for epoch in range(len(history) + 1, cfg.epochs + 1):
             start = time.perf_counter()
-            state, train_metrics = T.each_member(epoch_fn, state, images, labels, cfg, parallel=parallel_seeds)
-            logits, losses = T.each_member(T.evaluate_population, state, val_images, val_labels,
-                                           cfg.eval_batch_size, parallel=parallel_seeds)
-            record = _epoch_record(epoch, state, T.host_metrics(train_metrics), np.asarray(logits),
-                                   np.asarray(losses), val.labels)
+            chunks = epoch_chunks(steps, cfg.probe_every if epoch == 1 else 0)
+            chunk_metrics, probes = [], []
+            for i, num_steps in enumerate(chunks):
+                state, metrics = T.each_member(epoch_fn, state, images, labels, cfg,
+                                               None if len(chunks) == 1 else num_steps, parallel=parallel_seeds)
+                chunk_metrics.append(T.host_metrics(metrics))
+                if i < len(chunks) - 1:
+                    probes.append({**validate(state), "seconds": time.perf_counter() - start})
+            train_metrics = {key: np.average([m[key] for m in chunk_metrics], axis=0, weights=chunks).tolist()
+                             for key in chunk_metrics[0]}
+            record = {"epoch": epoch, **validate(state), "train_loss": train_metrics["loss"],
+                      "train_accuracy": train_metrics["accuracy"]}
+            if probes:
+                record["probes"] = probes
             record["seconds"] = time.perf_counter() - start
             if not math.isfinite(sum(record["train_loss"]) + sum(record["val_loss"])):
                 raise TrainingDiverged(f"{workdir}: loss is not finite at epoch {epoch} (train "
@@ -126,12 +139,18 @@ def fit(train: ArrayDataset, val: ArrayDataset, cfg: TrainConfig, workdir: str |
     return state, history
 
 
-def _epoch_record(epoch, state, train_metrics, logits, losses, val_labels) -> dict:
+def epoch_chunks(steps: int, probe_every: int) -> list[int]:
+    """An epoch of ``steps`` steps cut into chunks of ``probe_every`` (the last one shorter)."""
+    if probe_every <= 0 or probe_every >= steps:
+        return [steps]
+    return [probe_every] * (steps // probe_every) + ([steps % probe_every] if steps % probe_every else [])
+
+
+def _validation_record(state, outputs, val_labels) -> dict:
+    """Step, per-seed validation loss and accuracy, and the seeds' ensemble accuracy."""
+    logits, losses = np.asarray(outputs[0]), np.asarray(outputs[1])
     return {
-        "epoch": epoch,
         "step": int(np.asarray(state.step)[0]),
-        "train_loss": train_metrics["loss"],
-        "train_accuracy": train_metrics["accuracy"],
         "val_loss": losses.mean(1).tolist(),
         "val_accuracy": (logits.argmax(-1) == val_labels).mean(1).tolist(),
         "val_accuracy_ensemble": float((softmax_mean(logits).argmax(-1) == val_labels).mean()),

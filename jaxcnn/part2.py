@@ -52,6 +52,8 @@ class Part2Config:
     ``digits`` trains A; ``mnist`` trains B, C and C_frozen (C_frozen with ``freeze_trunk``).
     ``mnist_train_size``/``mnist_test_size``: 0 uses the whole split, else a class-balanced subset.
     ``subset_sizes``: the data-size curve's training-set sizes, each run with ``subset_seeds``.
+    ``subset_epoch_images``: each subset is repeated to an epoch of this many images (0: as many as
+    the MNIST training set, so every point gets the main runs' steps and schedule).
     ``subset_draw_seed`` picks every class-balanced subset. ``thresholds``: the test accuracies
     whose epochs and seconds to reach are reported.
     """
@@ -60,7 +62,7 @@ class Part2Config:
     digits: TrainConfig = TrainConfig(seeds=(0, 1, 2), epochs=60, batch_size=32)
     mnist: TrainConfig = TrainConfig(seeds=(0, 1, 2, 3, 4), epochs=15, batch_size=128, learning_rate=2e-3,
                                      weight_decay=5e-4, warmup_epochs=1, label_smoothing=0.0,
-                                     augment=MNIST_AUGMENT)
+                                     augment=MNIST_AUGMENT, probe_every=50)
     val_writers: tuple[int, ...] = tuple(DEFAULT_VAL_WRITERS)
     preprocess: str = "mnist"
     data_subdir: str = "trainPart1"
@@ -68,6 +70,7 @@ class Part2Config:
     mnist_test_size: int = 0
     subset_sizes: tuple[int, ...] = (100, 1000, 10000)
     subset_seeds: tuple[int, ...] = (0, 1, 2)
+    subset_epoch_images: int = 0
     subset_draw_seed: int = 0
     thresholds: tuple[float, ...] = (0.98, 0.99)
 
@@ -84,7 +87,7 @@ def get_config(quick: bool = False) -> Part2Config:
     return dataclasses.replace(
         cfg, model=ModelConfig(widths=(8, 16, 32), hidden=32),
         digits=dataclasses.replace(cfg.digits, seeds=(0,), epochs=2),
-        mnist=dataclasses.replace(cfg.mnist, seeds=(0, 1), epochs=2),
+        mnist=dataclasses.replace(cfg.mnist, seeds=(0, 1), epochs=2, probe_every=5),
         mnist_train_size=2000, mnist_test_size=1000, subset_sizes=(100, 500), subset_seeds=(0, 1))
 
 
@@ -134,13 +137,14 @@ def load_mnist_splits(cfg: Part2Config, data_root: Path) -> tuple[ArrayDataset, 
 
 
 def data_size_subsets(cfg: Part2Config, train: ArrayDataset) -> dict[int, ArrayDataset]:
-    """The data-size curve's training sets, each repeated to the size of ``train``."""
+    """The data-size curve's training sets, each repeated to ``subset_epoch_images`` (default: the
+    size of ``train``)."""
     subsets = {}
     for size in cfg.subset_sizes:
         if size >= len(train):
             raise ValueError(f"subset size {size} is not smaller than the MNIST training set ({len(train)})")
         subsets[size] = repeat_to(train.subset(balanced_subset(train.labels, size, cfg.subset_draw_seed)),
-                                  len(train))
+                                  cfg.subset_epoch_images or len(train))
     return subsets
 
 
@@ -175,20 +179,42 @@ def stat(values) -> dict:
     return {**mean_ci95(present), "values": values}
 
 
+def validation_points(history: list[dict]) -> list[tuple[int, float, list[float]]]:
+    """Every validation of a run in order, the first epoch's probes included: (step, wall seconds
+    since training began, test accuracy per seed).
+
+    Seeds train side by side, so the seconds are the population's clock, compilation included.
+    """
+    points, elapsed = [], 0.0
+    for record in history:
+        points += [(p["step"], elapsed + p["seconds"], p["val_accuracy"]) for p in record.get("probes", [])]
+        elapsed += record["seconds"]
+        points.append((record["step"], elapsed, record["val_accuracy"]))
+    return points
+
+
+def first_reaching(values: list, accuracy, threshold: float) -> list:
+    """Per seed (a column of ``accuracy`` [points, seeds]), ``values`` at its first point at or above
+    ``threshold`` (None if never)."""
+    return [next((values[i] for i in np.flatnonzero(column >= threshold)), None)
+            for column in np.asarray(accuracy).T]
+
+
 def epochs_to_accuracy(history: list[dict], threshold: float) -> list[int | None]:
-    """For each seed, the first epoch whose test accuracy is at least ``threshold`` (None if never)."""
-    accuracy = np.array([record["val_accuracy"] for record in history])
-    epochs = [record["epoch"] for record in history]
-    return [next((epochs[i] for i in np.flatnonzero(column >= threshold)), None) for column in accuracy.T]
+    """For each seed, the first epoch whose end-of-epoch test accuracy is at least ``threshold``."""
+    return first_reaching([r["epoch"] for r in history], [r["val_accuracy"] for r in history], threshold)
+
+
+def steps_to_accuracy(history: list[dict], threshold: float) -> list[int | None]:
+    """For each seed, the optimiser steps until its first validation (probes included) at ``threshold``."""
+    points = validation_points(history)
+    return first_reaching([p[0] for p in points], [p[2] for p in points], threshold)
 
 
 def seconds_to_accuracy(history: list[dict], threshold: float) -> list[float | None]:
-    """Wall seconds of training (and per-epoch testing) until each seed's first epoch at ``threshold``.
-
-    Seeds train side by side, so this is the population's clock, first-epoch compilation included.
-    """
-    elapsed = dict(zip((r["epoch"] for r in history), np.cumsum([r["seconds"] for r in history]).tolist()))
-    return [None if e is None else elapsed[e] for e in epochs_to_accuracy(history, threshold)]
+    """For each seed, wall seconds of training (and testing) until its first validation at ``threshold``."""
+    points = validation_points(history)
+    return first_reaching([p[1] for p in points], [p[2] for p in points], threshold)
 
 
 def threshold_key(threshold: float) -> str:
@@ -206,6 +232,7 @@ def summarise_history(history: list[dict], thresholds=(0.98, 0.99)) -> dict:
     summary = {"first_epoch_test_accuracy": stat(first["val_accuracy"])}
     for threshold in thresholds:
         summary[f"epochs_to_{threshold_key(threshold)}"] = stat(epochs_to_accuracy(history, threshold))
+        summary[f"steps_to_{threshold_key(threshold)}"] = stat(steps_to_accuracy(history, threshold))
         summary[f"seconds_to_{threshold_key(threshold)}"] = stat(seconds_to_accuracy(history, threshold))
     summary["final_test_accuracy"] = stat(last["val_accuracy"])
     summary["final_train_accuracy"] = stat(last["train_accuracy"])
@@ -294,6 +321,26 @@ def plot_curves(models: dict, key: str, ylabel: str, path: Path, labels: dict = 
     plt.close(fig)
 
 
+def plot_step_curves(models: dict, path: Path, ylabel: str, labels: dict = LABELS) -> None:
+    """Test accuracy against optimiser steps (log scale), every validation including the first
+    epoch's probes: where early convergence shows. Mean of the seeds, min-max band."""
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for name, result in models.items():
+        points = validation_points(result["history"])
+        steps = [p[0] for p in points]
+        values = np.array([p[2] for p in points])
+        line, = ax.plot(steps, values.mean(1), marker="o", ms=3, label=labels[name])
+        ax.fill_between(steps, values.min(1), values.max(1), color=line.get_color(), alpha=0.2)
+    ax.set_xscale("log")
+    ax.set_xlabel("optimiser steps")
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def plot_data_size(data_size: dict, path: Path) -> None:
     """Final test accuracy against training-set size (log scale), mean ± 95% CI over seeds."""
     fig, ax = plt.subplots(figsize=(6, 4))
@@ -314,9 +361,11 @@ def plot_data_size(data_size: dict, path: Path) -> None:
 
 
 def write_plots(results: dict, class_names, workdir: Path) -> None:
-    """learning_curves.png, test_loss_curves.png, data_size_curve.png, confusion_B.png, confusion_C.png."""
+    """learning_curves.png, step_curves.png, test_loss_curves.png, data_size_curve.png, confusion_B.png,
+    confusion_C.png."""
     models = results["models"]
     plot_curves(models, "val_accuracy", "MNIST test accuracy", workdir / "learning_curves.png")
+    plot_step_curves(models, workdir / "step_curves.png", "MNIST test accuracy")
     plot_curves(models, "val_loss", "MNIST test loss (NLL)", workdir / "test_loss_curves.png")
     plot_data_size(results["data_size"], workdir / "data_size_curve.png")
     for name in CURVE_MODELS:
@@ -345,6 +394,7 @@ def summary_lines(results: dict) -> list[str]:
     rows = [("first-epoch test accuracy", "first_epoch_test_accuracy", 4)]
     for t in thresholds:
         rows += [(f"epochs to {threshold_key(t)}%", f"epochs_to_{threshold_key(t)}", 1),
+                 (f"steps to {threshold_key(t)}%", f"steps_to_{threshold_key(t)}", 0),
                  (f"seconds to {threshold_key(t)}%", f"seconds_to_{threshold_key(t)}", 1)]
     rows += [("final test accuracy", "final_test_accuracy", 4), ("final test NLL", "final_test_nll", 4),
              ("final test ECE", "final_test_ece", 4), ("train - test accuracy", "train_test_gap", 4)]

@@ -39,7 +39,7 @@ from jaxcnn.noise import (  # noqa: E402
 )
 from jaxcnn.part2 import (  # noqa: E402
     MNIST_AUGMENT, balanced_subset, format_stat, graft_init, pretrained_variables, stat, summarise_history,
-    plot_curves, summarise_predictions, threshold_key,
+    plot_curves, plot_step_curves, summarise_predictions, threshold_key,
 )
 
 logger = logging.getLogger("jaxcnn")
@@ -61,7 +61,7 @@ CORRECTIONS = {
 }
 MADE_DIR = "noisy-mnist"
 MNIST_TRAIN = TrainConfig(seeds=(0, 1, 2, 3, 4), epochs=15, batch_size=128, learning_rate=2e-3, weight_decay=5e-4,
-                          warmup_epochs=1, label_smoothing=0.0, augment=MNIST_AUGMENT)
+                          warmup_epochs=1, label_smoothing=0.0, augment=MNIST_AUGMENT, probe_every=50)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,7 +94,7 @@ class Part3Config:
     clean_ckpt: str = "ckpts/part2/B"
     model: ModelConfig = ModelConfig()
     train: TrainConfig = MNIST_TRAIN
-    reference: TrainConfig = dataclasses.replace(MNIST_TRAIN, seeds=(0,), epochs=10)
+    reference: TrainConfig = dataclasses.replace(MNIST_TRAIN, seeds=(0,), epochs=10, probe_every=0)
     min_confidence: float = 0.9
     corrections: tuple[str, ...] = ("relabel", "forward", "relabel_gce")
     correction_init: str = "scratch"
@@ -394,6 +394,7 @@ def write_figures(results: dict, noisy: ArrayDataset, oracle_probs, workdir: Pat
     plot_folder_samples(noisy, oracle_probs.argmax(1), workdir / "folder_samples.png", per_folder)
     models = results["models"]
     plot_curves(models, "val_accuracy", "clean MNIST test accuracy", workdir / "learning_curves.png", LABELS)
+    plot_step_curves(models, workdir / "step_curves.png", "clean MNIST test accuracy", LABELS)
     plot_curves(models, "val_loss", "clean MNIST test loss (NLL)", workdir / "test_loss_curves.png", LABELS)
     for name, result in models.items():
         plot_confusion(result["ensemble"]["confusion"], DIGITS, workdir / f"confusion_{name}.png",
@@ -414,8 +415,9 @@ def summary_lines(results: dict) -> list[str]:
              + f", noise rate {est['noise_rate']:.3f} off the mapping ({est['pattern']})"]
     rows = [("final test accuracy", "final_test_accuracy", 4), ("final test NLL", "final_test_nll", 4),
             ("final test ECE", "final_test_ece", 4), ("first-epoch test acc.", "first_epoch_test_accuracy", 4)]
-    rows += [(f"epochs to {threshold_key(t)}%", f"epochs_to_{threshold_key(t)}", 1)
-             for t in results["config"]["thresholds"]]
+    rows += [row for t in results["config"]["thresholds"]
+             for row in ((f"epochs to {threshold_key(t)}%", f"epochs_to_{threshold_key(t)}", 1),
+                         (f"steps to {threshold_key(t)}%", f"steps_to_{threshold_key(t)}", 0))]
     width = 24
     lines += [f"clean MNIST test set ({data['mnist_test']} images), mean ± 95% CI over seeds, last epoch:",
               "".join(f"{h:<{width}}" for h in ("", *models))]

@@ -116,11 +116,12 @@ def epoch_scalars(record: dict, seeds=None) -> dict[str, float]:
     """TensorBoard tags for one ``fit`` history record.
 
     A per-seed list ``val_accuracy: [a, b]`` becomes ``val_accuracy/seed_0`` … and
-    ``val_accuracy/mean``; a number stays one tag. ``epoch`` and ``step`` are the x axis, not tags.
+    ``val_accuracy/mean``; a number stays one tag. ``epoch`` and ``step`` are the x axis, not tags,
+    and the first epoch's ``probes`` are records of their own.
     """
     scalars = {}
     for key, value in record.items():
-        if key in ("epoch", "step"):
+        if key in ("epoch", "step", "probes"):
             continue
         if isinstance(value, (list, tuple)):
             names = seeds if seeds is not None else range(len(value))

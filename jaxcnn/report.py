@@ -37,6 +37,7 @@ FIGURE_CAPTIONS = {
     "part1": {"confusion_val.png": "Confusion matrix on the validation writers (ensemble, rows normalised)."},
     "part2": {
         "learning_curves.png": "MNIST test accuracy per epoch (mean of seeds, min-max band).",
+        "step_curves.png": "MNIST test accuracy against optimiser steps, first-epoch probes included (log scale).",
         "test_loss_curves.png": "MNIST test loss per epoch (mean of seeds, min-max band).",
         "data_size_curve.png": "Final MNIST test accuracy against training-set size (mean ± 95% CI over seeds).",
         "confusion_B.png": "Confusion matrix of B (scratch) on the MNIST test set (ensemble, rows normalised).",
@@ -46,6 +47,7 @@ FIGURE_CAPTIONS = {
         "transition_estimate.png": "The estimated P(folder | digit): rows the clean oracle's digit, columns the folder.",
         "folder_samples.png": "Images of each folder, titled with the clean oracle's digit.",
         "learning_curves.png": "Clean MNIST test accuracy per epoch (mean of seeds, min-max band).",
+        "step_curves.png": "Clean MNIST test accuracy against optimiser steps, first-epoch probes included (log scale).",
         "test_loss_curves.png": "Clean MNIST test loss per epoch (mean of seeds, min-max band).",
     },
 }
@@ -254,8 +256,9 @@ MODEL_ROWS = [("first-epoch test accuracy", "first_epoch_test_accuracy", RATE),
 def models_table(models: dict, thresholds, caption: str) -> Table:
     """Models side by side (parts 2 and 3 summarise each the same way): mean ± 95% CI over seeds."""
     keys = [f"{100 * t:g}" for t in thresholds]
+    formats = {"epochs": SECONDS, "steps": "{:.0f}", "seconds": SECONDS}
     rows = [MODEL_ROWS[0],
-            *((f"{what} to {key}%", f"{what}_to_{key}", SECONDS) for key in keys for what in ("epochs", "seconds")),
+            *((f"{what} to {key}%", f"{what}_to_{key}", fmt) for key in keys for what, fmt in formats.items()),
             *MODEL_ROWS[1:]]
     table = [[label, *(stat_text(m[key], fmt) for m in models.values())] for label, key, fmt in rows]
     table.append(["ensemble accuracy", *(rate(m["ensemble"]["accuracy"]) for m in models.values())])

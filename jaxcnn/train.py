@@ -149,9 +149,16 @@ def _epoch_plan(state: TrainState, num_examples: int, cfg: TrainConfig):
     return epoch_batches(state.key, state.step // steps, num_examples, cfg.batch_size)
 
 
-def train_epoch(state: TrainState, images, labels, cfg: TrainConfig):
-    """One epoch as a single scan over steps; returns the state and the epoch's mean metrics."""
-    batches = _epoch_plan(state, images.shape[0], cfg)
+def train_epoch(state: TrainState, images, labels, cfg: TrainConfig, num_steps: int | None = None):
+    """One epoch as a single scan over steps; returns the state and the steps' mean metrics.
+
+    With ``num_steps``, only the next ``num_steps`` steps of the state's current epoch, from where
+    the state stands in it (they must not pass the epoch's end): an epoch in chunks is the same
+    epoch as in one piece.
+    """
+    plan = _epoch_plan(state, images.shape[0], cfg)
+    batches = plan if num_steps is None else jax.lax.dynamic_slice_in_dim(
+        plan, state.step % plan.shape[0], num_steps)
     state, metrics = jax.lax.scan(lambda s, index: _indexed_step(s, images, labels, index, cfg),
                                   state, batches)
     return state, jax.tree.map(jnp.mean, metrics)
@@ -169,10 +176,10 @@ def evaluate(state: TrainState, images, labels, batch_size: int):
 
 
 # Population versions: the same functions vmapped over a leading seed axis of the state.
-@functools.partial(jax.jit, static_argnames="cfg", donate_argnames="state")
-def train_epoch_population(state: TrainState, images, labels, cfg: TrainConfig):
-    """A whole epoch for every seed in one compiled program (the fast path on GPUs)."""
-    return jax.vmap(train_epoch, in_axes=(0, None, None, None))(state, images, labels, cfg)
+@functools.partial(jax.jit, static_argnames=("cfg", "num_steps"), donate_argnames="state")
+def train_epoch_population(state: TrainState, images, labels, cfg: TrainConfig, num_steps: int | None = None):
+    """``train_epoch`` for every seed in one compiled program (the fast path on GPUs)."""
+    return jax.vmap(train_epoch, in_axes=(0, None, None, None, None))(state, images, labels, cfg, num_steps)
 
 
 @functools.partial(jax.jit, static_argnames="batch_size")
@@ -190,16 +197,17 @@ def _step_population(state: TrainState, images, labels, index, cfg: TrainConfig)
     return jax.vmap(_indexed_step, in_axes=(0, None, None, 0, None))(state, images, labels, index, cfg)
 
 
-def train_epoch_stepwise(state: TrainState, images, labels, cfg: TrainConfig):
-    """The same epoch as ``train_epoch_population``, one dispatched step at a time.
+def train_epoch_stepwise(state: TrainState, images, labels, cfg: TrainConfig, num_steps: int | None = None):
+    """The same steps as ``train_epoch_population``, one dispatched step at a time.
 
     XLA:CPU runs kernel-gradient convolutions inside a while loop far slower than outside one
     (jax-ml/jax#12868), so on the CPU a Python loop over device-resident steps is faster. The
-    loop only dispatches: data, indices and metrics stay on the device until the epoch ends.
+    loop only dispatches: data, indices and metrics stay on the device until the steps end.
     """
     batches = _epoch_plan_population(state, images.shape[0], cfg)
+    first = 0 if num_steps is None else int(np.asarray(state.step).flat[0]) % batches.shape[1]
     metrics = []
-    for i in range(batches.shape[1]):
+    for i in range(first, first + (num_steps or batches.shape[1])):
         state, m = _step_population(state, images, labels, batches[:, i], cfg)
         metrics.append(m)
     return state, jax.tree.map(lambda *ms: jnp.mean(jnp.stack(ms), axis=0), *metrics)

@@ -20,7 +20,7 @@ from jaxcnn.checkpoint import RunCheckpoints
 from jaxcnn.config import ModelConfig, TrainConfig
 from jaxcnn.dataset import ArrayDataset
 from jaxcnn.errors import JaxcnnError
-from jaxcnn.fit import RunExistsError, TrainingDiverged, fit
+from jaxcnn.fit import RunExistsError, TrainingDiverged, epoch_chunks, fit
 
 CLASS_NAMES = ("0", "1", "A", "a")
 CFG = TrainConfig(seeds=(0, 1), epochs=3, batch_size=16, eval_batch_size=32, warmup_epochs=1,
@@ -77,6 +77,22 @@ def test_a_finished_run_leaves_checkpoints_config_and_log(finished):
     assert all(math.isfinite(x) for r in history for x in r["train_loss"] + r["val_loss"])
 
 
+def test_epoch_chunks_cover_the_epoch():
+    assert epoch_chunks(10, 0) == [10] and epoch_chunks(10, 10) == [10]
+    assert epoch_chunks(10, 3) == [3, 3, 3, 1] and epoch_chunks(9, 3) == [3, 3, 3]
+
+
+def test_probes_validate_within_the_first_epoch_without_changing_training(finished, tmp_path):
+    _, state, history = finished
+    probed_state, probed = fit(TRAIN, VAL, dataclasses.replace(CFG, probe_every=1), tmp_path / "probed")
+    probes = probed[0]["probes"]
+    assert [p["step"] for p in probes] == [1, 2, 3] and probed[0]["step"] == 4
+    assert all(len(p["val_accuracy"]) == len(CFG.seeds) and p["seconds"] <= probed[0]["seconds"] for p in probes)
+    assert all("probes" not in r for r in probed[1:]) and all("probes" not in r for r in history)
+    chex.assert_trees_all_close(probed_state.params, state.params, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(probed[-1]["val_loss"], history[-1]["val_loss"], rtol=1e-5)
+
+
 def test_resume_equals_uninterrupted(finished, run_copy):
     """A run that died during epoch 3 (its epoch-3 checkpoint never written) resumes to the same state."""
     _, uninterrupted, history = finished
@@ -120,12 +136,12 @@ def blow_up_weights(monkeypatch, epoch: int, when: str):
     real_epoch = T.train_epoch_stepwise
     steps = T.steps_per_epoch(len(TRAIN), CFG.batch_size)
 
-    def epoch_fn(state, images, labels, cfg):
+    def epoch_fn(state, images, labels, cfg, num_steps=None):
         this_epoch = int(np.asarray(state.step)[0]) // steps + 1
         nan = lambda s: s.replace(params=jax.tree.map(lambda p: p * np.nan, s.params))
         if this_epoch == epoch and when == "before":
             state = nan(state)
-        state, metrics = real_epoch(state, images, labels, cfg)
+        state, metrics = real_epoch(state, images, labels, cfg, num_steps)
         return (nan(state) if this_epoch == epoch and when == "after" else state), metrics
 
     monkeypatch.setattr(T, "train_epoch_stepwise", epoch_fn)

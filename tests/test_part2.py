@@ -25,7 +25,7 @@ def digits_dataset(n: int, seed: int = 0) -> ArrayDataset:
 
 def record(epoch, val_accuracy, seconds=10.0, train_accuracy=None):
     """One epoch of fit's history for two seeds."""
-    return {"epoch": epoch, "val_accuracy": val_accuracy, "val_loss": [0.1, 0.1], "seconds": seconds,
+    return {"epoch": epoch, "step": 100 * epoch, "val_accuracy": val_accuracy, "val_loss": [0.1, 0.1], "seconds": seconds,
             "train_accuracy": train_accuracy or val_accuracy, "train_loss": [0.1, 0.1],
             "val_accuracy_ensemble": max(val_accuracy)}
 
@@ -68,6 +68,7 @@ def test_subsets_are_repeated_to_the_full_size_and_must_be_smaller_than_it():
     subset = P.data_size_subsets(cfg, train)[30]
     assert len(subset) == 200
     assert len(np.unique(subset.images.reshape(200, -1), axis=0)) == 30
+    assert len(P.data_size_subsets(P.Part2Config(subset_sizes=(30,), subset_epoch_images=90), train)[30]) == 90
     with pytest.raises(ValueError, match="not smaller"):
         P.data_size_subsets(P.Part2Config(subset_sizes=(200,)), train)
 
@@ -79,6 +80,15 @@ def test_epochs_and_seconds_to_accuracy_per_seed():
     assert P.epochs_to_accuracy(HISTORY, 0.99) == [None, 3]
     assert P.seconds_to_accuracy(HISTORY, 0.98) == [40.0, 50.0]
     assert P.seconds_to_accuracy(HISTORY, 0.995) == [None, None]
+
+
+def test_steps_and_seconds_to_accuracy_count_the_first_epochs_probes():
+    probed = [{**HISTORY[0], "probes": [{"step": 20, "seconds": 12.0, "val_accuracy": [0.5, 0.981]},
+                                         {"step": 40, "seconds": 20.0, "val_accuracy": [0.7, 0.99]}]},
+              *HISTORY[1:]]
+    assert P.steps_to_accuracy(probed, 0.98) == [200, 20]
+    assert P.seconds_to_accuracy(probed, 0.99) == [None, 20.0]
+    assert P.epochs_to_accuracy(probed, 0.98) == [2, 3]  # end-of-epoch validations only
 
 
 def test_summarise_history_reports_first_final_gap_and_unreached_thresholds():

@@ -145,6 +145,14 @@ def test_scanned_epoch_equals_the_stepwise_loop(population, data, scanned_epoch)
     assert np.asarray(scanned_epoch[0].step).tolist() == [4, 4]
 
 
+@pytest.mark.parametrize("epoch_fn", [T.train_epoch_population, T.train_epoch_stepwise], ids=["scan", "stepwise"])
+def test_an_epoch_in_chunks_equals_the_epoch_in_one_piece(population, data, scanned_epoch, epoch_fn):
+    state, first = epoch_fn(copy(population), *data, CFG, 3)
+    state, rest = epoch_fn(state, *data, CFG, 1)
+    chex.assert_trees_all_close(state, scanned_epoch[0], **TOLERANCE)
+    np.testing.assert_allclose((3 * first["loss"] + rest["loss"]) / 4, scanned_epoch[1]["loss"], **TOLERANCE)
+
+
 def test_seeds_trained_together_equal_each_trained_alone(population, data, scanned_epoch, counted_step):
     """Each seed alone: a plain loop of the single-state step, following the documented contract
     (data order from ``epoch_batches``, the step key ``fold_in(key, step)``)."""
