@@ -3,11 +3,14 @@ step, PRNG key) beside a JSON item with the config and the metric history.
 
 Orbax writes each checkpoint to a temporary directory and renames it when complete, so a
 half-written checkpoint is never listed. Restoring goes through an abstract target built from the
-saved config, and shapes are compared leaf by leaf first, so a mismatch names the layer.
+saved config, and shapes are compared leaf by leaf first, so a mismatch names the layer. Orbax
+keeps no checksum of the arrays, so the JSON item carries a SHA-256 of the state, checked on
+restore: a flipped bit is an error, not silently different weights.
 """
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import flax
@@ -19,6 +22,7 @@ from orbax.checkpoint.checkpoint_managers import preservation_policy as policy
 from jaxcnn.errors import CheckpointError
 
 KEEP_LATEST = 2
+DIGEST_KEY = "state_sha256"
 
 
 def _manager(directory: Path, read_only: bool = False) -> ocp.CheckpointManager:
@@ -54,10 +58,11 @@ class RunCheckpoints:
 
     def save(self, epoch: int, state, meta: dict, val_accuracy: float) -> None:
         """Saves synchronously: when this returns, the checkpoint is complete on disk."""
+        arrays = flax.serialization.to_state_dict(state)
         try:
             self._manager.save(epoch, args=ocp.args.Composite(
-                state=ocp.args.StandardSave(flax.serialization.to_state_dict(state)),
-                meta=ocp.args.JsonSave(meta)), metrics={"val_accuracy": float(val_accuracy)})
+                state=ocp.args.StandardSave(arrays), meta=ocp.args.JsonSave({**meta, DIGEST_KEY: digest(arrays)})),
+                metrics={"val_accuracy": float(val_accuracy)})
             self._manager.wait_until_finished()
         except Exception as err:  # a full disk or a lost mount surfaces as many Orbax error types
             raise CheckpointError(f"{self.directory / str(epoch)}: cannot write the checkpoint "
@@ -65,7 +70,11 @@ class RunCheckpoints:
 
     def read_meta(self, epoch: int | str = "latest") -> dict:
         """The JSON item (config, class names, history) of a checkpoint, without loading arrays."""
-        epoch = self._resolve(epoch)
+        meta = self._read_json(self._resolve(epoch))
+        meta.pop(DIGEST_KEY, None)
+        return meta
+
+    def _read_json(self, epoch: int) -> dict:
         try:
             return self._manager.restore(epoch, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
         except Exception as err:  # Orbax raises many kinds; the user needs the path and the cause
@@ -78,10 +87,14 @@ class RunCheckpoints:
         path = self.directory / str(epoch)
         check_shapes(self._saved_shapes(epoch, path), abstract, path)
         try:
-            restored = self._manager.restore(epoch, args=ocp.args.Composite(
-                state=ocp.args.StandardRestore(abstract)))["state"]
+            items = self._manager.restore(epoch, args=ocp.args.Composite(
+                state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()))
         except Exception as err:
             raise CheckpointError(f"{path}: damaged checkpoint, cannot restore ({_first_line(err)})") from err
+        restored, expected = items["state"], items["meta"].get(DIGEST_KEY)  # older versions saved none
+        if expected is not None and digest(restored) != expected:
+            raise CheckpointError(f"{path}: damaged checkpoint, its arrays do not match the SHA-256 saved "
+                                  "with them (a changed byte: bit rot or a bad copy)")
         return flax.serialization.from_state_dict(target, restored)
 
     def _saved_shapes(self, epoch: int, path: Path):
@@ -102,6 +115,16 @@ class RunCheckpoints:
 
 def _first_line(err: Exception) -> str:
     return (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
+
+
+def digest(tree) -> str:
+    """SHA-256 of a pytree of arrays: every leaf's path, dtype, shape and bytes, in path order."""
+    sha = hashlib.sha256()
+    for key, leaf in sorted(jax.tree_util.tree_leaves_with_path(tree), key=lambda kv: jax.tree_util.keystr(kv[0])):
+        array = np.ascontiguousarray(jax.device_get(leaf))
+        sha.update(f"{jax.tree_util.keystr(key)}|{array.dtype.str}|{array.shape}|".encode())
+        sha.update(array.tobytes())
+    return sha.hexdigest()
 
 
 def check_shapes(saved, expected, path: Path) -> None:

@@ -123,11 +123,17 @@ def _scramble(path):
     path.write_bytes(bytes(data))
 
 
+def _flip_one_bit(path):
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
 def _remove_data_folder(path):
     shutil.rmtree(path.parent)
 
 
-@pytest.mark.parametrize("damage", [_truncate, _scramble, _remove_data_folder])
+@pytest.mark.parametrize("damage", [_truncate, _scramble, _flip_one_bit, _remove_data_folder])
 def test_a_damaged_array_file_gives_a_checkpoint_error(tmp_path, damage):
     states = save_epochs(tmp_path, [0.5])
     files = _array_files(tmp_path / "1")

@@ -176,23 +176,14 @@ def abstract_state():
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="Orbax keeps no checksum of the arrays, so a flipped byte restores as silently "
-                          "different weights; proposed: save a SHA-256 of the state as a third item and "
-                          "check it in RunCheckpoints.restore")
 def test_a_flipped_byte_in_a_checkpoint_is_detected(tmp_path, uninterrupted):
     workdir = copy_run(uninterrupted, tmp_path)
     path = largest_array_file(workdir / "checkpoints" / str(faults.EPOCHS))
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0x01  # one bit of one weight, as bit rot or a bad copy would do
     path.write_bytes(bytes(data))
-    want, _ = faults.load_result(uninterrupted / "result")
-    try:
-        restored = checkpoints(workdir).restore(abstract_state())
-    except CheckpointError:
-        return
-    leaves = jax.tree_util.tree_leaves_with_path(flax.serialization.to_state_dict(restored))
-    assert all(np.array_equal(v, want[jax.tree_util.keystr(k)]) for k, v in leaves), "restored different weights"
+    with pytest.raises(CheckpointError, match="damaged checkpoint"):
+        checkpoints(workdir).restore(abstract_state())
 
 
 # Work directories that cannot hold a run must fail in prepare_workdir, before data reaches the device.
