@@ -86,12 +86,12 @@ class RunCheckpoints:
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, flax.serialization.to_state_dict(target))
         path = self.directory / str(epoch)
         check_shapes(self._saved_shapes(epoch, path), abstract, path)
+        expected = self._read_json(epoch).get(DIGEST_KEY)  # checkpoints of older versions have none
         try:
-            items = self._manager.restore(epoch, args=ocp.args.Composite(
-                state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()))
+            restored = self._manager.restore(epoch, args=ocp.args.Composite(
+                state=ocp.args.StandardRestore(abstract)))["state"]
         except Exception as err:
             raise CheckpointError(f"{path}: damaged checkpoint, cannot restore ({_first_line(err)})") from err
-        restored, expected = items["state"], items["meta"].get(DIGEST_KEY)  # older versions saved none
         if expected is not None and digest(restored) != expected:
             raise CheckpointError(f"{path}: damaged checkpoint, its arrays do not match the SHA-256 saved "
                                   "with them (a changed byte: bit rot or a bad copy)")
