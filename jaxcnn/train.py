@@ -109,6 +109,8 @@ def train_step(state: TrainState, batch, rng, cfg: TrainConfig):
     images = augment_batch(aug_key, to_float(batch["image"]), cfg.augment)
 
     def loss_fn(params):
+        if cfg.freeze_trunk:  # no gradient through the trunk: XLA then skips its backward pass
+            params = {**params, "trunk": jax.lax.stop_gradient(params["trunk"])}
         logits, updates = state.apply_fn(
             {"params": params, "batch_stats": state.batch_stats}, images, train=True,
             train_trunk=not cfg.freeze_trunk, rngs={"dropout": dropout_key}, mutable=["batch_stats"])
