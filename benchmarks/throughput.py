@@ -2,7 +2,8 @@
 
 Parts (``--parts``, comma-separated; default all but ``alternatives``):
 
-- ``step``: the jitted ``train.train_step`` alone at each ``--batch-sizes``, augmentation on and off;
+- ``step``: the jitted ``train.train_step`` alone at each ``--batch-sizes``, augmentation on and off,
+  and with the trunk frozen (part 2's C_frozen);
 - ``bf16``: the same step with ``ModelConfig(dtype="bfloat16")``;
 - ``epoch``: one epoch of ``--epoch-images`` images, a Python loop of jitted steps
   (``train_epoch_stepwise``) against one scanned program (``train_epoch_population``);
@@ -197,6 +198,8 @@ def ratios(rows: list[Row]) -> list[str]:
 
     for b in sorted({r.batch for r in rows}):
         ratio(f"step, augmentation off / on, batch {b}", ("step", "augment off", b), ("step", "augment on", b))
+        ratio(f"step, frozen trunk / fine-tuned, batch {b}", ("step", "frozen trunk, augment on", b),
+              ("step", "augment on", b))
         ratio(f"step, bfloat16 / float32, batch {b}", ("bf16", "bfloat16, augment on", b), ("step", "augment on", b))
         ratio(f"epoch, scanned / loop of steps, batch {b}",
               ("epoch", "scanned epoch", b), ("epoch", "loop of steps", b))
@@ -285,6 +288,8 @@ def main(argv=None) -> None:
             runners.append(step_runner(dataclasses.replace(base, batch_size=b), args.classes, "step", "augment on"))
             runners.append(step_runner(dataclasses.replace(base, batch_size=b, augment=NO_AUGMENT), args.classes,
                                        "step", "augment off"))
+            runners.append(step_runner(dataclasses.replace(base, batch_size=b, freeze_trunk=True), args.classes,
+                                       "step", "frozen trunk, augment on"))
         if "bf16" in args.parts:
             runners.append(step_runner(dataclasses.replace(base, batch_size=b, model=ModelConfig(dtype="bfloat16")),
                                        args.classes, "bf16", "bfloat16, augment on"))
