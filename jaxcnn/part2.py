@@ -55,7 +55,7 @@ class Part2Config:
     ``subset_epoch_images``: each subset is repeated to an epoch of this many images (0: as many as
     the MNIST training set, so every point gets the main runs' steps and schedule).
     ``subset_draw_seed`` picks every class-balanced subset. ``thresholds``: the test accuracies
-    whose epochs and seconds to reach are reported.
+    whose epochs, steps and seconds to reach are reported.
     """
 
     model: ModelConfig = ModelConfig()

@@ -117,7 +117,7 @@ def epoch_scalars(record: dict, seeds=None) -> dict[str, float]:
 
     A per-seed list ``val_accuracy: [a, b]`` becomes ``val_accuracy/seed_0`` … and
     ``val_accuracy/mean``; a number stays one tag. ``epoch`` and ``step`` are the x axis, not tags,
-    and the first epoch's ``probes`` are records of their own.
+    and the first epoch's ``probes`` are left out (``metrics.jsonl`` keeps them).
     """
     scalars = {}
     for key, value in record.items():
