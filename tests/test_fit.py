@@ -21,6 +21,7 @@ from jaxcnn.config import ModelConfig, TrainConfig
 from jaxcnn.dataset import ArrayDataset
 from jaxcnn.errors import JaxcnnError
 from jaxcnn.fit import RunExistsError, TrainingDiverged, epoch_chunks, fit
+from tests.tolerances import CROSS_PROGRAM
 
 CLASS_NAMES = ("0", "1", "A", "a")
 CFG = TrainConfig(seeds=(0, 1), epochs=3, batch_size=16, eval_batch_size=32, warmup_epochs=1,
@@ -89,8 +90,8 @@ def test_probes_validate_within_the_first_epoch_without_changing_training(finish
     assert [p["step"] for p in probes] == [1, 2, 3] and probed[0]["step"] == 4
     assert all(len(p["val_accuracy"]) == len(CFG.seeds) and p["seconds"] <= probed[0]["seconds"] for p in probes)
     assert all("probes" not in r for r in probed[1:]) and all("probes" not in r for r in history)
-    chex.assert_trees_all_close(probed_state.params, state.params, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(probed[-1]["val_loss"], history[-1]["val_loss"], rtol=1e-5)
+    chex.assert_trees_all_close(probed_state.params, state.params, **CROSS_PROGRAM)
+    np.testing.assert_allclose(probed[-1]["val_loss"], history[-1]["val_loss"], **CROSS_PROGRAM)
 
 
 def test_resume_equals_uninterrupted(finished, run_copy):

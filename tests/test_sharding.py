@@ -11,8 +11,10 @@ import textwrap
 import numpy as np
 import pytest
 
+from tests.tolerances import CROSS_PROGRAM
+
 # Runs in a fresh interpreter: the fake device count must be set before jax is imported.
-TWO_DEVICE_SCRIPT = textwrap.dedent("""
+TWO_DEVICE_SCRIPT = f"TOLERANCE = {CROSS_PROGRAM!r}\n" + textwrap.dedent("""
     import functools, json
     import jax, numpy as np, optax
     from jaxcnn import sharding as S, train as T
@@ -37,7 +39,7 @@ TWO_DEVICE_SCRIPT = textwrap.dedent("""
     paths = jax.tree_util.tree_flatten_with_path((plain_state, plain_metrics))[0]
     leaves = zip(paths, jax.tree.leaves((sharded_state, sharded_metrics)))
     mismatched = [jax.tree_util.keystr(path) for (path, a), b in leaves
-                  if not np.allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-5)]
+                  if not np.allclose(np.asarray(a), np.asarray(b), **TOLERANCE)]
     moved = max(float(np.abs(np.asarray(a) - np.asarray(b)).max())
                 for a, b in zip(jax.tree.leaves(state.params), jax.tree.leaves(plain_state.params)))
     try:
@@ -101,4 +103,4 @@ def test_one_device_mesh_runs_the_same_step():
     got, _ = S.sharded_train_step(mesh, cfg)(S.replicate(state, mesh), S.shard_batch(batch, mesh),
                                              jax.random.PRNGKey(3))
     for a, b in zip(jax.tree.leaves(expected), jax.tree.leaves(got)):
-        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), **CROSS_PROGRAM)
