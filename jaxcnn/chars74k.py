@@ -46,6 +46,11 @@ def find_layout_root(source: str | os.PathLike) -> str:
     return _layout_root(list_images(source))
 
 
+def has_sample_folders(source: str | os.PathLike) -> bool:
+    """Whether ``source`` holds a SampleNNN folder anywhere: it is meant to be in the Chars74K layout."""
+    return any(_SAMPLE_FOLDER.fullmatch(folder.rpartition("/")[2]) for folder in list_images(source).folders)
+
+
 def _layout_root(listing: ImageListing) -> str:
     split = (folder.rpartition("/") for folder in listing.folders)
     roots = sorted({parent for parent, _, name in split if _SAMPLE_FOLDER.fullmatch(name)})

@@ -70,7 +70,7 @@ class RunCheckpoints:
 
     def read_meta(self, epoch: int | str = "latest") -> dict:
         """The JSON item (config, class names, history) of a checkpoint, without loading arrays."""
-        meta = self._read_json(self._resolve(epoch))
+        meta = self._read_json(self.resolve(epoch))
         meta.pop(DIGEST_KEY, None)
         return meta
 
@@ -82,7 +82,7 @@ class RunCheckpoints:
 
     def restore(self, target, epoch: int | str = "latest"):
         """Restores the state saved at ``epoch`` ("latest", "best" or a number) into ``target``'s shape."""
-        epoch = self._resolve(epoch)
+        epoch = self.resolve(epoch)
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, flax.serialization.to_state_dict(target))
         path = self.directory / str(epoch)
         check_shapes(self._saved_shapes(epoch, path), abstract, path)
@@ -103,7 +103,11 @@ class RunCheckpoints:
         except Exception as err:
             raise CheckpointError(f"{path}: damaged checkpoint, cannot read its layout ({_first_line(err)})") from err
 
-    def _resolve(self, epoch: int | str) -> int:
+    def resolve(self, epoch: int | str) -> int:
+        """The epoch number meant by ``epoch``: "latest", "best" or a number of a saved epoch."""
+        if epoch not in ("latest", "best") and not str(epoch).isdigit():
+            raise CheckpointError(f"{self.directory}: no checkpoint {epoch!r}: choose best, latest or an "
+                                  f"epoch number (have epochs {self.epochs()})")
         chosen = {"latest": self.latest_epoch, "best": self.best_epoch}.get(epoch, lambda: int(epoch))()
         if chosen is None or chosen not in self.epochs():
             raise CheckpointError(f"{self.directory}: no {epoch} checkpoint (have epochs {self.epochs()})")
@@ -111,6 +115,12 @@ class RunCheckpoints:
 
     def close(self) -> None:
         self._manager.close()
+
+    def __enter__(self) -> RunCheckpoints:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 def _first_line(err: Exception) -> str:

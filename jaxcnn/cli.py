@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
 import logging
 import sys
@@ -13,6 +14,11 @@ from jaxcnn.config import override
 from jaxcnn.errors import JaxcnnError
 
 logger = logging.getLogger("jaxcnn")
+
+EXIT_BAD_INPUT = 2  # a JaxcnnError or ValueError: bad data, config, flags or work directory
+EXIT_OS_ERROR = 3  # the file system refused (permissions, full disk, missing file)
+EXIT_CHECKPOINT = 4  # an Orbax or TensorStore error not already reported as a CheckpointError
+EXIT_INTERRUPTED = 130  # Ctrl-C, as a shell reports SIGINT
 
 PARTS = {
     "part1": "Part 1: train the 62-class character CNN from scratch, validate on held-out writers.",
@@ -44,6 +50,8 @@ def _configured(module, args):
     cfg = module.get_config(args.quick)
     for assignment in args.set:
         cfg = override(cfg, assignment)
+    if getattr(args, "data", None):  # part 3's --data DIR_OR_ZIP
+        cfg = dataclasses.replace(cfg, data=args.data)
     return cfg
 
 
@@ -68,14 +76,13 @@ def cmd_ablate(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from jaxcnn.evaluate import evaluate_run, plot_confusion, run_class_names, summary_lines
+    from jaxcnn.evaluate import evaluate_run, output_path, plot_confusion, run_class_names, summary_lines
     from jaxcnn.fit import write_json
     class_names = run_class_names(args.ckpt, args.which)
+    out = output_path(args.ckpt, args.data, args.json)
     data = _load_for(class_names, args.data, args.cache_dir)
-    report = evaluate_run(args.ckpt, data, args.which)
+    report = {**evaluate_run(args.ckpt, data, args.which), "data": str(Path(args.data).absolute())}
     print("\n".join(summary_lines(report)))
-    out = Path(args.json) if args.json else Path(args.ckpt) / f"eval_{Path(args.data).stem}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
     write_json(out, report)
     plot_confusion(report["confusion"], class_names, out.with_suffix(".png"), f"{args.data}")
     print(f"figures: {out}  confusion matrix: {out.with_suffix('.png')}")
@@ -93,6 +100,11 @@ def cmd_study(args) -> int:
 
 def cmd_report(args) -> int:
     from jaxcnn.report import write_report
+    from jaxcnn.rundir import check_output
+    if not Path(args.workdir).is_dir():
+        raise JaxcnnError(f"{args.workdir}: no such folder; pass --workdir the folder that holds part1/, part2/, part3/")
+    for path in (Path(args.out), Path(args.out).with_name("report.html")):
+        check_output(path, flag="--out")
     markdown, page = write_report(args.workdir, args.out)
     print(f"report: {markdown} and {page}")
     return 0
@@ -111,34 +123,29 @@ def cmd_make_noisy_mnist(args) -> int:
 
 def _load_for(class_names, source, cache_dir):
     """Loads ``source`` in the layout that matches the checkpoint's classes."""
-    from jaxcnn.chars74k import CLASS_NAMES, load_chars74k
+    from jaxcnn.chars74k import CLASS_NAMES, has_sample_folders, load_chars74k
     from jaxcnn.classfolders import load_class_folders
-    if set(class_names) <= set(CLASS_NAMES) and not _is_class_folder_layout(source):
+    if set(class_names) <= set(CLASS_NAMES) and has_sample_folders(source):
         return load_chars74k(source, classes=list(class_names), cache_dir=cache_dir)
     return load_class_folders(source, class_names=list(class_names), cache_dir=cache_dir)
 
 
-def _is_class_folder_layout(source) -> bool:
-    from jaxcnn.chars74k import find_layout_root
-    try:
-        find_layout_root(source)
-        return False
-    except JaxcnnError:
-        return True
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="jaxcnn", description=__doc__)
+    parser = argparse.ArgumentParser(prog="jaxcnn", description=__doc__, allow_abbrev=False)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
+    add_parser = lambda name, **kwargs: sub.add_parser(name, allow_abbrev=False, **kwargs)  # flags never by prefix
 
     for name, description in PARTS.items():
-        p = sub.add_parser(name, help=description.split(":")[1].strip(), description=description,
+        p = add_parser(name, help=description.split(":")[1].strip(), description=description,
                            epilog=f"example: python -m jaxcnn {name} --data-root ../shared/data --quick")
         _common(p, f"ckpts/{name}")
+        if name == "part3":
+            p.add_argument("--data", metavar="DIR_OR_ZIP",
+                           help="the corrupted class-folder set (default: make one in WORKDIR/noisy-mnist)")
         p.set_defaults(func=cmd_part)
 
-    p = sub.add_parser("ablate", help="measure the effect of part 1's main design choices",
+    p = add_parser("ablate", help="measure the effect of part 1's main design choices",
                        description="Train part 1 once per ablation variant (each changes one choice) and "
                                    "tabulate validation accuracy in WORKDIR/ablation.json.",
                        epilog="example: python -m jaxcnn ablate --variants default no_augmentation --set train.seeds=0")
@@ -146,7 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--variants", nargs="*", help="which variants (default: all)")
     p.set_defaults(func=cmd_ablate)
 
-    p = sub.add_parser("evaluate", help="score a checkpoint on a data folder or zip",
+    p = add_parser("evaluate", help="score a checkpoint on a data folder or zip",
                        description="Score a saved run (the ensemble of its seeds) on any folder or zip in the "
                                    "Chars74K layout (SampleNNN/imgCCC-SSS.png) or class-folder layout (0/ ... 9/).",
                        epilog="example: python -m jaxcnn evaluate --ckpt ckpts/part1 --data path/to/testPart1")
@@ -157,7 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
     _cache_dir_arg(p)
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("make-noisy-mnist", help="write MNIST train as class folders with corrupted labels",
+    p = add_parser("make-noisy-mnist", help="write MNIST train as class folders with corrupted labels",
                        description="Write MNIST train as OUT/<label>/<index>.png with labels corrupted by SPEC "
                                    "('permutation', 'symmetric:RATE', 'pairflip:RATE', joined by '+'), and the "
                                    "ground truth in OUT.truth.json beside it (part 3's input).",
@@ -170,7 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace OUT if it is not empty")
     p.set_defaults(func=cmd_make_noisy_mnist)
 
-    p = sub.add_parser("study", help="run parts 1, 2 and 3 in order, then write the report",
+    p = add_parser("study", help="run parts 1, 2 and 3 in order, then write the report",
                        description="Run every part in WORKDIR/partN, reusing finished runs (same config), "
                                    "then write the report from the results.",
                        epilog="example: python -m jaxcnn study --data-root ../shared/data --quick --workdir ckpts-quick")
@@ -182,7 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
     _cache_dir_arg(p)
     p.set_defaults(func=cmd_study)
 
-    p = sub.add_parser("report", help="rebuild REPORT.md and report.html from saved results (no training)",
+    p = add_parser("report", help="rebuild REPORT.md and report.html from saved results (no training)",
                        description="Write the study's report from the results files under WORKDIR alone.",
                        epilog="example: python -m jaxcnn report --workdir ckpts --out REPORT.md")
     p.add_argument("--workdir", default="ckpts", help="holds part1/, part2/, part3/ (default: %(default)s)")
@@ -198,6 +205,23 @@ def main(argv=None) -> int:
     logging.getLogger("absl").setLevel(logging.WARNING)
     try:
         return args.func(args)
+    except KeyboardInterrupt:
+        print("error: interrupted; every finished epoch is kept in its checkpoint: run the same command "
+              "with --resume to continue", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except (JaxcnnError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        print(f"error: {_one_line(err)}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except OSError as err:
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"error: {where}{err.strerror or _one_line(err)}", file=sys.stderr)
+        return EXIT_OS_ERROR
+    except Exception as err:
+        if not type(err).__module__.startswith(("orbax", "tensorstore")):
+            raise  # a bug: its traceback is what a report needs
+        print(f"error: checkpoint library: {_one_line(err)}", file=sys.stderr)
+        return EXIT_CHECKPOINT
+
+
+def _one_line(err: Exception) -> str:
+    return " ".join(str(err).split()) or type(err).__name__

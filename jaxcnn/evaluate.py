@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import jax
@@ -15,9 +16,10 @@ from jaxcnn import train as T  # noqa: E402
 from jaxcnn.checkpoint import RunCheckpoints  # noqa: E402
 from jaxcnn.config import TrainConfig, from_dict  # noqa: E402
 from jaxcnn.dataset import ArrayDataset  # noqa: E402
-from jaxcnn.errors import CheckpointError  # noqa: E402
+from jaxcnn.errors import CheckpointError, JaxcnnError  # noqa: E402
 from jaxcnn.fit import softmax_mean  # noqa: E402
 from jaxcnn.metrics import classification_report  # noqa: E402
+from jaxcnn.rundir import check_output, run_dir_of  # noqa: E402
 
 
 def checkpoint_dir(path: str | Path) -> Path:
@@ -29,30 +31,27 @@ def checkpoint_dir(path: str | Path) -> Path:
 def _open_run(path: str | Path) -> RunCheckpoints:
     ckpts = RunCheckpoints(checkpoint_dir(path), read_only=True)
     if not ckpts.epochs():
+        ckpts.close()
         raise CheckpointError(f"{path}: no checkpoints here (train first, or check the path)")
     return ckpts
 
 
 def run_class_names(path: str | Path, which: str = "best") -> tuple[str, ...]:
     """The class names a saved run predicts, read from its metadata without loading arrays."""
-    ckpts = _open_run(path)
-    names = tuple(ckpts.read_meta(which)["class_names"])
-    ckpts.close()
-    return names
+    with _open_run(path) as ckpts:
+        return tuple(ckpts.read_meta(which)["class_names"])
 
 
 def load_run(path: str | Path, which: str = "best"):
     """Restores a saved population: ``(state, config, class_names, epoch)``."""
-    ckpts = _open_run(path)
-    meta = ckpts.read_meta(which)
-    cfg = from_dict(TrainConfig, meta["config"])
-    class_names = tuple(meta["class_names"])
-    target = jax.eval_shape(lambda: T.create_population(cfg.seeds, len(class_names), cfg, cfg.batch_size))
-    target = jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), target)
-    epoch = {"best": ckpts.best_epoch, "latest": ckpts.latest_epoch}.get(which, lambda: int(which))()
-    state = ckpts.restore(target, epoch)
-    ckpts.close()
-    return state, cfg, class_names, epoch
+    with _open_run(path) as ckpts:
+        epoch = ckpts.resolve(which)
+        meta = ckpts.read_meta(epoch)
+        cfg = from_dict(TrainConfig, meta["config"])
+        class_names = tuple(meta["class_names"])
+        target = jax.eval_shape(lambda: T.create_population(cfg.seeds, len(class_names), cfg, cfg.batch_size))
+        target = jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), target)
+        return ckpts.restore(target, epoch), cfg, class_names, epoch
 
 
 def predict_probs(state, images: np.ndarray, batch_size: int = 1000) -> tuple[np.ndarray, np.ndarray]:
@@ -76,6 +75,40 @@ def evaluate_run(path: str | Path, data: ArrayDataset, which: str = "best") -> d
     report["members_accuracy"] = [float(np.mean(l.argmax(-1) == data.labels)) for l in logits]
     report.update(checkpoint=str(path), epoch=epoch, seeds=list(cfg.seeds))
     return report
+
+
+def output_path(ckpt: str | Path, data: str | Path, json_path: str | Path | None = None) -> Path:
+    """Where ``evaluate`` writes its JSON (and the PNG beside it), checked before anything is computed.
+
+    Default: ``eval_<data name>.json`` in the run's directory, refused when it holds the scores of
+    another data set of the same name. Never a run's own files, never another run's directory,
+    never an existing file that is not an evaluation; the folder must be writable.
+    """
+    run = run_dir_of(ckpt) or Path(ckpt)
+    out = Path(json_path) if json_path else run / f"eval_{Path(data).stem}.json"
+    for path in (out, out.with_suffix(".png")):
+        check_output(path, own_run=run, prefix="eval_", flag="--json")
+    if out.exists():
+        try:
+            earlier = json.loads(out.read_text())
+        except (OSError, ValueError):
+            earlier = None
+        if not isinstance(earlier, dict) or "checkpoint" not in earlier:
+            raise JaxcnnError(f"{out}: exists and is not an evaluation; refusing to replace it: choose another --json")
+        if earlier.get("data") not in (None, str(Path(data).absolute())):
+            raise JaxcnnError(f"{out}: holds the scores on {earlier['data']}, another data set of the same name: "
+                              "pass --json PATH to keep both")
+    elif out.with_suffix(".png").exists():
+        raise JaxcnnError(f"{out.with_suffix('.png')}: exists and is not from an evaluation: choose another --json")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        probe = out.with_name(f".{out.name}.write-test")
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as err:
+        raise JaxcnnError(f"{out}: cannot write the evaluation here ({err.strerror or err}); "
+                          "pass --json PATH in a writable folder") from None
+    return out
 
 
 def plot_confusion(confusion, class_names, path: Path, title: str = "") -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import shutil
 import time
 from pathlib import Path
 from typing import Callable
@@ -25,12 +24,9 @@ from jaxcnn.config import TrainConfig, to_dict
 from jaxcnn.dataset import ArrayDataset
 from jaxcnn.errors import JaxcnnError
 from jaxcnn.progress import MetricWriter, Progress
+from jaxcnn.rundir import RunExistsError, claim  # noqa: F401  (RunExistsError: part of fit's interface)
 
 logger = logging.getLogger("jaxcnn")
-
-
-class RunExistsError(JaxcnnError):
-    """The work directory already holds a run and neither resume nor overwrite was asked for."""
 
 
 class TrainingDiverged(JaxcnnError):
@@ -40,23 +36,6 @@ class TrainingDiverged(JaxcnnError):
 def softmax_mean(logits) -> np.ndarray:
     """Ensemble prediction: the mean of the members' softmax, [K, N, C] -> [N, C]."""
     return np.asarray(jax.nn.softmax(jnp.asarray(logits), -1).mean(0))
-
-
-def prepare_workdir(workdir: Path, *, resume: bool, overwrite: bool) -> None:
-    """Refuses to touch a finished or started run unless told to resume it or start it again."""
-    ckpt_dir = workdir / "checkpoints"
-    try:
-        if ckpt_dir.exists() and any(ckpt_dir.iterdir()) and not resume:
-            if not overwrite:
-                raise RunExistsError(f"{workdir} already holds a run: pass --resume to continue it "
-                                     "or --overwrite to delete it and start again")
-            shutil.rmtree(ckpt_dir)
-        workdir.mkdir(parents=True, exist_ok=True)
-        probe = workdir / ".write-test"
-        probe.write_text("ok")
-        probe.unlink()
-    except OSError as err:
-        raise JaxcnnError(f"{workdir}: cannot use it as the work directory ({err.strerror or err})") from err
 
 
 def write_json(path: Path, data) -> None:
@@ -81,10 +60,14 @@ def fit(train: ArrayDataset, val: ArrayDataset, cfg: TrainConfig, workdir: str |
     workdir = Path(workdir)
     on_cpu = jax.default_backend() == "cpu"
     scan_epochs = (not on_cpu) if scan_epochs is None else scan_epochs
-    prepare_workdir(workdir, resume=resume, overwrite=overwrite)
+    claim(workdir, "fit", to_dict(cfg), resume=resume, overwrite=overwrite)
     write_json(workdir / "config.json", to_dict(cfg))
-    ckpts = RunCheckpoints(workdir / "checkpoints")
+    with RunCheckpoints(workdir / "checkpoints") as ckpts:
+        return _train(train, val, cfg, workdir, ckpts, resume, init, parallel_seeds, scan_epochs)
 
+
+def _train(train, val, cfg, workdir, ckpts, resume, init, parallel_seeds, scan_epochs):
+    """``fit`` once the work directory is claimed; ``ckpts`` is closed by the caller, error or not."""
     state = T.create_population(cfg.seeds, train.num_classes, cfg, len(train))
     if init is not None:
         state = init(state)
@@ -135,7 +118,6 @@ def fit(train: ArrayDataset, val: ArrayDataset, cfg: TrainConfig, workdir: str |
                         record["val_accuracy_ensemble"], record["seconds"])
             writer.write_epoch(record, cfg.seeds)
             bar.update(note=f"val acc {record['val_accuracy_ensemble']:.4f}")
-    ckpts.close()
     return state, history
 
 

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from jaxcnn import rundir
 from jaxcnn.errors import DataError
 
 GRAMMAR = (
@@ -137,7 +138,7 @@ def write_class_folders(images, labels, out_dir, *, num_classes: int = 10, overw
     if np.any((labels < 0) | (labels >= num_classes)):
         raise ValueError(f"labels must lie in [0, {num_classes})")
     if out_dir.exists() and (not out_dir.is_dir() or (any(out_dir.iterdir()) and not overwrite)):
-        raise DataError(f"{out_dir}: already exists and is not empty; pass overwrite=True to replace it")
+        raise DataError(f"{out_dir}: already exists and is not empty; pass --overwrite to replace it")
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
     try:
@@ -163,6 +164,16 @@ def truth_path(out_dir) -> Path:
     return out_dir.with_name(out_dir.name + ".truth.json")
 
 
+def check_made_here(out_dir: Path) -> None:
+    """Refuses to replace a non-empty ``out_dir`` that is not a set written by ``make_noisy_mnist``
+    (its truth file beside it, no run inside): ``--overwrite`` deletes only what it made."""
+    if not out_dir.is_dir() or not any(out_dir.iterdir()):
+        return
+    if not truth_path(out_dir).is_file() or rundir.run_dir_of(out_dir) is not None:
+        raise DataError(f"{out_dir}: not a set made by make-noisy-mnist (no {truth_path(out_dir).name} beside it, "
+                        "or a run inside), so --overwrite will not delete it: choose another --out")
+
+
 def make_noisy_mnist(
     images, true_labels, out_dir, spec: str | CorruptionSpec, seed: int, overwrite: bool = False
 ) -> dict:
@@ -171,6 +182,8 @@ def make_noisy_mnist(
     Returns a summary; the side file ``truth_path(out_dir)`` holds it plus the transition matrices.
     """
     spec, true_labels, k = parse_corruption(spec), np.asarray(true_labels), 10
+    if overwrite:
+        check_made_here(Path(out_dir))
     observed = corrupt_labels(true_labels, spec, seed, num_classes=k)
     out_dir = write_class_folders(images, observed, out_dir, num_classes=k, overwrite=overwrite)
     perm = derangement(k, seed) if spec.permutation else np.arange(k)

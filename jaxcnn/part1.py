@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 from pathlib import Path
 
@@ -10,6 +11,7 @@ from jaxcnn.chars74k import DEFAULT_VAL_WRITERS, load_chars74k, writer_split
 from jaxcnn.config import ModelConfig, TrainConfig, override, to_dict
 from jaxcnn.evaluate import evaluate_run, plot_confusion, summary_lines as report_lines
 from jaxcnn.fit import fit, write_json
+from jaxcnn.rundir import claim
 
 logger = logging.getLogger("jaxcnn")
 
@@ -42,6 +44,7 @@ def load_data(cfg: Part1Config, data_root: Path, cache_dir=None):
 
 def run(cfg: Part1Config, data_root: Path, workdir: Path, *, resume=False, overwrite=False, cache_dir=None) -> dict:
     """Trains, then scores the best checkpoint on the validation writers; writes results.json."""
+    workdir = claim(workdir, "part1", to_dict(cfg), resume=resume, overwrite=overwrite)
     train, val = load_data(cfg, data_root, cache_dir)
     logger.info("part 1: %d training images (writers not in %s), %d validation images, %d classes",
                 len(train), list(cfg.val_writers), len(val), train.num_classes)
@@ -73,8 +76,14 @@ ABLATIONS = {
 
 def run_ablation(cfg: Part1Config, data_root: Path, workdir: Path, variants=tuple(ABLATIONS), *,
                  resume=False, overwrite=False, cache_dir=None) -> dict:
-    """Trains each variant in ``workdir/<variant>``; writes ``workdir/ablation.json``."""
-    table = {}
+    """Trains each variant in ``workdir/<variant>``; writes ``workdir/ablation.json`` (resumed, the
+    rows of variants trained earlier are kept)."""
+    unknown = sorted(set(variants) - set(ABLATIONS))
+    if unknown:
+        raise ValueError(f"unknown ablation variants {unknown}: choose from {sorted(ABLATIONS)}")
+    claim(workdir, "ablation", to_dict(cfg), resume=resume, overwrite=overwrite)
+    earlier = Path(workdir) / "ablation.json"
+    table = json.loads(earlier.read_text()) if resume and earlier.is_file() else {}
     for name in variants:
         variant = cfg
         for assignment in ABLATIONS[name]:
@@ -84,5 +93,5 @@ def run_ablation(cfg: Part1Config, data_root: Path, workdir: Path, variants=tupl
         table[name] = {"changes": list(ABLATIONS[name]), "accuracy": val["accuracy"],
                        "accuracy_casefold": val["accuracy_casefold"], "members_accuracy": val["members_accuracy"],
                        "train_seconds": results["train_seconds"]}
-    write_json(workdir / "ablation.json", table)
+    write_json(Path(workdir) / "ablation.json", table)
     return table

@@ -32,6 +32,7 @@ from jaxcnn.fit import fit, write_json  # noqa: E402
 from jaxcnn.graft import graft  # noqa: E402
 from jaxcnn.metrics import classification_report, mean_ci95  # noqa: E402
 from jaxcnn.mnist import load_mnist  # noqa: E402
+from jaxcnn.rundir import claim  # noqa: E402
 
 logger = logging.getLogger("jaxcnn")
 
@@ -256,7 +257,7 @@ def summarise_predictions(logits, ensemble_probs, labels, class_names) -> dict:
 
 def run(cfg: Part2Config, data_root: Path, workdir: Path, *, resume=False, overwrite=False, cache_dir=None) -> dict:
     """Trains A, then B, C, C_frozen and the data-size runs; writes results.json and the plots."""
-    workdir = Path(workdir)
+    workdir = claim(workdir, "part2", to_dict(cfg), resume=resume, overwrite=overwrite)
     digits_train, digits_val = load_digits(cfg, data_root, cache_dir)
     train, test = load_mnist_splits(cfg, data_root)
     subsets = data_size_subsets(cfg, train)

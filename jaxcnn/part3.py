@@ -41,6 +41,7 @@ from jaxcnn.part2 import (  # noqa: E402
     MNIST_AUGMENT, balanced_subset, format_stat, graft_init, pretrained_variables, stat, summarise_history,
     plot_curves, plot_step_curves, summarise_predictions, threshold_key,
 )
+from jaxcnn.rundir import claim  # noqa: E402
 
 logger = logging.getLogger("jaxcnn")
 
@@ -295,9 +296,8 @@ def training_runs(cfg: Part3Config, folder: np.ndarray, diagnosis: dict, pretrai
 def run(cfg: Part3Config, data_root: Path, workdir: Path, *, resume=False, overwrite=False, cache_dir=None) -> dict:
     """Diagnoses the corrupted folders, trains every model, scores them on clean MNIST test; writes
     results.json and the figures."""
-    workdir = Path(workdir)
+    workdir = claim(workdir, "part3", to_dict(cfg), resume=resume, overwrite=overwrite)
     flags = {"resume": resume, "overwrite": overwrite}
-    workdir.mkdir(parents=True, exist_ok=True)
     source = Path(cfg.data) if cfg.data else make_default_set(cfg, data_root, workdir, overwrite=overwrite)
     noisy = load_noisy(cfg, source, cache_dir)
     test = load_mnist_split(data_root, "test", cfg.test_size, cfg.draw_seed)

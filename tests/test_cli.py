@@ -78,3 +78,52 @@ def test_part1_quick_end_to_end(shared_data, tmp_path):
     assert validation["accuracy"] > 1 / 62  # two tiny epochs already beat chance
     assert [r["epoch"] for r in results["history"]] == [1, 2]
     assert "part 1, validation writers" in proc.stdout
+
+
+def one_line_error(capsys, *named):
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1, err
+    assert all(str(n) in err for n in named), err
+    return err
+
+
+def test_evaluate_and_report_never_replace_a_run_s_files(tiny_run, tmp_path, capsys, make_chars74k):
+    workdir, folder = tiny_run
+    results = workdir / "results.json"
+    results.write_text('{"kept": true}')
+    cache = ["--cache-dir", str(tmp_path / "cache")]
+    assert main(["evaluate", "--ckpt", str(workdir), "--data", str(folder), "--json", str(results), *cache]) == 2
+    one_line_error(capsys, results)
+    assert main(["report", "--workdir", str(tmp_path), "--out", str(results)]) == 2
+    one_line_error(capsys, results)
+    assert results.read_text() == '{"kept": true}'
+    assert main(["report", "--workdir", str(tmp_path / "missing")]) == 2
+    one_line_error(capsys, tmp_path / "missing")
+
+    twin = make_chars74k(tmp_path / "elsewhere" / folder.name, classes=[CLASS_NAMES.index(c) + 1 for c in CLASSES],
+                         writers=(5, 6))
+    assert main(["evaluate", "--ckpt", str(workdir), "--data", str(folder), *cache]) == 0
+    first = (workdir / "eval_chars.json").read_bytes()
+    capsys.readouterr()
+    assert main(["evaluate", "--ckpt", str(workdir), "--data", str(twin), *cache]) == 2
+    one_line_error(capsys, workdir / "eval_chars.json", "--json")
+    assert (workdir / "eval_chars.json").read_bytes() == first
+
+
+def test_flags_are_never_matched_by_prefix(capsys):
+    with pytest.raises(SystemExit):
+        main(["part1", "--work", "x"])
+    assert "unrecognized arguments: --work" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["evaluate", "--ck", "x", "--data", "y"])
+
+
+def test_part3_data_and_data_root_are_distinct_flags():
+    from jaxcnn import part3
+    from jaxcnn.cli import _configured, build_parser
+
+    args = build_parser().parse_args(["part3", "--data", "noisy.zip", "--data-root", "root", "--quick"])
+    assert args.data == "noisy.zip" and args.data_root == "root"
+    assert _configured(part3, args).data == "noisy.zip"
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["part3", "--dat", "noisy.zip"])

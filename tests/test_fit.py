@@ -198,3 +198,19 @@ def test_an_uncreatable_workdir_fails_before_training(tmp_path, no_training):
     with pytest.raises(JaxcnnError) as err:
         fit(TRAIN, VAL, CFG, workdir)
     assert str(workdir) in str(err.value)
+
+
+def test_resume_with_a_changed_config_is_refused_before_anything_is_written(run_copy, no_training):
+    before = snapshot(run_copy)
+    changed = dataclasses.replace(CFG, epochs=4, learning_rate=0.05)
+    with pytest.raises(JaxcnnError, match=r"epochs: 3 -> 4; learning_rate: 0.002 -> 0.05"):
+        fit(TRAIN, VAL, changed, run_copy, resume=True)
+    assert snapshot(run_copy) == before
+
+
+def test_a_run_with_its_checkpoints_gone_keeps_its_records(run_copy, no_training):
+    shutil.rmtree(run_copy / "checkpoints")
+    before = snapshot(run_copy)
+    with pytest.raises(RunExistsError):
+        fit(TRAIN, VAL, CFG, run_copy)
+    assert snapshot(run_copy) == before
