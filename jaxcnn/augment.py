@@ -8,10 +8,13 @@ al. 2003; Ciresan et al. 2012); flips are not, since they turn characters into o
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import jax
 import jax.numpy as jnp
 from jax.scipy.ndimage import map_coordinates
+
+from jaxcnn.errors import require
 
 
 @dataclasses.dataclass(frozen=True)
@@ -24,6 +27,14 @@ class AugmentConfig:
     shift_px: float = 2.5
     elastic_alpha: float = 0.0
     elastic_sigma: float = 4.0
+
+    def __post_init__(self):
+        require(self, "rotate_deg", 0 <= self.rotate_deg <= 180, "in [0, 180]")
+        require(self, "scale", 0 <= self.scale < 1, "in [0, 1)")
+        require(self, "shear_deg", 0 <= self.shear_deg < 90, "in [0, 90)")
+        for name in ("shift_px", "elastic_alpha"):
+            require(self, name, 0 <= getattr(self, name) < math.inf, ">= 0 and finite")
+        require(self, "elastic_sigma", 0 < self.elastic_sigma < math.inf, "> 0 and finite")
 
     @property
     def enabled(self) -> bool:

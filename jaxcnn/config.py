@@ -7,9 +7,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import typing
 
 from jaxcnn.augment import AugmentConfig
+from jaxcnn.errors import require
+
+DTYPES = ("float32", "bfloat16", "float16")
+LOSSES = ("cross_entropy", "forward", "gce")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -20,6 +25,13 @@ class ModelConfig:
     hidden: int = 256
     dropout: float = 0.5
     dtype: str = "float32"
+
+    def __post_init__(self):
+        require(self, "widths", len(self.widths) > 0 and all(w >= 1 for w in self.widths),
+                "a non-empty list of channel counts >= 1")
+        require(self, "hidden", self.hidden >= 1, ">= 1")
+        require(self, "dropout", 0 <= self.dropout < 1, "in [0, 1)")
+        require(self, "dtype", self.dtype in DTYPES, f"one of {', '.join(DTYPES)}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,6 +53,23 @@ class TrainConfig:
     gce_q: float = 0.7
     model: ModelConfig = ModelConfig()
     augment: AugmentConfig = AugmentConfig()
+
+    def __post_init__(self):
+        require(self, "seeds", len(self.seeds) > 0 and len(set(self.seeds)) == len(self.seeds)
+                and all(s >= 0 for s in self.seeds), "a non-empty list of distinct integers >= 0")
+        for name in ("epochs", "batch_size", "eval_batch_size"):
+            require(self, name, getattr(self, name) >= 1, ">= 1")
+        require(self, "learning_rate", math.isfinite(self.learning_rate) and self.learning_rate > 0, "> 0")
+        require(self, "weight_decay", math.isfinite(self.weight_decay) and self.weight_decay >= 0, ">= 0")
+        require(self, "warmup_epochs", self.warmup_epochs >= 0, ">= 0")
+        require(self, "label_smoothing", 0 <= self.label_smoothing < 1, "in [0, 1)")
+        require(self, "probe_every", self.probe_every >= 0, ">= 0 (0: no probes)")
+        require(self, "loss", self.loss in LOSSES, f"one of {', '.join(LOSSES)}")
+        require(self, "gce_q", 0 < self.gce_q <= 1, "in (0, 1]")
+        rows = self.label_transition
+        require(self, "label_transition", self.loss != "forward" or (
+            len(rows) > 1 and all(len(r) == len(rows) and all(0 <= p <= 1 for p in r) and abs(sum(r) - 1) < 1e-4
+                                  for r in rows)), "a square matrix of probabilities, rows summing to 1 (loss 'forward')")
 
 
 def to_dict(cfg) -> dict:

@@ -11,3 +11,13 @@ class DataError(JaxcnnError):
 
 class CheckpointError(JaxcnnError):
     """A checkpoint that is missing, damaged, or does not fit the model."""
+
+
+class ConfigError(JaxcnnError, ValueError):
+    """A config value out of its range, named as ``Class.field``."""
+
+
+def require(cfg, field: str, ok: bool, rule: str) -> None:
+    """Raises ConfigError ``Class.field must be <rule>, got <value>`` unless ``ok``."""
+    if not ok:
+        raise ConfigError(f"{type(cfg).__name__}.{field} must be {rule}, got {getattr(cfg, field)!r}")

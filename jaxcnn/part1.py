@@ -7,8 +7,9 @@ import json
 import logging
 from pathlib import Path
 
-from jaxcnn.chars74k import DEFAULT_VAL_WRITERS, load_chars74k, writer_split
+from jaxcnn.chars74k import CLASS_NAMES, DEFAULT_VAL_WRITERS, PREPROCESSORS, load_chars74k, writer_split
 from jaxcnn.config import ModelConfig, TrainConfig, override, to_dict
+from jaxcnn.errors import require
 from jaxcnn.evaluate import evaluate_run, plot_confusion, summary_lines as report_lines
 from jaxcnn.fit import fit, write_json
 from jaxcnn.rundir import claim
@@ -25,6 +26,12 @@ class Part1Config:
     val_writers: tuple[int, ...] = tuple(DEFAULT_VAL_WRITERS)
     preprocess: str = "mnist"
     data_subdir: str = "trainPart1"
+
+    def __post_init__(self):
+        require(self, "classes", all(c in CLASS_NAMES for c in self.classes) and len(set(self.classes)) == len(
+            self.classes), "distinct Chars74K class names (0-9, A-Z, a-z), or empty for all 62")
+        require(self, "val_writers", len(self.val_writers) > 0, "a non-empty list of writer numbers")
+        require(self, "preprocess", self.preprocess in PREPROCESSORS, f"one of {', '.join(PREPROCESSORS)}")
 
 
 def get_config(quick: bool = False) -> Part1Config:

@@ -27,6 +27,7 @@ from jaxcnn.augment import AugmentConfig  # noqa: E402
 from jaxcnn.chars74k import DEFAULT_VAL_WRITERS, DIGIT_CLASSES, load_chars74k, writer_split  # noqa: E402
 from jaxcnn.config import ModelConfig, TrainConfig, to_dict  # noqa: E402
 from jaxcnn.dataset import ArrayDataset  # noqa: E402
+from jaxcnn.errors import require  # noqa: E402
 from jaxcnn.evaluate import evaluate_run, load_run, plot_confusion, predict_probs  # noqa: E402
 from jaxcnn.fit import fit, write_json  # noqa: E402
 from jaxcnn.graft import graft  # noqa: E402
@@ -78,6 +79,12 @@ class Part2Config:
     def __post_init__(self):
         object.__setattr__(self, "digits", dataclasses.replace(self.digits, model=self.model))
         object.__setattr__(self, "mnist", dataclasses.replace(self.mnist, model=self.model))
+        for name in ("mnist_train_size", "mnist_test_size", "subset_epoch_images"):
+            require(self, name, getattr(self, name) >= 0, ">= 0 (0: all)")
+        require(self, "subset_sizes", all(n >= 1 for n in self.subset_sizes), "a list of sizes >= 1")
+        require(self, "subset_seeds", len(self.subset_seeds) > 0 and len(set(self.subset_seeds)) == len(
+            self.subset_seeds) and all(s >= 0 for s in self.subset_seeds), "a non-empty list of distinct integers >= 0")
+        require(self, "thresholds", all(0 < t <= 1 for t in self.thresholds), "a list of accuracies in (0, 1]")
 
 
 def get_config(quick: bool = False) -> Part2Config:

@@ -99,6 +99,8 @@ def test_evaluate_and_report_never_replace_a_run_s_files(tiny_run, tmp_path, cap
     assert results.read_text() == '{"kept": true}'
     assert main(["report", "--workdir", str(tmp_path / "missing")]) == 2
     one_line_error(capsys, tmp_path / "missing")
+    assert main(["evaluate", "--ckpt", str(workdir), "--data", str(folder), "--which", "foo", *cache]) == 2
+    one_line_error(capsys, "'foo'", "best, latest or an epoch number")
 
     twin = make_chars74k(tmp_path / "elsewhere" / folder.name, classes=[CLASS_NAMES.index(c) + 1 for c in CLASSES],
                          writers=(5, 6))
@@ -127,3 +129,10 @@ def test_part3_data_and_data_root_are_distinct_flags():
     assert _configured(part3, args).data == "noisy.zip"
     with pytest.raises(SystemExit):
         build_parser().parse_args(["part3", "--dat", "noisy.zip"])
+
+
+def test_an_unknown_ablation_variant_is_refused_before_anything_runs(tmp_path, capsys):
+    argv = ["ablate", "--variants", "default", "nosuch", "--workdir", str(tmp_path / "abl"), "--data-root", str(tmp_path)]
+    assert main(argv) == 2
+    one_line_error(capsys, "'nosuch'", "no_augmentation")
+    assert not (tmp_path / "abl").exists()

@@ -1,11 +1,14 @@
 """Configs as data: ``--set`` overrides of nested, tuple and boolean fields, and the JSON round trip."""
 
 import json
+import math
 
 import pytest
+from hypothesis import assume, given, strategies as st
 
 from jaxcnn.augment import AugmentConfig
 from jaxcnn.config import ModelConfig, TrainConfig, from_dict, override, to_dict
+from jaxcnn.errors import ConfigError
 from jaxcnn.part1 import Part1Config
 
 
@@ -91,3 +94,72 @@ def test_from_dict_rejects_an_unknown_key():
     data["model"]["depth"] = 3
     with pytest.raises(ValueError, match="ModelConfig has no field 'depth'"):
         from_dict(TrainConfig, data)
+
+
+@pytest.mark.parametrize("assignment, named", [
+    ("train.learning_rate=-0.01", "TrainConfig.learning_rate must be > 0, got -0.01"),
+    ("train.model.dropout=1.5", "ModelConfig.dropout must be in [0, 1), got 1.5"),
+    ("train.label_smoothing=2", "TrainConfig.label_smoothing must be in [0, 1), got 2.0"),
+    ("train.batch_size=0", "TrainConfig.batch_size must be >= 1, got 0"),
+    ("train.seeds=[]", "TrainConfig.seeds must be a non-empty list"),
+    ("train.seeds=1,1", "TrainConfig.seeds must be a non-empty list of distinct"),
+    ("train.eval_batch_size=0", "TrainConfig.eval_batch_size must be >= 1, got 0"),
+    ("train.epochs=0", "TrainConfig.epochs must be >= 1, got 0"),
+    ("train.loss=forward", "TrainConfig.label_transition must be a square matrix"),
+    ("train.loss=hinge", "TrainConfig.loss must be one of"),
+    ("train.model.widths=[]", "ModelConfig.widths must be"),
+    ("train.model.dtype=float8", "ModelConfig.dtype must be one of"),
+    ("train.augment.shear_deg=90", "AugmentConfig.shear_deg must be in [0, 90)"),
+    ("train.learning_rate=NaN", "TrainConfig.learning_rate must be > 0, got nan"),
+    ("classes=A,A", "Part1Config.classes must be distinct"),
+    ("val_writers=[]", "Part1Config.val_writers must be a non-empty list"),
+    ("preprocess=fancy", "Part1Config.preprocess must be one of"),
+])
+def test_an_out_of_range_value_is_refused_when_the_config_is_built(assignment, named):
+    with pytest.raises(ConfigError) as err:
+        override(Part1Config(), assignment)
+    assert named in str(err.value) and "\n" not in str(err.value)
+
+
+def test_part2_ranges_are_checked():
+    from jaxcnn.part2 import Part2Config
+    with pytest.raises(ConfigError, match="Part2Config.subset_sizes must be a list of sizes >= 1"):
+        override(Part2Config(), "subset_sizes=0,100")
+    with pytest.raises(ConfigError, match="Part2Config.thresholds must be"):
+        override(Part2Config(), "thresholds=1.5")
+
+
+# Each numeric field and the range the docs promise it accepts.
+RANGES = {
+    "epochs": lambda v: v >= 1, "batch_size": lambda v: v >= 1, "eval_batch_size": lambda v: v >= 1,
+    "warmup_epochs": lambda v: v >= 0, "probe_every": lambda v: v >= 0,
+    "learning_rate": lambda v: math.isfinite(v) and v > 0, "weight_decay": lambda v: math.isfinite(v) and v >= 0,
+    "label_smoothing": lambda v: 0 <= v < 1, "gce_q": lambda v: 0 < v <= 1,
+}
+numbers = st.one_of(st.integers(-3, 300), st.floats(allow_nan=True, allow_infinity=True, width=32))
+
+
+@given(field=st.sampled_from(sorted(RANGES)), value=numbers)
+def test_a_train_config_is_built_exactly_when_every_value_is_in_range(field, value):
+    if field in ("epochs", "batch_size", "eval_batch_size", "warmup_epochs", "probe_every"):
+        assume(isinstance(value, int))
+    try:
+        cfg = TrainConfig(**{field: value})
+    except ConfigError as err:
+        assert not RANGES[field](value)
+        assert str(err).startswith(f"TrainConfig.{field} must be ")
+        return
+    assert RANGES[field](value)
+    assert from_dict(TrainConfig, json.loads(json.dumps(to_dict(cfg)))) == cfg
+
+
+@given(seeds=st.lists(st.integers(-2, 5), max_size=4), dropout=st.floats(-1, 2), widths=st.lists(st.integers(-1, 4), max_size=3))
+def test_seeds_dropout_and_widths_are_valid_exactly_in_range(seeds, dropout, widths):
+    valid = bool(seeds) and len(set(seeds)) == len(seeds) and min(seeds) >= 0 and 0 <= dropout < 1 \
+        and bool(widths) and min(widths) >= 1
+    try:
+        TrainConfig(seeds=tuple(seeds), model=ModelConfig(widths=tuple(widths), dropout=dropout))
+    except ConfigError:
+        assert not valid
+    else:
+        assert valid
