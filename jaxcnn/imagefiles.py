@@ -251,7 +251,11 @@ def cached_dataset(
         except Exception as error:  # a truncated or foreign file: rebuild it
             logger.warning("%s: unreadable cache file, rebuilding (%s)", path, error)
     dataset = build()
-    _save_atomically(path, dataset)
+    try:
+        _save_atomically(path, dataset)
+    except OSError as error:  # a read-only cache, or a file in its place: slower next time, not wrong
+        logger.warning("%s: cannot write the preprocessing cache (%s); continuing without it (set --cache-dir "
+                       "or $JAXCNN_CACHE to a writable folder)", path.parent, error.strerror or error)
     return dataset
 
 

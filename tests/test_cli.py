@@ -136,3 +136,40 @@ def test_an_unknown_ablation_variant_is_refused_before_anything_runs(tmp_path, c
     assert main(argv) == 2
     one_line_error(capsys, "'nosuch'", "no_augmentation")
     assert not (tmp_path / "abl").exists()
+
+
+class FakeOrbaxError(Exception):
+    __module__ = "orbax.checkpoint._src.fake"
+
+
+@pytest.mark.parametrize("raised, code, named", [
+    (KeyboardInterrupt(), 130, "--resume"),
+    (PermissionError(13, "Permission denied", "/some/run/results.json"), 3, "/some/run/results.json: Permission denied"),
+    (OSError(28, "No space left on device"), 3, "No space left on device"),
+    (FakeOrbaxError("TensorStore failed\nsecond line"), 4, "TensorStore failed second line"),
+])
+def test_expected_failures_are_one_line_with_their_own_exit_code(monkeypatch, capsys, raised, code, named):
+    import jaxcnn.cli as cli
+
+    def fail(args):
+        raise raised
+
+    monkeypatch.setattr(cli, "cmd_report", fail)
+    assert main(["report"]) == code
+    one_line_error(capsys, named)
+
+
+def test_a_bug_keeps_its_traceback(monkeypatch):
+    import jaxcnn.cli as cli
+    monkeypatch.setattr(cli, "cmd_report", lambda args: 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        main(["report"])
+
+
+def test_evaluate_that_cannot_write_fails_before_printing_scores(tiny_run, tmp_path, capsys):
+    workdir, folder = tiny_run
+    (tmp_path / "a-file").write_text("x")
+    out = tmp_path / "a-file" / "eval.json"
+    assert main(["evaluate", "--ckpt", str(workdir), "--data", str(folder), "--json", str(out)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and "cannot write the evaluation here" in captured.err and captured.err.count("\n") == 1

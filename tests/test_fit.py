@@ -214,3 +214,24 @@ def test_a_run_with_its_checkpoints_gone_keeps_its_records(run_copy, no_training
     with pytest.raises(RunExistsError):
         fit(TRAIN, VAL, CFG, run_copy)
     assert snapshot(run_copy) == before
+
+
+def test_ctrl_c_mid_epoch_keeps_the_checkpoints_and_resumes_exactly(finished, tmp_path, monkeypatch):
+    _, uninterrupted, history = finished
+    real_epoch = T.train_epoch_stepwise
+    steps = T.steps_per_epoch(len(TRAIN), CFG.batch_size)
+
+    def interrupted_in_epoch_3(state, *args, **kwargs):
+        if int(np.asarray(state.step)[0]) // steps + 1 == 3:
+            raise KeyboardInterrupt
+        return real_epoch(state, *args, **kwargs)
+
+    monkeypatch.setattr(T, "train_epoch_stepwise", interrupted_in_epoch_3)
+    with pytest.raises(KeyboardInterrupt):
+        fit(TRAIN, VAL, CFG, tmp_path / "run")
+    monkeypatch.setattr(T, "train_epoch_stepwise", real_epoch)
+    assert RunCheckpoints(tmp_path / "run" / "checkpoints", read_only=True).epochs() == [1, 2]
+    resumed, resumed_history = fit(TRAIN, VAL, CFG, tmp_path / "run", resume=True)
+    for field in ("params", "batch_stats", "opt_state", "step", "key"):
+        chex.assert_trees_all_equal(getattr(resumed, field), getattr(uninterrupted, field), strict=True)
+    assert without_seconds(resumed_history) == without_seconds(history)

@@ -197,3 +197,12 @@ def test_damaged_zip_member_names_the_zip_and_member(tmp_path):
     listing = list_images(path)
     with pytest.raises(DataError, match=r"d\.zip/a/img\.png: cannot read from the zip"):
         list(listing.read(listing.entries))
+
+
+def test_an_unwritable_cache_is_a_warning_not_a_failure(tmp_path, glyph, caplog):
+    (tmp_path / "data" / "0").mkdir(parents=True)
+    glyph(0).save(tmp_path / "data" / "0" / "a.png")
+    (tmp_path / "cache-file").write_text("not a folder")
+    data = load_class_folders(tmp_path / "data", cache_dir=tmp_path / "cache-file")
+    assert len(data) == 1
+    assert "cannot write the preprocessing cache" in caplog.text and "cache-file" in caplog.text
