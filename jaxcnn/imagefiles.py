@@ -30,8 +30,8 @@ from jaxcnn.progress import track
 logger = logging.getLogger("jaxcnn")
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff"})
-MAX_PIXELS = 50_000_000  # a 1200x900 scan is 1.1 MP; anything this large is a decompression bomb
-MAX_MEMBER_BYTES = 256 * 2**20  # the same guard for a single zip member
+MAX_PIXELS = 4096 * 4096  # 16.8 MP: a 1200x900 scan is 1.1 MP, a phone photo 12 MP; a 7000x7000 bomb is refused
+MAX_MEMBER_BYTES = 64 * 2**20  # the same guard for a single zip member (inflated, not as claimed)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,9 +76,16 @@ class ImageListing:
         with _open_zip(self.source) as archive:
             for entry in entries:
                 try:
-                    data = archive.read(entry.name)
+                    with archive.open(entry.name) as member:
+                        # At most the size the directory claims is inflated (read(n) decompresses at most
+                        # n bytes), and a member that inflates to more fails its CRC: a bomb that lies
+                        # in its header costs what it claims, which the listing has already capped.
+                        data = member.read(entry.size + 1)
                 except Exception as error:  # bad CRC, damaged deflate stream, encryption, ...
                     raise DataError(f"{self.describe(entry)}: cannot read from the zip ({error})") from None
+                if len(data) != entry.size:
+                    raise DataError(f"{self.describe(entry)}: inflates to another size than the zip says "
+                                    f"({entry.size} bytes); the archive is damaged")
                 yield entry, data
 
 

@@ -3,6 +3,7 @@
 import io
 import logging
 import struct
+import tracemalloc
 import zipfile
 import zlib
 
@@ -206,3 +207,33 @@ def test_an_unwritable_cache_is_a_warning_not_a_failure(tmp_path, glyph, caplog)
     data = load_class_folders(tmp_path / "data", cache_dir=tmp_path / "cache-file")
     assert len(data) == 1
     assert "cannot write the preprocessing cache" in caplog.text and "cache-file" in caplog.text
+
+
+def lying_zip(path, claimed: int, real: int):
+    """A zip whose one member ``0/a.png`` claims ``claimed`` bytes but inflates to ``real``."""
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("0/a.png", b"\0" * real)
+    data = bytearray(path.read_bytes())
+    struct.pack_into("<I", data, 22, claimed)  # the local header's uncompressed size
+    struct.pack_into("<I", data, data.rfind(b"PK\x01\x02") + 24, claimed)  # the central directory's
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_a_zip_member_inflates_no_more_than_its_header_claims(tmp_path):
+    listing = list_images(lying_zip(tmp_path / "liar.zip", claimed=1000, real=64 * 2**20))
+    tracemalloc.start()
+    try:
+        with pytest.raises(DataError, match=r"liar.zip/0/a.png: cannot read from the zip \(Bad CRC"):
+            list(listing.read(listing.entries))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 2**20  # was the whole 64 MiB (1 GiB inflated to 2.4 GB at peak)
+
+
+def test_a_large_png_of_few_bytes_is_refused_before_decoding(png_bytes):
+    data = png_bytes(Image.new("L", (7000, 7000), 255))
+    assert len(data) < 200_000
+    with pytest.raises(DataError, match=r"big.png: image too large \(7000x7000 pixels"):
+        decode_gray(data, "big.png")
