@@ -85,7 +85,7 @@ def load_chars74k(
     listing = list_images(source)
     root = _layout_root(listing)
     files = _class_files(listing, root, class_names)
-    key = fingerprint([entry for entry, _, _ in files], "chars74k", PREPROCESS_VERSION, preprocess, class_names)
+    key = fingerprint(listing, [entry for entry, _, _ in files], "chars74k", PREPROCESS_VERSION, preprocess, class_names)
     build = functools.partial(_build, listing, files, PREPROCESSORS[preprocess], class_names)
     return cached_dataset(cache_dir, "chars74k", key, build)
 
@@ -109,7 +109,7 @@ def _class_files(listing: ImageListing, root: str, class_names) -> list:
         by_folder.setdefault(folder, []).append((entry, file_name))
     wanted = {prefix + class_folder(c) for c in class_names}
     _report_ignored(listing, prefix, by_folder, wanted)
-    files = []
+    files, seen = [], {}
     for label, class_name in enumerate(class_names):
         folder = prefix + class_folder(class_name)
         where = f"{listing.source}/{folder}"
@@ -124,6 +124,10 @@ def _class_files(listing: ImageListing, root: str, class_names) -> list:
                     f"{listing.describe(entry)}: expected a name like img{folder[-3:]}-001.png "
                     f"(imgCCC-SSS with class CCC = {folder[-3:]} of its folder, SSS the writer)"
                 )
+            twin = seen.setdefault((label, match[2]), entry)
+            if twin is not entry:
+                raise DataError(f"{listing.describe(twin)} and {listing.describe(entry)}: two images of class "
+                                f"'{class_name}' by writer {int(match[2])}; keep one of them")
             files.append((entry, label, int(match[2])))
     return files
 

@@ -49,7 +49,7 @@ def load_class_folders(
     ignored = len(listing.entries) - len(files)
     if ignored:
         logger.warning("%s: ignored %d images outside the class folders", listing.source, ignored)
-    key = fingerprint([entry for entry, _ in files], "classfolders", PREPROCESS_VERSION, class_names)
+    key = fingerprint(listing, [entry for entry, _ in files], "classfolders", PREPROCESS_VERSION, class_names)
 
     def build():
         images = preprocess_all(listing, [entry for entry, _ in files], mnist_input)

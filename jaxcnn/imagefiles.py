@@ -38,8 +38,8 @@ MAX_MEMBER_BYTES = 64 * 2**20  # the same guard for a single zip member (inflate
 class ImageEntry:
     """One image file: ``name`` is its posix path relative to the source.
 
-    ``stamp`` detects changes cheaply: the modification time (ns) for a file in a folder, the CRC-32
-    of the content (read from the zip directory, no decompression) for a zip member.
+    ``stamp``: the modification time (ns) for a file in a folder, the CRC-32 of the content (read
+    from the zip directory, no decompression) for a zip member; cache keys also hash folder files.
     """
 
     name: str
@@ -236,10 +236,18 @@ def preprocess_all(listing: ImageListing, entries, preprocess: Callable[[np.ndar
     return np.stack(images) if images else np.zeros((0, 28, 28), np.uint8)
 
 
-def fingerprint(entries, *settings) -> str:
-    """A hash of the files (names, sizes, stamps) and the settings that produced a data set."""
-    files = [(e.name, e.size, e.stamp) for e in entries]
-    return hashlib.sha256(json.dumps([files, list(settings)]).encode()).hexdigest()[:24]
+def fingerprint(listing: ImageListing, entries, *settings) -> str:
+    """The cache key of a data set: where its files are (the resolved path), what they hold and the
+    settings that produced it. Files in a folder are hashed (SHA-256 of their bytes: equal names,
+    sizes and times do not make equal images); zip members are known by the CRC-32 of their
+    content, read from the zip's directory without inflating them."""
+    key = hashlib.sha256(json.dumps([str(listing.source.resolve()), list(settings)]).encode())
+    for entry in entries:
+        key.update(json.dumps([entry.name, entry.size, entry.stamp]).encode())
+    if not listing.is_zip:
+        for _, data in listing.read(entries):
+            key.update(hashlib.sha256(data).digest())
+    return key.hexdigest()[:24]
 
 
 def cached_dataset(

@@ -93,8 +93,11 @@ def break_file(root, name, content):
         (lambda r: shutil.rmtree(r / "Sample002"), r"Sample002: missing class folder for class '1'"),
         (lambda r: [p.unlink() for p in (r / "Sample002").iterdir()], r"Sample002: class folder for class '1' has no images"),
         (lambda r: (r / "Sample063").mkdir(), r"Sample063: no such Chars74K class"),
+        (lambda r: shutil.copy(r / "Sample002" / "img002-001.png", r / "Sample002" / "img002-001.jpg"),
+         r"Sample002/img002-001\.jpg and .*Sample002/img002-001\.png: two images of class '1' by writer 1"),
     ],
-    ids=["corrupt", "zero-byte", "wrong-name", "class-mismatch", "missing-class", "empty-class", "class-63"],
+    ids=["corrupt", "zero-byte", "wrong-name", "class-mismatch", "missing-class", "empty-class", "class-63",
+         "two-files-one-writer"],
 )
 def test_bad_data_stops_with_an_error_naming_the_file(tmp_path, make_chars74k, damage, message):
     root = make_chars74k(tmp_path / "data")

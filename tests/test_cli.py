@@ -173,3 +173,12 @@ def test_evaluate_that_cannot_write_fails_before_printing_scores(tiny_run, tmp_p
     assert main(["evaluate", "--ckpt", str(workdir), "--data", str(folder), "--json", str(out)]) == 2
     captured = capsys.readouterr()
     assert captured.out == "" and "cannot write the evaluation here" in captured.err and captured.err.count("\n") == 1
+
+
+def test_evaluate_reports_a_chars74k_layout_error_as_such(tmp_path, make_chars74k):
+    from jaxcnn.cli import _load_for
+    from jaxcnn.errors import DataError
+    make_chars74k(tmp_path / "data" / "train", classes=(1,), writers=(1,))
+    make_chars74k(tmp_path / "data" / "test", classes=(1,), writers=(2,))
+    with pytest.raises(DataError, match="Sample folders in 2 places"):
+        _load_for(("0", "1"), tmp_path / "data", tmp_path / "cache")

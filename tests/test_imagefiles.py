@@ -2,6 +2,7 @@
 
 import io
 import logging
+import os
 import struct
 import tracemalloc
 import zipfile
@@ -237,3 +238,31 @@ def test_a_large_png_of_few_bytes_is_refused_before_decoding(png_bytes):
     assert len(data) < 200_000
     with pytest.raises(DataError, match=r"big.png: image too large \(7000x7000 pixels"):
         decode_gray(data, "big.png")
+
+
+def look_alike(path, glyph, label, mtime_ns=1_600_000_000 * 10**9):
+    """A PNG of ``glyph(label)`` whose size does not depend on its pixels (stored, not deflated),
+    with a fixed modification time."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    glyph(label).save(path, compress_level=0)
+    os.utime(path, ns=(mtime_ns, mtime_ns))
+    return path
+
+
+def test_look_alike_folders_do_not_share_a_cache_entry(tmp_path, glyph):
+    first = look_alike(tmp_path / "a" / "digits" / "0" / "x.png", glyph, 0)
+    second = look_alike(tmp_path / "b" / "digits" / "0" / "x.png", glyph, 1)
+    assert first.stat().st_size == second.stat().st_size and first.read_bytes() != second.read_bytes()
+    a = load_class_folders(tmp_path / "a" / "digits", cache_dir=tmp_path / "c")
+    b = load_class_folders(tmp_path / "b" / "digits", cache_dir=tmp_path / "c")
+    assert not np.array_equal(a.images, b.images)
+
+
+def test_a_file_replaced_in_place_with_the_same_size_and_time_is_seen(tmp_path, glyph):
+    path = look_alike(tmp_path / "digits" / "0" / "x.png", glyph, 0)
+    before = load_class_folders(tmp_path / "digits", cache_dir=tmp_path / "c")
+    size = path.stat().st_size
+    look_alike(path, glyph, 1)
+    assert path.stat().st_size == size
+    after = load_class_folders(tmp_path / "digits", cache_dir=tmp_path / "c")
+    assert not np.array_equal(before.images, after.images)
