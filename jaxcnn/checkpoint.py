@@ -99,9 +99,12 @@ class RunCheckpoints:
 
     def _saved_shapes(self, epoch: int, path: Path):
         try:
-            return self._manager.item_metadata(epoch)["state"]
+            saved = self._manager.item_metadata(epoch)["state"]
         except Exception as err:
             raise CheckpointError(f"{path}: damaged checkpoint, cannot read its layout ({_first_line(err)})") from err
+        if not saved:  # Orbax reads a missing or emptied state/_METADATA as an empty layout
+            raise CheckpointError(f"{path}: damaged checkpoint, its array layout (state/_METADATA) is missing or empty")
+        return saved
 
     def resolve(self, epoch: int | str) -> int:
         """The epoch number meant by ``epoch``: "latest", "best" or a number of a saved epoch."""

@@ -149,3 +149,21 @@ def test_a_damaged_array_file_gives_a_checkpoint_error(tmp_path, damage):
 def test_a_missing_directory_gives_a_checkpoint_error(tmp_path):
     with pytest.raises(CheckpointError, match="no checkpoint directory"):
         RunCheckpoints(tmp_path / "nowhere", read_only=True)
+
+
+@pytest.mark.parametrize("damage", [lambda p: p.unlink(), lambda p: p.write_text("{}")], ids=["deleted", "emptied"])
+def test_a_lost_array_layout_is_named_not_taken_for_another_model(tmp_path, damage):
+    states = save_epochs(tmp_path, [0.5])
+    damage(tmp_path / "1" / "state" / "_METADATA")
+    with RunCheckpoints(tmp_path, read_only=True) as ckpts:
+        with pytest.raises(CheckpointError, match=r"damaged checkpoint, (its array layout|cannot read its layout)") as err:
+            ckpts.restore(zeros_like(states[1]))
+    assert "different model" not in str(err.value)
+
+
+@pytest.mark.parametrize("which", ["foo", "-1", "1.5", ""])
+def test_an_unknown_epoch_name_says_what_is_accepted(tmp_path, which):
+    save_epochs(tmp_path, [0.5])
+    with RunCheckpoints(tmp_path, read_only=True) as ckpts:
+        with pytest.raises(CheckpointError, match="choose best, latest or an epoch number"):
+            ckpts.resolve(which)
