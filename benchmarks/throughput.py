@@ -241,7 +241,7 @@ def report(rows: list[Row]) -> None:
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False)
     p.add_argument("--parts", default=",".join(DEFAULT_PARTS),
                    help=f"comma-separated, from {', '.join(PARTS)} (default: %(default)s)")
     p.add_argument("--batch-sizes", default="128,512", help="of step and bf16 (default: %(default)s)")

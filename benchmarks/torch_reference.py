@@ -103,7 +103,7 @@ def ratio_lines(rows: list[Row], batch_sizes) -> list[str]:
 
 
 def main(argv=None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False)
     p.add_argument("--batch-sizes", default="128,512", help="(default: %(default)s)")
     p.add_argument("--steps", type=int, default=10, help="steps per timed block (default: %(default)s)")
     p.add_argument("--repeats", type=int, default=3,

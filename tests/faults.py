@@ -148,7 +148,7 @@ def save_result(out: Path, state, history) -> None:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser()
+    parser = argparse.ArgumentParser(allow_abbrev=False)
     parser.add_argument("workdir", type=Path)
     parser.add_argument("out", type=Path)
     parser.add_argument("--resume", action="store_true")

@@ -100,7 +100,7 @@ def test_write_class_folders_writes_what_it_was_given(tmp_path):
 def test_write_class_folders_refuses_a_non_empty_folder_unless_overwrite(tmp_path):
     out = tmp_path / "noisy"
     noise.write_class_folders(_images(5), np.zeros(5, int), out)
-    with pytest.raises(DataError, match="not empty"):
+    with pytest.raises(DataError, match="not empty; pass --overwrite to replace it"):
         noise.write_class_folders(_images(5), np.ones(5, int), out)
     assert len(list((out / "0").iterdir())) == 5
     noise.write_class_folders(_images(5), np.ones(5, int), out, overwrite=True)
