@@ -3,8 +3,11 @@ and outputs of other commands that would replace a run's files."""
 
 import hashlib
 import json
+import tempfile
+from pathlib import Path
 
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from jaxcnn import noise, rundir
 from jaxcnn.errors import DataError, JaxcnnError
@@ -144,3 +147,56 @@ def test_make_noisy_mnist_overwrite_refuses_a_folder_it_did_not_make(finished):
     noise.make_noisy_mnist(images, labels, made, "clean", 0)
     noise.make_noisy_mnist(images, labels, made, "permutation", 0, overwrite=True)  # its own: replaced
     assert json.loads(noise.truth_path(made).read_text())["spec"] == "permutation"
+
+
+# --- properties: any sequence of claims on any starting folder --------------------------------
+
+CONFIGS = ({"lr": 0.002}, {"lr": 0.05}, {"lr": 0.002, "epochs": 3})
+START = st.sampled_from(["missing", "empty", "user-files", "old-run"])
+CLAIMS = st.lists(st.tuples(st.sampled_from(["fit", "part1", "part2"]), st.sampled_from(range(len(CONFIGS))),
+                            st.booleans(), st.booleans()), min_size=1, max_size=6)
+
+
+def start_folder(workdir, start: str) -> dict:
+    """The folder a user points --workdir at; returns the files in it (never to be lost, unless
+    an older version's run is resumed and so becomes the new run's)."""
+    mine = {}
+    if start == "empty":
+        workdir.mkdir()
+    elif start == "user-files":
+        mine = {"notes.txt": "mine", "photos/cat.png": "meow"}
+    elif start == "old-run":
+        mine = {"config.json": json.dumps(CONFIGS[0]), "results.json": '{"accuracy": 0.9}', "checkpoints/3/x": "w"}
+    for name, text in mine.items():
+        (workdir / name).parent.mkdir(parents=True, exist_ok=True)
+        (workdir / name).write_text(text)
+    return mine
+
+
+@settings(max_examples=150, deadline=None)
+@given(start=START, claims=CLAIMS)
+def test_claims_never_lose_a_file_they_do_not_own_and_resume_only_the_same_config(start, claims):
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp) / "run"
+        mine = start_folder(workdir, start)
+        for step, (role, which, resume, overwrite) in enumerate(claims):
+            config = CONFIGS[which]
+            marker = rundir.read_marker(workdir) if workdir.is_dir() else None
+            before = snapshot(workdir) if workdir.is_dir() else {}
+            try:
+                claim(workdir, role, config, resume=resume, overwrite=overwrite)
+            except JaxcnnError as err:
+                assert "\n" not in str(err) and str(workdir) in str(err)
+                assert (snapshot(workdir) if workdir.is_dir() else {}) == before  # a refusal writes nothing
+            else:
+                saved = rundir.read_marker(workdir)
+                assert saved[role] == config
+                if marker and role in marker and not overwrite:
+                    assert resume and marker[role] == config  # resumed only with the same config
+                lost = set(before) - set(snapshot(workdir))
+                assert not lost or (marker and role in marker and overwrite and not resume)
+                (workdir / f"result-{step}.json").write_text(json.dumps(config))  # the run writes something
+                if marker is None and start == "old-run":
+                    mine = {}  # resumed with its own config, an older version's run becomes this run's
+            for name, text in mine.items():  # the user's files are never touched
+                assert (workdir / name).read_text() == text
