@@ -112,8 +112,10 @@ def cmd_report(args) -> int:
 
 def cmd_make_noisy_mnist(args) -> int:
     from jaxcnn.mnist import load_mnist
-    from jaxcnn.noise import make_noisy_mnist, parse_corruption
-    spec = parse_corruption(args.corruption)  # a bad spec fails before MNIST is read
+    from jaxcnn.noise import check_made_here, make_noisy_mnist, parse_corruption
+    spec = parse_corruption(args.corruption)  # a bad spec fails before MNIST is read, and so does
+    if args.overwrite:  # a folder that --overwrite may not delete
+        check_made_here(Path(args.out))
     train = load_mnist(paths.data_root(args.data_root), "train")
     summary = make_noisy_mnist(train.images, train.labels, args.out, spec, args.seed, overwrite=args.overwrite)
     print(f"wrote {summary['num_images']} images with corruption {summary['spec']} (seed {summary['seed']}) "
