@@ -18,6 +18,7 @@ from pathlib import Path
 from jaxcnn.errors import JaxcnnError
 
 MARKER = ".jaxcnn-run"
+MARKER_TMP = MARKER + ".tmp"  # written, then renamed to MARKER: a leftover is an interrupted claim
 RECORDS = ("config.json", "results.json", "metrics.jsonl", MARKER)  # a run's records, never written by others
 PART_ROLES = ("part1", "part2", "part3", "ablation")
 
@@ -75,9 +76,9 @@ def claim(workdir: str | Path, role: str, config: dict, *, resume: bool = False,
     workdir = Path(workdir)
     try:
         marker = read_marker(workdir)
-        existing = sorted(p.name for p in workdir.iterdir()) if workdir.is_dir() else []
+        existing = sorted(p.name for p in workdir.iterdir() if p.name != MARKER_TMP) if workdir.is_dir() else []
         if workdir.exists() and not workdir.is_dir():
-            raise JaxcnnError(f"{workdir}: is a file, not a directory; choose another --workdir")
+            raise JaxcnnError(f"{workdir}: is a file, not a work directory: choose another --workdir")
         if marker is None:
             _check_unmarked(workdir, role, config, existing, resume)
         elif role in marker:
@@ -115,8 +116,8 @@ def _check_unmarked(workdir: Path, role: str, config: dict, existing: list[str],
                              "it was not made by this version of jaxcnn: move it away or choose another --workdir")
     if existing:
         shown = ", ".join(existing[:3]) + (f" and {len(existing) - 3} more" if len(existing) > 3 else "")
-        raise RunExistsError(f"{workdir}: not empty ({shown}) and not a jaxcnn run; "
-                             "choose a new or empty --workdir")
+        raise RunExistsError(f"{workdir}: not empty ({shown}) and not a jaxcnn run: "
+                             "choose a new or empty work directory (--workdir)")
 
 
 def _check_same_config(workdir: Path, role: str, saved: dict, config: dict) -> None:
@@ -128,7 +129,7 @@ def _check_same_config(workdir: Path, role: str, saved: dict, config: dict) -> N
 
 
 def _write_marker(workdir: Path, configs: dict) -> None:
-    tmp = workdir / (MARKER + ".tmp")
+    tmp = workdir / MARKER_TMP
     tmp.write_text(json.dumps({"configs": configs}, indent=1) + "\n")
     tmp.replace(workdir / MARKER)
 

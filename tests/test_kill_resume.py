@@ -186,7 +186,7 @@ def test_a_flipped_byte_in_a_checkpoint_is_detected(tmp_path, uninterrupted):
         checkpoints(workdir).restore(abstract_state())
 
 
-# Work directories that cannot hold a run must fail in prepare_workdir, before data reaches the device.
+# Work directories that cannot hold a run must fail when the run claims them, before data reaches the device.
 
 
 def fit_tiny(workdir):
@@ -197,7 +197,7 @@ def fit_tiny(workdir):
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full to make writes fail with ENOSPC")
 def test_a_full_disk_fails_before_training(tmp_path, monkeypatch):
     (tmp_path / "run").mkdir()
-    (tmp_path / "run" / ".write-test").symlink_to("/dev/full")  # the probe's write gets a real ENOSPC
+    (tmp_path / "run" / ".jaxcnn-run.tmp").symlink_to("/dev/full")  # the marker's write gets a real ENOSPC
     monkeypatch.setattr(T, "create_population", lambda *a, **k: pytest.fail("training started"))
     message = f"{tmp_path / 'run'}: cannot use it as the work directory ({os.strerror(errno.ENOSPC)})"
     with pytest.raises(JaxcnnError, match=f"^{re.escape(message)}$"):
