@@ -169,7 +169,8 @@ def check_made_here(out_dir: Path) -> None:
     (its truth file beside it, no run inside): ``--overwrite`` deletes only what it made."""
     if not out_dir.is_dir() or not any(out_dir.iterdir()):
         return
-    if not truth_path(out_dir).is_file() or rundir.run_dir_of(out_dir) is not None:
+    holds_a_run = rundir.run_files(out_dir) or next(out_dir.rglob(rundir.MARKER), None) is not None
+    if not truth_path(out_dir).is_file() or holds_a_run:
         raise DataError(f"{out_dir}: not a set made by make-noisy-mnist (no {truth_path(out_dir).name} beside it, "
                         "or a run inside), so --overwrite will not delete it: choose another --out")
 
