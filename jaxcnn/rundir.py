@@ -83,12 +83,12 @@ def claim(workdir: str | Path, role: str, config: dict, *, resume: bool = False,
             _check_unmarked(workdir, role, config, existing, resume)
         elif role in marker:
             if resume:
-                _check_same_config(workdir, role, marker[role], config)
+                _check_same_config(workdir, marker[role], config)
                 return workdir
             if not overwrite:
                 raise RunExistsError(f"{workdir} already holds a run: pass --resume to continue it "
                                      "or --overwrite to delete it and start again")
-            for path in workdir.iterdir():
+            for path in sorted(workdir.iterdir(), key=lambda p: p.name == MARKER):  # the marker last
                 shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
             marker = None
         elif role != "fit" or not set(marker) <= set(PART_ROLES):
@@ -108,19 +108,22 @@ def _check_unmarked(workdir: Path, role: str, config: dict, existing: list[str],
     if found and resume:
         legacy = workdir / ("config.json" if role == "fit" else "results.json")
         if legacy.is_file():
-            saved = json.loads(legacy.read_text())
-            _check_same_config(workdir, role, saved if role == "fit" else saved.get("config"), config)
+            try:
+                saved = json.loads(legacy.read_text())
+            except ValueError as err:
+                raise JaxcnnError(f"{legacy}: unreadable ({err}); cannot check the config to resume") from None
+            _check_same_config(workdir, saved if role == "fit" else saved.get("config"), config)
         return
     if found:
-        raise RunExistsError(f"{workdir}: holds a run's files ({', '.join(found)}) but no {MARKER} marker, so "
-                             "it was not made by this version of jaxcnn: move it away or choose another --workdir")
+        raise RunExistsError(f"{workdir}: holds a run's files ({', '.join(found)}) but no {MARKER} marker (an "
+                             "older jaxcnn's run?): pass --resume to continue it with its config, or move it away")
     if existing:
         shown = ", ".join(existing[:3]) + (f" and {len(existing) - 3} more" if len(existing) > 3 else "")
         raise RunExistsError(f"{workdir}: not empty ({shown}) and not a jaxcnn run: "
                              "choose a new or empty work directory (--workdir)")
 
 
-def _check_same_config(workdir: Path, role: str, saved: dict, config: dict) -> None:
+def _check_same_config(workdir: Path, saved: dict, config: dict) -> None:
     diff = config_diff(saved, config)
     if diff:
         raise ConfigMismatchError(f"{workdir}: --resume with a config that differs from the saved one "
