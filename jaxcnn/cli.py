@@ -208,8 +208,8 @@ def main(argv=None) -> int:
     try:
         return args.func(args)
     except KeyboardInterrupt:
-        print("error: interrupted; every finished epoch is kept in its checkpoint: run the same command "
-              "with --resume to continue", file=sys.stderr)
+        print("error: interrupted (Ctrl-C); a training run keeps every finished epoch's checkpoint: "
+              "run the same command with --resume to continue it", file=sys.stderr)
         return EXIT_INTERRUPTED
     except (JaxcnnError, ValueError) as err:
         print(f"error: {_one_line(err)}", file=sys.stderr)
