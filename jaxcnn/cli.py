@@ -91,6 +91,7 @@ def cmd_evaluate(args) -> int:
 
 def cmd_study(args) -> int:
     from jaxcnn.study import run_study
+    _check_report_out(args.out)
     status = run_study(paths.data_root(args.data_root), Path(args.workdir), quick=args.quick, resume=args.resume,
                        cache_dir=args.cache_dir, out=args.out)
     print("\n".join(f"{name}: {what}" for name, what in status.items()))
@@ -100,14 +101,19 @@ def cmd_study(args) -> int:
 
 def cmd_report(args) -> int:
     from jaxcnn.report import write_report
-    from jaxcnn.rundir import check_output
     if not Path(args.workdir).is_dir():
         raise JaxcnnError(f"{args.workdir}: no such folder; pass --workdir the folder that holds part1/, part2/, part3/")
-    for path in (Path(args.out), Path(args.out).with_name("report.html")):
-        check_output(path, flag="--out")
+    _check_report_out(args.out)
     markdown, page = write_report(args.workdir, args.out)
     print(f"report: {markdown} and {page}")
     return 0
+
+
+def _check_report_out(out) -> None:
+    """The report and report.html beside it never replace a run's files."""
+    from jaxcnn.rundir import check_output
+    for path in (Path(out), Path(out).with_name("report.html")):
+        check_output(path, flag="--out")
 
 
 def cmd_make_noisy_mnist(args) -> int:
