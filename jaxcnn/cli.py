@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import importlib
 import logging
 import sys
@@ -141,11 +142,11 @@ def _load_for(class_names, source, cache_dir):
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="jaxcnn", description=__doc__, allow_abbrev=False)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    sub = parser.add_subparsers(dest="command", required=True)
-    add_parser = lambda name, **kwargs: sub.add_parser(name, allow_abbrev=False, **kwargs)  # flags never by prefix
+    sub = parser.add_subparsers(dest="command", required=True,  # flags are never matched by prefix
+                                parser_class=functools.partial(argparse.ArgumentParser, allow_abbrev=False))
 
     for name, description in PARTS.items():
-        p = add_parser(name, help=description.split(":")[1].strip(), description=description,
+        p = sub.add_parser(name, help=description.split(":")[1].strip(), description=description,
                            epilog=f"example: python -m jaxcnn {name} --data-root ../shared/data --quick")
         _common(p, f"ckpts/{name}")
         if name == "part3":
@@ -153,7 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
                            help="the corrupted class-folder set (default: make one in WORKDIR/noisy-mnist)")
         p.set_defaults(func=cmd_part)
 
-    p = add_parser("ablate", help="measure the effect of part 1's main design choices",
+    p = sub.add_parser("ablate", help="measure the effect of part 1's main design choices",
                        description="Train part 1 once per ablation variant (each changes one choice) and "
                                    "tabulate validation accuracy in WORKDIR/ablation.json.",
                        epilog="example: python -m jaxcnn ablate --variants default no_augmentation --set train.seeds=0")
@@ -161,7 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--variants", nargs="*", help="which variants (default: all)")
     p.set_defaults(func=cmd_ablate)
 
-    p = add_parser("evaluate", help="score a checkpoint on a data folder or zip",
+    p = sub.add_parser("evaluate", help="score a checkpoint on a data folder or zip",
                        description="Score a saved run (the ensemble of its seeds) on any folder or zip in the "
                                    "Chars74K layout (SampleNNN/imgCCC-SSS.png) or class-folder layout (0/ ... 9/).",
                        epilog="example: python -m jaxcnn evaluate --ckpt ckpts/part1 --data path/to/testPart1")
@@ -172,7 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
     _cache_dir_arg(p)
     p.set_defaults(func=cmd_evaluate)
 
-    p = add_parser("make-noisy-mnist", help="write MNIST train as class folders with corrupted labels",
+    p = sub.add_parser("make-noisy-mnist", help="write MNIST train as class folders with corrupted labels",
                        description="Write MNIST train as OUT/<label>/<index>.png with labels corrupted by SPEC "
                                    "('permutation', 'symmetric:RATE', 'pairflip:RATE', joined by '+'), and the "
                                    "ground truth in OUT.truth.json beside it (part 3's input).",
@@ -185,7 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace OUT if it is not empty")
     p.set_defaults(func=cmd_make_noisy_mnist)
 
-    p = add_parser("study", help="run parts 1, 2 and 3 in order, then write the report",
+    p = sub.add_parser("study", help="run parts 1, 2 and 3 in order, then write the report",
                        description="Run every part in WORKDIR/partN, reusing finished runs (same config), "
                                    "then write the report from the results.",
                        epilog="example: python -m jaxcnn study --data-root ../shared/data --quick --workdir ckpts-quick")
@@ -197,7 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
     _cache_dir_arg(p)
     p.set_defaults(func=cmd_study)
 
-    p = add_parser("report", help="rebuild REPORT.md and report.html from saved results (no training)",
+    p = sub.add_parser("report", help="rebuild REPORT.md and report.html from saved results (no training)",
                        description="Write the study's report from the results files under WORKDIR alone.",
                        epilog="example: python -m jaxcnn report --workdir ckpts --out REPORT.md")
     p.add_argument("--workdir", default="ckpts", help="holds part1/, part2/, part3/ (default: %(default)s)")
