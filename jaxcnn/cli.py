@@ -98,6 +98,12 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_download(args) -> int:
+    from jaxcnn.download import download_all
+    print("\n".join(download_all(paths.data_root(args.data_root))))
+    return 0
+
+
 def cmd_make_noisy_mnist(args) -> int:
     from jaxcnn.mnist import load_mnist
     from jaxcnn.noise import make_noisy_mnist, parse_corruption
@@ -156,6 +162,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", help="where to write the figures (default: CKPT/eval_<data>.json)")
     _cache_dir_arg(p)
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("download", help="fetch the Chars74K handwritten set and MNIST into the data root",
+                       description="Download and unpack everything the study reads: Chars74K EnglishHnd "
+                                   "(writers 1-40 to trainPart1/train, 41-55 to testPart1/test) and the four "
+                                   "MNIST files to mnist/. What is already there is kept; a cut download "
+                                   "continues from its *.part file when run again.",
+                       epilog="example: python -m jaxcnn download --data-root data")
+    _data_root_arg(p)
+    p.set_defaults(func=cmd_download)
 
     p = sub.add_parser("make-noisy-mnist", help="write MNIST train as class folders with corrupted labels",
                        description="Write MNIST train as OUT/<label>/<index>.png with labels corrupted by SPEC "
