@@ -83,11 +83,13 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_study(args) -> int:
+    from jaxcnn.report import report_path
     from jaxcnn.study import run_study
     status = run_study(paths.data_root(args.data_root), Path(args.workdir), quick=args.quick, resume=args.resume,
                        cache_dir=args.cache_dir, out=args.out)
     print("\n".join(f"{name}: {what}" for name, what in status.items()))
-    print(f"report: {args.out} and {Path(args.out).with_name('report.html')}")
+    out = report_path(args.workdir, args.out)
+    print(f"report: {out} and {out.with_name('report.html')}")
     return 0
 
 
@@ -193,15 +195,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workdir", default="ckpts", help="holds part1/, part2/, part3/ (default: %(default)s)")
     p.add_argument("--quick", action="store_true", help="tiny, fast runs of the same pipeline")
     p.add_argument("--resume", action="store_true", help="continue an interrupted part")
-    p.add_argument("--out", default="REPORT.md", help="the report; report.html goes beside it (default: %(default)s)")
+    p.add_argument("--out", help="the report; report.html goes beside it (default: WORKDIR/REPORT.md)")
     _cache_dir_arg(p)
     p.set_defaults(func=cmd_study)
 
     p = sub.add_parser("report", help="rebuild REPORT.md and report.html from saved results (no training)",
                        description="Write the study's report from the results files under WORKDIR alone.",
-                       epilog="example: python -m jaxcnn report --workdir ckpts --out REPORT.md")
+                       epilog="example: python -m jaxcnn report --workdir ckpts  (writes ckpts/REPORT.md and ckpts/report.html)")
     p.add_argument("--workdir", default="ckpts", help="holds part1/, part2/, part3/ (default: %(default)s)")
-    p.add_argument("--out", default="REPORT.md", help="the report; report.html goes beside it (default: %(default)s)")
+    p.add_argument("--out", help="the report; report.html goes beside it (default: WORKDIR/REPORT.md)")
     p.set_defaults(func=cmd_report)
     return parser
 

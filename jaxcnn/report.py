@@ -504,10 +504,16 @@ def render_html(sections: list[Section], title: str) -> str:
             + "\n".join(body) + "\n</body></html>\n")
 
 
-def write_report(workdir: str | Path = "ckpts", out: str | Path = "REPORT.md",
+def report_path(workdir: str | Path, out: str | Path | None = None) -> Path:
+    """Where the markdown report goes: ``out`` if given, else ``WORKDIR/REPORT.md``, beside the results."""
+    return Path(out) if out else Path(workdir) / "REPORT.md"
+
+
+def write_report(workdir: str | Path = "ckpts", out: str | Path | None = None,
                  docs_dir: Path = DOCS_DIR) -> tuple[Path, Path]:
-    """Writes ``out`` (markdown) and ``report.html`` beside it from the results under ``workdir``."""
-    out = Path(out)
+    """Writes ``out`` (default ``WORKDIR/REPORT.md``) and ``report.html`` beside it from the results
+    under ``workdir``; figure links are relative to ``out``."""
+    out = report_path(workdir, out)
     out.parent.mkdir(parents=True, exist_ok=True)
     title = "jaxcnn: transfer learning on handwritten characters"
     sections = build_sections(Path(workdir), out.parent, docs_dir)

@@ -204,9 +204,36 @@ def test_inline_html_escapes_text_and_renders_code_and_links():
         'a &lt; b, <code>x&lt;y&gt;</code> and <a href="docs/p.md">doc</a>'
 
 
-def test_report_command_writes_both_files(study_dir, tmp_path):
-    assert main(["report", "--workdir", str(study_dir), "--out", str(tmp_path / "R.md")]) == 0
-    assert (tmp_path / "R.md").is_file() and (tmp_path / "report.html").is_file()
+def relative_links(markdown: str) -> list[str]:
+    """The targets of the markdown's links and images that are paths (not URLs, not anchors)."""
+    targets = re.findall(r"\]\(([^)]+)\)", markdown)
+    return [t.partition("#")[0] for t in targets if not re.match(r"[a-z]+:|#", t)]
+
+
+def figure_links(markdown: str) -> list[str]:
+    return re.findall(r"!\[[^\]]*\]\(([^)]+)\)", markdown)
+
+
+def test_report_command_writes_into_the_workdir_by_default(study_dir, tmp_path, monkeypatch):
+    elsewhere = tmp_path / "cwd"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert main(["report", "--workdir", str(study_dir)]) == 0
+    assert list(elsewhere.iterdir()) == []
+    markdown = (study_dir / "REPORT.md").read_text()
+    assert (study_dir / "report.html").is_file()
+    figures = figure_links(markdown)
+    assert len(figures) == 4 and not [f for f in figures if f.startswith("..") or Path(f).is_absolute()]
+    assert all((study_dir / link).exists() for link in relative_links(markdown))
+
+
+def test_report_out_elsewhere_links_relative_to_it(study_dir, tmp_path):
+    out = tmp_path / "elsewhere" / "R.md"
+    assert main(["report", "--workdir", str(study_dir), "--out", str(out)]) == 0
+    assert out.is_file() and (out.parent / "report.html").is_file() and not (study_dir / "REPORT.md").exists()
+    markdown = out.read_text()
+    assert "](../ckpts/part2/learning_curves.png)" in markdown
+    assert all((out.parent / link).exists() for link in relative_links(markdown))
 
 
 @pytest.mark.skipif(browser.chromium() is None, reason="chromium not installed (apt-get install chromium)")
@@ -239,8 +266,9 @@ def test_study_runs_each_part_once_and_skips_parts_not_written(tmp_path, monkeyp
     calls = []
     monkeypatch.setattr(study, "part_module", lambda name: None if name == "later" else fake_part(calls))
     out = tmp_path / "REPORT.md"
-    first = study.run_study(tmp_path, tmp_path / "ckpts", quick=True, out=out, parts=("fake1", "later"))
-    assert first == {"fake1": "ran", "later": "not written"} and out.is_file()
+    first = study.run_study(tmp_path, tmp_path / "ckpts", quick=True, parts=("fake1", "later"))
+    assert first == {"fake1": "ran", "later": "not written"}
+    assert (tmp_path / "ckpts" / "REPORT.md").is_file() and (tmp_path / "ckpts" / "report.html").is_file()
     again = study.run_study(tmp_path, tmp_path / "ckpts", quick=True, resume=True, out=out, parts=("fake1",))
     assert again == {"fake1": "reused"} and calls == [("fake1", False)]
     with pytest.raises(JaxcnnError, match="another configuration"):
@@ -263,12 +291,23 @@ def test_part_module_is_none_only_for_a_missing_part():
     assert study.part_module("part1").get_config is not None
 
 
+def files_under(folder: Path) -> set[Path]:
+    return {p for p in folder.rglob("*") if p.is_file()}
+
+
 @pytest.mark.slow
-def test_study_quick_end_to_end_report_matches_results(shared_data, tmp_path):
-    workdir, out = tmp_path / "ckpts", tmp_path / "REPORT.md"
-    status = study.run_study(shared_data, workdir, quick=True, out=out)
-    assert status["part1"] == "ran"
+def test_study_quick_end_to_end_report_matches_results(shared_data, tmp_path, monkeypatch):
+    workdir, out, cache = tmp_path / "ckpts", tmp_path / "ckpts" / "REPORT.md", tmp_path / "cache"
+    elsewhere = tmp_path / "cwd"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert main(["study", "--quick", "--workdir", str(workdir), "--data-root", str(shared_data),
+                 "--cache-dir", str(cache)]) == 0
+    assert out.is_file() and (workdir / "report.html").is_file()
+    assert files_under(tmp_path) - files_under(workdir) - files_under(cache) == set()  # nothing outside W
     markdown = out.read_text()
+    assert figure_links(markdown) and all(not f.startswith("..") for f in figure_links(markdown))
+    assert all((workdir / link).exists() for link in relative_links(markdown))
     for heading in SECTIONS:
         assert f"\n{heading}\n" in markdown
     part1 = json.loads((workdir / "part1" / "results.json").read_text())
@@ -279,7 +318,7 @@ def test_study_quick_end_to_end_report_matches_results(shared_data, tmp_path):
     assert f"training took {part1['train_seconds']:.1f} s" in markdown
     last = part1["history"][-1]
     assert table_value(markdown, str(last["epoch"]), 5) == f"{last['val_accuracy_ensemble']:.4f}"
-    if status.get("part2") == "ran":
+    if (workdir / "part2" / "results.json").is_file():
         part2 = section(markdown, "## Part 2: transfer to MNIST")
         models = json.loads((workdir / "part2" / "results.json").read_text())["models"]
         for column, model in enumerate(models.values(), 1):
@@ -287,7 +326,7 @@ def test_study_quick_end_to_end_report_matches_results(shared_data, tmp_path):
             mean = model["final_test_accuracy"]["mean"]
             assert table_value(part2, "final test accuracy", column).startswith(f"{mean:.4f}")
     stamp = (workdir / "part1" / "results.json").stat().st_mtime_ns
-    again = study.run_study(shared_data, workdir, quick=True, out=out)
+    again = study.run_study(shared_data, workdir, quick=True, cache_dir=cache)
     assert set(again.values()) <= {"reused", "not written"}
     assert (workdir / "part1" / "results.json").stat().st_mtime_ns == stamp
 
