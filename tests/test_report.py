@@ -22,7 +22,7 @@ from jaxcnn.errors import JaxcnnError
 from jaxcnn.progress import MetricWriter, Progress, bar_text, epoch_scalars, format_duration
 from tests import browser
 
-SECTIONS = ("## The task", "## Design choices", "## Part 1: characters from scratch", "## Part 2: transfer to MNIST",
+SECTIONS = ("## Results at a glance", "## The task", "## Design choices", "## Part 1: characters from scratch", "## Part 2: transfer to MNIST",
             "## Part 3: label-corrupted MNIST", "## Hidden-test evaluation", "## Environment", "## Bibliography")
 CLASSES = ["0", "1", "a"]
 
@@ -165,10 +165,61 @@ def test_report_shows_part3_diagnosis_and_models(study_dir, tmp_path):
     assert "](ckpts/part3/transition_estimate.png)" in part3
 
 
+def glance(markdown: str) -> str:
+    """The first section: it must come right after the title, before the list of contents."""
+    assert markdown.split("\n## ")[1].startswith("Results at a glance\n")
+    return section(markdown, "## Results at a glance")
+
+
+def anchors_resolve(text: str, markdown: str) -> bool:
+    """Every ``(#anchor)`` link in ``text`` names a heading of ``markdown``."""
+    headings = {report.anchor(line.lstrip("#").strip()) for line in markdown.splitlines() if line.startswith("#")}
+    links = re.findall(r"\]\(#([^)]+)\)", text)
+    return bool(links) and set(links) <= headings
+
+
+def test_report_leads_with_the_three_answers_linked_to_their_sections(study_dir, tmp_path):
+    (study_dir / "part3").mkdir()
+    (study_dir / "part3" / "results.json").write_text(json.dumps(part3_results()))
+    results = part2_results()
+    results["data_size"]["C"] = {"100": {"final_test_accuracy": stat(0.70)}, "2000": {"final_test_accuracy": stat(0.9833)}}
+    (study_dir / "part2" / "results.json").write_text(json.dumps(results))
+    markdown = report.write_report(study_dir)[0].read_text()
+    top = glance(markdown)
+    assert "0.6543 on the held-out writers 33-34 (0.7543 case-folded), ensemble of 2 seeds" in top
+    assert "0.4321 on `testPart1`" in top  # the hidden-test evaluation of part 1's run
+    assert "final test accuracy C 0.9833 ± 0.0123 vs B 0.9712 ± 0.0123" in top
+    assert "steps to 98%: C not reached vs B not reached" in top
+    assert "C - B by training images, 100: +0.0900, 2000: +0.0121" in top
+    assert "folder labels permuted (0 1), then 0.1034 of the labels off that mapping (symmetric)" in top
+    assert "the truth file (read after training) confirms the mapping" in top
+    assert "best recovery without clean labels: scratch, 0.9712 ± 0.0123" in top
+    assert "best recovery with the clean oracle's labels: relabel, 0.9622 ± 0.0123" in top
+    assert top.count("([details](#") == 3 and anchors_resolve(top, markdown)
+
+
+def test_glance_reads_fold_estimates_and_newer_part3_fields_when_present(study_dir):
+    part1 = part1_results()
+    del part1["validation"]  # a part 1 whose final model has no held-out writers
+    part1["cv"] = {"accuracy": stat(0.8123), "folds": [{}] * 5}
+    (study_dir / "part1" / "results.json").write_text(json.dumps(part1))
+    part3 = part3_results()
+    part3["diagnosis"] = {**part3["estimate"], "kind": "permutation plus symmetric noise"}
+    part3["models"]["relabel"]["uses_clean_labels"] = False
+    part3["models"]["scratch"]["uses_clean_labels"] = True
+    (study_dir / "part3").mkdir()
+    (study_dir / "part3" / "results.json").write_text(json.dumps(part3))
+    top = report.render_markdown([report.glance_section(study_dir)], study_dir, "glance only")
+    assert "0.8123 ± 0.0123 expected on new writers (5 writer folds)" in top and "held-out writers" not in top
+    assert "permutation plus symmetric noise: folder labels permuted (0 1)" in top
+    assert "without clean labels: relabel, 0.9622" in top and "with the clean oracle's labels: scratch, 0.9712" in top
+
+
 def test_report_of_an_empty_workdir_says_what_to_run(tmp_path):
     markdown = report.write_report(tmp_path / "nothing", tmp_path / "REPORT.md")[0].read_text()
     for part in ("part1", "part2", "part3"):
         assert f"Not run yet: run `python experiments/{part}.py`" in markdown
+    assert glance(markdown).count("not run yet") == 3
     assert "No evaluation yet" in markdown and "![" not in markdown
 
 
@@ -241,6 +292,12 @@ def test_html_report_renders_in_a_real_browser_with_every_image(study_dir, tmp_p
     _, page = report.write_report(study_dir, tmp_path / "REPORT.md")
     loaded, total = browser.loaded_images(page)
     assert (loaded, total) == (4, 4)
+    dom = browser.dump_dom(page)
+    first = re.search(r'<h2 id="([^"]+)">(.*?)</h2>(.*?)<nav>', dom, re.S)  # the glance, then the contents
+    assert first and first.group(2) == "Results at a glance"
+    links = re.findall(r'<a href="#([^"]+)">details</a>', first.group(3))
+    assert len(links) == 3 and all(f'id="{target}"' in dom for target in links)
+    assert "<strong>Part 2" in first.group(3) and "0.9833 ± 0.0123" in first.group(3)
     shot = np.asarray(Image.open(browser.screenshot(page, tmp_path / "shot.png")).convert("L"))
     assert shot.shape == (3000, 1200)
     assert (shot < 128).mean() > 0.01  # text and figures drawn, not a blank page
