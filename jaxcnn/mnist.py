@@ -154,14 +154,15 @@ def download_mnist(
 def load_mnist_tfds(split: str, data_dir: str | os.PathLike | None = None) -> ArrayDataset:
     """One MNIST split through tensorflow-datasets, which downloads it on first use (needs network).
 
-    ``tfds.load`` builds a ``tf.data`` pipeline, so this route also needs TensorFlow, which jaxcnn
-    does not install; ``load_mnist`` on local files needs neither.
+    ``tfds.load`` builds a ``tf.data`` pipeline and tfds prepares MNIST through ``tf.io.gfile``, so
+    this route needs TensorFlow: ``pip install -e '.[tfds]'``. ``load_mnist`` on local files needs neither.
     """
     try:
         import tensorflow  # noqa: F401  (tfds.load fails without it, with a less clear message)
         import tensorflow_datasets as tfds
     except ImportError as error:
-        raise DataError(f"load_mnist_tfds needs tensorflow and tensorflow-datasets ({error}); use load_mnist on local files") from None
+        raise DataError(f"load_mnist_tfds needs tensorflow and tensorflow-datasets ({error}): pip install -e '.[tfds]', "
+                        "or use load_mnist on local files") from None
     data = tfds.as_numpy(tfds.load("mnist", split=split, batch_size=-1, data_dir=data_dir))
     images = np.asarray(data["image"], np.uint8).reshape(-1, 28, 28)
     labels = np.asarray(data["label"], np.int32)
