@@ -10,7 +10,6 @@ unpacked to ``trainPart1/train`` (what parts 1 and 2 read), the others to ``test
 from __future__ import annotations
 
 import dataclasses
-import functools
 import gzip
 import logging
 import os
@@ -21,7 +20,7 @@ import zlib
 from pathlib import Path, PurePosixPath
 
 from jaxcnn.errors import DataError
-from jaxcnn.fetch import MIB, fetch, part_path
+from jaxcnn.fetch import MIB, fetch_any, part_path
 from jaxcnn.mnist import DEFAULT_MIRRORS, FILES, download_mnist
 
 logger = logging.getLogger("jaxcnn")
@@ -73,52 +72,45 @@ def download_chars74k(root: Path, archive: Chars74kArchive = CHARS74K, *, timeou
         return summary + " (already there)"
     root.mkdir(parents=True, exist_ok=True)
     tgz = root / archive.name
-    check = functools.partial(archive_images, archive=archive)
     if not tgz.is_file():
-        problems = []
-        for url in archive.urls:
-            try:
-                fetch(url, tgz, check, timeout=timeout)
-                break
-            except DataError as error:
-                problems.append(str(error))
-        else:
-            raise DataError(f"could not download {archive.name}: " + "; ".join(problems))
+        fetch_any(archive.urls, tgz, lambda part, url: archive_images(part, archive, name=url), timeout=timeout)
     unpack(tgz, root, archive, sides=missing)
     return summary
 
 
-def archive_images(path: Path, archive: Chars74kArchive = CHARS74K) -> dict[str, tuple[int, int]]:
+def archive_images(path: Path, archive: Chars74kArchive = CHARS74K, name: str = "") -> dict[str, tuple[int, int]]:
     """``{member name: (class, writer)}`` of the archive's images, after checking its whole structure.
 
-    Raises DataError for an archive that is cut, corrupt, misses or adds an image, or holds a
-    member that is absolute, climbs with ``..``, or is a link where an image should be.
+    Raises DataError (naming ``name``, default the path) for an archive that is cut, corrupt, misses
+    or adds an image, or holds a member that is absolute, climbs with ``..``, or is a link where an
+    image should be.
     """
-    images = {}
+    path, images = Path(path), {}
+    name = name or str(path)
     try:
         with gzip.open(path) as stream:  # to the end: tarfile stops at the end-of-archive block, before the CRC
             while stream.read(MIB):
                 pass
         with tarfile.open(path, "r:gz") as tar:
             for member in tar:
-                name = PurePosixPath(member.name)
-                if name.is_absolute() or ".." in name.parts:
-                    raise DataError(f"{path}: member {member.name!r} points outside the archive; nothing extracted")
+                member_path = PurePosixPath(member.name)
+                if member_path.is_absolute() or ".." in member_path.parts:
+                    raise DataError(f"{name}: member {member.name!r} points outside the archive; nothing extracted")
                 match = _IMAGE_MEMBER.fullmatch(member.name)
                 if not match:
                     continue
                 if not member.isfile():
-                    raise DataError(f"{path}: {member.name} is not a regular file; nothing extracted")
+                    raise DataError(f"{name}: {member.name} is not a regular file; nothing extracted")
                 folder, label, writer = map(int, match.groups())
                 if folder != label or not 1 <= label <= archive.classes or not 1 <= writer <= archive.writers:
-                    raise DataError(f"{path}: {member.name} is not one of Sample001..Sample{archive.classes:03d} "
+                    raise DataError(f"{name}: {member.name} is not one of Sample001..Sample{archive.classes:03d} "
                                     f"x writers 1..{archive.writers}")
                 images[member.name] = (label, writer)
     except (tarfile.TarError, EOFError, zlib.error, OSError) as error:
-        raise DataError(f"{path}: not a complete gzip tar archive ({error})") from None
+        raise DataError(f"{name}: not a complete gzip tar archive ({error})") from None
     expected = archive.classes * archive.writers
     if len(images) != expected:
-        raise DataError(f"{path}: {len(images)} images in English/Hnd/Img, expected {archive.classes} classes x "
+        raise DataError(f"{name}: {len(images)} images in English/Hnd/Img, expected {archive.classes} classes x "
                         f"{archive.writers} writers = {expected}")
     return images
 

@@ -28,10 +28,22 @@ def part_path(target: Path) -> Path:
     return target.with_name(target.name + ".part")
 
 
-def fetch(url: str, target: str | os.PathLike, check: Callable[[Path], None], *, timeout: float = 60.0) -> Path:
+def fetch_any(urls, target: str | os.PathLike, check: Callable[[Path, str], None], *,
+              timeout: float = 60.0) -> Path:
+    """``fetch`` from the first of ``urls`` that works; else one DataError naming each URL's problem."""
+    problems = []
+    for url in urls:
+        try:
+            return fetch(url, target, check, timeout=timeout)
+        except DataError as error:
+            problems.append(str(error))
+    raise DataError(f"could not download {Path(target).name}: " + "; ".join(problems))
+
+
+def fetch(url: str, target: str | os.PathLike, check: Callable[[Path, str], None], *, timeout: float = 60.0) -> Path:
     """Downloads ``url`` to ``target`` through ``target.part``, continuing a part an earlier attempt left.
 
-    ``check(part)`` raises DataError when the complete file is wrong; the part is then deleted.
+    ``check(part, url)`` raises DataError when the complete file is wrong; the part is then deleted.
     Any other failure (offline, HTTP error, cut connection) is a DataError naming ``url``.
     """
     target = Path(target)
@@ -43,7 +55,7 @@ def fetch(url: str, target: str | os.PathLike, check: Callable[[Path], None], *,
             error, urllib.error.HTTPError) else error
         raise DataError(f"{url}: {cause}{_kept(part)}") from None
     try:
-        check(part)
+        check(part, url)
     except DataError:
         part.unlink(missing_ok=True)
         raise

@@ -23,7 +23,7 @@ import numpy as np
 
 from jaxcnn.dataset import ArrayDataset
 from jaxcnn.errors import DataError
-from jaxcnn.fetch import fetch
+from jaxcnn.fetch import fetch_any
 from jaxcnn.paths import DOWNLOAD_HINT
 
 DEFAULT_MIRRORS = (
@@ -136,18 +136,9 @@ def download_mnist(
     dest_dir.mkdir(parents=True, exist_ok=True)
     for entry in (entry for pair in files.values() for entry in pair):
         target = dest_dir / entry.name
-        if target.exists() and _is_valid(target, entry):
-            continue
-        problems = []
-        for mirror in mirrors:
-            url = mirror.rstrip("/") + "/" + entry.name
-            try:
-                _download(url, entry, target, timeout)
-                break
-            except DataError as error:
-                problems.append(str(error))
-        else:
-            raise DataError(f"could not download {entry.name}: " + "; ".join(problems))
+        if not (target.exists() and _is_valid(target, entry)):
+            fetch_any([mirror.rstrip("/") + "/" + entry.name for mirror in mirrors], target,
+                      functools.partial(_check_download, entry=entry), timeout=timeout)
     return dest_dir
 
 
@@ -161,8 +152,8 @@ def load_mnist_tfds(split: str, data_dir: str | os.PathLike | None = None) -> Ar
         import tensorflow  # noqa: F401  (tfds.load fails without it, with a less clear message)
         import tensorflow_datasets as tfds
     except ImportError as error:
-        raise DataError(f"load_mnist_tfds needs tensorflow and tensorflow-datasets ({error}): pip install -e '.[tfds]', "
-                        "or use load_mnist on local files") from None
+        raise DataError(f"load_mnist_tfds needs tensorflow and tensorflow-datasets ({error}): "
+                        "pip install -e '.[tfds]', or use load_mnist on local files") from None
     data = tfds.as_numpy(tfds.load("mnist", split=split, batch_size=-1, data_dir=data_dir))
     images = np.asarray(data["image"], np.uint8).reshape(-1, 28, 28)
     labels = np.asarray(data["label"], np.int32)
@@ -232,12 +223,8 @@ def _find(folder: Path, entry: MnistFile) -> Path:
     raise DataError(f"MNIST file {entry.name} is missing from {folder}; {DOWNLOAD_HINT}")
 
 
-def _download(url: str, entry: MnistFile, target: Path, timeout: float) -> None:
-    """Fetch ``url`` to ``target``, checked against ``entry``; a DataError on any problem."""
-    fetch(url, target, functools.partial(_check_download, url=url, entry=entry), timeout=timeout)
-
-
 def _check_download(path: Path, url: str, entry: MnistFile) -> None:
+    """A downloaded file is the published one: its MD5, then its decompressed content's SHA-256."""
     md5 = hashlib.md5(_read_bytes(path, url)).hexdigest()
     if md5 != entry.md5:
         raise DataError(f"{url}: MD5 {md5} does not match the published {entry.md5}")

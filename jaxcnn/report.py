@@ -194,8 +194,10 @@ def part2_glance(results: dict | None) -> str:
     if "B" not in models or "C" not in models:
         return f"{head} not run yet {see(title)}."
     b, c = models["B"], models["C"]
-    answers = [f"final test accuracy C {stat_text(c['final_test_accuracy'])} vs B {stat_text(b['final_test_accuracy'])}"]
-    steps = sorted((k for k in b if k.startswith("steps_to_") and k in c), key=lambda k: float(k.removeprefix("steps_to_")))
+    answers = [f"final test accuracy C {stat_text(c['final_test_accuracy'])} "
+               f"vs B {stat_text(b['final_test_accuracy'])}"]
+    steps = sorted((k for k in b if k.startswith("steps_to_") and k in c),
+                   key=lambda k: float(k.removeprefix("steps_to_")))
     if steps:
         key = "steps_to_99" if "steps_to_99" in steps else steps[-1]
         answers.append(f"steps to {key.removeprefix('steps_to_')}%: C {stat_text(c[key], '{:.0f}')} vs "

@@ -182,7 +182,8 @@ def test_report_leads_with_the_three_answers_linked_to_their_sections(study_dir,
     (study_dir / "part3").mkdir()
     (study_dir / "part3" / "results.json").write_text(json.dumps(part3_results()))
     results = part2_results()
-    results["data_size"]["C"] = {"100": {"final_test_accuracy": stat(0.70)}, "2000": {"final_test_accuracy": stat(0.9833)}}
+    results["data_size"]["C"] = {"100": {"final_test_accuracy": stat(0.70)},
+                                 "2000": {"final_test_accuracy": stat(0.9833)}}
     (study_dir / "part2" / "results.json").write_text(json.dumps(results))
     markdown = report.write_report(study_dir)[0].read_text()
     top = glance(markdown)
