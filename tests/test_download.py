@@ -244,3 +244,15 @@ def test_missing_part1_data_names_the_download_command(tmp_path):
     with pytest.raises(DataError, match=r"trainPart1: no such folder or zip file; run `python -m jaxcnn download"):
         load_chars74k(tmp_path / "trainPart1")
 
+
+
+def test_data_already_there_is_kept_and_only_the_missing_side_is_unpacked_afresh(tmp_path, url):
+    root = tmp_path / "data"
+    (root / "trainPart1" / "train").mkdir(parents=True)
+    (root / "trainPart1" / "train" / "mine.txt").write_text("the user's own copy")
+    (root / "testPart1.part" / "test").mkdir(parents=True)  # left by an interrupted unpack
+    (root / "testPart1.part" / "test" / "half-written.png").write_bytes(b"")
+    fetch_all(root, url)
+    assert [p.name for p in (root / "trainPart1" / "train").iterdir()] == ["mine.txt"]
+    assert sorted(p.name for p in (root / "testPart1" / "test").iterdir()) == ["Sample001", "Sample002", "Sample003"]
+    assert not [n for n in files_under(root) if n.endswith(".part")]
