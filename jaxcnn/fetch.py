@@ -92,7 +92,7 @@ def _continue(url: str, part: Path, timeout: float) -> None:
             while chunk := response.read(MIB):
                 out.write(chunk)
                 received += len(chunk)
-                bar.update(received // MIB - bar.done)
+                bar.update(math.ceil(received / MIB) - bar.done)
     if total is not None and received != total:
         raise DataError(f"{url}: truncated download, {received} of {total} bytes{_kept(part)}")
 
