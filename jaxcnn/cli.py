@@ -10,7 +10,7 @@ from pathlib import Path
 
 from jaxcnn import paths
 from jaxcnn.config import override
-from jaxcnn.errors import JaxcnnError
+from jaxcnn.errors import DataError, JaxcnnError
 
 logger = logging.getLogger("jaxcnn")
 
@@ -70,6 +70,8 @@ def cmd_ablate(args) -> int:
 def cmd_evaluate(args) -> int:
     from jaxcnn.evaluate import evaluate_run, plot_confusion, run_class_names, summary_lines
     from jaxcnn.fit import write_json
+    if not Path(args.data).exists():  # e.g. testPart1, which `download` unpacks
+        raise DataError(f"{args.data}: no such folder or zip file; {paths.DOWNLOAD_HINT}")
     class_names = run_class_names(args.ckpt, args.which)
     data = _load_for(class_names, args.data, args.cache_dir)
     report = evaluate_run(args.ckpt, data, args.which)

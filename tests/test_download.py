@@ -245,6 +245,13 @@ def test_missing_part1_data_names_the_download_command(tmp_path):
         load_chars74k(tmp_path / "trainPart1")
 
 
+def test_evaluate_on_missing_test_writers_names_the_download_command(tmp_path, capsys):
+    assert main(["evaluate", "--ckpt", str(tmp_path / "run"), "--data", str(tmp_path / "testPart1")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"error: {tmp_path / 'testPart1'}: no such folder" in err
+    assert "python -m jaxcnn download" in err
+
+
 
 def test_data_already_there_is_kept_and_only_the_missing_side_is_unpacked_afresh(tmp_path, url):
     root = tmp_path / "data"
