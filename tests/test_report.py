@@ -356,6 +356,7 @@ def files_under(folder: Path) -> set[Path]:
 @pytest.mark.slow
 def test_study_quick_end_to_end_report_matches_results(shared_data, tmp_path, monkeypatch):
     workdir, out, cache = tmp_path / "ckpts", tmp_path / "ckpts" / "REPORT.md", tmp_path / "cache"
+    shared_data = shared_data.resolve()  # before leaving the directory it may be relative to
     elsewhere = tmp_path / "cwd"
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
