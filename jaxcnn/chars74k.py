@@ -19,6 +19,7 @@ import numpy as np
 from jaxcnn.dataset import ArrayDataset
 from jaxcnn.errors import DataError
 from jaxcnn.imagefiles import ImageListing, cached_dataset, fingerprint, list_images, preprocess_all
+from jaxcnn.paths import DOWNLOAD_HINT
 from jaxcnn.preprocess import PREPROCESS_VERSION, plain_resize, to_mnist_convention
 
 logger = logging.getLogger("jaxcnn")
@@ -82,6 +83,8 @@ def load_chars74k(
     class_names = _check_classes(classes)
     if preprocess not in PREPROCESSORS:
         raise ValueError(f"preprocess must be one of {sorted(PREPROCESSORS)}, got {preprocess!r}")
+    if not os.path.exists(source):
+        raise DataError(f"{source}: no such folder or zip file; {DOWNLOAD_HINT}")
     listing = list_images(source)
     root = _layout_root(listing)
     files = _class_files(listing, root, class_names)

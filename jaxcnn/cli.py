@@ -12,7 +12,7 @@ from pathlib import Path
 
 from jaxcnn import paths
 from jaxcnn.config import override
-from jaxcnn.errors import JaxcnnError
+from jaxcnn.errors import DataError, JaxcnnError
 
 logger = logging.getLogger("jaxcnn")
 
@@ -79,6 +79,8 @@ def cmd_ablate(args) -> int:
 def cmd_evaluate(args) -> int:
     from jaxcnn.evaluate import evaluate_run, output_path, plot_confusion, run_class_names, summary_lines
     from jaxcnn.fit import write_json
+    if not Path(args.data).exists():  # e.g. testPart1, which `download` unpacks
+        raise DataError(f"{args.data}: no such folder or zip file; {paths.DOWNLOAD_HINT}")
     class_names = run_class_names(args.ckpt, args.which)
     out = output_path(args.ckpt, args.data, args.json)
     data = _load_for(class_names, args.data, args.cache_dir)
@@ -91,30 +93,38 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_study(args) -> int:
+    from jaxcnn.report import report_path
     from jaxcnn.study import run_study
-    _check_report_out(args.out)
+    out = report_path(args.workdir, args.out)
+    _check_report_out(out)
     status = run_study(paths.data_root(args.data_root), Path(args.workdir), quick=args.quick, resume=args.resume,
                        cache_dir=args.cache_dir, out=args.out)
     print("\n".join(f"{name}: {what}" for name, what in status.items()))
-    print(f"report: {args.out} and {Path(args.out).with_name('report.html')}")
+    print(f"report: {out} and {out.with_name('report.html')}")
     return 0
 
 
 def cmd_report(args) -> int:
-    from jaxcnn.report import write_report
+    from jaxcnn.report import report_path, write_report
     if not Path(args.workdir).is_dir():
         raise JaxcnnError(f"{args.workdir}: no such folder; pass --workdir the folder that holds part1/, part2/, part3/")
-    _check_report_out(args.out)
+    _check_report_out(report_path(args.workdir, args.out))
     markdown, page = write_report(args.workdir, args.out)
     print(f"report: {markdown} and {page}")
     return 0
 
 
-def _check_report_out(out) -> None:
+def _check_report_out(out: Path) -> None:
     """The report and report.html beside it never replace a run's files."""
     from jaxcnn.rundir import check_output
-    for path in (Path(out), Path(out).with_name("report.html")):
+    for path in (out, out.with_name("report.html")):
         check_output(path, flag="--out")
+
+
+def cmd_download(args) -> int:
+    from jaxcnn.download import download_all
+    print("\n".join(download_all(paths.data_root(args.data_root))))
+    return 0
 
 
 def cmd_make_noisy_mnist(args) -> int:
@@ -173,6 +183,15 @@ def build_parser() -> argparse.ArgumentParser:
     _cache_dir_arg(p)
     p.set_defaults(func=cmd_evaluate)
 
+    p = sub.add_parser("download", help="fetch the Chars74K handwritten set and MNIST into the data root",
+                       description="Download and unpack everything the study reads: Chars74K EnglishHnd "
+                                   "(writers 1-40 to trainPart1/train, 41-55 to testPart1/test) and the four "
+                                   "MNIST files to mnist/. What is already there is kept; a cut download "
+                                   "continues from its *.part file when run again.",
+                       epilog="example: python -m jaxcnn download --data-root data")
+    _data_root_arg(p)
+    p.set_defaults(func=cmd_download)
+
     p = sub.add_parser("make-noisy-mnist", help="write MNIST train as class folders with corrupted labels",
                        description="Write MNIST train as OUT/<label>/<index>.png with labels corrupted by SPEC "
                                    "('permutation', 'symmetric:RATE', 'pairflip:RATE', joined by '+'), and the "
@@ -194,15 +213,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workdir", default="ckpts", help="holds part1/, part2/, part3/ (default: %(default)s)")
     p.add_argument("--quick", action="store_true", help="tiny, fast runs of the same pipeline")
     p.add_argument("--resume", action="store_true", help="continue an interrupted part")
-    p.add_argument("--out", default="REPORT.md", help="the report; report.html goes beside it (default: %(default)s)")
+    p.add_argument("--out", help="the report; report.html goes beside it (default: WORKDIR/REPORT.md)")
     _cache_dir_arg(p)
     p.set_defaults(func=cmd_study)
 
     p = sub.add_parser("report", help="rebuild REPORT.md and report.html from saved results (no training)",
                        description="Write the study's report from the results files under WORKDIR alone.",
-                       epilog="example: python -m jaxcnn report --workdir ckpts --out REPORT.md")
+                       epilog="example: python -m jaxcnn report --workdir ckpts  (writes ckpts/REPORT.md and ckpts/report.html)")
     p.add_argument("--workdir", default="ckpts", help="holds part1/, part2/, part3/ (default: %(default)s)")
-    p.add_argument("--out", default="REPORT.md", help="the report; report.html goes beside it (default: %(default)s)")
+    p.add_argument("--out", help="the report; report.html goes beside it (default: WORKDIR/REPORT.md)")
     p.set_defaults(func=cmd_report)
     return parser
 

@@ -4,20 +4,17 @@ Local files are verified by the SHA-256 of their decompressed content, because r
 of the same data differ in their ``.gz`` bytes; downloads are also checked against the published MD5
 of the original compressed files. Hashing is cheap next to decompression, so every load verifies.
 
-Run ``python -m jaxcnn.mnist [DATA_ROOT]`` to download the four files into ``DATA_ROOT/mnist``.
+``python -m jaxcnn download`` fetches the four files into ``DATA_ROOT/mnist`` (with the part-1 data).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import gzip
 import hashlib
-import http.client
 import math
 import os
-import sys
-import tempfile
-import urllib.request
 import zlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -25,19 +22,18 @@ from pathlib import Path
 import numpy as np
 
 from jaxcnn.dataset import ArrayDataset
-from jaxcnn.errors import DataError, JaxcnnError
-from jaxcnn.paths import data_root
+from jaxcnn.errors import DataError
+from jaxcnn.fetch import fetch_any
+from jaxcnn.paths import DOWNLOAD_HINT
 
 DEFAULT_MIRRORS = (
     "https://storage.googleapis.com/cvdf-datasets/mnist/",
     "https://ossci-datasets.s3.amazonaws.com/mnist/",
 )
 CLASS_NAMES = tuple(str(digit) for digit in range(10))
-DOWNLOAD_HINT = "run `python -m jaxcnn.mnist DATA_ROOT` to download it, or set --data-root / JAXCNN_DATA"
 
 _GZIP_MAGIC = b"\x1f\x8b"
 _UINT8_CODE = 0x08
-_CHUNK = 1 << 20
 
 
 @dataclasses.dataclass(frozen=True)
@@ -132,40 +128,32 @@ def download_mnist(
 ) -> Path:
     """Download the MNIST files into ``dest_dir``, trying each mirror in turn; returns ``dest_dir``.
 
-    Files already there and valid are kept. Each download streams to a temporary file in
-    ``dest_dir``, is checked (length, MD5, decompressed SHA-256) and only then renamed into place,
-    so an interrupted or corrupt download never leaves a partial file behind.
+    Files already there and valid are kept. Each download goes to ``NAME.part`` (continued by the
+    next attempt if cut), is checked (length, MD5, decompressed SHA-256) and only then renamed into
+    place, so no partial or corrupt file ever has a published name.
     """
     dest_dir = Path(dest_dir)
     dest_dir.mkdir(parents=True, exist_ok=True)
     for entry in (entry for pair in files.values() for entry in pair):
         target = dest_dir / entry.name
-        if target.exists() and _is_valid(target, entry):
-            continue
-        problems = []
-        for mirror in mirrors:
-            url = mirror.rstrip("/") + "/" + entry.name
-            try:
-                _download(url, entry, target, timeout)
-                break
-            except DataError as error:
-                problems.append(str(error))
-        else:
-            raise DataError(f"could not download {entry.name}: " + "; ".join(problems))
+        if not (target.exists() and _is_valid(target, entry)):
+            fetch_any([mirror.rstrip("/") + "/" + entry.name for mirror in mirrors], target,
+                      functools.partial(_check_download, entry=entry), timeout=timeout)
     return dest_dir
 
 
 def load_mnist_tfds(split: str, data_dir: str | os.PathLike | None = None) -> ArrayDataset:
     """One MNIST split through tensorflow-datasets, which downloads it on first use (needs network).
 
-    ``tfds.load`` builds a ``tf.data`` pipeline, so this route also needs TensorFlow, which jaxcnn
-    does not install; ``load_mnist`` on local files needs neither.
+    ``tfds.load`` builds a ``tf.data`` pipeline and tfds prepares MNIST through ``tf.io.gfile``, so
+    this route needs TensorFlow: ``pip install -e '.[tfds]'``. ``load_mnist`` on local files needs neither.
     """
     try:
         import tensorflow  # noqa: F401  (tfds.load fails without it, with a less clear message)
         import tensorflow_datasets as tfds
     except ImportError as error:
-        raise DataError(f"load_mnist_tfds needs tensorflow and tensorflow-datasets ({error}); use load_mnist on local files") from None
+        raise DataError(f"load_mnist_tfds needs tensorflow and tensorflow-datasets ({error}): "
+                        "pip install -e '.[tfds]', or use load_mnist on local files") from None
     data = tfds.as_numpy(tfds.load("mnist", split=split, batch_size=-1, data_dir=data_dir))
     images = np.asarray(data["image"], np.uint8).reshape(-1, 28, 28)
     labels = np.asarray(data["label"], np.int32)
@@ -235,50 +223,9 @@ def _find(folder: Path, entry: MnistFile) -> Path:
     raise DataError(f"MNIST file {entry.name} is missing from {folder}; {DOWNLOAD_HINT}")
 
 
-def _download(url: str, entry: MnistFile, target: Path, timeout: float) -> None:
-    """Fetch ``url`` to ``target`` through a checked temporary file; a DataError on any problem."""
-    handle, part = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
-    try:
-        with os.fdopen(handle, "wb") as out:
-            md5 = _stream(url, out, timeout)
-        if md5 != entry.md5:
-            raise DataError(f"{url}: MD5 {md5} does not match the published {entry.md5}")
-        _verified_array(Path(part), entry, url)
-        os.replace(part, target)
-    finally:
-        if os.path.exists(part):
-            os.remove(part)
-
-
-def _stream(url: str, out, timeout: float) -> str:
-    """Copy the body at ``url`` into ``out``, checking its length; returns the MD5 of the bytes."""
-    md5, received = hashlib.md5(), 0
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
-            declared = response.headers.get("Content-Length")
-            while chunk := response.read(_CHUNK):
-                md5.update(chunk)
-                out.write(chunk)
-                received += len(chunk)
-    except (OSError, http.client.HTTPException) as error:
-        raise DataError(f"{url}: {error}") from None
-    if declared is not None and received != int(declared):
-        raise DataError(f"{url}: truncated download, {received} of {declared} bytes")
-    return md5.hexdigest()
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Download MNIST into ``DATA_ROOT/mnist`` (DATA_ROOT: the argument, else $JAXCNN_DATA, else ./data)."""
-    argv = sys.argv[1:] if argv is None else argv
-    dest = data_root(argv[0] if argv else None) / "mnist"
-    try:
-        download_mnist(dest)
-    except JaxcnnError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    print(f"MNIST is in {dest}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+def _check_download(path: Path, url: str, entry: MnistFile) -> None:
+    """A downloaded file is the published one: its MD5, then its decompressed content's SHA-256."""
+    md5 = hashlib.md5(_read_bytes(path, url)).hexdigest()
+    if md5 != entry.md5:
+        raise DataError(f"{url}: MD5 {md5} does not match the published {entry.md5}")
+    _verified_array(path, entry, url)

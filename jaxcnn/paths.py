@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+DOWNLOAD_HINT = "run `python -m jaxcnn download [--data-root DIR]` to fetch it, or point --data-root / JAXCNN_DATA at it"
+
 
 def data_root(flag: str | os.PathLike | None = None) -> Path:
     """The data root: ``--data-root`` if given, else ``$JAXCNN_DATA``, else ``./data``."""

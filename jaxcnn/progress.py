@@ -5,7 +5,7 @@ clean. While it is drawn, ``jaxcnn`` log records first clear its line, so log li
 do not mix.
 
 TensorBoard events are written with ``tensorboardX``: it writes the event-file format in pure
-Python (numpy and protobuf, both already installed for orbax and tensorflow-datasets), while the
+Python (numpy and protobuf), while the
 alternatives need more: ``flax.metrics.tensorboard`` and ``clu`` import TensorFlow, and the
 ``tensorboard`` package brings a web server and grpc just to write a file.
 """

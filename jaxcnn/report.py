@@ -130,6 +130,120 @@ def figure_caption(path: Path) -> str:
     return path.stem.replace("_", " ").capitalize() + "."
 
 
+# --- results at a glance ----------------------------------------------------------------------
+
+GLANCE_TITLE = "Results at a glance"
+FOLDER_LABEL_MODELS = ("scratch", "pretrained", "gce")  # part 3's models that never see a clean label
+
+
+def glance_section(workdir: Path) -> Section:
+    """The three answers first, each read from its part's results and linked to its section."""
+    parts = {part: read_json(workdir / part / "results.json") for part in PARTS}
+    return Section(GLANCE_TITLE, [Bullets([
+        part1_glance(parts["part1"], workdir),
+        part2_glance(parts["part2"]),
+        part3_glance(parts["part3"]),
+    ])])
+
+
+def see(title: str) -> str:
+    return f"([details](#{anchor(title)}))"
+
+
+def fold_estimate(results: dict, workdir: Path) -> dict | None:
+    """Part 1's writer-fold estimate, wherever this version of part 1 keeps it (``cv`` or
+    ``expected_new_writers`` in its results, or ``part1-cv/results.json``), else None."""
+    cv_run = read_json(workdir / "part1-cv" / "results.json") or {}
+    found = results.get("cv") or results.get("expected_new_writers") or cv_run.get("cv")
+    return found if isinstance(found, dict) and "accuracy" in found else None
+
+
+def figure_of(value) -> str:
+    """A summary (``mean ± ci``) or a plain rate."""
+    return stat_text(value) if isinstance(value, dict) else rate(value)
+
+
+def part1_glance(results: dict | None, workdir: Path) -> str:
+    title = "Part 1: characters from scratch"
+    if results is None:
+        return f"**Part 1, 62 characters on unseen writers**: not run yet {see(title)}."
+    answers = []
+    val = results.get("validation")
+    if val:
+        writers = results.get("config", {}).get("val_writers", [])
+        contiguous = writers == list(range(writers[0], writers[-1] + 1)) if writers else False
+        held_out = f" {writers[0]}-{writers[-1]}" if contiguous else "".join(f" {w}" for w in writers)
+        answers.append(f"{rate(val['accuracy'])} on the held-out writers{held_out} "
+                       f"({rate(val['accuracy_casefold'])} case-folded), ensemble of "
+                       f"{len(val.get('members_accuracy', []))} seeds")
+    cv = fold_estimate(results, workdir)
+    if cv:
+        folds = cv.get("folds")
+        count = f"{len(folds)} " if isinstance(folds, list) else ""
+        answers.append(f"{figure_of(cv['accuracy'])} expected on new writers ({count}writer folds)")
+    for path in evaluation_files(workdir):
+        if path.parent.name == "part1" or path.parent.parent.name == "part1":
+            answers.append(f"{rate(read_json(path)['accuracy'])} on `{path.stem.removeprefix('eval_')}`")
+    return f"**Part 1, 62 characters on unseen writers**: {'; '.join(answers) or 'no score recorded'} {see(title)}."
+
+
+def part2_glance(results: dict | None) -> str:
+    title = "Part 2: transfer to MNIST"
+    head = "**Part 2, does A's trunk help on MNIST (C) against scratch (B)?**"
+    models = (results or {}).get("models", {})
+    if "B" not in models or "C" not in models:
+        return f"{head} not run yet {see(title)}."
+    b, c = models["B"], models["C"]
+    answers = [f"final test accuracy C {stat_text(c['final_test_accuracy'])} "
+               f"vs B {stat_text(b['final_test_accuracy'])}"]
+    steps = sorted((k for k in b if k.startswith("steps_to_") and k in c),
+                   key=lambda k: float(k.removeprefix("steps_to_")))
+    if steps:
+        key = "steps_to_99" if "steps_to_99" in steps else steps[-1]
+        answers.append(f"steps to {key.removeprefix('steps_to_')}%: C {stat_text(c[key], '{:.0f}')} vs "
+                       f"B {stat_text(b[key], '{:.0f}')}")
+    sizes = results.get("data_size", {})
+    common = sorted(set(sizes.get("B", {})) & set(sizes.get("C", {})), key=int)
+    gaps = [(n, sizes["C"][n]["final_test_accuracy"]["mean"], sizes["B"][n]["final_test_accuracy"]["mean"])
+            for n in common]
+    shown = [f"{n}: {c_mean - b_mean:+.4f}" for n, c_mean, b_mean in gaps if None not in (c_mean, b_mean)]
+    if shown:
+        answers.append("C - B by training images, " + ", ".join(shown))
+    return f"{head} {'; '.join(answers)} {see(title)}."
+
+
+def part3_glance(results: dict | None) -> str:
+    title = "Part 3: label-corrupted MNIST"
+    head = "**Part 3, what is wrong with the corrupted set?**"
+    if results is None:
+        return f"{head} not run yet {see(title)}."
+    diagnosis = results.get("diagnosis") or results["estimate"]
+    found = (f"folder labels permuted {diagnosis['cycles']}" if diagnosis.get("is_permutation")
+             else "the folders are not a permutation of the digits")
+    found += f", then {rate(diagnosis['noise_rate'])} of the labels off that mapping ({diagnosis['pattern']})"
+    if diagnosis.get("kind"):
+        found = f"{diagnosis['kind']}: {found}"
+    truth = results.get("truth_check")
+    if truth:
+        found += (f"; the truth file (read after training) {'confirms' if truth['mapping_matches'] else 'contradicts'}"
+                  f" the mapping, planted noise {rate(truth['planted_noise_rate'])}")
+    answers = [found]
+    for clean, what in ((False, "without clean labels"), (True, "with the clean oracle's labels")):
+        best = best_model(results["models"], clean)
+        if best:
+            answers.append(f"best recovery {what}: {best[0]}, {stat_text(best[1]['final_test_accuracy'])} "
+                           "on clean MNIST test")
+    return f"{head} {'; '.join(answers)} {see(title)}."
+
+
+def best_model(models: dict, clean: bool) -> tuple[str, dict] | None:
+    """The model with the highest mean final test accuracy among those that do (or do not) use clean labels."""
+    chosen = [(name, m) for name, m in models.items()
+              if m.get("uses_clean_labels", name not in FOLDER_LABEL_MODELS) == clean
+              and m["final_test_accuracy"].get("mean") is not None]
+    return max(chosen, key=lambda item: item[1]["final_test_accuracy"]["mean"], default=None)
+
+
 # --- sections ---------------------------------------------------------------------------------
 
 def task_section() -> Section:
@@ -387,7 +501,7 @@ def bibliography(docs_dir: Path) -> list[str]:
     return sorted(entries, key=str.casefold)
 
 
-def readable(part_dir: Path, sections, *args) -> list[Section]:
+def readable(part_dir: Path, sections, *args):
     """``sections(part_dir, *args)``, with a one-line error when a results file lacks a field."""
     try:
         return sections(part_dir, *args)
@@ -400,7 +514,7 @@ def build_sections(workdir: Path, out_dir: Path, docs_dir: Path = DOCS_DIR) -> l
     """Every section, in order; writes the figures the report draws itself under ``out_dir/report``."""
     workdir, out_dir = Path(workdir), Path(out_dir)
     parts = [read_json(workdir / part / "results.json") for part in PARTS]
-    return [task_section(), design_section(docs_dir, out_dir),
+    return [readable(workdir, glance_section), task_section(), design_section(docs_dir, out_dir),
             *readable(workdir / "part1", part1_sections, workdir / "part1-ablation", out_dir / "report"),
             *readable(workdir / "part2", part2_sections), *readable(workdir / "part3", part3_sections),
             *evaluation_sections(workdir), environment_section(parts),
@@ -420,9 +534,13 @@ def md_cell(text: str) -> str:
 
 
 def render_markdown(sections: list[Section], out_dir: Path, title: str) -> str:
-    """The report as GitHub markdown; figures are linked relative to ``out_dir``."""
-    lines = [f"# {title}", "", *(f"- [{s.title}](#{anchor(s.title)})" for s in sections if s.level == 2), ""]
-    for section in sections:
+    """The report as GitHub markdown; figures are linked relative to ``out_dir``.
+
+    The first section (the results at a glance) comes before the list of contents."""
+    lines = [f"# {title}", ""]
+    for index, section in enumerate(sections):
+        if index == 1:
+            lines += [*(f"- [{s.title}](#{anchor(s.title)})" for s in sections if s.level == 2), ""]
         lines += [f"{'#' * section.level} {section.title}", ""]
         for block in section.blocks:
             if isinstance(block, Text):
@@ -442,15 +560,16 @@ def render_markdown(sections: list[Section], out_dir: Path, title: str) -> str:
 
 
 def inline_html(text: str) -> str:
-    """Escapes ``text`` and renders its `code` spans and [links](target)."""
+    """Escapes ``text`` and renders its `code` spans, **bold** and [links](target)."""
     parts = re.split(r"(`[^`]*`)", text)
     out = []
     for part in parts:
         if part.startswith("`") and part.endswith("`") and len(part) > 1:
             out.append(f"<code>{html.escape(part[1:-1])}</code>")
         else:
-            out.append(re.sub(r"\[([^\]]+)\]\(([^)]+)\)",
-                              lambda m: f'<a href="{m.group(2)}">{m.group(1)}</a>', html.escape(part, quote=False)))
+            linked = re.sub(r"\[([^\]]+)\]\(([^)]+)\)", lambda m: f'<a href="{m.group(2)}">{m.group(1)}</a>',
+                            html.escape(part, quote=False))
+            out.append(re.sub(r"\*\*([^*]+)\*\*", r"<strong>\1</strong>", linked))
     return "".join(out)
 
 
@@ -480,10 +599,11 @@ code { background: #f3f3f3; padding: 0 0.2rem; }
 
 def render_html(sections: list[Section], title: str) -> str:
     """The report as one HTML page with every figure inside it (no file beside it is needed)."""
-    body = [f"<h1>{html.escape(title)}</h1>", "<nav><ul>",
-            *(f'<li><a href="#{anchor(s.title)}">{html.escape(s.title)}</a></li>' for s in sections if s.level == 2),
-            "</ul></nav>"]
-    for section in sections:
+    body = [f"<h1>{html.escape(title)}</h1>"]
+    for index, section in enumerate(sections):
+        if index == 1:
+            body += ["<nav><ul>", *(f'<li><a href="#{anchor(s.title)}">{html.escape(s.title)}</a></li>'
+                                    for s in sections if s.level == 2), "</ul></nav>"]
         body.append(f'<h{section.level} id="{anchor(section.title)}">{html.escape(section.title)}</h{section.level}>')
         for block in section.blocks:
             if isinstance(block, Text):
@@ -504,10 +624,16 @@ def render_html(sections: list[Section], title: str) -> str:
             + "\n".join(body) + "\n</body></html>\n")
 
 
-def write_report(workdir: str | Path = "ckpts", out: str | Path = "REPORT.md",
+def report_path(workdir: str | Path, out: str | Path | None = None) -> Path:
+    """Where the markdown report goes: ``out`` if given, else ``WORKDIR/REPORT.md``, beside the results."""
+    return Path(out) if out else Path(workdir) / "REPORT.md"
+
+
+def write_report(workdir: str | Path = "ckpts", out: str | Path | None = None,
                  docs_dir: Path = DOCS_DIR) -> tuple[Path, Path]:
-    """Writes ``out`` (markdown) and ``report.html`` beside it from the results under ``workdir``."""
-    out = Path(out)
+    """Writes ``out`` (default ``WORKDIR/REPORT.md``) and ``report.html`` beside it from the results
+    under ``workdir``; figure links are relative to ``out``."""
+    out = report_path(workdir, out)
     out.parent.mkdir(parents=True, exist_ok=True)
     title = "jaxcnn: transfer learning on handwritten characters"
     sections = build_sections(Path(workdir), out.parent, docs_dir)

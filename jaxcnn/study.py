@@ -61,8 +61,9 @@ def finished(part_dir: Path, cfg) -> bool:
 
 
 def run_study(data_root: Path, workdir: Path, *, quick: bool = False, resume: bool = False, cache_dir=None,
-              out: str | Path = "REPORT.md", parts=tuple(PARTS)) -> dict[str, str]:
-    """Runs each of ``parts`` not yet finished, then writes the report from ``workdir``.
+              out: str | Path | None = None, parts=tuple(PARTS)) -> dict[str, str]:
+    """Runs each of ``parts`` not yet finished, then writes the report from ``workdir`` (into
+    ``workdir`` unless ``out`` puts it elsewhere).
 
     Returns what happened to each part: "ran", "reused" or "not written".
     """

@@ -1,7 +1,7 @@
 """Opens an HTML page in headless Chromium: a screenshot, and a count of the images that loaded.
 
 ``python tests/browser.py report.html shot.png`` screenshots a report by hand; the tests call
-``screenshot`` and ``loaded_images``. Needs Debian's ``chromium`` (``apt-get install chromium``).
+``screenshot``, ``loaded_images`` and ``dump_dom``. Needs Debian's ``chromium`` (``apt-get install chromium``).
 """
 
 from __future__ import annotations
@@ -44,12 +44,17 @@ def screenshot(page: Path, png: Path, width: int = 1200, height: int = 3000) -> 
     return Path(png)
 
 
-def loaded_images(page: Path) -> tuple[int, int]:
-    """``(loaded, total)``: how many of the page's <img> Chromium decoded, read from the DOM after load."""
+def dump_dom(page: Path) -> str:
+    """The page's DOM as Chromium serialises it once the page has loaded (with the image probe's marks)."""
     with tempfile.TemporaryDirectory() as tmp:
         probe = Path(tmp) / "probe.html"
         probe.write_text(Path(page).read_text().replace("</body>", PROBE + "</body>"))
-        dom = run_chromium(["--virtual-time-budget=10000", "--dump-dom", probe.as_uri()]).stdout
+        return run_chromium(["--virtual-time-budget=10000", "--dump-dom", probe.as_uri()]).stdout
+
+
+def loaded_images(page: Path) -> tuple[int, int]:
+    """``(loaded, total)``: how many of the page's <img> Chromium decoded, read from the DOM after load."""
+    dom = dump_dom(page)
     loaded = re.search(r'data-images-loaded="(\d+)"', dom)
     total = re.search(r'data-images-total="(\d+)"', dom)
     if not (loaded and total):

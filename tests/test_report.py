@@ -22,7 +22,7 @@ from jaxcnn.errors import JaxcnnError
 from jaxcnn.progress import MetricWriter, Progress, bar_text, epoch_scalars, format_duration
 from tests import browser
 
-SECTIONS = ("## The task", "## Design choices", "## Part 1: characters from scratch", "## Part 2: transfer to MNIST",
+SECTIONS = ("## Results at a glance", "## The task", "## Design choices", "## Part 1: characters from scratch", "## Part 2: transfer to MNIST",
             "## Part 3: label-corrupted MNIST", "## Hidden-test evaluation", "## Environment", "## Bibliography")
 CLASSES = ["0", "1", "a"]
 
@@ -165,10 +165,62 @@ def test_report_shows_part3_diagnosis_and_models(study_dir, tmp_path):
     assert "](ckpts/part3/transition_estimate.png)" in part3
 
 
+def glance(markdown: str) -> str:
+    """The first section: it must come right after the title, before the list of contents."""
+    assert markdown.split("\n## ")[1].startswith("Results at a glance\n")
+    return section(markdown, "## Results at a glance")
+
+
+def anchors_resolve(text: str, markdown: str) -> bool:
+    """Every ``(#anchor)`` link in ``text`` names a heading of ``markdown``."""
+    headings = {report.anchor(line.lstrip("#").strip()) for line in markdown.splitlines() if line.startswith("#")}
+    links = re.findall(r"\]\(#([^)]+)\)", text)
+    return bool(links) and set(links) <= headings
+
+
+def test_report_leads_with_the_three_answers_linked_to_their_sections(study_dir, tmp_path):
+    (study_dir / "part3").mkdir()
+    (study_dir / "part3" / "results.json").write_text(json.dumps(part3_results()))
+    results = part2_results()
+    results["data_size"]["C"] = {"100": {"final_test_accuracy": stat(0.70)},
+                                 "2000": {"final_test_accuracy": stat(0.9833)}}
+    (study_dir / "part2" / "results.json").write_text(json.dumps(results))
+    markdown = report.write_report(study_dir)[0].read_text()
+    top = glance(markdown)
+    assert "0.6543 on the held-out writers 33-34 (0.7543 case-folded), ensemble of 2 seeds" in top
+    assert "0.4321 on `testPart1`" in top  # the hidden-test evaluation of part 1's run
+    assert "final test accuracy C 0.9833 ± 0.0123 vs B 0.9712 ± 0.0123" in top
+    assert "steps to 98%: C not reached vs B not reached" in top
+    assert "C - B by training images, 100: +0.0900, 2000: +0.0121" in top
+    assert "folder labels permuted (0 1), then 0.1034 of the labels off that mapping (symmetric)" in top
+    assert "the truth file (read after training) confirms the mapping" in top
+    assert "best recovery without clean labels: scratch, 0.9712 ± 0.0123" in top
+    assert "best recovery with the clean oracle's labels: relabel, 0.9622 ± 0.0123" in top
+    assert top.count("([details](#") == 3 and anchors_resolve(top, markdown)
+
+
+def test_glance_reads_fold_estimates_and_newer_part3_fields_when_present(study_dir):
+    part1 = part1_results()
+    del part1["validation"]  # a part 1 whose final model has no held-out writers
+    part1["cv"] = {"accuracy": stat(0.8123), "folds": [{}] * 5}
+    (study_dir / "part1" / "results.json").write_text(json.dumps(part1))
+    part3 = part3_results()
+    part3["diagnosis"] = {**part3["estimate"], "kind": "permutation plus symmetric noise"}
+    part3["models"]["relabel"]["uses_clean_labels"] = False
+    part3["models"]["scratch"]["uses_clean_labels"] = True
+    (study_dir / "part3").mkdir()
+    (study_dir / "part3" / "results.json").write_text(json.dumps(part3))
+    top = report.render_markdown([report.glance_section(study_dir)], study_dir, "glance only")
+    assert "0.8123 ± 0.0123 expected on new writers (5 writer folds)" in top and "held-out writers" not in top
+    assert "permutation plus symmetric noise: folder labels permuted (0 1)" in top
+    assert "without clean labels: relabel, 0.9622" in top and "with the clean oracle's labels: scratch, 0.9712" in top
+
+
 def test_report_of_an_empty_workdir_says_what_to_run(tmp_path):
     markdown = report.write_report(tmp_path / "nothing", tmp_path / "REPORT.md")[0].read_text()
     for part in ("part1", "part2", "part3"):
         assert f"Not run yet: run `python experiments/{part}.py`" in markdown
+    assert glance(markdown).count("not run yet") == 3
     assert "No evaluation yet" in markdown and "![" not in markdown
 
 
@@ -204,9 +256,36 @@ def test_inline_html_escapes_text_and_renders_code_and_links():
         'a &lt; b, <code>x&lt;y&gt;</code> and <a href="docs/p.md">doc</a>'
 
 
-def test_report_command_writes_both_files(study_dir, tmp_path):
-    assert main(["report", "--workdir", str(study_dir), "--out", str(tmp_path / "R.md")]) == 0
-    assert (tmp_path / "R.md").is_file() and (tmp_path / "report.html").is_file()
+def relative_links(markdown: str) -> list[str]:
+    """The targets of the markdown's links and images that are paths (not URLs, not anchors)."""
+    targets = re.findall(r"\]\(([^)]+)\)", markdown)
+    return [t.partition("#")[0] for t in targets if not re.match(r"[a-z]+:|#", t)]
+
+
+def figure_links(markdown: str) -> list[str]:
+    return re.findall(r"!\[[^\]]*\]\(([^)]+)\)", markdown)
+
+
+def test_report_command_writes_into_the_workdir_by_default(study_dir, tmp_path, monkeypatch):
+    elsewhere = tmp_path / "cwd"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert main(["report", "--workdir", str(study_dir)]) == 0
+    assert list(elsewhere.iterdir()) == []
+    markdown = (study_dir / "REPORT.md").read_text()
+    assert (study_dir / "report.html").is_file()
+    figures = figure_links(markdown)
+    assert len(figures) == 4 and not [f for f in figures if f.startswith("..") or Path(f).is_absolute()]
+    assert all((study_dir / link).exists() for link in relative_links(markdown))
+
+
+def test_report_out_elsewhere_links_relative_to_it(study_dir, tmp_path):
+    out = tmp_path / "elsewhere" / "R.md"
+    assert main(["report", "--workdir", str(study_dir), "--out", str(out)]) == 0
+    assert out.is_file() and (out.parent / "report.html").is_file() and not (study_dir / "REPORT.md").exists()
+    markdown = out.read_text()
+    assert "](../ckpts/part2/learning_curves.png)" in markdown
+    assert all((out.parent / link).exists() for link in relative_links(markdown))
 
 
 @pytest.mark.skipif(browser.chromium() is None, reason="chromium not installed (apt-get install chromium)")
@@ -214,6 +293,12 @@ def test_html_report_renders_in_a_real_browser_with_every_image(study_dir, tmp_p
     _, page = report.write_report(study_dir, tmp_path / "REPORT.md")
     loaded, total = browser.loaded_images(page)
     assert (loaded, total) == (4, 4)
+    dom = browser.dump_dom(page)
+    first = re.search(r'<h2 id="([^"]+)">(.*?)</h2>(.*?)<nav>', dom, re.S)  # the glance, then the contents
+    assert first and first.group(2) == "Results at a glance"
+    links = re.findall(r'<a href="#([^"]+)">details</a>', first.group(3))
+    assert len(links) == 3 and all(f'id="{target}"' in dom for target in links)
+    assert "<strong>Part 2" in first.group(3) and "0.9833 ± 0.0123" in first.group(3)
     shot = np.asarray(Image.open(browser.screenshot(page, tmp_path / "shot.png")).convert("L"))
     assert shot.shape == (3000, 1200)
     assert (shot < 128).mean() > 0.01  # text and figures drawn, not a blank page
@@ -239,8 +324,9 @@ def test_study_runs_each_part_once_and_skips_parts_not_written(tmp_path, monkeyp
     calls = []
     monkeypatch.setattr(study, "part_module", lambda name: None if name == "later" else fake_part(calls))
     out = tmp_path / "REPORT.md"
-    first = study.run_study(tmp_path, tmp_path / "ckpts", quick=True, out=out, parts=("fake1", "later"))
-    assert first == {"fake1": "ran", "later": "not written"} and out.is_file()
+    first = study.run_study(tmp_path, tmp_path / "ckpts", quick=True, parts=("fake1", "later"))
+    assert first == {"fake1": "ran", "later": "not written"}
+    assert (tmp_path / "ckpts" / "REPORT.md").is_file() and (tmp_path / "ckpts" / "report.html").is_file()
     again = study.run_study(tmp_path, tmp_path / "ckpts", quick=True, resume=True, out=out, parts=("fake1",))
     assert again == {"fake1": "reused"} and calls == [("fake1", False)]
     with pytest.raises(JaxcnnError, match="another configuration"):
@@ -263,12 +349,24 @@ def test_part_module_is_none_only_for_a_missing_part():
     assert study.part_module("part1").get_config is not None
 
 
+def files_under(folder: Path) -> set[Path]:
+    return {p for p in folder.rglob("*") if p.is_file()}
+
+
 @pytest.mark.slow
-def test_study_quick_end_to_end_report_matches_results(shared_data, tmp_path):
-    workdir, out = tmp_path / "ckpts", tmp_path / "REPORT.md"
-    status = study.run_study(shared_data, workdir, quick=True, out=out)
-    assert status["part1"] == "ran"
+def test_study_quick_end_to_end_report_matches_results(shared_data, tmp_path, monkeypatch):
+    workdir, out, cache = tmp_path / "ckpts", tmp_path / "ckpts" / "REPORT.md", tmp_path / "cache"
+    shared_data = shared_data.resolve()  # before leaving the directory it may be relative to
+    elsewhere = tmp_path / "cwd"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert main(["study", "--quick", "--workdir", str(workdir), "--data-root", str(shared_data),
+                 "--cache-dir", str(cache)]) == 0
+    assert out.is_file() and (workdir / "report.html").is_file()
+    assert files_under(tmp_path) - files_under(workdir) - files_under(cache) == set()  # nothing outside W
     markdown = out.read_text()
+    assert figure_links(markdown) and all(not f.startswith("..") for f in figure_links(markdown))
+    assert all((workdir / link).exists() for link in relative_links(markdown))
     for heading in SECTIONS:
         assert f"\n{heading}\n" in markdown
     part1 = json.loads((workdir / "part1" / "results.json").read_text())
@@ -279,7 +377,7 @@ def test_study_quick_end_to_end_report_matches_results(shared_data, tmp_path):
     assert f"training took {part1['train_seconds']:.1f} s" in markdown
     last = part1["history"][-1]
     assert table_value(markdown, str(last["epoch"]), 5) == f"{last['val_accuracy_ensemble']:.4f}"
-    if status.get("part2") == "ran":
+    if (workdir / "part2" / "results.json").is_file():
         part2 = section(markdown, "## Part 2: transfer to MNIST")
         models = json.loads((workdir / "part2" / "results.json").read_text())["models"]
         for column, model in enumerate(models.values(), 1):
@@ -287,7 +385,7 @@ def test_study_quick_end_to_end_report_matches_results(shared_data, tmp_path):
             mean = model["final_test_accuracy"]["mean"]
             assert table_value(part2, "final test accuracy", column).startswith(f"{mean:.4f}")
     stamp = (workdir / "part1" / "results.json").stat().st_mtime_ns
-    again = study.run_study(shared_data, workdir, quick=True, out=out)
+    again = study.run_study(shared_data, workdir, quick=True, cache_dir=cache)
     assert set(again.values()) <= {"reused", "not written"}
     assert (workdir / "part1" / "results.json").stat().st_mtime_ns == stamp
 
