@@ -59,7 +59,7 @@ CORRECTIONS = {
     "relabel_gce": ("relabelled", "gce"),
     "gce": ("folder", "gce"),
 }
-MADE_DIR = "noisy-mnist"
+MADE_DIR = "noisy-mnist"  # made as WORKDIR/noisy-mnist.zip, in the original's form
 MNIST_TRAIN = TrainConfig(seeds=(0, 1, 2, 3, 4), epochs=15, batch_size=128, learning_rate=2e-3, weight_decay=5e-4,
                           warmup_epochs=1, label_smoothing=0.0, augment=MNIST_AUGMENT, probe_every=50)
 
@@ -83,7 +83,7 @@ class Part3Config:
     """
 
     data: str = ""
-    corruption: str = "permutation+symmetric:0.1"
+    corruption: str = "complementary"
     corruption_seed: int = 0
     noisy_size: int = 0
     test_size: int = 0
@@ -134,17 +134,18 @@ def has_checkpoints(path: str | Path) -> bool:
 
 
 def make_default_set(cfg: Part3Config, data_root: Path, workdir: Path, *, overwrite=False) -> Path:
-    """``WORKDIR/noisy-mnist``: MNIST train (or a balanced subset) with ``cfg.corruption`` planted.
+    """``WORKDIR/noisy-mnist.zip``: MNIST train (or a balanced subset) with ``cfg.corruption`` planted,
+    in the original's form (JPEGs under ``mnistTask/``, a Mac zip).
 
     An existing set is reused when it was made with the same settings (``noisy-mnist.made.json``
     records them, not the truth). The returned summary of ``make_noisy_mnist`` is not kept: it
-    holds the planted permutation, which the study must find for itself.
+    holds the planted corruption, which the study must find for itself.
     """
-    out = workdir / MADE_DIR
+    out = workdir / f"{MADE_DIR}.zip"
     record = workdir / f"{MADE_DIR}.made.json"
     settings = {"corruption": str(parse_corruption(cfg.corruption)), "seed": cfg.corruption_seed,
                 "size": cfg.noisy_size, "draw_seed": cfg.draw_seed}
-    if out.is_dir() and not overwrite:
+    if out.exists() and not overwrite:
         if record.is_file() and json.loads(record.read_text()) == settings:
             logger.info("part 3: reusing the corrupted set made earlier in %s", out)
             return out
@@ -154,14 +155,14 @@ def make_default_set(cfg: Part3Config, data_root: Path, workdir: Path, *, overwr
         train = train.subset(balanced_subset(train.labels, cfg.noisy_size, cfg.draw_seed))
     logger.info("part 3: no --data given, so making the default corrupted set: %d MNIST training images, "
                 "corruption %s, seed %d, in %s", len(train), settings["corruption"], cfg.corruption_seed, out)
-    make_noisy_mnist(train.images, train.labels, out, cfg.corruption, cfg.corruption_seed, overwrite=True)
+    make_noisy_mnist(train.images, train.labels, out, cfg.corruption, cfg.corruption_seed, overwrite=True, as_zip=True)
     write_json(record, settings)
     return out
 
 
 def load_noisy(cfg: Part3Config, source: Path, cache_dir=None) -> ArrayDataset:
     """The corrupted set's images with their folder labels (a balanced subset if ``noisy_size``)."""
-    data = load_class_folders(source, class_names=DIGITS, cache_dir=cache_dir)
+    data = load_class_folders(source, class_names=DIGITS, cache_dir=cache_dir, exact=True)
     if cfg.noisy_size and cfg.noisy_size < len(data):
         data = data.subset(balanced_subset(data.labels, cfg.noisy_size, cfg.draw_seed))
     return data

@@ -62,7 +62,7 @@ def test_quick_run_writes_every_model_and_figure(quick_run):
         assert accuracy["n"] == 2 and 0.0 <= accuracy["mean"] <= 1.0
     for name in ("transition_estimate.png", "folder_samples.png", "learning_curves.png", "confusion_scratch.png"):
         assert (workdir / name).stat().st_size > 5000, name
-    assert on_disk["data"]["made_here"] and (workdir / "noisy-mnist").is_dir()
+    assert on_disk["data"]["made_here"] and (workdir / "noisy-mnist.zip").is_file()
     assert on_disk["part1_checkpoint"].endswith("part1-quick")
 
 
@@ -160,7 +160,7 @@ def test_a_given_folder_is_loaded_with_its_folder_labels(tmp_path):
 
 
 def test_a_made_set_with_other_settings_is_not_silently_reused(tmp_path):
-    (tmp_path / "noisy-mnist").mkdir()
+    (tmp_path / "noisy-mnist.zip").write_bytes(b"")
     (tmp_path / "noisy-mnist.made.json").write_text(json.dumps({"corruption": "permutation", "seed": 5}))
     with pytest.raises(DataError, match="--overwrite"):
         part3.make_default_set(part3.get_config(quick=True), tmp_path, tmp_path)
