@@ -31,6 +31,7 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
+import scipy.optimize  # a dependency of jax itself
 from PIL import Image
 
 from jaxcnn.errors import DataError
@@ -321,7 +322,7 @@ def cycle_notation(mapping) -> str:
     return "".join(cycles) or "()"
 
 
-def describe_transition(T, prior=None) -> dict:
+def describe_transition(T, prior=None, mapping=None) -> dict:
     """What a (estimated) transition matrix says, in words and numbers.
 
     mapping: the most likely observed class per true class; is_permutation / is_derangement / cycles
@@ -334,7 +335,7 @@ def describe_transition(T, prior=None) -> dict:
     T = np.asarray(T, dtype=np.float64)
     k = len(T)
     prior = np.full(k, 1 / k) if prior is None else np.asarray(prior, dtype=np.float64) / np.sum(prior)
-    mapping = T.argmax(axis=1)
+    mapping = T.argmax(axis=1) if mapping is None else np.asarray(mapping)
     is_permutation = len(set(mapping.tolist())) == k
     off = T.copy()
     off[np.arange(k), mapping] = np.nan
@@ -363,6 +364,98 @@ def describe_transition(T, prior=None) -> dict:
         "off_mapping_tv_to_uniform": tv_to_uniform,
         "secondary": np.where(np.isnan(off), -1.0, off).argmax(axis=1).tolist(),
     }
+
+
+KINDS = ("clean", "permutation", "complementary", "pair_flip", "symmetric", "uninformative", "mixed")
+CLEAN_MAX_NOISE = 0.05  # less noise than this off a bijective mapping: clean (or a pure permutation)
+PAIR_MIN_NOISE = 0.15  # a pair flip moves at least this much of the mass ...
+PAIR_MIN_SHARE = 0.5  # ... and sends at least this share of what it moves to one class per row
+SYMMETRIC_MAX_TV = 0.3  # off-mapping mass this close (total variation) to uniform: symmetric
+EXTREME_SD = 2.2  # the max (min) of K uniform cells estimated from n samples lies ~1.5 sd above (below) 1/K
+BIJECTION_SLACK = 0.025  # the best bijection may hold this much less mean mass than the rows' own extremes
+ROW_SPREAD_MAX = 0.5  # rows whose mass on the mapping differs more than this are of different kinds
+
+
+def classify_transition(T, rows_seen=None, prior=None) -> dict:
+    """Which kind of corruption a (estimated) transition matrix T[i, j] = P(folder j | digit i) is.
+
+    Every kind is read off one family, ``a`` on a mapping and the rest spread evenly:
+    ``a`` = 1 is clean (or a renaming), 1/K uninformative, 0 complementary. The figures:
+    ``peak_mass`` (mean of each row's largest cell, the mapping's mass), ``hole_mass`` (mean of each
+    row's smallest cell), ``diagonal_mass``, and, off the mapping, ``off_mapping_top_share`` and
+    ``off_mapping_tv_to_uniform`` (``describe_transition``). The rule, in order:
+
+    The mapping is the bijection (``scipy.optimize.linear_sum_assignment``) with the most mass
+    (the least, for a hole); a row whose own largest cell is elsewhere by sampling noise (a 40%
+    pair flip from 100 examples) keeps the kind, while ``BIJECTION_SLACK`` more lost mass is no
+    bijection at all.
+
+    1. ``complementary``: the smallest cells are a hole (``hole_mass <= hole_threshold``), one per
+       row and each in another folder (a bijection, the ``mapping``: the folder each digit is never
+       in), and no row has a peak (``peak_mass <= 1/(K-1) + margin``). noise_rate: the mass in the holes.
+    2. ``uninformative``: no peak either: ``peak_mass <= peak_threshold``, rows nearly uniform.
+    3. peaked rows whose largest cells are not near a bijection (two digits in one folder), or rows
+       of different kinds (their mass on the mapping differs by more than ``ROW_SPREAD_MAX``): ``mixed``.
+    4. noise off the mapping below ``CLEAN_MAX_NOISE``: ``clean`` (mapping the identity) or ``permutation``.
+    5. a mapping other than the identity: ``permutation`` (with noise; ``pattern`` says which).
+    6. off-mapping mass concentrated (top share >= ``PAIR_MIN_SHARE``, noise >= ``PAIR_MIN_NOISE``): ``pair_flip``.
+    7. off-mapping mass near uniform (TV <= ``SYMMETRIC_MAX_TV`` plus the sampling noise): ``symmetric``.
+    8. otherwise ``mixed``.
+
+    ``rows_seen`` (the number of examples behind each row, default: exact) widens the margins by
+    the sampling noise: an extreme cell of a uniform row estimated from n examples lies about 1.5
+    standard deviations sqrt((1/K)(1 - 1/K)/n) from 1/K, so the thresholds keep ``EXTREME_SD`` of
+    them, and at least 1/(2K), away from 1/K.
+    """
+    T = np.asarray(T, dtype=np.float64)
+    k = len(T)
+    prior = np.full(k, 1 / k) if prior is None else np.asarray(prior, dtype=np.float64) / np.sum(prior)
+    n = np.inf if rows_seen is None else max(1.0, float(np.mean(rows_seen)))
+    margin = max(1 / (2 * k), EXTREME_SD * np.sqrt((1 / k) * (1 - 1 / k) / n))
+    rows = np.arange(k)
+    peaks, holes = scipy.optimize.linear_sum_assignment(-T)[1], scipy.optimize.linear_sum_assignment(T)[1]
+    peak_mass, hole_mass = float(T[rows, peaks].mean()), float(T[rows, holes].mean())
+    peak_loss = float(T.max(axis=1).mean()) - peak_mass
+    hole_loss = hole_mass - float(T.min(axis=1).mean())
+    figures = {"diagonal_mass": float(np.trace(T) / k), "peak_mass": peak_mass, "hole_mass": hole_mass,
+               "peak_threshold": 1 / k + margin, "hole_threshold": 1 / k - margin,
+               "rows_seen_mean": None if rows_seen is None else float(n), "mapping_mass_lost": peak_loss,
+               "row_spread": float(np.ptp(T[rows, peaks]))}
+    noise = float(1 - prior @ T[rows, peaks])
+    off_mapping = n * max(noise, 1e-12)
+    described = describe_transition(T, prior, peaks)
+    if hole_mass <= 1 / k - margin and hole_loss <= BIJECTION_SLACK and peak_mass <= 1 / (k - 1) + margin:
+        kind, mapping, noise = "complementary", holes, float(prior @ T[rows, holes])
+        reason = "every digit is missing from one folder of its own, and spread evenly over the others"
+    elif peak_mass <= 1 / k + margin:
+        kind, mapping = "uninformative", peaks
+        reason = "every row is close to uniform: the folder says nothing about the digit"
+    elif peak_loss > BIJECTION_SLACK:
+        kind, mapping = "mixed", peaks
+        reason = "the most likely folders are not a bijection (some folder is the top of two digits)"
+    elif np.ptp(T[rows, peaks]) > ROW_SPREAD_MAX:
+        kind, mapping = "mixed", peaks
+        reason = "the rows are of different kinds (some peaked, some flat)"
+    elif noise < CLEAN_MAX_NOISE:
+        identity = bool(np.all(peaks == rows))
+        kind, mapping = ("clean" if identity else "permutation"), peaks
+        reason = "nearly all the mass is on " + ("the diagonal" if identity else "a renaming of the folders")
+    elif not np.all(peaks == rows):
+        kind, mapping = "permutation", peaks
+        reason = f"a renaming of the folders, with noise off it ({described['pattern']})"
+    elif described["off_mapping_top_share"] >= PAIR_MIN_SHARE and noise >= PAIR_MIN_NOISE:
+        kind, mapping = "pair_flip", peaks
+        reason = "the mass off the diagonal goes mostly to one other folder per digit"
+    elif described["off_mapping_tv_to_uniform"] <= SYMMETRIC_MAX_TV + 0.4 * np.sqrt((k - 2) / off_mapping):
+        kind, mapping = "symmetric", peaks
+        reason = "the mass off the diagonal is spread evenly over the other folders"
+    else:
+        kind, mapping = "mixed", peaks
+        reason = "the mass off the diagonal is neither spread evenly nor concentrated on one folder"
+    return {"kind": kind, "reason": reason, "mapping": mapping.tolist(), "noise_rate": noise,
+            "is_permutation": described["is_permutation"], "cycles": described["cycles"],
+            "pattern": described["pattern"], "off_mapping_top_share": described["off_mapping_top_share"],
+            "off_mapping_tv_to_uniform": described["off_mapping_tv_to_uniform"], **figures}
 
 
 def transition_error(T_est, T_true) -> dict:

@@ -274,3 +274,61 @@ def test_an_empty_class_folder_is_named(tmp_path):
     with pytest.raises(DataError, match=r"mnistTask/7: class folder for class '7' has no images \(nothing\)"):
         load_class_folders(tmp_path / "set", class_names=tuple(str(d) for d in range(K)), exact=True,
                            cache_dir=tmp_path / "cache")
+
+
+def _estimated(spec, rows_seen, seed):
+    """T estimated from ``rows_seen`` draws a row, as noisy as a quick run's estimate, and the counts."""
+    rng = np.random.default_rng(seed)
+    counts = np.array([rng.multinomial(rows_seen, row) for row in noise.transition_matrix(spec, K, seed)])
+    return counts / counts.sum(axis=1, keepdims=True), counts.sum(axis=1)
+
+
+KIND_OF = {
+    "clean": "clean", "permutation": "permutation", "permutation+symmetric:0.1": "permutation",
+    "permutation+symmetric:0.3": "permutation", "pairflip:0.2+permutation": "permutation",
+    "complementary": "complementary", "complementary+permutation": "complementary",
+    "pairflip:0.3": "pair_flip", "pairflip:0.4": "pair_flip",
+    "symmetric:0.1": "symmetric", "symmetric:0.3": "symmetric", "symmetric:0.6": "symmetric",
+    "symmetric:0.9": "uninformative",  # for K = 10, the uniform matrix
+}
+
+
+@pytest.mark.parametrize("spec", KIND_OF)
+@pytest.mark.parametrize("rows_seen", [None, 100, 300, 6000])
+def test_classify_transition_names_each_kind_exact_and_estimated_from_few_samples(spec, rows_seen):
+    for seed in range(5):
+        T, seen = (noise.transition_matrix(spec, K, seed), None) if rows_seen is None else _estimated(spec, rows_seen, seed)
+        verdict = noise.classify_transition(T, seen)
+        assert verdict["kind"] == KIND_OF[spec], (seed, verdict)
+    if KIND_OF[spec] in ("permutation", "clean"):
+        assert verdict["mapping"] == noise.transition_matrix(spec, K, seed).argmax(1).tolist()
+    if spec == "complementary":
+        assert verdict["mapping"] == list(range(K)) and verdict["noise_rate"] < 0.01
+        assert verdict["hole_mass"] < 0.01 and abs(verdict["peak_mass"] - 1 / (K - 1)) < 0.1
+
+
+def test_classify_transition_at_its_boundaries():
+    eye, flat = np.eye(K), np.full((K, K), 1 / K)
+    symmetric = lambda a: a * eye + (1 - a) * (1 - eye) / (K - 1)  # a on the diagonal, the rest even
+    kind = lambda T, seen=None: noise.classify_transition(T, seen)["kind"]
+    # the noise off a bijective mapping: just under CLEAN_MAX_NOISE is clean, just over symmetric
+    assert kind(symmetric(1 - noise.CLEAN_MAX_NOISE + 0.005)) == "clean"
+    assert kind(symmetric(1 - noise.CLEAN_MAX_NOISE - 0.005)) == "symmetric"
+    # the diagonal mass: above 1/K + 1/(2K) a peak, below 1/K - 1/(2K) a hole, between them flat
+    assert kind(symmetric(0.16)) == "symmetric" and kind(symmetric(0.14)) == "uninformative"
+    assert kind(symmetric(0.06)) == "uninformative" and kind(symmetric(0.04)) == "complementary"
+    # fewer samples widen the flat band: 0.16 on the diagonal from 60 draws a row is not yet a peak
+    assert kind(symmetric(0.16), np.full(K, 60)) == "uninformative"
+    assert kind(flat) == "uninformative"
+    # pair flips need both the share and the amount
+    pair = lambda r: (1 - r) * eye + r * np.roll(eye, 1, axis=1)
+    assert kind(pair(0.16)) == "pair_flip" and kind(pair(0.14)) == "mixed"
+    half = pair(0.3) * 0.6 + symmetric(0.7) * 0.4  # 40% of the off-mass even: share ~0.68
+    assert kind(half) == "pair_flip"
+    # two digits in one folder: not a permutation, not a kind of its own
+    merged = eye.copy()
+    merged[1] = merged[0]
+    assert kind(merged) == "mixed"
+    # half the rows complementary, half clean
+    rows = np.where(np.arange(K)[:, None] < K // 2, eye, (1 - eye) / (K - 1))
+    assert kind(rows) == "mixed"
