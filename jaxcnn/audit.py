@@ -112,7 +112,7 @@ def relative_difference(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.abs(a - b).sum(1) / np.maximum((a + b).sum(1), 1e-6)
 
 
-def nearest(queries: np.ndarray, pool: np.ndarray, *, exclude_self: bool = False, chunk: int = 2048):
+def nearest(queries: np.ndarray, pool: np.ndarray, *, exclude_self: bool = False, chunk: int = 512):
     """For each query image, the index of the pool image nearest in the coarse space, and the
     ``relative_difference`` of the two."""
     q, p = blocks(queries), blocks(pool)

@@ -117,7 +117,7 @@ class Part3Config:
     ``free_size``/``free_folds``/``free_train``: the oracle-free diagnosis, a ``free_folds``-fold
     cross-validation of a model of the folder labels on ``free_size`` images (0: all).
     ``baseline_epochs``: epochs of ``scratch`` and ``pretrained``, the models of the folder labels
-    (0: ``train.epochs``). ``models``: the other models, each a key of ``METHODS`` (``_trunk``: from the
+    (0: ``train.epochs``), trained last. ``models``: the other models, each a key of ``METHODS`` (``_trunk``: from the
     part-1 trunk), trained with ``train`` when their method fits the diagnosed kind.
     ``teacher``: the method whose model (same start) labels the data for ``self_train``; pseudo-labels
     are the teacher's posterior given the image and its folder, kept at ``self_train_confidence``;
@@ -487,9 +487,7 @@ def run(cfg: Part3Config, data_root: Path, workdir: Path, *, resume=False, overw
         logger.info("part 3: %s view: %s (%s); mapping %s, noise rate %.3f", view, d["kind"], d["reason"],
                     d.get("mapping"), d.get("noise_rate", float("nan")))
 
-    baseline = dataclasses.replace(cfg.train, epochs=cfg.baseline_epochs or cfg.train.epochs)
-    plan = {"scratch": (METHODS["folder"], None, baseline), "pretrained": (METHODS["folder"], trunk_init, baseline)}
-    skipped = {}
+    plan, skipped = {}, {}
     for name in cfg.models:
         method, from_trunk = method_of(name)
         why = fits(METHODS[cfg.teacher], diagnoses) if method.labels == "pseudo" else fits(method, diagnoses)
@@ -499,6 +497,8 @@ def run(cfg: Part3Config, data_root: Path, workdir: Path, *, resume=False, overw
             continue
         epochs = cfg.self_train_epochs if method.labels == "pseudo" else 0
         plan[name] = (method, trunk_init if from_trunk else None, train_config(cfg, method, diagnoses["oracle"], epochs))
+    baseline = dataclasses.replace(cfg.train, epochs=cfg.baseline_epochs or cfg.train.epochs)
+    plan |= {"scratch": (METHODS["folder"], None, baseline), "pretrained": (METHODS["folder"], trunk_init, baseline)}
     teachers = {teacher_of(cfg, name) for name, (method, _, _) in plan.items() if method.labels == "pseudo"}
     models, states = {}, {}
     for name, (method, init, train_cfg) in plan.items():
@@ -526,6 +526,7 @@ def run(cfg: Part3Config, data_root: Path, workdir: Path, *, resume=False, overw
             if diagnoses["oracle_free"]["kind"] == "complementary":
                 models[name]["least_likely"] = least_likely_accuracy(logits, test.labels)
 
+    models = {name: models[name] for name in ("scratch", "pretrained", *cfg.models) if name in models}
     results = {
         "config": to_dict(cfg),
         "data": {"source": str(source), "made_here": not cfg.data,

@@ -77,15 +77,25 @@ def part2_results():
 
 def part3_results():
     model = part2_results()["models"]["B"]
+    view = {"kind": "complementary", "reason": "every digit is missing from one folder", "mapping": [0, 1, 2],
+            "noise_rate": 0.0034, "peak_mass": 0.1234, "hole_mass": 0.0034}
+    pixels = {"mean_intensity": 33.3, "ink_fraction": 0.1912}
     return {"config": {"thresholds": [0.98]},
-            "data": {"source": "ckpts/part3/noisy-mnist", "made_here": True, "corruption": "permutation+symmetric:0.1",
+            "data": {"source": "ckpts/part3/noisy-mnist.zip", "made_here": True, "corruption": "complementary",
                      "seed": 0, "noisy_images": 3000, "mnist_test": 1000},
+            "audit": {"files": {"image_files": 3000, "formats": {"JPEG L 28x28": 500}, "header_sample": 500,
+                                "jpeg_quality_estimate": {"75": 500}, "folder_sizes": {"0": 300, "1": 300},
+                                "stray_files": {"count": 1, "mac": {"__MACOSX": 3000}}},
+                      "pixels": {"set": pixels, "mnist_test": pixels},
+                      "duplicates_inside": {"exact": 0, "near": 2}, "duplicates_in_mnist_test": {"exact": 0, "near": 0}},
             "oracle": {"source": "ckpts/part3/reference", "test_accuracy": 0.9456},
-            "estimate": {"kept_fraction": 0.8123, "mapping": [1, 0, 2], "cycles": "(0 1)", "is_permutation": True,
-                         "noise_rate": 0.1034, "pattern": "symmetric"},
-            "models": {"scratch": {**model, "renamed": {"final_test_accuracy": stat(0.9111), "ensemble_accuracy": 0.92}},
-                       "relabel": {**model, "final_test_accuracy": stat(0.9622)}},
-            "truth_check": {"planted_cycles": "(0 1)", "mapping_matches": True, "planted_noise_rate": 0.1}}
+            "diagnosis": {"kind": "complementary", "oracle": view, "agree": True, "note": "the two views agree",
+                          "oracle_free": {**view, "anchor": "least likely", "noise_rate": 0.0456}},
+            "models": {"scratch": {**model, "uses_clean_labels": False,
+                                   "least_likely": {"final_test_accuracy": stat(0.9111), "ensemble_accuracy": 0.92}},
+                       "oracle_relabel": {**model, "uses_clean_labels": True, "final_test_accuracy": stat(0.9622)}},
+            "skipped": {"relabel": "the mapping is not a permutation"},
+            "truth_check": {"planted_spec": "complementary", "planted_kind": "complementary"}}
 
 
 @pytest.fixture
@@ -157,11 +167,13 @@ def test_report_shows_part3_diagnosis_and_models(study_dir, tmp_path):
     write_png(study_dir / "part3" / "transition_estimate.png", 4)
     markdown = report.write_report(study_dir, tmp_path / "REPORT.md")[0].read_text()
     part3 = section(markdown, "## Part 3: label-corrupted MNIST")
-    assert table_value(part3, "estimated noise rate off the mapping") == "0.1034"
-    assert table_value(part3, "estimate matches the planted mapping") == "yes"
+    assert table_value(part3, "kind") == "complementary" and table_value(part3, "noise rate", 2) == "0.0456"
+    assert table_value(part3, "duplicates in the MNIST test set (exact / near)") == "0 / 0"
+    assert table_value(part3, "uses clean labels", 2) == "yes" and table_value(part3, "uses clean labels") == "no"
     assert table_value(part3, "final test accuracy", 2) == "0.9622 ± 0.0123"
-    assert table_value(part3, "accuracy, outputs renamed by the estimate", 1) == "0.9111 ± 0.0123"
-    assert table_value(part3, "accuracy, outputs renamed by the estimate", 2) == "n/a"
+    assert table_value(part3, "accuracy, least likely folder as the digit", 1) == "0.9111 ± 0.0123"
+    assert table_value(part3, "accuracy, least likely folder as the digit", 2) == "n/a"
+    assert "Not trained: `relabel`" in part3
     assert "](ckpts/part3/transition_estimate.png)" in part3
 
 
