@@ -305,33 +305,50 @@ def diagnose(folder_labels, oracle_probs, min_confidence: float) -> dict:
             "rows_seen": rows_seen.tolist(), **classify_transition(T_est, rows_seen, rows_seen)}
 
 
+FREE_Z = 4.0  # standard errors a folder frequency must lie from 1/K to count as signal
+
+
 def free_diagnosis(folder_labels, posteriors) -> dict:
     """The oracle-free view, from held-out posteriors ``q[n, j]`` = P(folder j | image n) of a model
     trained on the other folds' folder labels.
 
-    A clean (or renamed) folder makes q peaked; a complementary one leaves a hole, the digit, in an
-    otherwise flat q; uninformative folders leave q flat. Each image's *anchor* is its most likely
-    folder when the posteriors' deepest deviation from 1/K is a peak, its least likely when it is a
-    hole; T is then estimated with the anchor as the row (``estimate_transition``) and classified
-    like the oracle's. It assumes the model's anchor names the digit: a renaming of the folders
-    leaves q peaked at the folder itself, so a permutation reads as ``clean``.
+    Clean (or renamed) folders make an image's folder its most likely one far more often than 1/K
+    (``folder_is_most_likely``); complementary folders make it its least likely one far *less* often
+    than 1/K (``folder_is_least_likely``: the model learnt "not the digit", and the folder never is
+    the digit); uninformative folders do neither. Whichever deviation from 1/K is larger, in standard
+    errors sqrt((1/K)(1 - 1/K)/n), decides, if it reaches ``FREE_Z``: these frequencies are unbiased,
+    so a weak folder model (a blurred, shallow hole) still reads right. Each image's *anchor* is then
+    its most (least) likely folder, T is estimated with the anchor as the row (``estimate_transition``)
+    and read by ``classify_transition``, which names a peaked kind (clean, symmetric, pair_flip).
+    The view assumes the anchor names the digit: a renaming of the folders leaves q peaked at the
+    folder itself, so a permutation reads as ``clean``.
     """
-    q = np.asarray(posteriors, np.float64)
-    profile = np.sort(q, axis=1)[:, ::-1].mean(0)
-    holed = (1 / K - profile[-1]) > (profile[0] - 1 / K)
+    q, folders = np.asarray(posteriors, np.float64), np.asarray(folder_labels)
+    n = len(folders)
+    most, least = float(np.mean(q.argmax(1) == folders)), float(np.mean(q.argmin(1) == folders))
+    se = np.sqrt((1 / K) * (1 - 1 / K) / n)
+    z_peak, z_hole = (most - 1 / K) / se, (1 / K - least) / se
+    holed = z_hole > z_peak
     anchor = q.argmin(1) if holed else q.argmax(1)
     rows_seen = np.bincount(anchor, minlength=K)
-    if np.any(rows_seen == 0):  # a class no image anchors to: the folders said nothing about it
-        return {"kind": "uninformative", "anchor": "least likely" if holed else "most likely",
-                "posterior_profile": profile.tolist(), "rows_seen": rows_seen.tolist(), "transition": None,
-                "reason": "some class is the anchor of no image", "heldout_folder_accuracy":
-                    float(np.mean(q.argmax(1) == folder_labels))}
-    T_free = estimate_transition(folder_labels, anchor, num_classes=K)
-    return {"anchor": "least likely" if holed else "most likely", "posterior_profile": profile.tolist(),
-            "heldout_folder_accuracy": float(np.mean(q.argmax(1) == folder_labels)),
-            "folder_is_least_likely": float(np.mean(q.argmin(1) == folder_labels)),
-            "transition": T_free.tolist(), "rows_seen": rows_seen.tolist(),
-            **classify_transition(T_free, rows_seen)}
+    figures = {"anchor": "least likely" if holed else "most likely", "images": n,
+               "folder_is_most_likely": most, "folder_is_least_likely": least, "z_peak": float(z_peak),
+               "z_hole": float(z_hole), "posterior_profile": np.sort(q, axis=1)[:, ::-1].mean(0).tolist(),
+               "rows_seen": rows_seen.tolist()}
+    T_free = estimate_transition(folders, anchor, num_classes=K) if np.all(rows_seen) else None
+    reading = classify_transition(T_free, rows_seen) if T_free is not None else {}
+    if max(z_peak, z_hole) < FREE_Z:
+        verdict = {"kind": "uninformative", "reason": f"the folders are neither the images' most nor their least "
+                   f"likely ones more than chance says ({max(z_peak, z_hole):.1f} standard errors)"}
+    elif holed:
+        # noise rate: images whose folder is their anchor, an upper bound (the model's mistakes count)
+        verdict = {"kind": "complementary", "mapping": list(range(K)), "noise_rate": least, "reason": f"an image's folder is its least likely one in {least:.1%} of the held-out "
+                   f"images, {z_hole:.0f} standard errors below chance: the folder is the digit it is not"}
+    else:
+        verdict = {"kind": reading["kind"], "reason": f"an image's folder is its most likely one in {most:.1%} "
+                   f"of the held-out images; read from T: {reading['reason']}"}
+    return {**reading, **figures, "transition": None if T_free is None else T_free.tolist(), **verdict,
+            "transition_reading": reading.get("kind")}
 
 
 def free_posteriors(cfg: Part3Config, noisy: ArrayDataset, workdir: Path, flags: dict) -> tuple[np.ndarray, np.ndarray]:

@@ -247,3 +247,14 @@ def test_make_noisy_mnist_command_refuses_a_bad_spec_before_reading_data(tmp_pat
     assert main(["make-noisy-mnist", "--out", str(tmp_path / "out"), "--corruption", "rotate:0.1",
                  "--data-root", str(tmp_path / "no-data")]) == 2
     assert "symmetric:RATE" in capsys.readouterr().err and not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("spec, kind", [("complementary", "complementary"), ("complementary+permutation", "complementary"),
+                                        ("symmetric:0.9", "uninformative"), ("clean", "clean")])
+def test_the_oracle_free_view_reads_a_weak_folder_model_right(spec, kind):
+    # a folder model that has learnt only 15% of the way: a shallow hole, a low peak (for clean
+    # folders 0.15 + 0.85/10: read from T as clean only because the peak lies off the flat band)
+    folders, q = _posteriors(spec, n=3000, sharp=0.15 if kind != "clean" else 0.5)
+    free = part3.free_diagnosis(folders, q)
+    assert free["kind"] == kind, free
+    assert free["z_hole" if kind == "complementary" else "z_peak"] > (part3.FREE_Z if kind != "uninformative" else -9)
