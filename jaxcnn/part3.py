@@ -456,15 +456,19 @@ def train_config(cfg: Part3Config, method: Method, diagnosis: dict, epochs: int 
                                epochs=epochs or cfg.train.epochs)
 
 
-def pseudo_labels(teacher_state, cfg: Part3Config, teacher: Method, noisy: ArrayDataset) -> tuple[np.ndarray, np.ndarray]:
+def pseudo_labels(teacher_state, cfg: Part3Config, teacher: Method, noisy: ArrayDataset,
+                  diagnosis: dict) -> tuple[np.ndarray, np.ndarray]:
     """The teacher's labels for the training images: ``(indices kept, labels)``.
 
     The posterior given the image *and* its folder, P(y | x, folder) ∝ p(y | x) T[y, folder] with
-    the T the teacher assumed, so a complementary folder rules its own digit out; images whose
-    posterior is below ``self_train_confidence`` are left out. No clean label is involved.
+    the T of the teacher's label model (the known complementary form for a complementary method,
+    the forward-corrected T, else none), so a complementary folder rules its own digit out; images
+    whose posterior is below ``self_train_confidence`` are left out. A teacher without clean labels
+    makes a student without them.
     """
     _, probs = predict_probs(teacher_state, noisy.images, cfg.train.eval_batch_size)
-    T = np.asarray(train_config(cfg, teacher, {}).label_transition or np.eye(K))
+    T = np.asarray(COMPLEMENTARY_T if "complementary" in teacher.fits else
+                   train_config(cfg, teacher, diagnosis).label_transition or np.eye(K))
     posterior = probs * T[:, noisy.labels].T
     posterior /= np.maximum(posterior.sum(1, keepdims=True), 1e-12)
     keep = np.flatnonzero(posterior.max(1) >= cfg.self_train_confidence)
@@ -523,7 +527,7 @@ def run(cfg: Part3Config, data_root: Path, workdir: Path, *, resume=False, overw
         train = noisy
         if method.labels == "pseudo":
             teacher = teacher_of(cfg, name)
-            keep, labels = pseudo_labels(states[teacher], cfg, METHODS[cfg.teacher], noisy)
+            keep, labels = pseudo_labels(states[teacher], cfg, METHODS[cfg.teacher], noisy, diagnoses["oracle"])
             train = with_labels(noisy.subset(keep), labels)
         else:
             train = with_labels(noisy, labels_for(method, noisy.labels, diagnoses["oracle"], oracle_probs.argmax(1)))
@@ -531,7 +535,8 @@ def run(cfg: Part3Config, data_root: Path, workdir: Path, *, resume=False, overw
         if name in teachers:
             states[name] = state
         logits, probs = predict_probs(state, test.images, train_cfg.eval_batch_size)
-        models[name] = {"method": method.label, "uses_clean_labels": method.uses_clean_labels,
+        uses_clean = method.uses_clean_labels or (method.labels == "pseudo" and METHODS[cfg.teacher].uses_clean_labels)
+        models[name] = {"method": method.label, "uses_clean_labels": uses_clean,
                         "init": "part-1 trunk" if init else "scratch", "train_images": len(train),
                         "history": history, **summarise_history(history, cfg.thresholds),
                         **summarise_predictions(logits, probs, test.labels, DIGITS)}

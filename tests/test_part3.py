@@ -173,7 +173,7 @@ def test_pseudo_labels_rule_out_the_folder_and_keep_only_confident_ones(monkeypa
     monkeypatch.setattr(part3, "predict_probs", lambda state, images, batch: (None, probs))
     data = ArrayDataset(np.zeros((4, 28, 28), np.uint8), np.array([5, 3, 7, 5], np.int32),
                         np.full(4, -1, np.int32), tuple(str(d) for d in range(10)))
-    keep, labels = part3.pseudo_labels(None, part3.get_config(quick=True), part3.METHODS["comp_forward"], data)
+    keep, labels = part3.pseudo_labels(None, part3.get_config(quick=True), part3.METHODS["comp_nn"], data, {})
     assert keep.tolist() == [0, 1] and labels.tolist() == [3, 5]  # folder 7 leaves a tie (0.5): not confident
 
 
