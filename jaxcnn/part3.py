@@ -176,7 +176,7 @@ def get_config(quick: bool = False) -> Part3Config:
         train=dataclasses.replace(cfg.train, seeds=(0, 1), epochs=2, batch_size=32, warmup_epochs=0),
         reference=dataclasses.replace(cfg.reference, epochs=2, batch_size=32, warmup_epochs=0,
                                       augment=AugmentConfig(0.0, 0.0, 0.0, 0.0)),
-        free_train=dataclasses.replace(cfg.free_train, epochs=2, batch_size=32, warmup_epochs=0),
+        free_train=dataclasses.replace(cfg.free_train, epochs=8, batch_size=32, warmup_epochs=0),
         noisy_size=3000, test_size=1000, reference_size=3000, free_size=3000, clean_ckpt="",
         train_part1_if_missing=True, min_confidence=0.5,
         models=("comp_forward", "comp_forward_trunk", "comp_nn", "self_train", "relabel", "forward",
@@ -482,7 +482,8 @@ def teacher_of(cfg: Part3Config, name: str) -> str:
 
 def run(cfg: Part3Config, data_root: Path, workdir: Path, *, resume=False, overwrite=False, cache_dir=None) -> dict:
     """Audits and diagnoses the corrupted folders (with and without the oracle), trains every model,
-    scores them on clean MNIST test; writes results.json and the figures."""
+    scores them on clean MNIST test; writes diagnosis.json (the audit and the diagnosis, before any
+    model trains), then results.json and the figures."""
     workdir = Path(workdir)
     flags = {"resume": resume, "overwrite": overwrite}
     workdir.mkdir(parents=True, exist_ok=True)
@@ -505,8 +506,9 @@ def run(cfg: Part3Config, data_root: Path, workdir: Path, *, resume=False, overw
                  "oracle_free": free_diagnosis(noisy.labels[chosen], q)}
     diagnosis = {"kind": diagnoses["oracle"]["kind"], **diagnoses, **compare_views(*diagnoses.values())}
     for view, d in diagnoses.items():
-        logger.info("part 3: %s view: %s (%s); mapping %s, noise rate %.3f", view, d["kind"], d["reason"],
-                    d.get("mapping"), d.get("noise_rate", float("nan")))
+        logger.info("part 3: %s view: %s (%s); mapping %s, noise rate %s", view, d["kind"], d["reason"],
+                    d.get("mapping"), d.get("noise_rate"))
+    write_json(workdir / "diagnosis.json", {"audit": audited, "diagnosis": diagnosis})  # before the long part
 
     plan, skipped = {}, {}
     for name in cfg.models:
@@ -616,7 +618,8 @@ def plot_folder_samples(data: ArrayDataset, titles, path: Path, per_folder: int 
 
 
 def view_title(d: dict, what: str) -> str:
-    return f"{what}: {d['kind']}, mapping {d.get('mapping')}, noise rate {d.get('noise_rate', float('nan')):.3f}"
+    rate = d.get("noise_rate")
+    return f"{what}: {d['kind']}, mapping {d.get('mapping')}" + (f", noise rate {rate:.3f}" if rate is not None else "")
 
 
 def write_figures(results: dict, noisy: ArrayDataset, oracle_probs, workdir: Path, per_folder: int) -> None:
@@ -647,8 +650,9 @@ def write_figures(results: dict, noisy: ArrayDataset, oracle_probs, workdir: Pat
 def view_line(name: str, d: dict) -> str:
     figures = (f"peak mass {d['peak_mass']:.3f}, hole mass {d['hole_mass']:.3f}, diagonal mass {d['diagonal_mass']:.3f}"
                if "peak_mass" in d else "")
+    rate = d.get("noise_rate")
     return (f"{name}: {d['kind']} ({d['reason']}); mapping {d.get('mapping')}, noise rate "
-            f"{d.get('noise_rate', float('nan')):.3f}; {figures}")
+            f"{'n/a' if rate is None else f'{rate:.3f}'}; {figures}")
 
 
 def summary_lines(results: dict) -> list[str]:
