@@ -305,7 +305,7 @@ def diagnose(folder_labels, oracle_probs, min_confidence: float) -> dict:
             "rows_seen": rows_seen.tolist(), **classify_transition(T_est, rows_seen, rows_seen)}
 
 
-FREE_Z = 4.0  # standard errors a folder frequency must lie from 1/K to count as signal
+FREE_Z = 3.0  # standard errors a folder frequency must lie from 1/K to count as signal (one-sided 0.13% each)
 
 
 def free_diagnosis(folder_labels, posteriors) -> dict:
