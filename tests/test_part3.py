@@ -265,8 +265,9 @@ def test_the_oracle_free_view_reads_a_weak_folder_model_right(spec, kind):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("spec, kind", [
-    ("complementary", "complementary"), ("permutation", "permutation"), ("permutation+symmetric:0.2", "permutation"),
-    ("pairflip:0.3", "pair_flip"), ("pairflip:0.4", "pair_flip"), ("symmetric:0.3", "symmetric"),
+    ("clean", "clean"), ("complementary", "complementary"), ("permutation", "permutation"),
+    ("permutation+symmetric:0.2", "permutation"), ("pairflip:0.3", "pair_flip"), ("pairflip:0.4", "pair_flip"),
+    ("symmetric:0.2", "symmetric"), ("symmetric:0.3", "symmetric"), ("symmetric:0.5", "symmetric"),
     ("symmetric:0.9", "uninformative")])
 def test_the_quick_oracle_names_every_kind_on_a_quick_sized_set(quick_run, real_data, spec, kind):
     """The quick run's own tiny oracle and a quick-sized set (3,000 images): as noisy as --quick gets."""
