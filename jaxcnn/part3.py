@@ -342,8 +342,9 @@ def free_diagnosis(folder_labels, posteriors) -> dict:
                    f"likely ones more than chance says ({max(z_peak, z_hole):.1f} standard errors)"}
     elif holed:
         # noise rate: images whose folder is their anchor, an upper bound (the model's mistakes count)
-        verdict = {"kind": "complementary", "mapping": list(range(K)), "noise_rate": least, "reason": f"an image's folder is its least likely one in {least:.1%} of the held-out "
-                   f"images, {z_hole:.0f} standard errors below chance: the folder is the digit it is not"}
+        verdict = {"kind": "complementary", "mapping": list(range(K)), "noise_rate": least,
+                   "reason": f"an image's folder is its least likely one in {least:.1%} of the held-out images, "
+                             f"{z_hole:.1f} standard errors below chance: the folder is the digit it is not"}
     else:
         verdict = {"kind": reading["kind"], "reason": f"an image's folder is its most likely one in {most:.1%} "
                    f"of the held-out images; read from T: {reading['reason']}"}
