@@ -531,6 +531,11 @@ def run(cfg: Part3Config, data_root: Path, workdir: Path, *, resume=False, overw
         if method.labels == "pseudo":
             teacher = teacher_of(cfg, name)
             keep, labels = pseudo_labels(states[teacher], cfg, METHODS[cfg.teacher], noisy, diagnoses["oracle"])
+            if len(keep) < train_cfg.batch_size:
+                skipped[name] = (f"its teacher {teacher} is confident (>= {cfg.self_train_confidence}) about "
+                                 f"only {len(keep)} images")
+                logger.warning("part 3: skipping %s: %s", name, skipped[name])
+                continue
             train = with_labels(noisy.subset(keep), labels)
         else:
             train = with_labels(noisy, labels_for(method, noisy.labels, diagnoses["oracle"], oracle_probs.argmax(1)))
