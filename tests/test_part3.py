@@ -56,10 +56,11 @@ def quick_run(tmp_path_factory, real_data):
 def test_quick_run_writes_every_model_and_figure(quick_run):
     results, workdir, _ = quick_run
     on_disk = json.loads((workdir / "results.json").read_text())
-    # complementary labels: relabelling by a mapping does not apply, everything else does
+    # complementary labels: relabelling by a mapping does not apply; the quick teacher (about 28%
+    # right) is confident about too few images to teach a student
     assert set(on_disk["models"]) == {"scratch", "pretrained", "comp_forward", "comp_forward_trunk", "comp_nn",
-                                      "self_train", "forward", "oracle_relabel"}
-    assert set(on_disk["skipped"]) == {"relabel"}
+                                      "forward", "oracle_relabel"}
+    assert set(on_disk["skipped"]) == {"relabel", "self_train"}
     for name, model in on_disk["models"].items():
         accuracy = model["final_test_accuracy"]
         assert accuracy["n"] == 2 and 0.0 <= accuracy["mean"] <= 1.0
@@ -108,7 +109,7 @@ def test_folder_labels_score_below_chance_and_complementary_learning_fixes_them(
         assert models[name]["least_likely"]["final_test_accuracy"]["mean"] > 0.15
     # a tiny model, 2 epochs of 3,000 complementary labels (log(10/9) nats each): well above chance,
     # far from done (the quick run measured 0.28 for comp_forward)
-    for name in ("comp_forward", "comp_forward_trunk", "self_train"):
+    for name in ("comp_forward", "comp_forward_trunk"):
         assert models[name]["final_test_accuracy"]["mean"] > 0.2, name
         assert models[name]["final_test_accuracy"]["mean"] > models["scratch"]["final_test_accuracy"]["mean"] + 0.1
 
