@@ -57,7 +57,7 @@ def test_quick_run_writes_every_model_and_figure(quick_run):
     results, workdir, _ = quick_run
     on_disk = json.loads((workdir / "results.json").read_text())
     # complementary labels: relabelling by a mapping does not apply; the quick teacher (about 28%
-    # right) is confident about too few images to teach a student
+    # right) is confident about none of the images, so no student
     assert set(on_disk["models"]) == {"scratch", "pretrained", "comp_forward", "comp_forward_trunk", "comp_nn",
                                       "forward", "oracle_relabel"}
     assert set(on_disk["skipped"]) == {"relabel", "self_train"}
