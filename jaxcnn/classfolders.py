@@ -19,16 +19,23 @@ from jaxcnn.preprocess import PREPROCESS_VERSION, SIZE, to_mnist_convention
 
 
 def load_class_folders(
-    source: str | os.PathLike, *, class_names=None, cache_dir: str | os.PathLike | None = None
+    source: str | os.PathLike, *, class_names=None, cache_dir: str | os.PathLike | None = None,
+    exact: bool = False,
 ) -> ArrayDataset:
     """Images from class folders in a folder or zip; labels index ``class_names``, groups are -1.
 
     ``class_names`` default: every class folder, in natural order (``2`` before ``10``). The class
-    folders may sit under a chain of single folders (``mnist/train/0/...``).
+    folders may sit under a chain of single folders (``mnist/train/0/...``, ``mnistTask/0/...``).
+    ``exact``: any other folder beside the class folders is an error, not ignored.
     """
     listing = list_images(source)
     root = _class_root(listing)
     prefix = root + "/" if root else ""
+    if exact and class_names is not None:
+        others = sorted(set(_children(listing, root)) - set(class_names))
+        if others:
+            raise DataError(f"{listing.source}/{prefix}{others[0]}: not one of the class folders "
+                            f"{', '.join(class_names)}; expected exactly those ({len(others)} other folders)")
     if class_names is None:
         class_names = sorted(_children(listing, root), key=lambda n: (not n.isdecimal(), int(n) if n.isdecimal() else 0, n))
         if not class_names:
@@ -44,7 +51,9 @@ def load_class_folders(
             raise DataError(f"{listing.source}/{folder}: missing class folder for class '{name}'")
         in_folder = by_folder.get(folder, [])
         if not in_folder:
-            raise DataError(f"{listing.source}/{folder}: class folder for class '{name}' has no images")
+            strays = sum(skipped.rpartition("/")[0] == folder for skipped, _ in listing.skipped)
+            what = f"only {strays} files that are not images" if strays else "nothing"
+            raise DataError(f"{listing.source}/{folder}: class folder for class '{name}' has no images ({what})")
         files += [(entry, label) for entry in in_folder]
     ignored = len(listing.entries) - len(files)
     if ignored:

@@ -134,7 +134,8 @@ def cmd_make_noisy_mnist(args) -> int:
     if args.overwrite:  # a folder that --overwrite may not delete
         check_made_here(Path(args.out))
     train = load_mnist(paths.data_root(args.data_root), "train")
-    summary = make_noisy_mnist(train.images, train.labels, args.out, spec, args.seed, overwrite=args.overwrite)
+    summary = make_noisy_mnist(train.images, train.labels, args.out, spec, args.seed, overwrite=args.overwrite,
+                               as_zip=args.zip)
     print(f"wrote {summary['num_images']} images with corruption {summary['spec']} (seed {summary['seed']}) "
           f"to {summary['data_dir']}; the truth is in {summary['truth_file']}")
     return 0
@@ -193,13 +194,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_download)
 
     p = sub.add_parser("make-noisy-mnist", help="write MNIST train as class folders with corrupted labels",
-                       description="Write MNIST train as OUT/<label>/<index>.png with labels corrupted by SPEC "
-                                   "('permutation', 'symmetric:RATE', 'pairflip:RATE', joined by '+'), and the "
-                                   "ground truth in OUT.truth.json beside it (part 3's input).",
-                       epilog="example: python -m jaxcnn make-noisy-mnist --out noisy-mnist "
-                              "--corruption permutation+symmetric:0.1 --seed 0")
-    p.add_argument("--out", required=True, help="the folder to write (refused if not empty, unless --overwrite)")
-    p.add_argument("--corruption", default="permutation+symmetric:0.1", help="corruption spec (default: %(default)s)")
+                       description="Write MNIST train in the original part-3 form, OUT/mnistTask/<label>/"
+                                   "image_NNNNNN.jpg (a Mac-made zip with --zip), with labels corrupted by SPEC "
+                                   "('complementary', 'permutation', 'symmetric:RATE', 'pairflip:RATE', joined by "
+                                   "'+'), and the ground truth in OUT.truth.json beside it (part 3's input).",
+                       epilog="example: python -m jaxcnn make-noisy-mnist --out mnistTask3.zip --zip "
+                              "--corruption complementary --seed 0")
+    p.add_argument("--out", required=True, help="the folder (or zip) to write (refused if not empty, unless --overwrite)")
+    p.add_argument("--corruption", default="complementary", help="corruption spec (default: %(default)s)")
+    p.add_argument("--zip", action="store_true", help="write OUT as a zip with __MACOSX members, like the original")
     p.add_argument("--seed", type=int, default=0, help="seed of the permutation and the noise (default: %(default)s)")
     _data_root_arg(p)
     p.add_argument("--overwrite", action="store_true", help="replace OUT if it is not empty")

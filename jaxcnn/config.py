@@ -48,7 +48,7 @@ class TrainConfig:
     eval_batch_size: int = 1000
     probe_every: int = 0  # also validate every this many steps during the first epoch (0: epoch ends only)
     freeze_trunk: bool = False
-    loss: str = "cross_entropy"  # or "forward" (needs label_transition) or "gce"
+    loss: str = "cross_entropy"  # or "forward" (needs label_transition), "gce" or "complementary_nn"
     label_transition: tuple[tuple[float, ...], ...] = ()  # T[i][j] = P(observed j | true i)
     gce_q: float = 0.7
     model: ModelConfig = ModelConfig()

@@ -44,7 +44,9 @@ FIGURE_CAPTIONS = {
         "confusion_C.png": "Confusion matrix of C (A's trunk, fine-tuned) on the MNIST test set (ensemble, rows normalised).",
     },
     "part3": {
-        "transition_estimate.png": "The estimated P(folder | digit): rows the clean oracle's digit, columns the folder.",
+        "audit_samples.png": "Images of each folder, as they are.",
+        "transition_estimate.png": "The oracle view: P(folder | digit), rows the clean oracle's digit, columns the folder.",
+        "transition_free.png": "The oracle-free view: P(folder | anchor), rows the held-out folder model's anchor.",
         "folder_samples.png": "Images of each folder, titled with the clean oracle's digit.",
         "learning_curves.png": "Clean MNIST test accuracy per epoch (mean of seeds, min-max band).",
         "step_curves.png": "Clean MNIST test accuracy against optimiser steps, first-epoch probes included (log scale).",
@@ -133,7 +135,6 @@ def figure_caption(path: Path) -> str:
 # --- results at a glance ----------------------------------------------------------------------
 
 GLANCE_TITLE = "Results at a glance"
-FOLDER_LABEL_MODELS = ("scratch", "pretrained", "gce")  # part 3's models that never see a clean label
 
 
 def glance_section(workdir: Path) -> Section:
@@ -217,16 +218,14 @@ def part3_glance(results: dict | None) -> str:
     head = "**Part 3, what is wrong with the corrupted set?**"
     if results is None:
         return f"{head} not run yet {see(title)}."
-    diagnosis = results.get("diagnosis") or results["estimate"]
-    found = (f"folder labels permuted {diagnosis['cycles']}" if diagnosis.get("is_permutation")
-             else "the folders are not a permutation of the digits")
-    found += f", then {rate(diagnosis['noise_rate'])} of the labels off that mapping ({diagnosis['pattern']})"
-    if diagnosis.get("kind"):
-        found = f"{diagnosis['kind']}: {found}"
+    diagnosis = results["diagnosis"]
+    found = f"{diagnosis['kind']}: {diagnosis['oracle']['reason']} (clean model's view)"
+    free = diagnosis.get("oracle_free")
+    if free:
+        found += f"; from the folders alone: {free['kind']} ({diagnosis['note']})"
     truth = results.get("truth_check")
     if truth:
-        found += (f"; the truth file (read after training) {'confirms' if truth['mapping_matches'] else 'contradicts'}"
-                  f" the mapping, planted noise {rate(truth['planted_noise_rate'])}")
+        found += f"; the truth file (read after training) planted {truth['planted_spec']} ({truth['planted_kind']})"
     answers = [found]
     for clean, what in ((False, "without clean labels"), (True, "with the clean oracle's labels")):
         best = best_model(results["models"], clean)
@@ -238,8 +237,7 @@ def part3_glance(results: dict | None) -> str:
 
 def best_model(models: dict, clean: bool) -> tuple[str, dict] | None:
     """The model with the highest mean final test accuracy among those that do (or do not) use clean labels."""
-    chosen = [(name, m) for name, m in models.items()
-              if m.get("uses_clean_labels", name not in FOLDER_LABEL_MODELS) == clean
+    chosen = [(name, m) for name, m in models.items() if m["uses_clean_labels"] == clean
               and m["final_test_accuracy"].get("mean") is not None]
     return max(chosen, key=lambda item: item[1]["final_test_accuracy"]["mean"], default=None)
 
@@ -413,26 +411,52 @@ def part3_sections(part_dir: Path) -> list[Section]:
     results = read_json(part_dir / "results.json")
     if results is None:
         return [Section(title, [not_run("part3")])]
-    data, est, models = results["data"], results["estimate"], results["models"]
+    data, diag, models, audited = results["data"], results["diagnosis"], results["models"], results["audit"]
     made = f", made here with corruption `{data['corruption']}` (seed {data['seed']})" if data["made_here"] else ""
     overview = Text(f"{data['noisy_images']} images in class folders from `{data['source']}`{made}; every model is "
-                    f"scored on the clean MNIST test set ({data['mnist_test']} images) at its last epoch.")
-    rows = [["clean oracle", str(results["oracle"]["source"])],
-            ["oracle's clean test accuracy", rate(results["oracle"]["test_accuracy"])],
-            ["images the estimate used (oracle confident)", rate(est["kept_fraction"])],
-            ["estimated mapping (digit -> folder)", str(est["mapping"])],
-            ["permutation", str(est["cycles"]) if est["is_permutation"] else "not a permutation"],
-            ["estimated noise rate off the mapping", rate(est["noise_rate"])],
-            ["noise pattern", str(est["pattern"])]]
+                    f"scored on the clean MNIST test set ({data['mnist_test']} images) at its last epoch, and none "
+                    "is selected on it.")
+    files, pixels = audited["files"], audited["pixels"]
+    audit_rows = [["image files", f"{files['image_files']} ({', '.join(f'{k}: {v}' for k, v in files['formats'].items())} "
+                   f"of {files['header_sample']} read)"],
+                  ["JPEG quality (estimated)", ", ".join(f"{q} ({n} files)" for q, n in files["jpeg_quality_estimate"].items())
+                   or "not JPEG"],
+                  ["folder sizes", ", ".join(f"{k}: {v}" for k, v in files["folder_sizes"].items())],
+                  ["stray files skipped", f"{files['stray_files']['count']} ({files['stray_files']['mac']})"],
+                  ["mean intensity, set / MNIST test", f"{pixels['set']['mean_intensity']:.1f} / "
+                                                       f"{pixels['mnist_test']['mean_intensity']:.1f}"],
+                  ["ink fraction, set / MNIST test", f"{pixels['set']['ink_fraction']:.4f} / "
+                                                     f"{pixels['mnist_test']['ink_fraction']:.4f}"],
+                  ["duplicates inside the set (exact / near)",
+                   f"{audited['duplicates_inside']['exact']} / {audited['duplicates_inside']['near']}"],
+                  ["duplicates in the MNIST test set (exact / near)",
+                   f"{audited['duplicates_in_mnist_test']['exact']} / {audited['duplicates_in_mnist_test']['near']}"]]
+    audit_table = Table(["what", "value"], audit_rows, "The images against clean MNIST (no label read).")
+    oracle, free = diag["oracle"], diag["oracle_free"]
+    view = lambda d, key, fmt=str: fmt(d[key]) if d.get(key) is not None else "n/a"
+    rows = [["kind", oracle["kind"], free["kind"]],
+            ["why", oracle["reason"], free["reason"]],
+            ["mapping (digit -> folder)", view(oracle, "mapping"), view(free, "mapping")],
+            ["noise rate", view(oracle, "noise_rate", rate), view(free, "noise_rate", rate)],
+            ["peak mass", view(oracle, "peak_mass", rate), view(free, "peak_mass", rate)],
+            ["hole mass", view(oracle, "hole_mass", rate), view(free, "hole_mass", rate)],
+            ["rests on", f"a clean model ({results['oracle']['source']}, clean test accuracy "
+                         f"{rate(results['oracle']['test_accuracy'])}) names each digit",
+             f"the folder model's {free['anchor']} folder names the digit (held-out folds)"]]
     truth = results.get("truth_check")
     if truth:
-        rows += [["planted permutation (truth file, read after training)", str(truth["planted_cycles"])],
-                 ["estimate matches the planted mapping", "yes" if truth["mapping_matches"] else "no"],
-                 ["planted noise rate", rate(truth["planted_noise_rate"])]]
-    diagnosis = Table(["what", "value"], rows, "What the clean oracle says about the folders.")
+        rows.append(["planted (truth file, read after training)", f"{truth['planted_spec']} ({truth['planted_kind']})", ""])
+    diagnosis = Table(["", "oracle view", "oracle-free view"], rows, f"What the folders hold. {diag['note'].capitalize()}.")
     table = models_table(models, results["config"]["thresholds"],
                          "Clean MNIST test set, mean ± 95% CI over seeds (Student t), last epoch.")
-    return [Section(title, [overview, diagnosis, table, *part_figures(part_dir, "part3")])]
+    table.rows.insert(0, ["uses clean labels", *("yes" if m["uses_clean_labels"] else "no" for m in models.values())])
+    if any("least_likely" in m for m in models.values()):
+        table.rows.append(["accuracy, least likely folder as the digit",
+                           *(stat_text(m["least_likely"]["final_test_accuracy"]) if "least_likely" in m else "n/a"
+                             for m in models.values())])
+    skipped = [Text(f"Not trained: {', '.join(f'`{n}` ({why})' for n, why in results['skipped'].items())}.")] \
+        if results.get("skipped") else []
+    return [Section(title, [overview, audit_table, diagnosis, table, *skipped, *part_figures(part_dir, "part3")])]
 
 
 def evaluation_files(workdir: Path) -> list[Path]:

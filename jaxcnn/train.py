@@ -97,7 +97,24 @@ def training_loss(logits, labels, cfg: TrainConfig):
     if cfg.loss == "gce":
         p_label = jnp.take_along_axis(probs, labels[:, None], -1)[:, 0]
         return (1.0 - (p_label + 1e-8) ** cfg.gce_q) / cfg.gce_q
-    raise ValueError(f"unknown loss {cfg.loss!r}: use cross_entropy, forward or gce")
+    raise ValueError(f"unknown loss {cfg.loss!r}: use cross_entropy, forward, gce or complementary_nn")
+
+
+def batch_loss(logits, labels, cfg: TrainConfig):
+    """The loss of one batch: the mean of ``training_loss``, or for ``complementary_nn`` (labels are
+    complementary: a class the example is not) the non-negative risk of Ishida et al. 2019.
+
+    With uniform complementary labels the risk of class k is ``R_k = E[l_k] - (K-1) E[[y_bar = k] l_k]``
+    (``l_k`` the cross-entropy towards k), an unbiased estimate of ``P(k) E[l_k | y = k] >= 0``; a
+    flexible model drives it below zero on a batch and overfits, so each is clipped at zero.
+    """
+    if cfg.loss != "complementary_nn":
+        return training_loss(logits, labels, cfg).mean()
+    k = logits.shape[-1]
+    neglog = -jax.nn.log_softmax(logits)
+    weights = 1.0 - (k - 1) * jax.nn.one_hot(labels, k)
+    risks = jnp.mean(neglog * weights, axis=0)
+    return jnp.sum(jnp.maximum(risks, 0.0))
 
 
 def train_step(state: TrainState, batch, rng, cfg: TrainConfig):
@@ -114,7 +131,7 @@ def train_step(state: TrainState, batch, rng, cfg: TrainConfig):
         logits, updates = state.apply_fn(
             {"params": params, "batch_stats": state.batch_stats}, images, train=True,
             train_trunk=not cfg.freeze_trunk, rngs={"dropout": dropout_key}, mutable=["batch_stats"])
-        loss = training_loss(logits, batch["label"], cfg).mean()
+        loss = batch_loss(logits, batch["label"], cfg)
         return loss, (logits, updates["batch_stats"])
 
     (loss, (logits, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)

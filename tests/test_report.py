@@ -77,15 +77,25 @@ def part2_results():
 
 def part3_results():
     model = part2_results()["models"]["B"]
+    view = {"kind": "complementary", "reason": "every digit is missing from one folder", "mapping": [0, 1, 2],
+            "noise_rate": 0.0034, "peak_mass": 0.1234, "hole_mass": 0.0034}
+    pixels = {"mean_intensity": 33.3, "ink_fraction": 0.1912}
     return {"config": {"thresholds": [0.98]},
-            "data": {"source": "ckpts/part3/noisy-mnist", "made_here": True, "corruption": "permutation+symmetric:0.1",
+            "data": {"source": "ckpts/part3/noisy-mnist.zip", "made_here": True, "corruption": "complementary",
                      "seed": 0, "noisy_images": 3000, "mnist_test": 1000},
+            "audit": {"files": {"image_files": 3000, "formats": {"JPEG L 28x28": 500}, "header_sample": 500,
+                                "jpeg_quality_estimate": {"75": 500}, "folder_sizes": {"0": 300, "1": 300},
+                                "stray_files": {"count": 1, "mac": {"__MACOSX": 3000}}},
+                      "pixels": {"set": pixels, "mnist_test": pixels},
+                      "duplicates_inside": {"exact": 0, "near": 2}, "duplicates_in_mnist_test": {"exact": 0, "near": 0}},
             "oracle": {"source": "ckpts/part3/reference", "test_accuracy": 0.9456},
-            "estimate": {"kept_fraction": 0.8123, "mapping": [1, 0, 2], "cycles": "(0 1)", "is_permutation": True,
-                         "noise_rate": 0.1034, "pattern": "symmetric"},
-            "models": {"scratch": {**model, "renamed": {"final_test_accuracy": stat(0.9111), "ensemble_accuracy": 0.92}},
-                       "relabel": {**model, "final_test_accuracy": stat(0.9622)}},
-            "truth_check": {"planted_cycles": "(0 1)", "mapping_matches": True, "planted_noise_rate": 0.1}}
+            "diagnosis": {"kind": "complementary", "oracle": view, "agree": True, "note": "the two views agree",
+                          "oracle_free": {**view, "anchor": "least likely", "noise_rate": 0.0456}},
+            "models": {"scratch": {**model, "uses_clean_labels": False,
+                                   "least_likely": {"final_test_accuracy": stat(0.9111), "ensemble_accuracy": 0.92}},
+                       "oracle_relabel": {**model, "uses_clean_labels": True, "final_test_accuracy": stat(0.9622)}},
+            "skipped": {"relabel": "the mapping is not a permutation"},
+            "truth_check": {"planted_spec": "complementary", "planted_kind": "complementary"}}
 
 
 @pytest.fixture
@@ -157,11 +167,13 @@ def test_report_shows_part3_diagnosis_and_models(study_dir, tmp_path):
     write_png(study_dir / "part3" / "transition_estimate.png", 4)
     markdown = report.write_report(study_dir, tmp_path / "REPORT.md")[0].read_text()
     part3 = section(markdown, "## Part 3: label-corrupted MNIST")
-    assert table_value(part3, "estimated noise rate off the mapping") == "0.1034"
-    assert table_value(part3, "estimate matches the planted mapping") == "yes"
+    assert table_value(part3, "kind") == "complementary" and table_value(part3, "noise rate", 2) == "0.0456"
+    assert table_value(part3, "duplicates in the MNIST test set (exact / near)") == "0 / 0"
+    assert table_value(part3, "uses clean labels", 2) == "yes" and table_value(part3, "uses clean labels") == "no"
     assert table_value(part3, "final test accuracy", 2) == "0.9622 ± 0.0123"
-    assert table_value(part3, "accuracy, outputs renamed by the estimate", 1) == "0.9111 ± 0.0123"
-    assert table_value(part3, "accuracy, outputs renamed by the estimate", 2) == "n/a"
+    assert table_value(part3, "accuracy, least likely folder as the digit", 1) == "0.9111 ± 0.0123"
+    assert table_value(part3, "accuracy, least likely folder as the digit", 2) == "n/a"
+    assert "Not trained: `relabel`" in part3
     assert "](ckpts/part3/transition_estimate.png)" in part3
 
 
@@ -192,28 +204,29 @@ def test_report_leads_with_the_three_answers_linked_to_their_sections(study_dir,
     assert "final test accuracy C 0.9833 ± 0.0123 vs B 0.9712 ± 0.0123" in top
     assert "steps to 98%: C not reached vs B not reached" in top
     assert "C - B by training images, 100: +0.0900, 2000: +0.0121" in top
-    assert "folder labels permuted (0 1), then 0.1034 of the labels off that mapping (symmetric)" in top
-    assert "the truth file (read after training) confirms the mapping" in top
+    assert ("complementary: every digit is missing from one folder (clean model's view); from the folders "
+            "alone: complementary (the two views agree)") in top
+    assert "the truth file (read after training) planted complementary (complementary)" in top
     assert "best recovery without clean labels: scratch, 0.9712 ± 0.0123" in top
-    assert "best recovery with the clean oracle's labels: relabel, 0.9622 ± 0.0123" in top
+    assert "best recovery with the clean oracle's labels: oracle_relabel, 0.9622 ± 0.0123" in top
     assert top.count("([details](#") == 3 and anchors_resolve(top, markdown)
 
 
-def test_glance_reads_fold_estimates_and_newer_part3_fields_when_present(study_dir):
+def test_glance_reads_fold_estimates_and_which_models_used_clean_labels(study_dir):
     part1 = part1_results()
     del part1["validation"]  # a part 1 whose final model has no held-out writers
     part1["cv"] = {"accuracy": stat(0.8123), "folds": [{}] * 5}
     (study_dir / "part1" / "results.json").write_text(json.dumps(part1))
     part3 = part3_results()
-    part3["diagnosis"] = {**part3["estimate"], "kind": "permutation plus symmetric noise"}
-    part3["models"]["relabel"]["uses_clean_labels"] = False
+    part3["diagnosis"]["kind"] = "permutation"
+    part3["models"]["oracle_relabel"]["uses_clean_labels"] = False
     part3["models"]["scratch"]["uses_clean_labels"] = True
     (study_dir / "part3").mkdir()
     (study_dir / "part3" / "results.json").write_text(json.dumps(part3))
     top = report.render_markdown([report.glance_section(study_dir)], study_dir, "glance only")
     assert "0.8123 ± 0.0123 expected on new writers (5 writer folds)" in top and "held-out writers" not in top
-    assert "permutation plus symmetric noise: folder labels permuted (0 1)" in top
-    assert "without clean labels: relabel, 0.9622" in top and "with the clean oracle's labels: scratch, 0.9712" in top
+    assert "permutation: every digit is missing from one folder" in top
+    assert "without clean labels: oracle_relabel, 0.9622" in top and "with the clean oracle's labels: scratch, 0.9712" in top
 
 
 def test_report_of_an_empty_workdir_says_what_to_run(tmp_path):
