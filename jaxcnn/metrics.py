@@ -79,7 +79,7 @@ def confusable_groups(class_names) -> list[str]:
     names = set(class_names)
     pairs = [c.upper() + c for c in sorted({n.lower() for n in names}) if c.isalpha() and {c, c.upper()} <= names]
     sets = ["".join(c for c in group if c in names) for group in LOOKALIKES]
-    return pairs + [g for g in sets if len(g) > 1]
+    return list(dict.fromkeys(pairs + [g for g in sets if len(g) > 1]))
 
 
 def group_confusion(confusion: np.ndarray, class_names) -> list[dict]:

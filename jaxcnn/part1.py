@@ -48,7 +48,7 @@ def get_config(quick: bool = False) -> Part1Config:
         return Part1Config()
     return Part1Config(train=TrainConfig(seeds=(0, 1), epochs=2, batch_size=64,
                                          model=ModelConfig(widths=(8, 16, 32), hidden=32)),
-                       folds=2, cv_dir="ckpts/part1-cv-quick")
+                       folds=2)
 
 
 def load_data(cfg: Part1Config, data_root: Path, cache_dir=None) -> ArrayDataset:

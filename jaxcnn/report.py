@@ -312,7 +312,7 @@ def part2_sections(part_dir: Path) -> list[Section]:
     a = results["A"]["validation"]
     overview = Text(
         f"A learns the ten digits of the part-1 data ({data['digits_train']} training, {data['digits_val']} "
-        f"validation images); B (scratch), C (A's trunk, fine-tuned) and C_frozen (A's trunk, frozen) learn "
+        f"validation images{'' if a else ': every writer, last epoch'}); B (scratch), C (A's trunk, fine-tuned) and C_frozen (A's trunk, frozen) learn "
         f"MNIST ({data['mnist_train']} training images) and are scored on the MNIST test set "
         f"({data['mnist_test']} images) at their last epoch.")
     table = models_table(models, results["config"]["thresholds"],
@@ -324,7 +324,8 @@ def part2_sections(part_dir: Path) -> list[Section]:
                   "Final MNIST test accuracy by training-set size, mean ± 95% CI over seeds.")
     return [Section(title, [overview, table, *part_figures(part_dir, "part2")]),
             Section("Part 2: data size", [curve], 3),
-            Section("Part 2: A, the digits model", [validation_table(a, a.get("seeds", []), "validation writers' digits")], 3)]
+            *([Section("Part 2: A, the digits model",
+                       [validation_table(a, a.get("seeds", []), "validation writers' digits")], 3)] if a else [])]
 
 
 def part3_sections(part_dir: Path) -> list[Section]:

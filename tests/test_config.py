@@ -79,7 +79,7 @@ def test_a_fractional_value_for_an_integer_field_is_an_error():
     TrainConfig(),
     TrainConfig(seeds=(3, 4), freeze_trunk=True, model=ModelConfig(widths=(4, 8), hidden=16),
                 augment=AugmentConfig(elastic_alpha=3.0)),
-    Part1Config(classes=("A", "b"), val_writers=(1, 2)),
+    Part1Config(classes=("A", "b"), folds=4, cv_dir="elsewhere"),
 ])
 def test_to_dict_from_dict_round_trip_through_json(cfg):
     data = json.loads(json.dumps(to_dict(cfg)))
