@@ -68,8 +68,9 @@ def cmd_cv(args) -> int:
 
 def cmd_ablate(args) -> int:
     from jaxcnn import part1
-    table = part1.run_ablation(_configured(part1, args, part1.ablation_config), paths.data_root(args.data_root), Path(args.workdir),
-                               args.variants, resume=args.resume, overwrite=args.overwrite, cache_dir=args.cache_dir)
+    table = part1.run_ablation(_configured(part1, args, part1.ablation_config), paths.data_root(args.data_root),
+                               Path(args.workdir), args.variants, resume=args.resume, overwrite=args.overwrite,
+                               cache_dir=args.cache_dir)
     for name, row in table["variants"].items():
         print(f"{name:20s} accuracy {row['accuracy']['mean']:.4f} ± {row['accuracy']['ci95'] or 0:.4f}  "
               f"case-folded {row['accuracy_casefold']['mean']:.4f} ± {row['accuracy_casefold']['ci95'] or 0:.4f}")

@@ -57,9 +57,9 @@ def load_data(cfg: Part1Config, data_root: Path, cache_dir=None) -> ArrayDataset
                          cache_dir=cache_dir, preprocess=cfg.preprocess)
 
 
-def recipe(cfg: Part1Config) -> dict:
-    """The part of the config that decides the trained model (not where results go)."""
-    return {k: v for k, v in to_dict(cfg).items() if k != "cv_dir"}
+def recipe(config: dict) -> dict:
+    """The part of a saved config (``to_dict``) that decides the trained model, not where results go."""
+    return {k: v for k, v in config.items() if k != "cv_dir"}
 
 
 def run(cfg: Part1Config, data_root: Path, workdir: Path, *, resume=False, overwrite=False, cache_dir=None) -> dict:
@@ -84,7 +84,7 @@ def cv_estimate(cfg: Part1Config) -> dict | None:
     """The cross-validated figures of ``cfg.cv_dir`` if it ran this recipe, else None."""
     path = Path(cfg.cv_dir) / "results.json"
     saved = json.loads(path.read_text()) if path.is_file() else None
-    if saved is None or {k: v for k, v in saved["config"].items() if k != "cv_dir"} != recipe(cfg):
+    if saved is None or recipe(saved["config"]) != recipe(to_dict(cfg)):
         logger.info("part 1: no cross-validation of this recipe in %s; run `python -m jaxcnn cv` for the "
                     "expected accuracy on new writers", cfg.cv_dir)
         return None
@@ -108,8 +108,9 @@ def train_folds(cfg: Part1Config, data: ArrayDataset, workdir: Path, **flags) ->
 def score_folds(data: ArrayDataset, folds: list[dict], *, members: int | None = None, tta: bool = False) -> dict:
     """Each fold's last-epoch model on its unseen writers, and the mean ± 95% CI over the folds.
 
-    The last epoch, not the best, since the final model has no writer to choose an epoch with.
-    ``pooled`` sums the folds' confusions: every image scored once, by a model that never saw its writer.
+    The last epoch, not the best, since the final model has no writer to choose an epoch with;
+    ``best_mean_epoch`` says where the folds' mean validation curve peaked. ``confusion`` sums the
+    folds': every image scored once, by a model that never saw its writer.
     """
     reports = [evaluate_run(f["dir"], writer_split(data, f["writers"])[1], "latest", members=members, tta=tta)
                for f in folds]

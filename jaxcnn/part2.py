@@ -297,7 +297,8 @@ def run(cfg: Part2Config, data_root: Path, workdir: Path, *, resume=False, overw
                "data": {"digits_train": len(digits_train), "digits_val": num_val,
                         "mnist_train": len(train), "mnist_test": len(test)},
                "A": {"history": a_history, "validation": a_report,
-                     "writers": sorted(int(w) for w in np.unique(digits_train.groups))}, "models": models, "data_size": data_size}
+                     "writers": sorted(int(w) for w in np.unique(digits_train.groups))},
+               "models": models, "data_size": data_size}
     write_plots(results, test.class_names, workdir)
     write_json(workdir / "results.json", results)
     return results

@@ -312,7 +312,8 @@ def part2_sections(part_dir: Path) -> list[Section]:
     a = results["A"]["validation"]
     overview = Text(
         f"A learns the ten digits of the part-1 data ({data['digits_train']} training, {data['digits_val']} "
-        f"validation images{'' if a else ': every writer, last epoch'}); B (scratch), C (A's trunk, fine-tuned) and C_frozen (A's trunk, frozen) learn "
+        f"validation images{'' if a else ': every writer, last epoch'}); B (scratch), C (A's trunk, fine-tuned) "
+        f"and C_frozen (A's trunk, frozen) learn "
         f"MNIST ({data['mnist_train']} training images) and are scored on the MNIST test set "
         f"({data['mnist_test']} images) at their last epoch.")
     table = models_table(models, results["config"]["thresholds"],

@@ -51,6 +51,7 @@ def test_cv_scores_each_writer_once_and_the_final_model_learns_from_all(setup, t
     assert other["expected_new_writers"] is None  # another recipe: the estimate does not apply
 
 
+@pytest.mark.slow
 def test_ablation_trains_each_variant_under_the_folds_and_reuses_models_for_tta(setup, tmp_path):
     cfg, data_root = setup
     table = part1.run_ablation(cfg, data_root, tmp_path / "ablate", ["default", "tta", "no_label_smoothing"])
