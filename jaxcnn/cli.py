@@ -15,7 +15,7 @@ from jaxcnn.errors import JaxcnnError
 logger = logging.getLogger("jaxcnn")
 
 PARTS = {
-    "part1": "Part 1: train the 62-class character CNN from scratch, validate on held-out writers.",
+    "part1": "Part 1: train the 62-class character CNN from scratch on every writer (cv: the writer-fold estimate).",
     "part2": "Part 2: digits pretraining (A), then MNIST from scratch (B) and from A's trunk (C).",
     "part3": "Part 3: a label-corrupted MNIST, from scratch and from part-1 weights, and what is wrong with it.",
 }
@@ -150,7 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("cv", help="estimate part 1's accuracy on new writers with writer folds",
                        description="Train part 1's recipe once per writer fold (--set folds=K, default 5) and "
-                                   "score each on its unseen writers; the fold mean and 95%% CI go to "
+                                   "score each on its unseen writers; the fold mean and 95% CI go to "
                                    "WORKDIR/results.json.",
                        epilog="example: python -m jaxcnn cv --data-root ../shared/data --quick")
     _common(p, "ckpts/part1-cv")
@@ -158,7 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("ablate", help="measure the effect of part 1's main design choices",
                        description="Run part 1's writer folds once per ablation variant (each changes one choice) "
-                                   "and tabulate the fold mean and 95%% CI in WORKDIR/ablation.json. Budget: one "
+                                   "and tabulate the fold mean and 95% CI in WORKDIR/ablation.json. Budget: one "
                                    "seed and half part 1's epochs per fold model unless --set says otherwise.",
                        epilog="example: python -m jaxcnn ablate --variants default tta --set folds=3")
     _common(p, "ckpts/part1-ablation")
