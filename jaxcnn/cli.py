@@ -15,7 +15,7 @@ from jaxcnn.errors import JaxcnnError
 logger = logging.getLogger("jaxcnn")
 
 PARTS = {
-    "part1": "Part 1: train the 62-class character CNN from scratch on every writer (cv: the writer-fold estimate).",
+    "part1": "Part 1: train the 62-class character CNN from scratch on every writer, last epoch kept.",
     "part2": "Part 2: digits pretraining (A), then MNIST from scratch (B) and from A's trunk (C).",
     "part3": "Part 3: a label-corrupted MNIST, from scratch and from part-1 weights, and what is wrong with it.",
 }
