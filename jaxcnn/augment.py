@@ -44,6 +44,19 @@ class AugmentConfig:
 NO_AUGMENT = AugmentConfig(0.0, 0.0, 0.0, 0.0, 0.0)
 
 
+# Test-time augmentation: the image itself and fixed views (rotation in degrees, scale), whose
+# predictions are averaged. Milder than the training distortions: each view must stay typical.
+TTA_VIEWS = ((0.0, 1.0), (-8.0, 1.0), (8.0, 1.0), (0.0, 0.92), (0.0, 1.08))
+
+
+def affine_matrix(theta, shear, scale):
+    """The inverse map (output to input coordinates) of a rotation, a shear and a per-axis scale."""
+    c, s = jnp.cos(theta), jnp.sin(theta)
+    rotation = jnp.array([[c, -s], [s, c]])
+    shearing = jnp.array([[1.0, jnp.tan(shear)], [0.0, 1.0]])
+    return rotation @ shearing @ jnp.diag(1.0 / scale)
+
+
 def _random_affine(key, cfg: AugmentConfig):
     """One inverse affine map (2x2 matrix, shift) from output to input pixel coordinates."""
     k_rot, k_scale, k_shear, k_shift = jax.random.split(key, 4)
@@ -51,10 +64,18 @@ def _random_affine(key, cfg: AugmentConfig):
     shear = jnp.deg2rad(cfg.shear_deg) * jax.random.uniform(k_shear, minval=-1, maxval=1)
     scale = 1.0 + cfg.scale * jax.random.uniform(k_scale, (2,), minval=-1, maxval=1)
     shift = cfg.shift_px * jax.random.uniform(k_shift, (2,), minval=-1, maxval=1)
-    c, s = jnp.cos(theta), jnp.sin(theta)
-    rotation = jnp.array([[c, -s], [s, c]])
-    shearing = jnp.array([[1.0, jnp.tan(shear)], [0.0, 1.0]])
-    return rotation @ shearing @ jnp.diag(1.0 / scale), shift
+    return affine_matrix(theta, shear, scale), shift
+
+
+def warp(image, matrix, shift, displacement=None):
+    """Resamples a float image [H, W] through an inverse affine map about its centre (bilinear)."""
+    h, w = image.shape
+    centre = jnp.array([(h - 1) / 2, (w - 1) / 2])
+    grid = jnp.stack(jnp.meshgrid(jnp.arange(h), jnp.arange(w), indexing="ij"), -1).astype(jnp.float32)
+    coords = (grid - centre - shift) @ matrix.T + centre
+    if displacement is not None:
+        coords = coords + displacement
+    return map_coordinates(image, [coords[..., 0], coords[..., 1]], order=1, mode="constant", cval=0.0)
 
 
 def _gaussian_blur(field, sigma: float):
@@ -69,17 +90,13 @@ def _gaussian_blur(field, sigma: float):
 
 def distort_image(key, image, cfg: AugmentConfig):
     """Distorts one float image [H, W] with a random affine map and, optionally, an elastic field."""
-    h, w = image.shape
     k_affine, k_elastic = jax.random.split(key)
     matrix, shift = _random_affine(k_affine, cfg)
-    centre = jnp.array([(h - 1) / 2, (w - 1) / 2])
-    grid = jnp.stack(jnp.meshgrid(jnp.arange(h), jnp.arange(w), indexing="ij"), -1).astype(jnp.float32)
-    coords = (grid - centre - shift) @ matrix.T + centre
+    displacement = None
     if cfg.elastic_alpha:
-        noise = jax.random.uniform(k_elastic, (2, h, w), minval=-1, maxval=1)
-        displacement = jnp.stack([_gaussian_blur(n, cfg.elastic_sigma) for n in noise], -1)
-        coords = coords + cfg.elastic_alpha * displacement
-    return map_coordinates(image, [coords[..., 0], coords[..., 1]], order=1, mode="constant", cval=0.0)
+        noise = jax.random.uniform(k_elastic, (2, *image.shape), minval=-1, maxval=1)
+        displacement = cfg.elastic_alpha * jnp.stack([_gaussian_blur(n, cfg.elastic_sigma) for n in noise], -1)
+    return warp(image, matrix, shift, displacement)
 
 
 def augment_batch(key, images, cfg: AugmentConfig):
@@ -88,3 +105,15 @@ def augment_batch(key, images, cfg: AugmentConfig):
         return images
     keys = jax.random.split(key, images.shape[0])
     return jax.vmap(distort_image, in_axes=(0, 0, None))(keys, images[..., 0], cfg)[..., None]
+
+
+@jax.jit
+def tta_views(images):
+    """uint8 [N, H, W] -> uint8 [len(TTA_VIEWS), N, H, W]: every image under each fixed view."""
+    floats = images.astype(jnp.float32)
+    views = []
+    for degrees, scale in TTA_VIEWS:
+        matrix = affine_matrix(jnp.deg2rad(degrees), 0.0, jnp.full(2, scale))
+        warped = jax.vmap(lambda image: warp(image, matrix, jnp.zeros(2)))(floats)
+        views.append(jnp.clip(jnp.round(warped), 0, 255).astype(jnp.uint8))
+    return jnp.stack(views)

@@ -26,7 +26,6 @@ logger = logging.getLogger("jaxcnn")
 
 CLASS_NAMES = tuple(string.digits + string.ascii_uppercase + string.ascii_lowercase)
 DIGIT_CLASSES = CLASS_NAMES[:10]
-DEFAULT_VAL_WRITERS = range(33, 41)  # the last 8 of the 40 training writers validate
 PREPROCESSORS = {"mnist": to_mnist_convention, "plain": plain_resize}
 
 _SAMPLE_FOLDER = re.compile(r"Sample(\d{3})")
@@ -155,7 +154,7 @@ def _build(listing: ImageListing, files, preprocess, class_names) -> ArrayDatase
     return ArrayDataset(images, labels, writers, tuple(class_names))
 
 
-def writer_split(dataset: ArrayDataset, val_writers=DEFAULT_VAL_WRITERS) -> tuple[ArrayDataset, ArrayDataset]:
+def writer_split(dataset: ArrayDataset, val_writers) -> tuple[ArrayDataset, ArrayDataset]:
     """(train, val) split by writer, so no writer's handwriting is in both."""
     in_val = np.isin(dataset.groups, list(val_writers))
     if not in_val.any() or in_val.all():

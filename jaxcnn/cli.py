@@ -22,7 +22,7 @@ EXIT_CHECKPOINT = 4  # an Orbax or TensorStore error not already reported as a C
 EXIT_INTERRUPTED = 130  # Ctrl-C, as a shell reports SIGINT
 
 PARTS = {
-    "part1": "Part 1: train the 62-class character CNN from scratch, validate on held-out writers.",
+    "part1": "Part 1: train the 62-class character CNN from scratch on every writer, last epoch kept.",
     "part2": "Part 2: digits pretraining (A), then MNIST from scratch (B) and from A's trunk (C).",
     "part3": "Part 3: a label-corrupted MNIST, from scratch and from part-1 weights, and what is wrong with it.",
 }
@@ -47,8 +47,8 @@ def _common(parser: argparse.ArgumentParser, default_workdir: str) -> None:
     _cache_dir_arg(parser)
 
 
-def _configured(module, args):
-    cfg = module.get_config(args.quick)
+def _configured(module, args, budget=lambda cfg: cfg):
+    cfg = budget(module.get_config(args.quick))
     for assignment in args.set:
         cfg = override(cfg, assignment)
     if getattr(args, "data", None):  # part 3's --data DIR_OR_ZIP
@@ -66,13 +66,23 @@ def cmd_part(args) -> int:
     return 0
 
 
+def cmd_cv(args) -> int:
+    from jaxcnn import part1
+    results = part1.run_cv(_configured(part1, args), paths.data_root(args.data_root), Path(args.workdir),
+                           resume=args.resume, overwrite=args.overwrite, cache_dir=args.cache_dir)
+    print("\n".join(part1.cv_lines(results["cv"])))
+    print(f"results: {Path(args.workdir) / 'results.json'}")
+    return 0
+
+
 def cmd_ablate(args) -> int:
     from jaxcnn import part1
-    table = part1.run_ablation(_configured(part1, args), paths.data_root(args.data_root), Path(args.workdir),
-                               args.variants or tuple(part1.ABLATIONS), resume=args.resume,
-                               overwrite=args.overwrite, cache_dir=args.cache_dir)
-    for name, row in table.items():
-        print(f"{name:20s} accuracy {row['accuracy']:.4f}  case-folded {row['accuracy_casefold']:.4f}")
+    table = part1.run_ablation(_configured(part1, args, part1.ablation_config), paths.data_root(args.data_root),
+                               Path(args.workdir), args.variants, resume=args.resume, overwrite=args.overwrite,
+                               cache_dir=args.cache_dir)
+    for name, row in table["variants"].items():
+        print(f"{name:20s} accuracy {row['accuracy']['mean']:.4f} ± {row['accuracy']['ci95'] or 0:.4f}  "
+              f"case-folded {row['accuracy_casefold']['mean']:.4f} ± {row['accuracy_casefold']['ci95'] or 0:.4f}")
     return 0
 
 
@@ -84,7 +94,7 @@ def cmd_evaluate(args) -> int:
     class_names = run_class_names(args.ckpt, args.which)
     out = output_path(args.ckpt, args.data, args.json)
     data = _load_for(class_names, args.data, args.cache_dir)
-    report = {**evaluate_run(args.ckpt, data, args.which), "data": str(Path(args.data).absolute())}
+    report = {**evaluate_run(args.ckpt, data, args.which, tta=args.tta), "data": str(Path(args.data).absolute())}
     print("\n".join(summary_lines(report)))
     write_json(out, report)
     plot_confusion(report["confusion"], class_names, out.with_suffix(".png"), f"{args.data}")
@@ -165,10 +175,19 @@ def build_parser() -> argparse.ArgumentParser:
                            help="the corrupted class-folder set (default: make one in WORKDIR/noisy-mnist)")
         p.set_defaults(func=cmd_part)
 
+    p = sub.add_parser("cv", help="estimate part 1's accuracy on new writers with writer folds",
+                       description="Train part 1's recipe once per writer fold (--set folds=K, default 5) and "
+                                   "score each on its unseen writers; the fold mean and 95% CI go to "
+                                   "WORKDIR/results.json.",
+                       epilog="example: python -m jaxcnn cv --data-root ../shared/data --quick")
+    _common(p, "ckpts/part1-cv")
+    p.set_defaults(func=cmd_cv)
+
     p = sub.add_parser("ablate", help="measure the effect of part 1's main design choices",
-                       description="Train part 1 once per ablation variant (each changes one choice) and "
-                                   "tabulate validation accuracy in WORKDIR/ablation.json.",
-                       epilog="example: python -m jaxcnn ablate --variants default no_augmentation --set train.seeds=0")
+                       description="Run part 1's writer folds once per ablation variant (each changes one choice) "
+                                   "and tabulate the fold mean and 95% CI in WORKDIR/ablation.json. Budget: one "
+                                   "seed and half part 1's epochs per fold model unless --set says otherwise.",
+                       epilog="example: python -m jaxcnn ablate --variants default tta --set folds=3")
     _common(p, "ckpts/part1-ablation")
     p.add_argument("--variants", nargs="*", help="which variants (default: all)")
     p.set_defaults(func=cmd_ablate)
@@ -180,6 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ckpt", required=True, help="a run's work directory (or its checkpoints/ folder)")
     p.add_argument("--data", required=True, help="folder or .zip to score")
     p.add_argument("--which", default="best", help="best, latest or an epoch number (default: %(default)s)")
+    p.add_argument("--tta", action="store_true", help="average the predictions over fixed test-time views")
     p.add_argument("--json", help="where to write the figures (default: CKPT/eval_<data>.json)")
     _cache_dir_arg(p)
     p.set_defaults(func=cmd_evaluate)

@@ -14,7 +14,7 @@ from jaxcnn.augment import AugmentConfig
 from jaxcnn.errors import require
 
 DTYPES = ("float32", "bfloat16", "float16")
-LOSSES = ("cross_entropy", "forward", "gce")
+LOSSES = ("cross_entropy", "forward", "gce", "complementary_nn")
 
 
 @dataclasses.dataclass(frozen=True)

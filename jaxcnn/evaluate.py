@@ -13,6 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from jaxcnn import train as T  # noqa: E402
+from jaxcnn.augment import tta_views  # noqa: E402
 from jaxcnn.checkpoint import RunCheckpoints  # noqa: E402
 from jaxcnn.config import TrainConfig, from_dict  # noqa: E402
 from jaxcnn.dataset import ArrayDataset  # noqa: E402
@@ -63,17 +64,29 @@ def predict_probs(state, images: np.ndarray, batch_size: int = 1000) -> tuple[np
     return logits, softmax_mean(logits)
 
 
-def evaluate_run(path: str | Path, data: ArrayDataset, which: str = "best") -> dict:
-    """Every figure for a saved run on ``data``: the ensemble of its seeds, and each seed alone."""
+def member_probs(state, images: np.ndarray, batch_size: int, tta: bool = False) -> np.ndarray:
+    """Each member's probabilities [K, N, C]; with ``tta``, averaged over the fixed TTA views."""
+    views = np.asarray(tta_views(images)) if tta else images[None]
+    return np.mean([np.asarray(jax.nn.softmax(predict_probs(state, view, batch_size)[0], -1)) for view in views], 0)
+
+
+def evaluate_run(path: str | Path, data: ArrayDataset, which: str = "best", *, members: int | None = None,
+                 tta: bool = False) -> dict:
+    """Every figure for a saved run on ``data``: the ensemble of its seeds, and each seed alone.
+
+    ``members``: ensemble only the first this many seeds; ``tta``: test-time augmentation.
+    """
     state, cfg, class_names, epoch = load_run(path, which)
+    seeds = list(cfg.seeds[:members])
+    state = jax.tree.map(lambda x: x[:len(seeds)], state)
     if tuple(data.class_names) != class_names:
         raise CheckpointError(f"{path}: the checkpoint classifies {len(class_names)} classes "
                               f"({class_names[0]}..{class_names[-1]}) but the data has {data.num_classes} "
                               f"({data.class_names[0]}..{data.class_names[-1]})")
-    logits, probs = predict_probs(state, data.images, cfg.eval_batch_size)
-    report = classification_report(probs, data.labels, class_names)
-    report["members_accuracy"] = [float(np.mean(l.argmax(-1) == data.labels)) for l in logits]
-    report.update(checkpoint=str(path), epoch=epoch, seeds=list(cfg.seeds))
+    probs = member_probs(state, data.images, cfg.eval_batch_size, tta)
+    report = classification_report(probs.mean(0), data.labels, class_names, data.groups)
+    report["members_accuracy"] = [float(np.mean(p.argmax(-1) == data.labels)) for p in probs]
+    report.update(checkpoint=str(path), epoch=epoch, seeds=seeds, tta=tta)
     return report
 
 
@@ -131,11 +144,19 @@ def plot_confusion(confusion, class_names, path: Path, title: str = "") -> None:
 
 def summary_lines(report: dict, top: int = 8) -> list[str]:
     """What the evaluate command prints."""
-    lines = [f"n={report['n']}  accuracy {report['accuracy']:.4f}  "
-             f"case-folded {report['accuracy_casefold']:.4f}  ECE {report['ece']:.4f}",
+    lines = [f"n={report['n']}  accuracy {report['accuracy']:.4f}  case-folded {report['accuracy_casefold']:.4f}  "
+             f"top-3 {report['top3_accuracy']:.4f}  ECE {report['ece']:.4f}",
              "members: " + ", ".join(f"{a:.4f}" for a in report["members_accuracy"])]
+    if "writer_accuracy_spread" in report:
+        w = report["writer_accuracy_spread"]
+        worst = sorted(report["per_writer_accuracy"].items(), key=lambda kv: kv[1])[:3]
+        lines.append(f"per writer ({w['n']}): mean {w['mean']:.4f}  std {w['std']:.4f}  min {w['min']:.4f}  "
+                     f"max {w['max']:.4f}; weakest " + ", ".join(f"{k} {v:.2f}" for k, v in worst))
     worst = sorted(report["per_class_accuracy"].items(), key=lambda kv: kv[1])[:top]
     lines.append("weakest classes: " + ", ".join(f"{k} {v:.2f}" for k, v in worst))
     lines.append("most confused: " + ", ".join(f"{p['true']}->{p['predicted']} x{p['count']}"
                                                for p in report["most_confused"][:top]))
+    groups = [g for g in report["confusable_groups"] if g["confused"]][:top]
+    lines.append("confusable groups (images taken for another member): " + ", ".join(
+        f"{g['group']} {g['confused']}/{g['n']}" for g in groups))
     return lines

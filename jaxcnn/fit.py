@@ -45,11 +45,14 @@ def write_json(path: Path, data) -> None:
     tmp.replace(path)
 
 
-def fit(train: ArrayDataset, val: ArrayDataset, cfg: TrainConfig, workdir: str | Path, *,
+def fit(train: ArrayDataset, val: ArrayDataset | None, cfg: TrainConfig, workdir: str | Path, *,
         resume: bool = False, overwrite: bool = False,
         init: Callable[[T.TrainState], T.TrainState] | None = None,
         parallel_seeds: bool | None = None, scan_epochs: bool | None = None):
-    """Trains one model per seed in ``cfg.seeds`` and validates each epoch.
+    """Trains one model per seed in ``cfg.seeds`` and validates each epoch on ``val``.
+
+    ``val=None``: no data is held out (a final model trained on everything); nothing is validated
+    and the "best" checkpoint is the latest epoch.
 
     ``init`` may change the fresh population (e.g. graft a pretrained trunk) before training.
     ``parallel_seeds``: vmap the seeds in one program (default on accelerators); otherwise they
@@ -79,17 +82,14 @@ def _train(train, val, cfg, workdir, ckpts, resume, init, parallel_seeds, scan_e
     _rewrite_log(workdir / "metrics.jsonl", history)
 
     images, labels = jax.device_put(train.images), jax.device_put(train.labels)
-    val_images, val_labels = jax.device_put(val.images), jax.device_put(val.labels)
     epoch_fn = T.train_epoch_population if scan_epochs else T.train_epoch_stepwise
-    validate = lambda state: _validation_record(
-        state, T.each_member(T.evaluate_population, state, val_images, val_labels, cfg.eval_batch_size,
-                             parallel=parallel_seeds), val.labels)
+    validate = _validator(val, cfg, parallel_seeds)
     steps = T.steps_per_epoch(len(train), cfg.batch_size)
     with MetricWriter(workdir, first_epoch=len(history) + 1) as writer, \
             Progress(cfg.epochs, workdir.name, unit="epochs", initial=len(history)) as bar:
         for epoch in range(len(history) + 1, cfg.epochs + 1):
             start = time.perf_counter()
-            chunks = epoch_chunks(steps, cfg.probe_every if epoch == 1 else 0)
+            chunks = epoch_chunks(steps, cfg.probe_every if epoch == 1 and val is not None else 0)
             chunk_metrics, probes = [], []
             for i, num_steps in enumerate(chunks):
                 state, metrics = T.each_member(epoch_fn, state, images, labels, cfg,
@@ -104,20 +104,21 @@ def _train(train, val, cfg, workdir, ckpts, resume, init, parallel_seeds, scan_e
             if probes:
                 record["probes"] = probes
             record["seconds"] = time.perf_counter() - start
-            if not math.isfinite(sum(record["train_loss"]) + sum(record["val_loss"])):
+            if not math.isfinite(sum(record["train_loss"]) + sum(record.get("val_loss", []))):
                 raise TrainingDiverged(f"{workdir}: loss is not finite at epoch {epoch} (train "
-                                       f"{record['train_loss']}, validation {record['val_loss']}); "
+                                       f"{record['train_loss']}, validation {record.get('val_loss', '-')}); "
                                        f"kept the last good checkpoint (epoch {ckpts.latest_epoch()})")
             history.append(record)
             ckpts.save(epoch, state, {"history": history, "config": to_dict(cfg),
-                                      "class_names": list(train.class_names)}, record["val_accuracy_ensemble"])
+                                      "class_names": list(train.class_names)},
+                       epoch if val is None else record["val_accuracy_ensemble"])
             with open(workdir / "metrics.jsonl", "a") as log:
                 log.write(json.dumps(record) + "\n")
-            logger.info("epoch %d/%d  loss %.4f  val acc %.4f (ensemble %.4f)  %.1fs", epoch, cfg.epochs,
-                        np.mean(record["train_loss"]), np.mean(record["val_accuracy"]),
-                        record["val_accuracy_ensemble"], record["seconds"])
+            note = f"val acc {record['val_accuracy_ensemble']:.4f}" if val is not None else "no validation"
+            logger.info("epoch %d/%d  loss %.4f  %s  %.1fs", epoch, cfg.epochs, np.mean(record["train_loss"]),
+                        note, record["seconds"])
             writer.write_epoch(record, cfg.seeds)
-            bar.update(note=f"val acc {record['val_accuracy_ensemble']:.4f}")
+            bar.update(note=note)
     return state, history
 
 
@@ -126,6 +127,16 @@ def epoch_chunks(steps: int, probe_every: int) -> list[int]:
     if probe_every <= 0 or probe_every >= steps:
         return [steps]
     return [probe_every] * (steps // probe_every) + ([steps % probe_every] if steps % probe_every else [])
+
+
+def _validator(val: ArrayDataset | None, cfg: TrainConfig, parallel_seeds):
+    """state -> the validation part of an epoch's record (only the step when there is no ``val``)."""
+    if val is None:
+        return lambda state: {"step": int(np.asarray(state.step)[0])}
+    images, labels = jax.device_put(val.images), jax.device_put(val.labels)
+    return lambda state: _validation_record(
+        state, T.each_member(T.evaluate_population, state, images, labels, cfg.eval_batch_size,
+                             parallel=parallel_seeds), val.labels)
 
 
 def _validation_record(state, outputs, val_labels) -> dict:

@@ -1,17 +1,28 @@
-"""Part 1: a 62-class handwritten-character CNN trained from scratch, validated on unseen writers."""
+"""Part 1: a 62-class handwritten-character CNN trained from scratch; writer folds judge the recipe.
+
+``run`` trains the final model on every writer: nothing is held out, so its last epoch is kept.
+``run_cv`` trains the same recipe once per writer fold and scores each fold's model on the writers
+it never saw; the fold mean ± 95% CI is the expected accuracy on new writers. ``run_ablation`` does
+that for each variant of the recipe.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import json
 import logging
+import time
 from pathlib import Path
 
-from jaxcnn.chars74k import CLASS_NAMES, DEFAULT_VAL_WRITERS, PREPROCESSORS, load_chars74k, writer_split
+import numpy as np
+
+from jaxcnn.chars74k import CLASS_NAMES, PREPROCESSORS, load_chars74k, writer_folds, writer_split
 from jaxcnn.config import ModelConfig, TrainConfig, override, to_dict
+from jaxcnn.dataset import ArrayDataset
 from jaxcnn.errors import require
-from jaxcnn.evaluate import evaluate_run, plot_confusion, summary_lines as report_lines
+from jaxcnn.evaluate import evaluate_run
 from jaxcnn.fit import fit, write_json
+from jaxcnn.metrics import group_confusion, mean_ci95, spread
 from jaxcnn.rundir import claim
 
 logger = logging.getLogger("jaxcnn")
@@ -19,18 +30,23 @@ logger = logging.getLogger("jaxcnn")
 
 @dataclasses.dataclass(frozen=True)
 class Part1Config:
-    """What part 1 trains on and how; ``classes`` empty means all 62."""
+    """What part 1 trains on and how; ``classes`` empty means all 62.
+
+    ``folds``: writer folds of ``cv`` and ``ablate``. ``cv_dir``: where ``cv`` wrote its results,
+    whose estimate the final model's results carry when the recipe matches.
+    """
 
     train: TrainConfig = TrainConfig(seeds=(0, 1, 2))
     classes: tuple[str, ...] = ()
-    val_writers: tuple[int, ...] = tuple(DEFAULT_VAL_WRITERS)
     preprocess: str = "mnist"
     data_subdir: str = "trainPart1"
+    folds: int = 5
+    cv_dir: str = "ckpts/part1-cv"
 
     def __post_init__(self):
         require(self, "classes", all(c in CLASS_NAMES for c in self.classes) and len(set(self.classes)) == len(
             self.classes), "distinct Chars74K class names (0-9, A-Z, a-z), or empty for all 62")
-        require(self, "val_writers", len(self.val_writers) > 0, "a non-empty list of writer numbers")
+        require(self, "folds", self.folds >= 2, "at least 2 (writer folds for cv and ablate)")
         require(self, "preprocess", self.preprocess in PREPROCESSORS, f"one of {', '.join(PREPROCESSORS)}")
 
 
@@ -39,66 +55,204 @@ def get_config(quick: bool = False) -> Part1Config:
     if not quick:
         return Part1Config()
     return Part1Config(train=TrainConfig(seeds=(0, 1), epochs=2, batch_size=64,
-                                         model=ModelConfig(widths=(8, 16, 32), hidden=32)))
+                                         model=ModelConfig(widths=(8, 16, 32), hidden=32)),
+                       folds=2)
 
 
-def load_data(cfg: Part1Config, data_root: Path, cache_dir=None):
-    """(train, validation) split by writer, never by image: the test set is new writers."""
-    data = load_chars74k(data_root / cfg.data_subdir, classes=list(cfg.classes) or None,
+def load_data(cfg: Part1Config, data_root: Path, cache_dir=None) -> ArrayDataset:
+    """Every image of the training writers; ``groups`` are the writers."""
+    return load_chars74k(data_root / cfg.data_subdir, classes=list(cfg.classes) or None,
                          cache_dir=cache_dir, preprocess=cfg.preprocess)
-    return writer_split(data, cfg.val_writers)
+
+
+def recipe(config: dict) -> dict:
+    """The part of a saved config (``to_dict``) that decides the trained model, not where results go."""
+    return {k: v for k, v in config.items() if k != "cv_dir"}
 
 
 def run(cfg: Part1Config, data_root: Path, workdir: Path, *, resume=False, overwrite=False, cache_dir=None) -> dict:
-    """Trains, then scores the best checkpoint on the validation writers; writes results.json."""
+    """The final model: the recipe trained on every writer, last epoch kept; writes results.json.
+
+    Its expected accuracy on new writers is the cross-validated one of ``cfg.cv_dir``, when that
+    run used the same recipe; otherwise None (run ``python -m jaxcnn cv``).
+    """
     workdir = claim(workdir, "part1", to_dict(cfg), resume=resume, overwrite=overwrite)
-    train, val = load_data(cfg, data_root, cache_dir)
-    logger.info("part 1: %d training images (writers not in %s), %d validation images, %d classes",
-                len(train), list(cfg.val_writers), len(val), train.num_classes)
-    _, history = fit(train, val, cfg.train, workdir, resume=resume, overwrite=overwrite)
-    report = evaluate_run(workdir, val)
-    plot_confusion(report["confusion"], train.class_names, workdir / "confusion_val.png",
-                   "part 1: validation writers (ensemble)")
-    results = {"config": to_dict(cfg), "num_train": len(train), "num_val": len(val),
-               "history": history, "validation": report,
-               "train_seconds": sum(r["seconds"] for r in history)}
+    data = load_data(cfg, data_root, cache_dir)
+    writers = sorted(int(w) for w in np.unique(data.groups))
+    logger.info("part 1: %d training images of all %d writers, %d classes; no validation writers",
+                len(data), len(writers), data.num_classes)
+    _, history = fit(data, None, cfg.train, workdir, resume=resume, overwrite=overwrite)
+    results = {"config": to_dict(cfg), "writers": writers, "num_train": len(data), "history": history,
+               "epoch": len(history), "train_seconds": sum(r["seconds"] for r in history),
+               "expected_new_writers": cv_estimate(cfg)}
     write_json(workdir / "results.json", results)
     return results
 
 
+def cv_estimate(cfg: Part1Config) -> dict | None:
+    """The cross-validated figures of ``cfg.cv_dir`` if it ran this recipe, else None."""
+    path = Path(cfg.cv_dir) / "results.json"
+    saved = json.loads(path.read_text()) if path.is_file() else None
+    if saved is None or recipe(saved["config"]) != recipe(to_dict(cfg)):
+        logger.info("part 1: no cross-validation of this recipe in %s; run `python -m jaxcnn cv` for the "
+                    "expected accuracy on new writers", cfg.cv_dir)
+        return None
+    cv = saved["cv"]
+    return {"source": str(path), **{k: cv[k] for k in ("accuracy", "accuracy_casefold", "top3_accuracy")}}
+
+
+def train_folds(cfg: Part1Config, data: ArrayDataset, workdir: Path, **flags) -> list[dict]:
+    """Trains the recipe once per writer fold in ``workdir/foldN``: ``{"writers", "dir", "history"}`` each."""
+    folds = []
+    for i, val_writers in enumerate(writer_folds(data.groups, cfg.folds)):
+        train, val = writer_split(data, val_writers)
+        logger.info("fold %d/%d: %d training images, validation writers %s", i + 1, cfg.folds, len(train),
+                    list(val_writers))
+        fold_dir = workdir / f"fold{i}"
+        _, history = fit(train, val, cfg.train, fold_dir, **flags)
+        folds.append({"writers": list(val_writers), "dir": str(fold_dir), "history": history})
+    return folds
+
+
+def score_folds(data: ArrayDataset, folds: list[dict], *, members: int | None = None, tta: bool = False) -> dict:
+    """Each fold's last-epoch model on its unseen writers, and the mean ± 95% CI over the folds.
+
+    The last epoch, not the best, since the final model has no writer to choose an epoch with;
+    ``best_mean_epoch`` says where the folds' mean validation curve peaked. ``confusion`` sums the
+    folds': every image scored once, by a model that never saw its writer.
+    """
+    reports = [evaluate_run(f["dir"], writer_split(data, f["writers"])[1], "latest", members=members, tta=tta)
+               for f in folds]
+    per_fold = [{"writers": f["writers"], "epoch": r["epoch"], "n": r["n"],
+                 **{k: r[k] for k in ("accuracy", "accuracy_casefold", "top3_accuracy", "members_accuracy")},
+                 "train_seconds": sum(e["seconds"] for e in f["history"])} for f, r in zip(folds, reports)]
+    per_writer = {w: a for r in reports for w, a in r["per_writer_accuracy"].items()}
+    confusion = np.sum([r["confusion"] for r in reports], axis=0)
+    curve = np.mean([[e["val_accuracy_ensemble"] for e in f["history"]] for f in folds], axis=0)
+    return {
+        **{k: mean_ci95([p[k] for p in per_fold]) for k in ("accuracy", "accuracy_casefold", "top3_accuracy")},
+        "folds": per_fold,
+        "per_writer_accuracy": per_writer, "writer_accuracy_spread": spread(per_writer.values()),
+        "confusable_groups": group_confusion(confusion, data.class_names),
+        "confusion": confusion.tolist(),
+        "mean_val_accuracy_by_epoch": curve.tolist(), "best_mean_epoch": int(curve.argmax()) + 1,
+        "members": members, "tta": tta, "train_seconds": sum(p["train_seconds"] for p in per_fold),
+    }
+
+
+def run_cv(cfg: Part1Config, data_root: Path, workdir: Path, *, resume=False, overwrite=False,
+           cache_dir=None) -> dict:
+    """The recipe under writer folds; writes ``workdir/results.json`` with the estimate under ``cv``."""
+    workdir = claim(workdir, "cv", to_dict(cfg), resume=resume, overwrite=overwrite)
+    data = load_data(cfg, data_root, cache_dir)
+    folds = train_folds(cfg, data, workdir, resume=resume, overwrite=overwrite)
+    results = {"config": to_dict(cfg), "cv": score_folds(data, folds)}
+    write_json(workdir / "results.json", results)
+    return results
+
+
+def cv_lines(cv: dict, what: str = "writer folds") -> list[str]:
+    """What ``cv`` prints: the fold means with their 95% CI."""
+    figure = lambda s: f"{s['mean']:.4f}" + (f" ± {s['ci95']:.4f}" if s["ci95"] is not None else "")
+    w = cv["writer_accuracy_spread"]
+    return [f"{what} ({len(cv['folds'])} folds, last epoch): accuracy {figure(cv['accuracy'])}  "
+            f"case-folded {figure(cv['accuracy_casefold'])}  top-3 {figure(cv['top3_accuracy'])}",
+            f"per writer: min {w['min']:.4f}  max {w['max']:.4f}  std {w['std']:.4f}",
+            "most confused groups: " + ", ".join(f"{g['group']} {g['confused']}/{g['n']}"
+                                                 for g in cv["confusable_groups"][:6])]
+
+
 def summary_lines(results: dict) -> list[str]:
-    return ["part 1, validation writers (ensemble of seeds):", *report_lines(results["validation"])]
+    lines = [f"part 1: final model trained on all {len(results['writers'])} writers, "
+             f"{results['epoch']} epochs (last kept)"]
+    expected = results["expected_new_writers"]
+    if expected is None:
+        return lines + ["expected accuracy on new writers: not measured (run `python -m jaxcnn cv`)"]
+    return lines + [f"expected on new writers (cross-validated, {expected['source']}): accuracy "
+                    f"{expected['accuracy']['mean']:.4f} ± {expected['accuracy']['ci95'] or 0:.4f}, "
+                    f"case-folded {expected['accuracy_casefold']['mean']:.4f}"]
 
 
-# Each ablation changes one choice of the default config (``--set`` syntax), to measure its effect.
-ABLATIONS = {
-    "default": (),
-    "no_augmentation": ("train.augment.rotate_deg=0", "train.augment.scale=0", "train.augment.shear_deg=0",
-                        "train.augment.shift_px=0"),
-    "plain_resize": ("preprocess=plain",),
-    "elastic": ("train.augment.elastic_alpha=34",),
-    "no_label_smoothing": ("train.label_smoothing=0",),
-}
+def paired_difference(accuracy: dict, reference: dict) -> dict:
+    """Mean ± 95% CI over writers of ``accuracy - reference`` per writer: a variant against the
+    default on the same writers, far less noisy than comparing two fold means."""
+    return mean_ci95([accuracy[w] - reference[w] for w in sorted(reference, key=int)])
 
 
-def run_ablation(cfg: Part1Config, data_root: Path, workdir: Path, variants=tuple(ABLATIONS), *,
+def ablation_variants(cfg: Part1Config) -> dict[str, tuple[str, ...]]:
+    """Each trained variant: the ``--set`` assignments that change one choice of ``cfg``."""
+    model, epochs = cfg.train.model, cfg.train.epochs
+    return {
+        "default": (),
+        "plain_resize": ("preprocess=plain",),
+        "no_augmentation": ("train.augment.rotate_deg=0", "train.augment.scale=0", "train.augment.shear_deg=0",
+                            "train.augment.shift_px=0"),
+        "elastic": ("train.augment.elastic_alpha=34",),
+        "no_label_smoothing": ("train.label_smoothing=0",),
+        "narrow": ("train.model.widths=" + ",".join(str(w // 2) for w in model.widths),
+                   f"train.model.hidden={model.hidden // 2}"),
+        "wide": ("train.model.widths=" + ",".join(str(w * 3 // 2) for w in model.widths),
+                 f"train.model.hidden={model.hidden * 3 // 2}"),
+        "half_schedule": (f"train.epochs={max(1, epochs // 2)}",),
+        "double_schedule": (f"train.epochs={epochs * 2}",),
+        "ensemble_3": ("train.seeds=" + ",".join(str(cfg.train.seeds[0] + i) for i in range(3)),),
+    }
+
+
+def evaluation_variants(cfg: Part1Config) -> dict[str, tuple[str, dict]]:
+    """Variants that score a trained variant's fold models another way (no training): ``(base, options)``.
+
+    TTA of the default; the smaller ensembles inside the ``ensemble_3`` variant's three seeds.
+    """
+    return {"tta": ("default", {"tta": True}), "ensemble_2": ("ensemble_3", {"members": 2})}
+
+
+def ablation_config(cfg: Part1Config) -> Part1Config:
+    """The ablation's budget: one seed and half the epochs of ``cfg`` per fold model, so the whole
+    table runs in a few hours on a small CPU (ensemble size is the ``ensemble_3`` variant)."""
+    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, seeds=cfg.train.seeds[:1],
+                                                              epochs=max(1, cfg.train.epochs // 2)))
+
+
+def run_ablation(cfg: Part1Config, data_root: Path, workdir: Path, variants=None, *,
                  resume=False, overwrite=False, cache_dir=None) -> dict:
-    """Trains each variant in ``workdir/<variant>``; writes ``workdir/ablation.json`` (resumed, the
-    rows of variants trained earlier are kept)."""
-    unknown = sorted(set(variants) - set(ABLATIONS))
+    """Every variant under the writer folds, in ``workdir/<variant>``; writes ``workdir/ablation.json``.
+
+    ``variants``: names from ``ablation_variants`` and ``evaluation_variants`` (default: all);
+    an evaluation variant trains its base's folds if they are not there yet. ``cfg`` is the
+    default variant (see ``ablation_config`` for the command's budget).
+    """
+    trained, scored = ablation_variants(cfg), evaluation_variants(cfg)
+    names = list(variants or [*trained, *scored])
+    unknown = [n for n in names if n not in trained and n not in scored]
     if unknown:
-        raise ValueError(f"unknown ablation variants {unknown}: choose from {sorted(ABLATIONS)}")
-    claim(workdir, "ablation", to_dict(cfg), resume=resume, overwrite=overwrite)
-    earlier = Path(workdir) / "ablation.json"
-    table = json.loads(earlier.read_text()) if resume and earlier.is_file() else {}
-    for name in variants:
+        raise ValueError(f"unknown ablation variants {unknown}; choose from {[*trained, *scored]}")
+    workdir = claim(workdir, "ablation", to_dict(cfg), resume=resume, overwrite=overwrite)
+    flags = {"resume": resume, "overwrite": overwrite}
+    table, fold_runs = {}, {}
+    for name in names:
+        base, options = scored.get(name, (name, {}))
         variant = cfg
-        for assignment in ABLATIONS[name]:
+        for assignment in trained[base]:
             variant = override(variant, assignment)
-        results = run(variant, data_root, workdir / name, resume=resume, overwrite=overwrite, cache_dir=cache_dir)
-        val = results["validation"]
-        table[name] = {"changes": list(ABLATIONS[name]), "accuracy": val["accuracy"],
-                       "accuracy_casefold": val["accuracy_casefold"], "members_accuracy": val["members_accuracy"],
-                       "train_seconds": results["train_seconds"]}
-    write_json(Path(workdir) / "ablation.json", table)
-    return table
+        data = load_data(variant, data_root, cache_dir)
+        if base not in fold_runs:
+            fold_runs[base] = train_folds(variant, data, workdir / base, **flags)
+        start = time.perf_counter()
+        cv = score_folds(data, fold_runs[base], **options)
+        changes = [*trained[base], *(f"evaluate {k}={v}" for k, v in options.items())]
+        table[name] = {"changes": list(changes),
+                       **{k: cv[k] for k in ("accuracy", "accuracy_casefold", "top3_accuracy",
+                                              "writer_accuracy_spread")},
+                       "train_seconds": cv["train_seconds"] if name in trained else 0.0,
+                       "eval_seconds": time.perf_counter() - start,
+                       "folds": len(cv["folds"]), "epochs": variant.train.epochs,
+                       "seeds": len(variant.train.seeds[:cv["members"]]), "tta": cv["tta"],
+                       "per_writer_accuracy": cv["per_writer_accuracy"]}
+        if "default" in table:
+            table[name]["vs_default"] = paired_difference(cv["per_writer_accuracy"],
+                                                          table["default"]["per_writer_accuracy"])
+        write_json(workdir / "ablation.json", {"config": to_dict(cfg), "variants": table})
+        logger.info("ablation %s: accuracy %.4f case-folded %.4f", name, cv["accuracy"]["mean"],
+                    cv["accuracy_casefold"]["mean"])
+    return {"config": to_dict(cfg), "variants": table}

@@ -1,6 +1,6 @@
 """Part 2: does a trunk pretrained on handwritten digits (A) help MNIST, from scratch (B) or not (C)?
 
-A learns the ten digit classes of the part-1 data (writer-disjoint validation, as in part 1). B
+A learns the ten digit classes of the part-1 data from every writer, as part 1's final model. B
 learns MNIST from random initialisation; C and C_frozen start from A's trunk (parameters and
 BatchNorm statistics) with a fresh head, C fine-tuning everything, C_frozen only the head. B and C
 are also trained on class-balanced MNIST subsets for a data-size curve. Validation during MNIST
@@ -24,7 +24,7 @@ import numpy as np  # noqa: E402
 
 from jaxcnn import train as T  # noqa: E402
 from jaxcnn.augment import AugmentConfig  # noqa: E402
-from jaxcnn.chars74k import DEFAULT_VAL_WRITERS, DIGIT_CLASSES, load_chars74k, writer_split  # noqa: E402
+from jaxcnn.chars74k import DIGIT_CLASSES, load_chars74k, writer_split  # noqa: E402
 from jaxcnn.config import ModelConfig, TrainConfig, to_dict  # noqa: E402
 from jaxcnn.dataset import ArrayDataset  # noqa: E402
 from jaxcnn.errors import require  # noqa: E402
@@ -65,7 +65,7 @@ class Part2Config:
     mnist: TrainConfig = TrainConfig(seeds=(0, 1, 2, 3, 4), epochs=15, batch_size=128, learning_rate=2e-3,
                                      weight_decay=5e-4, warmup_epochs=1, label_smoothing=0.0,
                                      augment=MNIST_AUGMENT, probe_every=50)
-    val_writers: tuple[int, ...] = tuple(DEFAULT_VAL_WRITERS)
+    val_writers: tuple[int, ...] = ()  # held out from A for its validation; empty: A sees every writer
     preprocess: str = "mnist"
     data_subdir: str = "trainPart1"
     mnist_train_size: int = 0
@@ -128,11 +128,11 @@ def repeat_to(data: ArrayDataset, size: int) -> ArrayDataset:
     return data.subset(np.resize(np.arange(len(data)), size))
 
 
-def load_digits(cfg: Part2Config, data_root: Path, cache_dir=None) -> tuple[ArrayDataset, ArrayDataset]:
-    """A's data: the part-1 digits, split by writer as in part 1."""
+def load_digits(cfg: Part2Config, data_root: Path, cache_dir=None) -> tuple[ArrayDataset, ArrayDataset | None]:
+    """A's data: the part-1 digits, and the digits of ``cfg.val_writers`` apart (None when empty)."""
     data = load_chars74k(data_root / cfg.data_subdir, classes=DIGIT_CLASSES, cache_dir=cache_dir,
                          preprocess=cfg.preprocess)
-    return writer_split(data, cfg.val_writers)
+    return writer_split(data, cfg.val_writers) if cfg.val_writers else (data, None)
 
 
 def load_mnist_splits(cfg: Part2Config, data_root: Path) -> tuple[ArrayDataset, ArrayDataset]:
@@ -269,11 +269,12 @@ def run(cfg: Part2Config, data_root: Path, workdir: Path, *, resume=False, overw
     train, test = load_mnist_splits(cfg, data_root)
     subsets = data_size_subsets(cfg, train)
     flags = {"resume": resume, "overwrite": overwrite}
+    num_val = len(digits_val) if digits_val is not None else 0
     logger.info("part 2: A on %d digit images (%d validation), MNIST %d train / %d test, subsets %s",
-                len(digits_train), len(digits_val), len(train), len(test), list(subsets))
+                len(digits_train), num_val, len(train), len(test), list(subsets))
 
     _, a_history = fit(digits_train, digits_val, cfg.digits, workdir / "A", **flags)
-    a_report = evaluate_run(workdir / "A", digits_val)
+    a_report = evaluate_run(workdir / "A", digits_val) if digits_val is not None else None
     init = graft_init(pretrained_variables(workdir / "A", "best"))
 
     frozen = dataclasses.replace(cfg.mnist, freeze_trunk=True)
@@ -301,9 +302,11 @@ def run(cfg: Part2Config, data_root: Path, workdir: Path, *, resume=False, overw
                                             "ensemble_accuracy": models[name]["ensemble"]["accuracy"]}
 
     results = {"config": to_dict(cfg),
-               "data": {"digits_train": len(digits_train), "digits_val": len(digits_val),
+               "data": {"digits_train": len(digits_train), "digits_val": num_val,
                         "mnist_train": len(train), "mnist_test": len(test)},
-               "A": {"history": a_history, "validation": a_report}, "models": models, "data_size": data_size}
+               "A": {"history": a_history, "validation": a_report,
+                     "writers": sorted(int(w) for w in np.unique(digits_train.groups))},
+               "models": models, "data_size": data_size}
     write_plots(results, test.class_names, workdir)
     write_json(workdir / "results.json", results)
     return results
@@ -416,6 +419,7 @@ def summary_lines(results: dict) -> list[str]:
         lines.append(f"data size, {name}: " + ", ".join(f"{n}: {format_stat(p['final_test_accuracy'])}"
                                                          for n, p in by_size))
     a = results["A"]["validation"]
-    lines.append(f"A (digits, validation writers, ensemble of {len(a['seeds'])}, epoch {a['epoch']}): "
-                 f"accuracy {a['accuracy']:.4f}")
+    if a is not None:
+        lines.append(f"A (digits, validation writers, ensemble of {len(a['seeds'])}, epoch {a['epoch']}): "
+                     f"accuracy {a['accuracy']:.4f}")
     return lines

@@ -34,7 +34,6 @@ WEAKEST_CLASSES = 10
 
 # Each part's figures, in the order shown, with their captions; other PNGs follow, named by file.
 FIGURE_CAPTIONS = {
-    "part1": {"confusion_val.png": "Confusion matrix on the validation writers (ensemble, rows normalised)."},
     "part2": {
         "learning_curves.png": "MNIST test accuracy per epoch (mean of seeds, min-max band).",
         "step_curves.png": "MNIST test accuracy against optimiser steps, first-epoch probes included (log scale).",
@@ -169,14 +168,6 @@ def part1_glance(results: dict | None, workdir: Path) -> str:
     if results is None:
         return f"**Part 1, 62 characters on unseen writers**: not run yet {see(title)}."
     answers = []
-    val = results.get("validation")
-    if val:
-        writers = results.get("config", {}).get("val_writers", [])
-        contiguous = writers == list(range(writers[0], writers[-1] + 1)) if writers else False
-        held_out = f" {writers[0]}-{writers[-1]}" if contiguous else "".join(f" {w}" for w in writers)
-        answers.append(f"{rate(val['accuracy'])} on the held-out writers{held_out} "
-                       f"({rate(val['accuracy_casefold'])} case-folded), ensemble of "
-                       f"{len(val.get('members_accuracy', []))} seeds")
     cv = fold_estimate(results, workdir)
     if cv:
         folds = cv.get("folds")
@@ -269,30 +260,59 @@ def design_section(docs_dir: Path, out_dir: Path) -> Section:
     return Section("Design choices", blocks)
 
 
-def part1_sections(part_dir: Path, ablation_dir: Path, figure_dir: Path) -> list[Section]:
+def part1_sections(part_dir: Path, cv_dir: Path, ablation_dir: Path, figure_dir: Path) -> list[Section]:
     results = read_json(part_dir / "results.json")
-    if results is None:
-        return [Section("Part 1: characters from scratch", [not_run("part1")])]
-    cfg, val, history = results["config"], results["validation"], results["history"]
-    train = cfg["train"]
-    seeds = val.get("seeds", train["seeds"])
-    overview = Text(
-        f"{results['num_train']} training images (writers not in {cfg['val_writers']}), "
-        f"{results['num_val']} validation images; {len(train['seeds'])} seeds {train['seeds']} trained side by "
-        f"side and ensembled; {train['epochs']} epochs of batch {train['batch_size']}, peak learning rate "
-        f"{train['learning_rate']}, model widths {train['model']['widths']} and hidden {train['model']['hidden']}; "
-        f"training took {seconds(results['train_seconds'])} s.")
-    figures = [learning_curve_figure(history, figure_dir / "part1_learning_curves.png"), *part_figures(part_dir, "part1")]
-    sections = [
-        Section("Part 1: characters from scratch", [overview, validation_table(val, seeds, "validation writers"),
-                                                    *figures]),
-        Section("Part 1: per epoch", [history_table(history)], 3),
-        Section("Part 1: weakest classes and confusions", [weakest_classes_table(val), confused_table(val)], 3),
-    ]
+    cv = read_json(cv_dir / "results.json")
+    title = "Part 1: characters from scratch"
+    sections = [Section(title, [not_run("part1")])]
+    if results is not None:
+        train = results["config"]["train"]
+        overview = Text(
+            f"The final model learns from all {len(results['writers'])} writers ({results['num_train']} images; "
+            f"none held out, so its last epoch is kept): {len(train['seeds'])} seeds {train['seeds']} trained side "
+            f"by side and ensembled; {train['epochs']} epochs of batch {train['batch_size']}, peak learning rate "
+            f"{train['learning_rate']}, model widths {train['model']['widths']} and hidden "
+            f"{train['model']['hidden']}; training took {seconds(results['train_seconds'])} s.")
+        figures = [learning_curve_figure(results["history"], figure_dir / "part1_learning_curves.png"),
+                   *part_figures(part_dir, "part1")]
+        sections = [Section(title, [overview, expected_text(results["expected_new_writers"]), *figures]),
+                    Section("Part 1: per epoch", [history_table(results["history"])], 3)]
+    sections.append(Section("Part 1: writer folds", cv_blocks(cv["cv"]) if cv else [
+        Text("Not run yet: run `python -m jaxcnn cv` (the recipe under writer folds: the expected accuracy "
+             "on new writers).")], 3))
     ablation = read_json(ablation_dir / "ablation.json")
     sections.append(Section("Part 1: ablation", [ablation_table(ablation)] if ablation else [
-        Text("Not run yet: run `python -m jaxcnn ablate` (each variant changes one choice of part 1).")], 3))
+        Text("Not run yet: run `python -m jaxcnn ablate` (each variant changes one choice of part 1, "
+             "judged by the writer folds).")], 3))
     return sections
+
+
+def expected_text(expected: dict | None) -> Text:
+    if expected is None:
+        return Text("Expected accuracy on new writers: not measured for this recipe (run `python -m jaxcnn cv`).")
+    return Text(f"Expected accuracy on new writers (writer folds, `{expected['source']}`): "
+                f"{stat_text(expected['accuracy'])} case-sensitive, {stat_text(expected['accuracy_casefold'])} "
+                f"case-folded, {stat_text(expected['top3_accuracy'])} top-3 (fold mean ± 95% CI).")
+
+
+def cv_blocks(cv: dict) -> list:
+    """The fold estimate: a row per fold and the mean, the writers' spread, the confusable groups."""
+    rows = [[", ".join(map(str, (f["writers"][0], f["writers"][-1]))), str(f["n"]), str(f["epoch"]),
+             rate(f["accuracy"]), rate(f["accuracy_casefold"]), rate(f["top3_accuracy"])] for f in cv["folds"]]
+    rows.append(["mean ± 95% CI", "", "", stat_text(cv["accuracy"]), stat_text(cv["accuracy_casefold"]),
+                 stat_text(cv["top3_accuracy"])])
+    folds = Table(["writers (first, last)", "images", "epoch", "accuracy", "case-folded", "top-3"], rows,
+                  "Each fold's model (last epoch) on the writers it never saw; Student-t interval over folds.")
+    w = cv["writer_accuracy_spread"]
+    writers = Text(f"Accuracy per writer ({w['n']} writers, each scored by the fold model that never saw it): "
+                   f"mean {rate(w['mean'])}, standard deviation {rate(w['std'])}, from {rate(w['min'])} "
+                   f"to {rate(w['max'])}.")
+    groups = Table(["group", "images", "taken for another member", "rate", "which way"],
+                   [[f"`{g['group']}`", str(g["n"]), str(g["confused"]), rate(g["rate"]),
+                     ", ".join(f"`{k}` x{v}" for k, v in g["pairs"].items())]
+                    for g in cv["confusable_groups"] if g["confused"]][:WEAKEST_CLASSES],
+                   "Confusions inside case pairs and look-alike groups, all folds pooled.")
+    return [folds, writers, groups]
 
 
 def validation_table(report: dict, seeds, what: str) -> Table:
@@ -308,12 +328,14 @@ def validation_table(report: dict, seeds, what: str) -> Table:
 
 
 def history_table(history: list[dict]) -> Table:
-    """One row per epoch, per-seed figures averaged over the seeds."""
-    rows = [[str(r["epoch"]), rate(np.mean(r["train_loss"])), rate(np.mean(r["train_accuracy"])),
-             rate(np.mean(r["val_loss"])), rate(np.mean(r["val_accuracy"])), rate(r["val_accuracy_ensemble"]),
-             seconds(r["seconds"])] for r in history]
-    return Table(["epoch", "train loss", "train accuracy", "val loss", "val accuracy", "val accuracy (ensemble)",
-                  "seconds"], rows, "Mean over seeds; train figures are running means over the augmented batches.")
+    """One row per epoch, per-seed figures averaged over the seeds (validation columns if validated)."""
+    keys = [k for k in ("train_loss", "train_accuracy", "val_loss", "val_accuracy") if k in history[0]]
+    ensemble = "val_accuracy_ensemble" in history[0]
+    rows = [[str(r["epoch"]), *(rate(np.mean(r[k])) for k in keys),
+             *([rate(r["val_accuracy_ensemble"])] if ensemble else []), seconds(r["seconds"])] for r in history]
+    return Table(["epoch", *(k.replace("_", " ") for k in keys),
+                  *(["val accuracy (ensemble)"] if ensemble else []), "seconds"], rows,
+                 "Mean over seeds; train figures are running means over the augmented batches.")
 
 
 def weakest_classes_table(report: dict) -> Table:
@@ -328,11 +350,14 @@ def confused_table(report: dict) -> Table:
 
 
 def ablation_table(ablation: dict) -> Table:
-    rows = [[name, ", ".join(f"`{c}`" for c in row["changes"]) or "(none)", rate(row["accuracy"]),
-             rate(row["accuracy_casefold"]), ", ".join(rate(a) for a in row["members_accuracy"]),
-             seconds(row["train_seconds"])] for name, row in ablation.items()]
-    return Table(["variant", "changes", "accuracy", "case-folded", "seeds", "train seconds"], rows,
-                 "Validation accuracy of the ensemble when one choice of part 1 is changed.")
+    rows = [[name, ", ".join(f"`{c}`" for c in row["changes"]) or "(none)", stat_text(row["accuracy"]),
+             stat_text(row["accuracy_casefold"]), stat_text(row.get("vs_default")),
+             f"{row['folds']} / {row['epochs']} / {row['seeds']}", seconds(row["train_seconds"])]
+            for name, row in ablation["variants"].items()]
+    return Table(["variant", "changes", "accuracy", "case-folded", "vs default (per writer)",
+                  "folds / epochs / seeds", "train seconds"], rows,
+                 "Writer folds, last epoch: fold mean ± 95% CI; the difference to the default is paired per "
+                 "writer (mean ± 95% CI over writers). Evaluation-only variants reuse the default's fold models.")
 
 
 def learning_curve_figure(history: list[dict], path: Path) -> Figure:
@@ -341,11 +366,11 @@ def learning_curve_figure(history: list[dict], path: Path) -> Figure:
     epochs = [r["epoch"] for r in history]
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for ax, key, label in ((axes[0], "accuracy", "accuracy"), (axes[1], "loss", "loss")):
-        for split in ("train", "val"):
+        for split in (s for s in ("train", "val") if f"{s}_{key}" in history[0]):
             values = np.array([r[f"{split}_{key}"] for r in history])
             line, = ax.plot(epochs, values.mean(1), marker="o", ms=3, label=f"{split} (mean of seeds)")
             ax.fill_between(epochs, values.min(1), values.max(1), color=line.get_color(), alpha=0.2)
-        if key == "accuracy":
+        if key == "accuracy" and "val_accuracy_ensemble" in history[0]:
             ax.plot(epochs, [r["val_accuracy_ensemble"] for r in history], marker="s", ms=3, label="val (ensemble)")
         ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         ax.set_xlabel("epoch")
@@ -355,7 +380,7 @@ def learning_curve_figure(history: list[dict], path: Path) -> Figure:
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
-    return Figure(path, "Part 1 learning curves: validation writers vs. augmented training batches.")
+    return Figure(path, "Part 1 learning curves of the final model (augmented training batches; no writer held out).")
 
 
 MODEL_ROWS = [("first-epoch test accuracy", "first_epoch_test_accuracy", RATE),
@@ -391,7 +416,8 @@ def part2_sections(part_dir: Path) -> list[Section]:
     a = results["A"]["validation"]
     overview = Text(
         f"A learns the ten digits of the part-1 data ({data['digits_train']} training, {data['digits_val']} "
-        f"validation images); B (scratch), C (A's trunk, fine-tuned) and C_frozen (A's trunk, frozen) learn "
+        f"validation images{'' if a else ': every writer, last epoch'}); B (scratch), C (A's trunk, fine-tuned) "
+        f"and C_frozen (A's trunk, frozen) learn "
         f"MNIST ({data['mnist_train']} training images) and are scored on the MNIST test set "
         f"({data['mnist_test']} images) at their last epoch.")
     table = models_table(models, results["config"]["thresholds"],
@@ -403,7 +429,8 @@ def part2_sections(part_dir: Path) -> list[Section]:
                   "Final MNIST test accuracy by training-set size, mean ± 95% CI over seeds.")
     return [Section(title, [overview, table, *part_figures(part_dir, "part2")]),
             Section("Part 2: data size", [curve], 3),
-            Section("Part 2: A, the digits model", [validation_table(a, a.get("seeds", []), "validation writers' digits")], 3)]
+            *([Section("Part 2: A, the digits model",
+                       [validation_table(a, a.get("seeds", []), "validation writers' digits")], 3)] if a else [])]
 
 
 def part3_sections(part_dir: Path) -> list[Section]:
@@ -539,7 +566,8 @@ def build_sections(workdir: Path, out_dir: Path, docs_dir: Path = DOCS_DIR) -> l
     workdir, out_dir = Path(workdir), Path(out_dir)
     parts = [read_json(workdir / part / "results.json") for part in PARTS]
     return [readable(workdir, glance_section), task_section(), design_section(docs_dir, out_dir),
-            *readable(workdir / "part1", part1_sections, workdir / "part1-ablation", out_dir / "report"),
+            *readable(workdir / "part1", part1_sections, workdir / "part1-cv", workdir / "part1-ablation",
+                      out_dir / "report"),
             *readable(workdir / "part2", part2_sections), *readable(workdir / "part3", part3_sections),
             *evaluation_sections(workdir), environment_section(parts),
             Section("Bibliography", [Bullets(bibliography(docs_dir))] if docs_dir.is_dir()

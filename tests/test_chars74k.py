@@ -10,7 +10,6 @@ import pytest
 
 from jaxcnn.chars74k import (
     CLASS_NAMES,
-    DEFAULT_VAL_WRITERS,
     DIGIT_CLASSES,
     find_layout_root,
     load_chars74k,
@@ -171,10 +170,9 @@ def test_corrupt_cache_file_is_rebuilt(tmp_path, make_chars74k):
 
 def test_writer_split_is_disjoint_and_complete(tmp_path, make_chars74k):
     data = load(make_chars74k(tmp_path, writers=(31, 32, 33, 40, 41)), tmp_path, classes=SMALL)
-    train, val = writer_split(data)
+    train, val = writer_split(data, range(33, 41))
     assert set(val.groups.tolist()) == {33, 40} and set(train.groups.tolist()) == {31, 32, 41}
     assert len(train) + len(val) == len(data)
-    assert set(DEFAULT_VAL_WRITERS) == set(range(33, 41))
     with pytest.raises(DataError, match="empty side"):
         writer_split(data, val_writers=[99])
 
@@ -182,7 +180,12 @@ def test_writer_split_is_disjoint_and_complete(tmp_path, make_chars74k):
 def test_writer_folds_partition_the_writers():
     folds = writer_folds(range(1, 41), 5)
     assert len(folds) == 5 and all(len(f) == 8 for f in folds)
-    assert sorted(w for f in folds for w in f) == list(range(1, 41))
+    assert sorted(w for f in folds for w in f) == list(range(1, 41))  # every writer exactly once
+    uneven = writer_folds([5, 3, 3, 9, 1, 7, 2, 8], 3)  # per image: repeats count once
+    assert sorted(w for f in uneven for w in f) == [1, 2, 3, 5, 7, 8, 9]
+    assert sorted(len(f) for f in uneven) == [2, 2, 3]
+    with pytest.raises(ValueError, match="between 2"):
+        writer_folds(range(1, 5), 1)
 
 
 def test_real_subset(tmp_path, shared_data):

@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from jaxcnn.augment import NO_AUGMENT
@@ -40,7 +41,19 @@ def test_evaluate_writes_figures_and_a_confusion_plot(tiny_run, tmp_path, capsys
     assert report["accuracy"] == pytest.approx(correct / n)
     assert report["accuracy"] <= report["accuracy_casefold"] <= 1.0
     assert (workdir / "eval_chars.png").read_bytes().startswith(b"\x89PNG")
-    assert f"n={n}" in capsys.readouterr().out
+    assert report["accuracy"] <= report["top3_accuracy"] <= 1.0
+    per_writer = report["per_writer_accuracy"]
+    assert sorted(per_writer) == [str(w) for w in WRITERS]  # every writer has len(CLASSES) images
+    assert np.mean(list(per_writer.values())) == pytest.approx(report["accuracy"])
+    assert report["writer_accuracy_spread"]["min"] == min(per_writer.values())
+    assert [g["group"] for g in report["confusable_groups"]] == ["Aa"]  # 0 and 1 have no look-alike here
+    out = capsys.readouterr().out
+    assert f"n={n}" in out and f"per writer ({len(WRITERS)})" in out and "top-3" in out
+
+    assert main(["evaluate", "--ckpt", str(workdir), "--data", str(folder), "--tta", "--json",
+                 str(tmp_path / "tta.json")]) == 0
+    tta = json.loads((tmp_path / "tta.json").read_text())
+    assert tta["tta"] is True and not report["tta"] and tta["n"] == n
 
 
 @pytest.mark.parametrize("make_path", [lambda p: p, lambda p: p / "missing"], ids=["empty", "missing"])
@@ -72,12 +85,9 @@ def test_part1_quick_end_to_end(shared_data, tmp_path):
                           capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-2000:]
     results = json.loads((tmp_path / "run" / "results.json").read_text())
-    validation = results["validation"]
-    assert validation["n"] == results["num_val"] > 0
-    assert 0.0 <= validation["accuracy"] <= validation["accuracy_casefold"] <= 1.0
-    assert validation["accuracy"] > 1 / 62  # two tiny epochs already beat chance
-    assert [r["epoch"] for r in results["history"]] == [1, 2]
-    assert "part 1, validation writers" in proc.stdout
+    assert results["writers"] == list(range(1, 41)) and results["num_train"] > 2000  # every writer, none held out
+    assert [r["epoch"] for r in results["history"]] == [1, 2] and results["epoch"] == 2
+    assert "final model trained on all 40 writers" in proc.stdout
 
 
 def one_line_error(capsys, *named):

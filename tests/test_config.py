@@ -82,7 +82,7 @@ def test_a_fractional_value_for_an_integer_field_is_an_error():
     TrainConfig(),
     TrainConfig(seeds=(3, 4), freeze_trunk=True, model=ModelConfig(widths=(4, 8), hidden=16),
                 augment=AugmentConfig(elastic_alpha=3.0)),
-    Part1Config(classes=("A", "b"), val_writers=(1, 2)),
+    Part1Config(classes=("A", "b"), folds=4, cv_dir="elsewhere"),
 ])
 def test_to_dict_from_dict_round_trip_through_json(cfg):
     data = json.loads(json.dumps(to_dict(cfg)))
@@ -112,7 +112,7 @@ def test_from_dict_rejects_an_unknown_key():
     ("train.augment.shear_deg=90", "AugmentConfig.shear_deg must be in [0, 90)"),
     ("train.learning_rate=NaN", "TrainConfig.learning_rate must be > 0, got nan"),
     ("classes=A,A", "Part1Config.classes must be distinct"),
-    ("val_writers=[]", "Part1Config.val_writers must be a non-empty list"),
+    ("folds=1", "Part1Config.folds must be at least 2"),
     ("preprocess=fancy", "Part1Config.preprocess must be one of"),
 ])
 def test_an_out_of_range_value_is_refused_when_the_config_is_built(assignment, named):

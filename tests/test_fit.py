@@ -78,6 +78,17 @@ def test_a_finished_run_leaves_checkpoints_config_and_log(finished):
     assert all(math.isfinite(x) for r in history for x in r["train_loss"] + r["val_loss"])
 
 
+def test_without_validation_the_same_training_keeps_the_last_epoch(finished, tmp_path):
+    _, state, history = finished
+    alone, plain = fit(TRAIN, None, CFG, tmp_path / "run")
+    assert [r["train_loss"] for r in plain] == [r["train_loss"] for r in history]  # validation changes nothing
+    assert all(set(r) == {"epoch", "step", "train_loss", "train_accuracy", "seconds"} for r in plain)
+    chex.assert_trees_all_equal(alone.params, state.params)
+    ckpts = RunCheckpoints(tmp_path / "run" / "checkpoints", read_only=True)
+    assert ckpts.best_epoch() == ckpts.latest_epoch() == 3  # "best" is the last epoch: nothing to choose by
+    ckpts.close()
+
+
 def test_epoch_chunks_cover_the_epoch():
     assert epoch_chunks(10, 0) == [10] and epoch_chunks(10, 10) == [10]
     assert epoch_chunks(10, 3) == [3, 3, 3, 1] and epoch_chunks(9, 3) == [3, 3, 3]

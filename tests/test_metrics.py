@@ -115,3 +115,32 @@ def test_classification_report_on_a_small_case():
     assert report["per_class_accuracy"] == pytest.approx({"0": 1.0, "C": 1.0, "c": 0.5})
     assert report["most_confused"] == [{"true": "c", "predicted": "C", "count": 1}]
     assert report["confusion"] == [[1, 0, 0], [0, 1, 0], [0, 1, 1]]
+
+
+def test_top3_per_writer_and_confusable_groups_on_a_small_case():
+    names = ("0", "O", "o", "S", "s", "x")
+    labels = np.array([0, 1, 2, 3, 4, 5, 1, 4])
+    predicted = np.array([2, 1, 0, 4, 4, 5, 0, 3])  # 0->o, o->0, S->s, O->0, s->S wrong
+    probs = np.array([[0.2, 0.1, 0.4, 0.15, 0.1, 0.05],  # true 0 is second: in the top 3
+                      [0.1, 0.5, 0.1, 0.1, 0.1, 0.1],
+                      [0.5, 0.2, 0.15, 0.1, 0.03, 0.02],
+                      [0.05, 0.05, 0.1, 0.3, 0.45, 0.05],
+                      [0.1, 0.1, 0.1, 0.1, 0.5, 0.1],
+                      [0.1, 0.1, 0.1, 0.1, 0.1, 0.5],
+                      [0.4, 0.05, 0.3, 0.1, 0.1, 0.05],  # true O is fifth: the only miss of the top 3
+                      [0.05, 0.05, 0.05, 0.5, 0.3, 0.05]])
+    assert probs.argmax(-1).tolist() == predicted.tolist()
+    writers = np.array([7, 7, 7, 7, 9, 9, 9, 9])
+    report = classification_report(probs, labels, names, writers)
+    assert report["accuracy"] == pytest.approx(3 / 8)
+    assert report["top3_accuracy"] == pytest.approx(7 / 8)
+    assert report["per_writer_accuracy"] == pytest.approx({"7": 1 / 4, "9": 2 / 4})
+    assert report["writer_accuracy_spread"] == pytest.approx({"min": 0.25, "max": 0.5, "mean": 0.375,
+                                                              "std": 0.125, "n": 2})
+    groups = {g["group"]: g for g in report["confusable_groups"]}
+    assert set(groups) == {"Oo", "Ss", "0Oo"}  # x has no upper case here; 1Il and the rest are absent
+    assert groups["0Oo"] == {"group": "0Oo", "n": 4, "confused": 3, "rate": 0.75,
+                             "pairs": {"0->o": 1, "O->0": 1, "o->0": 1}}
+    assert groups["Ss"]["confused"] == 2 and groups["Ss"]["pairs"] == {"S->s": 1, "s->S": 1}
+    assert report["confusable_groups"][0]["group"] == "0Oo"  # most confused first
+    assert "per_writer_accuracy" not in classification_report(probs, labels, names, np.full(8, -1))
