@@ -194,3 +194,22 @@ def test_frozen_trunk_stays_bit_identical_while_the_head_learns(population, data
     for collection in ("params", "batch_stats"):
         before, after = getattr(state, collection)["head"], getattr(trained, collection)["head"]
         assert all(not np.array_equal(a, b) for a, b in zip(jax.tree.leaves(after), jax.tree.leaves(before)))
+
+
+def test_the_library_compiles_the_cpu_step_without_ynnpack_and_equal_to_xla_defaults(data):
+    """``COMPILER_OPTIONS`` swap XLA:CPU's convolution kernels (YNNPACK for Eigen), not the numbers."""
+    cfg = dataclasses.replace(CFG, model=ModelConfig(widths=(32,), hidden=16))  # YNNPACK skips 16 channels or fewer
+    population = T.create_population((0,), NUM_CLASSES, cfg, NUM_EXAMPLES)
+    images, labels = jnp.asarray(data[0]), jnp.asarray(data[1])
+    indices = jnp.arange(3 * 16).reshape(3, 1, 16)
+    if jax.default_backend() == "cpu":
+        text = T._step_population.lower(population, images, labels, indices[0], cfg).compile().as_text()
+        assert "convolution(" in text and "__ynn_fusion" not in text
+    default_step = jax.jit(T.train_step, static_argnames="cfg")  # XLA's default options
+    library, default = copy(population), T.unstack(population, 0)
+    for index in indices:
+        library, _ = T._step_population(library, images, labels, index, cfg)
+        batch = {"image": images[index[0]], "label": labels[index[0]]}
+        default, _ = default_step(default, batch, jax.random.fold_in(default.key, default.step), cfg)
+    chex.assert_trees_all_close(T.unstack(library.params, 0), default.params, **TOLERANCE)
+    chex.assert_trees_all_close(T.unstack(library.batch_stats, 0), default.batch_stats, **TOLERANCE)
