@@ -81,17 +81,15 @@ def torch_runner(batch: int, num_classes: int, mode: str, channels_last: bool) -
 
 def jax_runners(batch: int, num_classes: int) -> list[Runner]:
     """``jaxcnn.train.train_step`` at the same batch size: augmentation off (as here) and on, as the library
-    compiles it; augmentation off with XLA's default options (YNNPACK convolutions on the CPU); in bfloat16."""
+    compiles it, and augmentation off with XLA's default options (YNNPACK convolutions on the CPU)."""
     from jaxcnn.augment import NO_AUGMENT
-    from jaxcnn.config import ModelConfig, TrainConfig
+    from jaxcnn.config import TrainConfig
 
     cfg = TrainConfig(batch_size=batch)
     return [step_runner(dataclasses.replace(cfg, augment=NO_AUGMENT), num_classes, "jax", "train_step, augment off"),
             step_runner(cfg, num_classes, "jax", "train_step, augment on"),
             step_runner(dataclasses.replace(cfg, augment=NO_AUGMENT), num_classes, "jax",
-                        "train_step, augment off, XLA default", xla_default_step),
-            step_runner(dataclasses.replace(cfg, augment=NO_AUGMENT, model=ModelConfig(dtype="bfloat16")), num_classes,
-                        "jax", "train_step bfloat16, augment off")]
+                        "train_step, augment off, XLA default", xla_default_step)]
 
 
 def best(rows: list[Row], mode: str, batch: int) -> Row | None:

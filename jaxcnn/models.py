@@ -17,7 +17,7 @@ def max_pool_2x2(x):
     """2x2 max-pool with stride 2 over [B, H, W, C], odd sizes floored, as ``nn.max_pool`` (VALID).
 
     On the CPU it is a reshape and a max, whose gradient is a mask of the maxima: XLA:CPU runs the
-    select-and-scatter that ``nn.max_pool``'s gradient becomes about 15x slower (benchmarks/README.md).
+    select-and-scatter that ``nn.max_pool``'s gradient becomes 6x to 7.5x slower (benchmarks/README.md).
     The two differ only where a window holds equal maxima: ``nn.max_pool`` sends the gradient to the
     first, the max splits it. After a ReLU such ties are zeros, whose gradient the ReLU stops anyway.
     Other backends keep ``nn.max_pool``.

@@ -24,8 +24,8 @@ from jaxcnn.models import CNN
 DATA_STREAM = 0x0DA7A  # folded into a run's key for its data order, apart from its step keys
 
 # XLA:CPU (jaxlib 0.10.2) hands 2-D convolutions to YNNPACK, whose kernel gradient (a window the size
-# of the image, a 3x3 output) runs about 10x slower than XLA's own Eigen convolution; without the
-# YNNPACK fusions the CPU train step is about 2x faster (benchmarks/README.md). GPU compilers do not
+# of the image, a 3x3 output) runs up to 13x slower than XLA's own Eigen convolution; without the
+# YNNPACK fusions the CPU train step is about 1.7x faster (benchmarks/README.md). GPU compilers do not
 # read this CPU option. Every jitted program here that runs the CNN is compiled with it.
 COMPILER_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": ""}
 
