@@ -3,7 +3,8 @@
 Parts (``--parts``, comma-separated; default all but ``alternatives``):
 
 - ``step``: the jitted ``train.train_step`` alone at each ``--batch-sizes``, augmentation on and off,
-  and with the trunk frozen (part 2's C_frozen);
+  with the trunk frozen (part 2's C_frozen), and compiled with XLA's default options rather than the
+  library's ``train.COMPILER_OPTIONS``;
 - ``bf16``: the same step with ``ModelConfig(dtype="bfloat16")``;
 - ``epoch``: one epoch of ``--epoch-images`` images, a Python loop of jitted steps
   (``train_epoch_stepwise``) against one scanned program (``train_epoch_population``);
@@ -30,7 +31,6 @@ import functools
 import json
 import math
 import os
-import platform
 import time
 from typing import Any, Callable
 
@@ -41,6 +41,7 @@ import numpy as np
 from jaxcnn import train as T
 from jaxcnn.augment import NO_AUGMENT
 from jaxcnn.config import ModelConfig, TrainConfig
+from machine import describe  # beside this file
 
 PARTS = ("step", "bf16", "epoch", "population", "alternatives")
 DEFAULT_PARTS = ("step", "bf16", "epoch", "population")
@@ -112,20 +113,26 @@ def synthetic_data(num_images: int, num_classes: int, seed: int = 0):
     return jax.device_put(images), jax.device_put(labels)
 
 
-@functools.partial(jax.jit, static_argnames="cfg", donate_argnames="state")
-def step_on_batch(state: T.TrainState, batch, cfg: TrainConfig):
-    """``train.train_step`` with the library's step key, a function of (run key, step): no host work."""
-    return T.train_step(state, batch, jax.random.fold_in(state.key, state.step), cfg)
+def jitted_step(compiler_options: dict | None):
+    """``train.train_step`` jitted with these XLA options and the library's step key (of run key and step)."""
+    @functools.partial(jax.jit, static_argnames="cfg", donate_argnames="state", compiler_options=compiler_options)
+    def step(state: T.TrainState, batch, cfg: TrainConfig):
+        return T.train_step(state, batch, jax.random.fold_in(state.key, state.step), cfg)
+    return step
 
 
-def step_runner(cfg: TrainConfig, num_classes: int, part: str, variant: str) -> Runner:
-    """The jitted ``train_step`` on one device-resident batch, a fresh key each step."""
+step_on_batch = jitted_step(T.COMPILER_OPTIONS)  # as the library compiles its steps
+xla_default_step = jitted_step(None)  # XLA's default options: YNNPACK convolutions on the CPU
+
+
+def step_runner(cfg: TrainConfig, num_classes: int, part: str, variant: str, step=step_on_batch) -> Runner:
+    """The jitted ``train_step`` (``step``) on one device-resident batch, a fresh key each step."""
     model = T.make_model(num_classes, cfg.model)
     tx = T.make_optimizer(cfg, steps_per_epoch=1000)
     state = jax.jit(lambda key: T.create_train_state(key, model, tx))(jax.random.PRNGKey(0))
     images, labels = synthetic_data(cfg.batch_size, num_classes)
     batch = {"image": images, "label": labels}
-    return Runner(part, variant, cfg.batch_size, cfg.batch_size, lambda s: step_on_batch(s, batch, cfg), state)
+    return Runner(part, variant, cfg.batch_size, cfg.batch_size, lambda s: step(s, batch, cfg), state)
 
 
 def epoch_engine(name: str):
@@ -198,6 +205,8 @@ def ratios(rows: list[Row]) -> list[str]:
 
     for b in sorted({r.batch for r in rows}):
         ratio(f"step, augmentation off / on, batch {b}", ("step", "augment off", b), ("step", "augment on", b))
+        ratio(f"step, library options / XLA default options (augment off), batch {b}", ("step", "augment off", b),
+              ("step", "augment off, XLA default options", b))
         ratio(f"step, frozen trunk / fine-tuned, batch {b}", ("step", "frozen trunk, augment on", b),
               ("step", "augment on", b))
         ratio(f"step, bfloat16 / float32, batch {b}", ("bf16", "bfloat16, augment on", b), ("step", "augment on", b))
@@ -224,13 +233,6 @@ def table(rows: list[Row]) -> str:
         lines.append(f"| {r.part} | {r.variant} | {r.batch} | {r.images} | {r.first_s:.2f} | "
                      f"{r.compile_s:.2f} | {r.steady_s:.3f} | {r.images_per_s:,.0f} |")
     return "\n".join(lines)
-
-
-def environment(threads: int) -> str:
-    device = jax.devices()[0]
-    return (f"jax {jax.__version__} on {jax.default_backend()} ({device.device_kind}, "
-            f"{jax.device_count()} device(s)); {threads} CPU thread(s) of {os.cpu_count()}, "
-            f"load average {os.getloadavg()[0]:.1f}; python {platform.python_version()}")
 
 
 def report(rows: list[Row]) -> None:
@@ -272,7 +274,7 @@ def parse_args(argv=None):
 def main(argv=None) -> None:
     args = parse_args(argv)
     threads = limit_threads(args.threads)
-    print(environment(threads), flush=True)
+    print(describe(threads), flush=True)
     base = TrainConfig()
     engine = args.engine if args.engine != "auto" else ("step" if jax.default_backend() == "cpu" else "scan")
     rows: list[Row] = []
@@ -288,6 +290,8 @@ def main(argv=None) -> None:
             runners.append(step_runner(dataclasses.replace(base, batch_size=b), args.classes, "step", "augment on"))
             runners.append(step_runner(dataclasses.replace(base, batch_size=b, augment=NO_AUGMENT), args.classes,
                                        "step", "augment off"))
+            runners.append(step_runner(dataclasses.replace(base, batch_size=b, augment=NO_AUGMENT), args.classes,
+                                       "step", "augment off, XLA default options", xla_default_step))
             runners.append(step_runner(dataclasses.replace(base, batch_size=b, freeze_trunk=True), args.classes,
                                        "step", "frozen trunk, augment on"))
         if "bf16" in args.parts:
@@ -313,7 +317,7 @@ def main(argv=None) -> None:
         print("\n" + "\n".join(found))
     if args.json:
         with open(args.json, "w") as out:
-            json.dump({"environment": environment(threads), "ratios": found,
+            json.dump({"environment": describe(threads), "ratios": found,
                        "rows": [dict(dataclasses.asdict(r), compile_s=r.compile_s, images_per_s=r.images_per_s)
                                 for r in rows]}, out, indent=2)
 

@@ -28,7 +28,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from jaxcnn.config import TrainConfig
-from jaxcnn.train import train_step
+from jaxcnn.train import COMPILER_OPTIONS, train_step
 
 DATA_AXIS = "data"
 
@@ -81,4 +81,4 @@ def sharded_train_step(mesh: Mesh, cfg: TrainConfig):
     """
     return jax.jit(functools.partial(train_step, cfg=cfg),
                    in_shardings=(replicated(mesh), batch_sharded(mesh), replicated(mesh)),
-                   out_shardings=replicated(mesh))
+                   out_shardings=replicated(mesh), compiler_options=COMPILER_OPTIONS)

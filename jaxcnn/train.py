@@ -23,6 +23,12 @@ from jaxcnn.models import CNN
 
 DATA_STREAM = 0x0DA7A  # folded into a run's key for its data order, apart from its step keys
 
+# XLA:CPU (jaxlib 0.10.2) hands 2-D convolutions to YNNPACK, whose kernel gradient (a window the size
+# of the image, a 3x3 output) runs up to 13x slower than XLA's own Eigen convolution; without the
+# YNNPACK fusions the CPU train step is about 1.7x faster (benchmarks/README.md). GPU compilers do not
+# read this CPU option. Every jitted program here that runs the CNN is compiled with it.
+COMPILER_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": ""}
+
 
 class TrainState(train_state.TrainState):
     """Flax's TrainState plus BatchNorm statistics and the run's base PRNG key.
@@ -195,13 +201,14 @@ def evaluate(state: TrainState, images, labels, batch_size: int):
 
 
 # Population versions: the same functions vmapped over a leading seed axis of the state.
-@functools.partial(jax.jit, static_argnames=("cfg", "num_steps"), donate_argnames="state")
+@functools.partial(jax.jit, static_argnames=("cfg", "num_steps"), donate_argnames="state",
+                   compiler_options=COMPILER_OPTIONS)
 def train_epoch_population(state: TrainState, images, labels, cfg: TrainConfig, num_steps: int | None = None):
     """``train_epoch`` for every seed in one compiled program (the fast path on GPUs)."""
     return jax.vmap(train_epoch, in_axes=(0, None, None, None, None))(state, images, labels, cfg, num_steps)
 
 
-@functools.partial(jax.jit, static_argnames="batch_size")
+@functools.partial(jax.jit, static_argnames="batch_size", compiler_options=COMPILER_OPTIONS)
 def evaluate_population(state: TrainState, images, labels, batch_size: int):
     return jax.vmap(evaluate, in_axes=(0, None, None, None))(state, images, labels, batch_size)
 
@@ -211,7 +218,7 @@ def _epoch_plan_population(state: TrainState, num_examples, cfg: TrainConfig):
     return jax.vmap(_epoch_plan, in_axes=(0, None, None))(state, num_examples, cfg)
 
 
-@functools.partial(jax.jit, static_argnames="cfg", donate_argnames="state")
+@functools.partial(jax.jit, static_argnames="cfg", donate_argnames="state", compiler_options=COMPILER_OPTIONS)
 def _step_population(state: TrainState, images, labels, index, cfg: TrainConfig):
     return jax.vmap(_indexed_step, in_axes=(0, None, None, 0, None))(state, images, labels, index, cfg)
 

@@ -194,3 +194,38 @@ def test_frozen_trunk_stays_bit_identical_while_the_head_learns(population, data
     for collection in ("params", "batch_stats"):
         before, after = getattr(state, collection)["head"], getattr(trained, collection)["head"]
         assert all(not np.array_equal(a, b) for a, b in zip(jax.tree.leaves(after), jax.tree.leaves(before)))
+
+
+def test_the_library_compiles_the_cpu_step_without_ynnpack_and_equal_to_xla_defaults(data):
+    """``COMPILER_OPTIONS`` swap XLA:CPU's convolution kernels (YNNPACK for Eigen), not the numbers.
+
+    Gradients are compared, and the losses of a few steps: parameters after AdamW steps are not, as
+    AdamW moves a weight by the learning rate whatever its gradient's size, so a gradient of 1e-9
+    whose sign two programs round differently moves it by 2e-2 and says nothing about the kernels.
+    """
+    cfg = dataclasses.replace(CFG, model=ModelConfig(widths=(32,), hidden=16))  # YNNPACK skips 16 channels or fewer
+    population = T.create_population((0,), NUM_CLASSES, cfg, NUM_EXAMPLES)
+    images, labels = jnp.asarray(data[0]), jnp.asarray(data[1])
+    indices = jnp.arange(3 * 16).reshape(3, 1, 16)
+    if jax.default_backend() == "cpu":
+        text = T._step_population.lower(population, images, labels, indices[0], cfg).compile().as_text()
+        assert "convolution(" in text and "__ynn_fusion" not in text
+    member = T.unstack(population, 0)
+
+    def grads(params):
+        def loss(p):
+            logits, _ = member.apply_fn({"params": p, "batch_stats": member.batch_stats}, T.to_float(images[:16]),
+                                        train=True, rngs={"dropout": member.key}, mutable=["batch_stats"])
+            return T.training_loss(logits, labels[:16], cfg).mean()
+        return jax.grad(loss)(params)
+
+    library_grads = jax.jit(grads, compiler_options=T.COMPILER_OPTIONS)(member.params)
+    chex.assert_trees_all_close(library_grads, jax.jit(grads)(member.params), **TOLERANCE)
+    default_step = jax.jit(T.train_step, static_argnames="cfg")  # XLA's default options
+    library, default = copy(population), member
+    for index in indices:
+        library, library_metrics = T._step_population(library, images, labels, index, cfg)
+        batch = {"image": images[index[0]], "label": labels[index[0]]}
+        default, default_metrics = default_step(default, batch, jax.random.fold_in(default.key, default.step), cfg)
+        for name in ("loss", "grad_norm"):
+            np.testing.assert_allclose(library_metrics[name][0], default_metrics[name], **TOLERANCE)
