@@ -20,7 +20,7 @@ from jaxcnn.errors import JaxcnnError
 MARKER = ".jaxcnn-run"
 MARKER_TMP = MARKER + ".tmp"  # written, then renamed to MARKER: a leftover is an interrupted claim
 RECORDS = ("config.json", "results.json", "metrics.jsonl", MARKER)  # a run's records, never written by others
-PART_ROLES = ("part1", "part2", "part3", "ablation")
+PART_ROLES = ("part1", "part2", "part3", "cv", "ablation")
 
 
 class RunExistsError(JaxcnnError):
