@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import http.server
 import io
 import os
+import threading
 import zipfile
 from pathlib import Path
 
@@ -108,3 +111,15 @@ def png_bytes():
         return buffer.getvalue()
 
     return make
+
+
+@contextlib.contextmanager
+def serve_locally(handler):
+    """An HTTP server for ``handler`` on 127.0.0.1 at a free port; yields its base URL."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -8,7 +8,6 @@ import io
 import re
 import socket
 import tarfile
-import threading
 
 import numpy as np
 import pytest
@@ -19,7 +18,7 @@ from jaxcnn.cli import main
 from jaxcnn.download import Chars74kArchive, download_all
 from jaxcnn.errors import DataError
 from jaxcnn.mnist import load_mnist
-from tests.conftest import draw_glyph
+from tests.conftest import draw_glyph, serve_locally
 from tests.test_mnist import GZ, SYNTHETIC, synthetic_files
 
 CLASSES, WRITERS, TRAIN_WRITERS = 3, 5, 3
@@ -95,11 +94,8 @@ class Server(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def url():
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Server)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with serve_locally(Server) as base:
+        yield base
 
 
 @pytest.fixture(autouse=True)

@@ -6,7 +6,6 @@ import http.server
 import os
 import subprocess
 import sys
-import threading
 import types
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import pytest
 
 from jaxcnn.errors import DataError
 from jaxcnn.mnist import FILES, MnistFile, download_mnist, load_mnist, load_mnist_tfds, read_idx
+from tests.conftest import serve_locally
 
 SHARED_DATA = Path(os.environ.get("JAXCNN_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
 TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
@@ -190,12 +190,8 @@ class MirrorHandler(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def server_url():
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), MirrorHandler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with serve_locally(MirrorHandler) as base:
+        yield base
 
 
 @pytest.fixture(autouse=True)
