@@ -20,13 +20,13 @@ from jaxcnn.dataset import ArrayDataset
 from jaxcnn.errors import DataError
 from jaxcnn.imagefiles import ImageListing, cached_dataset, fingerprint, list_images, preprocess_all
 from jaxcnn.paths import DOWNLOAD_HINT
-from jaxcnn.preprocess import PREPROCESS_VERSION, plain_resize, to_mnist_convention
+from jaxcnn.preprocess import PREPROCESS_VERSION, keep_stroke_width, plain_resize, to_mnist_convention
 
 logger = logging.getLogger("jaxcnn")
 
 CLASS_NAMES = tuple(string.digits + string.ascii_uppercase + string.ascii_lowercase)
 DIGIT_CLASSES = CLASS_NAMES[:10]
-PREPROCESSORS = {"mnist": to_mnist_convention, "plain": plain_resize}
+PREPROCESSORS = {"mnist": to_mnist_convention, "keep_stroke_width": keep_stroke_width, "plain": plain_resize}
 
 _SAMPLE_FOLDER = re.compile(r"Sample(\d{3})")
 _FILE_NAME = re.compile(r"img(\d{3})-(\d{3})\.\w+")

@@ -51,6 +51,9 @@ class TrainConfig:
     loss: str = "cross_entropy"  # or "forward" (needs label_transition), "gce" or "complementary_nn"
     label_transition: tuple[tuple[float, ...], ...] = ()  # T[i][j] = P(observed j | true i)
     gce_q: float = 0.7
+    ema_decay: float = 0.0  # > 0: validate and keep an exponential moving average of the weights
+    mixup_alpha: float = 0.0  # > 0: mixup with Beta(alpha, alpha) mixing weights (Zhang et al. 2018)
+    cutmix_alpha: float = 0.0  # > 0: CutMix with Beta(alpha, alpha) box areas (Yun et al. 2019)
     model: ModelConfig = ModelConfig()
     augment: AugmentConfig = AugmentConfig()
 
@@ -66,6 +69,13 @@ class TrainConfig:
         require(self, "probe_every", self.probe_every >= 0, ">= 0 (0: no probes)")
         require(self, "loss", self.loss in LOSSES, f"one of {', '.join(LOSSES)}")
         require(self, "gce_q", 0 < self.gce_q <= 1, "in (0, 1]")
+        require(self, "ema_decay", 0 <= self.ema_decay < 1, "in [0, 1) (0: no weight averaging)")
+        for name in ("mixup_alpha", "cutmix_alpha"):
+            require(self, name, math.isfinite(getattr(self, name)) and getattr(self, name) >= 0, ">= 0 (0: off)")
+        require(self, "cutmix_alpha", self.mixup_alpha == 0 or self.cutmix_alpha == 0,
+                "0 when mixup_alpha is set (one way of mixing images at a time)")
+        require(self, "loss", self.loss != "complementary_nn" or self.mixup_alpha == self.cutmix_alpha == 0,
+                "not complementary_nn when mixing images (its risk is not linear in the labels)")
         rows = self.label_transition
         require(self, "label_transition", self.loss != "forward" or (
             len(rows) > 1 and all(len(r) == len(rows) and all(0 <= p <= 1 for p in r) and abs(sum(r) - 1) < 1e-4

@@ -34,6 +34,7 @@ INK_THRESHOLD = 0.5  # pixels at least half-way from paper to ink decide the bou
 SPECK_FRACTION = 0.01  # connected blobs with under 1% of the ink are dust, ignored for the box
 MIN_STROKE_PX = 2.5  # thinner strokes (in output pixels) are thickened before downscaling;
 # MNIST strokes are ~1.8 px, the staged Chars74K crops ~3 px after fitting to 20 px
+VISIBLE_STROKE_PX = 1.0  # ``keep_stroke_width``: thicken only strokes that would otherwise fade out
 
 
 class NoInkError(DataError):
@@ -57,19 +58,28 @@ def ink_signal(gray: np.ndarray) -> np.ndarray:
     return np.clip((signal - NOISE_FLOOR) / (1 - NOISE_FLOOR), 0, 1).astype(np.float32)
 
 
-def to_mnist_convention(gray: np.ndarray) -> np.ndarray:
-    """Any black-on-white character image -> uint8 [28, 28], white on black, MNIST-centred."""
+def to_mnist_convention(gray: np.ndarray, min_stroke_px: float = MIN_STROKE_PX) -> np.ndarray:
+    """Any black-on-white character image -> uint8 [28, 28], white on black, MNIST-centred.
+
+    Strokes thinner than ``min_stroke_px`` output pixels are thickened before the downscale.
+    """
     ink = ink_signal(gray)
     mask = ink > INK_THRESHOLD
     top, bottom, left, right = _character_box(mask)
     longer = max(bottom - top, right - left)
-    margin = _thickening_radius(_stroke_width(mask[top:bottom, left:right]), longer)
+    margin = _thickening_radius(_stroke_width(mask[top:bottom, left:right]), longer, min_stroke_px)
     window = np.s_[top : bottom + 2 * margin, left : right + 2 * margin]  # the box plus margin, once padded
     crop_mask = np.pad(mask, margin)[window]
     crop = np.where(_dilate(crop_mask, 1), np.pad(ink, margin)[window], 0)  # strokes and rims, not paper noise
     if margin:
         crop = _dilate(crop, margin)
     return _centre_by_mass(_fit(crop, BOX))
+
+
+def keep_stroke_width(gray: np.ndarray) -> np.ndarray:
+    """The MNIST convention, thickening only strokes that would fade out: a small (lower-case) letter
+    scaled up keeps its thicker strokes, a cue for its case that thickening to 2.5 px evens out."""
+    return to_mnist_convention(gray, VISIBLE_STROKE_PX)
 
 
 def plain_resize(gray: np.ndarray) -> np.ndarray:
@@ -136,9 +146,9 @@ def _stroke_width(mask: np.ndarray) -> float:
     return 2 * mask.sum() / max(perimeter, 1)
 
 
-def _thickening_radius(stroke: float, longer: int) -> int:
-    """Dilation radius r so strokes end up MIN_STROKE_PX wide: (stroke + 2r) / (longer + 2r) * BOX."""
-    needed = (MIN_STROKE_PX * longer - stroke * BOX) / (2 * (BOX - MIN_STROKE_PX))
+def _thickening_radius(stroke: float, longer: int, min_stroke_px: float) -> int:
+    """Dilation radius r so strokes end up ``min_stroke_px`` wide: (stroke + 2r) / (longer + 2r) * BOX."""
+    needed = (min_stroke_px * longer - stroke * BOX) / (2 * (BOX - min_stroke_px))
     return max(0, math.ceil(needed))
 
 
