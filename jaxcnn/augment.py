@@ -107,6 +107,35 @@ def augment_batch(key, images, cfg: AugmentConfig):
     return jax.vmap(distort_image, in_axes=(0, 0, None))(keys, images[..., 0], cfg)[..., None]
 
 
+def mix_batch(key, images, mixup_alpha: float, cutmix_alpha: float):
+    """Mixes each image with the next one of the (shuffled) batch: ``(images, partner, weight)``.
+
+    mixup blends whole images with weight ``lam ~ Beta(alpha, alpha)`` (Zhang et al. 2018); CutMix
+    pastes a box of the partner covering ``1 - lam`` of the image and sets ``lam`` to what is left
+    (Yun et al. 2019). The loss is ``lam * loss(label) + (1 - lam) * loss(label[partner])``; one
+    ``lam`` per batch, as in both papers' code.
+    """
+    alpha = mixup_alpha or cutmix_alpha
+    k_lam, k_box = jax.random.split(key)
+    lam = jax.random.beta(k_lam, alpha, alpha)
+    partner = jnp.roll(jnp.arange(images.shape[0]), -1)
+    other = images[partner]
+    if mixup_alpha:
+        return lam * images + (1 - lam) * other, partner, lam
+    box = _cutmix_box(k_box, images.shape[1:3], lam)
+    return jnp.where(box[None, :, :, None], other, images), partner, 1 - box.mean()
+
+
+def _cutmix_box(key, shape, lam):
+    """A boolean [H, W] box of about ``1 - lam`` of the area, centred uniformly, clipped at the edges."""
+    ratio = jnp.sqrt(1 - lam)
+    centre = jax.random.uniform(key, (2,)) * jnp.array(shape)
+    sides = [jnp.arange(n) for n in shape]
+    inside = [(i >= jnp.round(c - ratio * n / 2)) & (i < jnp.round(c + ratio * n / 2))
+              for i, c, n in zip(sides, centre, shape)]
+    return inside[0][:, None] & inside[1][None, :]
+
+
 @jax.jit
 def tta_views(images):
     """uint8 [N, H, W] -> uint8 [len(TTA_VIEWS), N, H, W]: every image under each fixed view."""

@@ -38,6 +38,12 @@ def _manager(directory: Path, read_only: bool = False) -> ocp.CheckpointManager:
     return ocp.CheckpointManager(directory.absolute(), options=options, item_handlers=handlers)
 
 
+def _arrays(state) -> dict:
+    """The state as a dict of arrays, without fields that are None (a run with no weight average
+    writes the same checkpoint as before the field existed, and restores from one)."""
+    return {k: v for k, v in flax.serialization.to_state_dict(state).items() if v is not None}
+
+
 class RunCheckpoints:
     """The checkpoints of one run under ``directory``, one per finished epoch."""
 
@@ -58,7 +64,7 @@ class RunCheckpoints:
 
     def save(self, epoch: int, state, meta: dict, val_accuracy: float) -> None:
         """Saves synchronously: when this returns, the checkpoint is complete on disk."""
-        arrays = flax.serialization.to_state_dict(state)
+        arrays = _arrays(state)
         try:
             self._manager.save(epoch, args=ocp.args.Composite(
                 state=ocp.args.StandardSave(arrays), meta=ocp.args.JsonSave({**meta, DIGEST_KEY: digest(arrays)})),
@@ -83,7 +89,7 @@ class RunCheckpoints:
     def restore(self, target, epoch: int | str = "latest"):
         """Restores the state saved at ``epoch`` ("latest", "best" or a number) into ``target``'s shape."""
         epoch = self.resolve(epoch)
-        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, flax.serialization.to_state_dict(target))
+        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, _arrays(target))
         path = self.directory / str(epoch)
         check_shapes(self._saved_shapes(epoch, path), abstract, path)
         expected = self._read_json(epoch).get(DIGEST_KEY)  # checkpoints of older versions have none
@@ -95,7 +101,8 @@ class RunCheckpoints:
         if expected is not None and digest(restored) != expected:
             raise CheckpointError(f"{path}: damaged checkpoint, its arrays do not match the SHA-256 saved "
                                   "with them (a changed byte: bit rot or a bad copy)")
-        return flax.serialization.from_state_dict(target, restored)
+        absent = {k: v for k, v in flax.serialization.to_state_dict(target).items() if v is None}
+        return flax.serialization.from_state_dict(target, {**absent, **restored})
 
     def _saved_shapes(self, epoch: int, path: Path):
         try:

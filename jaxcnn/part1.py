@@ -146,20 +146,35 @@ def run_cv(cfg: Part1Config, data_root: Path, workdir: Path, *, resume=False, ov
     workdir = claim(workdir, "cv", to_dict(cfg), resume=resume, overwrite=overwrite)
     data = load_data(cfg, data_root, cache_dir)
     folds = train_folds(cfg, data, workdir, resume=resume, overwrite=overwrite)
-    results = {"config": to_dict(cfg), "cv": score_folds(data, folds)}
+    cv = score_folds(data, folds)
+    results = {"config": to_dict(cfg), "cv": {**cv, "scorings": scoring_variants(data, folds, cv, len(cfg.train.seeds))}}
     write_json(workdir / "results.json", results)
     return results
+
+
+def scoring_variants(data: ArrayDataset, folds: list[dict], cv: dict, seeds: int) -> dict:
+    """The recipe's fold models scored other ways, no training: ensembles of the first 1 .. n-1 seeds
+    and test-time augmentation; each with its paired per-writer difference to the recipe."""
+    options = {f"ensemble_{k}": {"members": k} for k in range(1, seeds)} | {"tta": {"tta": True}}
+    rows = {}
+    for name, kwargs in options.items():
+        scored = score_folds(data, folds, **kwargs)
+        rows[name] = {**{k: scored[k] for k in ("accuracy", "accuracy_casefold", "top3_accuracy")},
+                      "vs_recipe": paired_difference(scored["per_writer_accuracy"], cv["per_writer_accuracy"])}
+    return rows
 
 
 def cv_lines(cv: dict, what: str = "writer folds") -> list[str]:
     """What ``cv`` prints: the fold means with their 95% CI."""
     figure = lambda s: f"{s['mean']:.4f}" + (f" ± {s['ci95']:.4f}" if s["ci95"] is not None else "")
     w = cv["writer_accuracy_spread"]
+    scorings = [f"{name}: accuracy {figure(row['accuracy'])} (vs recipe {figure(row['vs_recipe'])})"
+                for name, row in (cv.get("scorings") or {}).items()]
     return [f"{what} ({len(cv['folds'])} folds, last epoch): accuracy {figure(cv['accuracy'])}  "
             f"case-folded {figure(cv['accuracy_casefold'])}  top-3 {figure(cv['top3_accuracy'])}",
             f"per writer: min {w['min']:.4f}  max {w['max']:.4f}  std {w['std']:.4f}",
             "most confused groups: " + ", ".join(f"{g['group']} {g['confused']}/{g['n']}"
-                                                 for g in cv["confusable_groups"][:6])]
+                                                 for g in cv["confusable_groups"][:6]), *scorings]
 
 
 def summary_lines(results: dict) -> list[str]:

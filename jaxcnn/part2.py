@@ -159,9 +159,10 @@ def data_size_subsets(cfg: Part2Config, train: ArrayDataset) -> dict[int, ArrayD
 # --- transfer ---------------------------------------------------------------------------------
 
 def pretrained_variables(run_dir: str | Path, which: str = "best", member: int = 0) -> dict:
-    """``{"params", "batch_stats"}`` of one member of a saved population, restored from its checkpoint."""
+    """``{"params", "batch_stats"}`` of one member of a saved population, restored from its checkpoint
+    (the weight average, for a run that keeps one)."""
     state, _, _, _ = load_run(run_dir, which)
-    return T.unstack({"params": state.params, "batch_stats": state.batch_stats}, member)
+    return T.unstack(T.inference_variables(state), member)
 
 
 def graft_init(source: dict):
@@ -172,7 +173,8 @@ def graft_init(source: dict):
     """
     def init(state: T.TrainState) -> T.TrainState:
         grafted, _ = graft({"params": state.params, "batch_stats": state.batch_stats}, source)
-        return state.replace(params=grafted["params"], batch_stats=grafted["batch_stats"])
+        return state.replace(params=grafted["params"], batch_stats=grafted["batch_stats"],
+                             ema=None if state.ema is None else grafted)
     return init
 
 

@@ -312,7 +312,13 @@ def cv_blocks(cv: dict) -> list:
                      ", ".join(f"`{k}` x{v}" for k, v in g["pairs"].items())]
                     for g in cv["confusable_groups"] if g["confused"]][:WEAKEST_CLASSES],
                    "Confusions inside case pairs and look-alike groups, all folds pooled.")
-    return [folds, writers, groups]
+    scorings = Table(["scored as", "accuracy", "case-folded", "top-3", "vs the recipe (per writer)"],
+                     [[name.replace("_", " "), stat_text(row["accuracy"]), stat_text(row["accuracy_casefold"]),
+                       stat_text(row["top3_accuracy"]), stat_text(row["vs_recipe"])]
+                      for name, row in cv.get("scorings", {}).items()],
+                     "The same fold models scored other ways (no training): ensembles of fewer seeds, and "
+                     "test-time augmentation; the difference is paired per writer.")
+    return [folds, writers, groups, *([scorings] if cv.get("scorings") else [])]
 
 
 def validation_table(report: dict, seeds, what: str) -> Table:

@@ -17,11 +17,12 @@ import numpy as np
 import optax
 from flax.training import train_state
 
-from jaxcnn.augment import augment_batch
+from jaxcnn.augment import augment_batch, mix_batch
 from jaxcnn.config import ModelConfig, TrainConfig
 from jaxcnn.models import CNN
 
 DATA_STREAM = 0x0DA7A  # folded into a run's key for its data order, apart from its step keys
+MIX_STREAM = 0x313C  # folded into a step's key for mixup/CutMix, so runs without them draw as before
 
 # XLA:CPU (jaxlib 0.10.2) hands 2-D convolutions to YNNPACK, whose kernel gradient (a window the size
 # of the image, a 3x3 output) runs up to 13x slower than XLA's own Eigen convolution; without the
@@ -31,7 +32,8 @@ COMPILER_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": ""}
 
 
 class TrainState(train_state.TrainState):
-    """Flax's TrainState plus BatchNorm statistics and the run's base PRNG key.
+    """Flax's TrainState plus BatchNorm statistics, the run's base PRNG key and, when the run keeps
+    one (``ema_decay > 0``), the moving average of the weights, ``{"params", "batch_stats"}``.
 
     Every random draw is a function of (key, step) or (key, epoch), never of process history,
     so a resumed run repeats an uninterrupted one exactly.
@@ -39,6 +41,23 @@ class TrainState(train_state.TrainState):
 
     batch_stats: Any
     key: jax.Array
+    ema: Any = None
+
+
+def inference_variables(state: TrainState) -> dict:
+    """The weights a run is evaluated and transferred with: the moving average when it keeps one."""
+    if state.ema is not None:
+        return state.ema
+    return {"params": state.params, "batch_stats": state.batch_stats}
+
+
+def update_ema(state: TrainState, decay: float) -> TrainState:
+    """Moves the average towards the current weights; the decay ramps up as (1 + t) / (10 + t) early
+    on, so the first steps' random weights fade fast (TensorFlow's ExponentialMovingAverage)."""
+    step = state.step.astype(jnp.float32)
+    rate = 1 - jnp.minimum(decay, (1 + step) / (10 + step))
+    current = {"params": state.params, "batch_stats": state.batch_stats}
+    return state.replace(ema=optax.incremental_update(current, state.ema, rate))
 
 
 def make_model(num_classes: int, cfg: ModelConfig) -> CNN:
@@ -68,12 +87,14 @@ def make_optimizer(cfg: TrainConfig, steps_per_epoch: int) -> optax.GradientTran
     return optax.multi_transform({"train": tx, "frozen": optax.set_to_zero()}, labels)
 
 
-def create_train_state(seed_key, model: CNN, tx: optax.GradientTransformation) -> TrainState:
-    """A fresh state; ``seed_key`` (a raw uint32[2] key) gives both the init and the run's key."""
+def create_train_state(seed_key, model: CNN, tx: optax.GradientTransformation, ema: bool = False) -> TrainState:
+    """A fresh state; ``seed_key`` (a raw uint32[2] key) gives both the init and the run's key.
+    With ``ema``, the weight average starts at the initial weights."""
     init_key, run_key = jax.random.split(seed_key)
     variables = model.init(init_key, jnp.zeros((1, 28, 28, 1)), train=False)
     return TrainState.create(apply_fn=model.apply, params=variables["params"], tx=tx,
-                             batch_stats=variables["batch_stats"], key=run_key)
+                             batch_stats=variables["batch_stats"], key=run_key,
+                             ema=dict(variables) if ema else None)
 
 
 def to_float(images):
@@ -126,10 +147,14 @@ def batch_loss(logits, labels, cfg: TrainConfig):
 def train_step(state: TrainState, batch, rng, cfg: TrainConfig):
     """One optimiser step on ``batch = {"image": uint8 [B,28,28], "label": int [B]}``.
 
-    Augmentation and dropout draw from ``rng``. Returns the new state and batch metrics.
+    Augmentation, mixing and dropout draw from ``rng``. Returns the new state and batch metrics.
     """
     aug_key, dropout_key = jax.random.split(rng)
     images = augment_batch(aug_key, to_float(batch["image"]), cfg.augment)
+    labels, weight = batch["label"], 1.0
+    if cfg.mixup_alpha or cfg.cutmix_alpha:
+        images, partner, weight = mix_batch(jax.random.fold_in(rng, MIX_STREAM), images,
+                                            cfg.mixup_alpha, cfg.cutmix_alpha)
 
     def loss_fn(params):
         if cfg.freeze_trunk:  # no gradient through the trunk: XLA then skips its backward pass
@@ -137,20 +162,23 @@ def train_step(state: TrainState, batch, rng, cfg: TrainConfig):
         logits, updates = state.apply_fn(
             {"params": params, "batch_stats": state.batch_stats}, images, train=True,
             train_trunk=not cfg.freeze_trunk, rngs={"dropout": dropout_key}, mutable=["batch_stats"])
-        loss = batch_loss(logits, batch["label"], cfg)
+        loss = batch_loss(logits, labels, cfg)
+        if cfg.mixup_alpha or cfg.cutmix_alpha:
+            loss = weight * loss + (1 - weight) * batch_loss(logits, labels[partner], cfg)
         return loss, (logits, updates["batch_stats"])
 
     (loss, (logits, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     state = state.apply_gradients(grads=grads, batch_stats=batch_stats)
+    if cfg.ema_decay:
+        state = update_ema(state, cfg.ema_decay)
     metrics = {"loss": loss, "accuracy": jnp.mean(jnp.argmax(logits, -1) == batch["label"]),
                "grad_norm": optax.global_norm(grads)}
     return state, metrics
 
 
 def eval_step(state: TrainState, batch):
-    """Inference-mode logits, per-example loss and correctness for one batch."""
-    logits = state.apply_fn({"params": state.params, "batch_stats": state.batch_stats},
-                            to_float(batch["image"]), train=False)
+    """Inference-mode logits, per-example loss and correctness for one batch (``inference_variables``)."""
+    logits = state.apply_fn(inference_variables(state), to_float(batch["image"]), train=False)
     return {"logits": logits, "loss": cross_entropy(logits, batch["label"]),
             "correct": jnp.argmax(logits, -1) == batch["label"]}
 
@@ -253,9 +281,9 @@ def each_member(fn, state: TrainState, *args, parallel: bool | None = None):
     return jax.tree.map(lambda *xs: jnp.concatenate(xs), *outputs)
 
 
-@functools.partial(jax.jit, static_argnums=(1, 2))
-def _init_population(keys, model: CNN, tx: optax.GradientTransformation) -> TrainState:
-    return jax.vmap(lambda k: create_train_state(k, model, tx))(keys)
+@functools.partial(jax.jit, static_argnums=(1, 2, 3))
+def _init_population(keys, model: CNN, tx: optax.GradientTransformation, ema: bool) -> TrainState:
+    return jax.vmap(lambda k: create_train_state(k, model, tx, ema))(keys)
 
 
 def create_population(seeds, num_classes: int, cfg: TrainConfig, num_examples: int) -> TrainState:
@@ -266,7 +294,7 @@ def create_population(seeds, num_classes: int, cfg: TrainConfig, num_examples: i
     """
     model = make_model(num_classes, cfg.model)
     tx = make_optimizer(cfg, steps_per_epoch(num_examples, cfg.batch_size))
-    return _init_population(jnp.stack([jax.random.PRNGKey(s) for s in seeds]), model, tx)
+    return _init_population(jnp.stack([jax.random.PRNGKey(s) for s in seeds]), model, tx, cfg.ema_decay > 0)
 
 
 def unstack(tree, index: int):

@@ -62,6 +62,21 @@ def test_save_then_restore_is_exact(tmp_path):
     reopened.close()
 
 
+def test_the_weight_average_is_saved_and_a_run_without_one_writes_no_field_for_it(tmp_path):
+    plain = population()
+    cfg = TrainConfig(seeds=(0, 1), model=TINY, ema_decay=0.99)
+    averaged = jax.tree.map(lambda s: np.ones(s.shape, s.dtype), jax.eval_shape(
+        lambda: T.create_population(cfg.seeds, 4, cfg, 64)))
+    for name, state in (("plain", plain), ("averaged", averaged)):
+        with RunCheckpoints(tmp_path / name) as ckpts:
+            ckpts.save(1, state, META, 0.5)
+    with RunCheckpoints(tmp_path / "plain", read_only=True) as ckpts:
+        assert "ema" not in ckpts._manager.item_metadata(1)["state"]  # the layout of runs from before the field
+        assert ckpts.restore(zeros_like(plain)).ema is None
+    with RunCheckpoints(tmp_path / "averaged", read_only=True) as ckpts:
+        chex.assert_trees_all_equal(ckpts.restore(zeros_like(averaged)).ema, averaged.ema, strict=True)
+
+
 def test_best_and_latest_are_chosen_by_metric_and_epoch(tmp_path):
     states = save_epochs(tmp_path, [0.5, 0.9, 0.6, 0.7])
     ckpts = RunCheckpoints(tmp_path, read_only=True)

@@ -114,11 +114,20 @@ def test_from_dict_rejects_an_unknown_key():
     ("classes=A,A", "Part1Config.classes must be distinct"),
     ("folds=1", "Part1Config.folds must be at least 2"),
     ("preprocess=fancy", "Part1Config.preprocess must be one of"),
+    ("train.ema_decay=1", "TrainConfig.ema_decay must be in [0, 1)"),
+    ("train.mixup_alpha=-1", "TrainConfig.mixup_alpha must be >= 0"),
 ])
 def test_an_out_of_range_value_is_refused_when_the_config_is_built(assignment, named):
     with pytest.raises(ConfigError) as err:
         override(Part1Config(), assignment)
     assert named in str(err.value) and "\n" not in str(err.value)
+
+
+def test_one_way_of_mixing_at_a_time_and_none_with_the_complementary_risk():
+    with pytest.raises(ConfigError, match="TrainConfig.cutmix_alpha must be 0 when mixup_alpha is set"):
+        TrainConfig(mixup_alpha=0.2, cutmix_alpha=1.0)
+    with pytest.raises(ConfigError, match="TrainConfig.loss must be not complementary_nn when mixing"):
+        TrainConfig(loss="complementary_nn", cutmix_alpha=1.0)
 
 
 def test_part2_ranges_are_checked():

@@ -44,6 +44,12 @@ def test_cv_scores_each_writer_once_and_the_final_model_learns_from_all(setup, t
     assert {g["group"] for g in cv["confusable_groups"]} == {"Oo", "0Oo"}
     saved = json.loads((tmp_path / "cv" / "results.json").read_text())
     assert saved["cv"]["accuracy"] == cv["accuracy"]
+    scorings = cv["scorings"]  # the same fold models: one seed alone, and with TTA
+    assert list(scorings) == ["ensemble_1", "tta"]
+    assert scorings["ensemble_1"]["accuracy"]["mean"] == pytest.approx(
+        np.mean([f["members_accuracy"][0] for f in cv["folds"]]))
+    assert scorings["tta"]["vs_recipe"]["n"] == len(WRITERS)
+    assert any("ensemble_1: accuracy" in line for line in part1.cv_lines(cv))
 
     again = part1.run(cfg, data_root, tmp_path / "final", overwrite=True)
     assert again["expected_new_writers"]["accuracy"] == cv["accuracy"]  # the same recipe: its estimate

@@ -10,10 +10,11 @@ import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from jaxcnn import train as T
-from jaxcnn.augment import NO_AUGMENT, AugmentConfig, augment_batch
+from jaxcnn.augment import NO_AUGMENT, AugmentConfig, _cutmix_box, augment_batch, mix_batch
 from jaxcnn.config import ModelConfig, TrainConfig
 from tests.tolerances import CROSS_PROGRAM
 
@@ -229,3 +230,55 @@ def test_the_library_compiles_the_cpu_step_without_ynnpack_and_equal_to_xla_defa
         default, default_metrics = default_step(default, batch, jax.random.fold_in(default.key, default.step), cfg)
         for name in ("loss", "grad_norm"):
             np.testing.assert_allclose(library_metrics[name][0], default_metrics[name], **TOLERANCE)
+
+
+@pytest.mark.parametrize("mixup_alpha, cutmix_alpha", [(0.4, 0.0), (0.0, 1.0)])
+def test_mixing_pairs_each_image_with_the_next_and_weighs_what_it_kept(data, mixup_alpha, cutmix_alpha):
+    images = T.to_float(jnp.asarray(data[0][:8]))
+    mixed, partner, weight = mix_batch(jax.random.PRNGKey(3), images, mixup_alpha, cutmix_alpha)
+    np.testing.assert_array_equal(partner, np.roll(np.arange(8), -1))
+    assert 0 <= float(weight) <= 1
+    if mixup_alpha:
+        np.testing.assert_allclose(mixed, weight * images + (1 - weight) * images[partner], **TOLERANCE)
+    else:  # every pixel is its own image's or its partner's, and ``weight`` is the share kept
+        own = np.asarray(mixed == images).all(axis=(0, 3))
+        assert (own | np.asarray(mixed == images[partner]).all(axis=(0, 3))).all()
+        np.testing.assert_allclose(float(weight), own.mean(), atol=1 / 784)
+
+
+def test_cutmix_boxes_cover_about_one_minus_lambda():
+    areas = [float(_cutmix_box(jax.random.PRNGKey(i), (28, 28), 0.75).mean()) for i in range(200)]
+    assert max(areas) <= 0.25 + 0.04  # a 14x14 box, clipped at the edges: never more
+    assert 0.12 < np.mean(areas) < 0.25
+
+
+def test_mixing_changes_the_loss_and_no_mixing_draws_as_before(population, data):
+    member = T.unstack(population, 0)
+    batch = {"image": data[0][:16], "label": data[1][:16]}
+    rng = jax.random.PRNGKey(5)
+    step = jax.jit(T.train_step, static_argnames="cfg")
+    _, plain = step(member, batch, rng, CFG)
+    _, mixed = step(member, batch, rng, dataclasses.replace(CFG, mixup_alpha=0.4))
+    assert float(mixed["loss"]) != float(plain["loss"])
+
+
+def test_weight_average_follows_the_weights_and_is_what_is_evaluated(data):
+    cfg = dataclasses.replace(CFG, seeds=(0,), ema_decay=0.9)
+    state = T.create_population(cfg.seeds, NUM_CLASSES, cfg, NUM_EXAMPLES)
+    chex.assert_trees_all_equal(state.ema, {"params": state.params, "batch_stats": state.batch_stats})
+    trained, _ = T.train_epoch_stepwise(copy(state), *data, cfg)
+    distance = lambda a, b: optax.global_norm(jax.tree.map(jnp.subtract, a, b))
+    # the average lies between the start and the current weights
+    assert 0 < float(distance(trained.ema["params"], trained.params)) < float(distance(state.params, trained.params))
+    logits, _ = T.evaluate_population(trained, *data, 32)
+    averaged = trained.replace(params=trained.ema["params"], batch_stats=trained.ema["batch_stats"], ema=None)
+    np.testing.assert_allclose(logits, T.evaluate_population(averaged, *data, 32)[0], **TOLERANCE)
+
+
+def test_weight_average_ramps_up_from_the_first_steps():
+    """At step t the average moves by 1 - min(decay, (1 + t) / (10 + t)): 90% at the first step."""
+    cfg = dataclasses.replace(CFG, seeds=(0,), ema_decay=0.999)
+    state = T.unstack(T.create_population(cfg.seeds, NUM_CLASSES, cfg, NUM_EXAMPLES), 0)
+    moved = state.replace(step=jnp.asarray(0), params=jax.tree.map(lambda p: p + 1.0, state.params))
+    updated = T.update_ema(moved, cfg.ema_decay)
+    chex.assert_trees_all_close(updated.ema["params"], jax.tree.map(lambda p: p + 0.9, state.params), atol=1e-6)
