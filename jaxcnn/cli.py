@@ -186,7 +186,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("ablate", help="measure the effect of part 1's main design choices",
                        description="Run part 1's writer folds once per ablation variant (each changes one choice) "
                                    "and tabulate the fold mean and 95% CI in WORKDIR/ablation.json. Budget: one "
-                                   "seed and half part 1's epochs per fold model unless --set says otherwise.",
+                                   "seed and a fifth of part 1's epochs per fold model unless --set says "
+                                   "otherwise.",
                        epilog="example: python -m jaxcnn ablate --variants default tta --set folds=3")
     _common(p, "ckpts/part1-ablation")
     p.add_argument("--variants", nargs="*", help="which variants (default: all)")

@@ -74,3 +74,14 @@ def test_ablation_trains_each_variant_under_the_folds_and_reuses_models_for_tta(
     assert json.loads((tmp_path / "ablate" / "ablation.json").read_text())["variants"] == rows
     with pytest.raises(ValueError, match="unknown ablation variants"):
         part1.run_ablation(cfg, data_root, tmp_path / "ablate", ["nope"])
+
+
+def test_the_ablation_budget_is_one_seed_and_a_fifth_of_the_epochs():
+    recipe = part1.get_config()
+    budget = part1.ablation_config(recipe)
+    assert budget.train.seeds == recipe.train.seeds[:1] and budget.train.epochs == recipe.train.epochs // 5
+    variants = part1.ablation_variants(budget)
+    assert variants["ema"] == (f"train.ema_decay={1 - 1 / (3 * budget.train.epochs):.4f}",)
+    for changes in variants.values():  # every variant is a valid configuration
+        for assignment in changes:
+            override(budget, assignment)
