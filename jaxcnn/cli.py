@@ -87,13 +87,13 @@ def cmd_ablate(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from jaxcnn.evaluate import evaluate_run, output_path, plot_confusion, run_class_names, summary_lines
+    from jaxcnn.evaluate import evaluate_run, output_path, plot_confusion, run_inputs, summary_lines
     from jaxcnn.fit import write_json
     if not Path(args.data).exists():  # e.g. testPart1, which `download` unpacks
         raise DataError(f"{args.data}: no such folder or zip file; {paths.DOWNLOAD_HINT}")
-    class_names = run_class_names(args.ckpt, args.which)
+    class_names, preprocess = run_inputs(args.ckpt, args.which)
     out = output_path(args.ckpt, args.data, args.json)
-    data = _load_for(class_names, args.data, args.cache_dir)
+    data = _load_for(class_names, preprocess, args.data, args.cache_dir)
     report = {**evaluate_run(args.ckpt, data, args.which, tta=args.tta), "data": str(Path(args.data).absolute())}
     print("\n".join(summary_lines(report)))
     write_json(out, report)
@@ -151,12 +151,13 @@ def cmd_make_noisy_mnist(args) -> int:
     return 0
 
 
-def _load_for(class_names, source, cache_dir):
-    """Loads ``source`` in the layout that matches the checkpoint's classes."""
+def _load_for(class_names, preprocess, source, cache_dir):
+    """Loads ``source`` in the layout that matches the checkpoint's classes; Chars74K images get
+    the run's preprocessing (class folders have their own: MNIST-sized images are taken as they are)."""
     from jaxcnn.chars74k import CLASS_NAMES, has_sample_folders, load_chars74k
     from jaxcnn.classfolders import load_class_folders
     if set(class_names) <= set(CLASS_NAMES) and has_sample_folders(source):
-        return load_chars74k(source, classes=list(class_names), cache_dir=cache_dir)
+        return load_chars74k(source, classes=list(class_names), cache_dir=cache_dir, preprocess=preprocess)
     return load_class_folders(source, class_names=list(class_names), cache_dir=cache_dir)
 
 

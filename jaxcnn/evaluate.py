@@ -37,10 +37,12 @@ def _open_run(path: str | Path) -> RunCheckpoints:
     return ckpts
 
 
-def run_class_names(path: str | Path, which: str = "best") -> tuple[str, ...]:
-    """The class names a saved run predicts, read from its metadata without loading arrays."""
+def run_inputs(path: str | Path, which: str = "best") -> tuple[tuple[str, ...], str]:
+    """The class names a saved run predicts and the preprocessing its images had ("mnist" for runs
+    that do not say), read from its metadata without loading arrays."""
     with _open_run(path) as ckpts:
-        return tuple(ckpts.read_meta(which)["class_names"])
+        meta = ckpts.read_meta(which)
+    return tuple(meta["class_names"]), meta.get("preprocess", "mnist")
 
 
 def load_run(path: str | Path, which: str = "best"):

@@ -47,7 +47,7 @@ def write_json(path: Path, data) -> None:
 
 def fit(train: ArrayDataset, val: ArrayDataset | None, cfg: TrainConfig, workdir: str | Path, *,
         resume: bool = False, overwrite: bool = False,
-        init: Callable[[T.TrainState], T.TrainState] | None = None,
+        init: Callable[[T.TrainState], T.TrainState] | None = None, meta: dict | None = None,
         parallel_seeds: bool | None = None, scan_epochs: bool | None = None):
     """Trains one model per seed in ``cfg.seeds`` and validates each epoch on ``val``.
 
@@ -55,6 +55,8 @@ def fit(train: ArrayDataset, val: ArrayDataset | None, cfg: TrainConfig, workdir
     and the "best" checkpoint is the latest epoch.
 
     ``init`` may change the fresh population (e.g. graft a pretrained trunk) before training.
+    ``meta``: more JSON saved with every checkpoint, e.g. how the images were preprocessed, so that
+    evaluation prepares new images the same way.
     ``parallel_seeds``: vmap the seeds in one program (default on accelerators); otherwise they
     take turns. ``scan_epochs``: an epoch as one scanned program (default on accelerators), else
     step by step (faster on XLA:CPU, see ``train.train_epoch_stepwise``).
@@ -66,10 +68,10 @@ def fit(train: ArrayDataset, val: ArrayDataset | None, cfg: TrainConfig, workdir
     claim(workdir, "fit", to_dict(cfg), resume=resume, overwrite=overwrite)
     write_json(workdir / "config.json", to_dict(cfg))
     with RunCheckpoints(workdir / "checkpoints") as ckpts:
-        return _train(train, val, cfg, workdir, ckpts, resume, init, parallel_seeds, scan_epochs)
+        return _train(train, val, cfg, workdir, ckpts, resume, init, meta or {}, parallel_seeds, scan_epochs)
 
 
-def _train(train, val, cfg, workdir, ckpts, resume, init, parallel_seeds, scan_epochs):
+def _train(train, val, cfg, workdir, ckpts, resume, init, meta, parallel_seeds, scan_epochs):
     """``fit`` once the work directory is claimed; ``ckpts`` is closed by the caller, error or not."""
     state = T.create_population(cfg.seeds, train.num_classes, cfg, len(train))
     if init is not None:
@@ -109,7 +111,7 @@ def _train(train, val, cfg, workdir, ckpts, resume, init, parallel_seeds, scan_e
                                        f"{record['train_loss']}, validation {record.get('val_loss', '-')}); "
                                        f"kept the last good checkpoint (epoch {ckpts.latest_epoch()})")
             history.append(record)
-            ckpts.save(epoch, state, {"history": history, "config": to_dict(cfg),
+            ckpts.save(epoch, state, {**meta, "history": history, "config": to_dict(cfg),
                                       "class_names": list(train.class_names)},
                        epoch if val is None else record["val_accuracy_ensemble"])
             with open(workdir / "metrics.jsonl", "a") as log:

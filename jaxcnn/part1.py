@@ -65,6 +65,11 @@ def load_data(cfg: Part1Config, data_root: Path, cache_dir=None) -> ArrayDataset
                          cache_dir=cache_dir, preprocess=cfg.preprocess)
 
 
+def input_meta(cfg: Part1Config) -> dict:
+    """Saved with every part-1 checkpoint: ``evaluate`` preprocesses new images the same way."""
+    return {"preprocess": cfg.preprocess}
+
+
 def recipe(config: dict) -> dict:
     """The part of a saved config (``to_dict``) that decides the trained model, not where results go."""
     return {k: v for k, v in config.items() if k != "cv_dir"}
@@ -81,7 +86,7 @@ def run(cfg: Part1Config, data_root: Path, workdir: Path, *, resume=False, overw
     writers = sorted(int(w) for w in np.unique(data.groups))
     logger.info("part 1: %d training images of all %d writers, %d classes; no validation writers",
                 len(data), len(writers), data.num_classes)
-    _, history = fit(data, None, cfg.train, workdir, resume=resume, overwrite=overwrite)
+    _, history = fit(data, None, cfg.train, workdir, resume=resume, overwrite=overwrite, meta=input_meta(cfg))
     results = {"config": to_dict(cfg), "writers": writers, "num_train": len(data), "history": history,
                "epoch": len(history), "train_seconds": sum(r["seconds"] for r in history),
                "expected_new_writers": cv_estimate(cfg)}
@@ -109,7 +114,7 @@ def train_folds(cfg: Part1Config, data: ArrayDataset, workdir: Path, **flags) ->
         logger.info("fold %d/%d: %d training images, validation writers %s", i + 1, cfg.folds, len(train),
                     list(val_writers))
         fold_dir = workdir / f"fold{i}"
-        _, history = fit(train, val, cfg.train, fold_dir, **flags)
+        _, history = fit(train, val, cfg.train, fold_dir, meta=input_meta(cfg), **flags)
         folds.append({"writers": list(val_writers), "dir": str(fold_dir), "history": history})
     return folds
 

@@ -275,7 +275,8 @@ def run(cfg: Part2Config, data_root: Path, workdir: Path, *, resume=False, overw
     logger.info("part 2: A on %d digit images (%d validation), MNIST %d train / %d test, subsets %s",
                 len(digits_train), num_val, len(train), len(test), list(subsets))
 
-    _, a_history = fit(digits_train, digits_val, cfg.digits, workdir / "A", **flags)
+    _, a_history = fit(digits_train, digits_val, cfg.digits, workdir / "A", meta={"preprocess": cfg.preprocess},
+                       **flags)
     a_report = evaluate_run(workdir / "A", digits_val) if digits_val is not None else None
     init = graft_init(pretrained_variables(workdir / "A", "best"))
 

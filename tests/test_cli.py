@@ -12,6 +12,7 @@ from jaxcnn.augment import NO_AUGMENT
 from jaxcnn.chars74k import CLASS_NAMES, load_chars74k
 from jaxcnn.cli import main
 from jaxcnn.config import ModelConfig, TrainConfig
+from jaxcnn.evaluate import evaluate_run, run_inputs
 from jaxcnn.fit import fit
 
 CLASSES = ("0", "1", "A", "a")
@@ -54,6 +55,20 @@ def test_evaluate_writes_figures_and_a_confusion_plot(tiny_run, tmp_path, capsys
                  str(tmp_path / "tta.json")]) == 0
     tta = json.loads((tmp_path / "tta.json").read_text())
     assert tta["tta"] is True and not report["tta"] and tta["n"] == n
+
+
+def test_evaluate_prepares_images_as_the_run_was_trained(tiny_run, tmp_path):
+    """A run trained on plain-resized images saves that with its checkpoints; ``evaluate`` scores
+    new images resized the same way (the MNIST convention would give other inputs)."""
+    _, folder = tiny_run
+    plain = load_chars74k(folder, classes=list(CLASSES), cache_dir=tmp_path / "cache", preprocess="plain")
+    fit(plain, plain, CFG, tmp_path / "plain_run", meta={"preprocess": "plain"})
+    assert main(["evaluate", "--ckpt", str(tmp_path / "plain_run"), "--data", str(folder), "--json",
+                 str(tmp_path / "plain.json"), "--cache-dir", str(tmp_path / "cache")]) == 0
+    report = json.loads((tmp_path / "plain.json").read_text())
+    assert report["accuracy"] == pytest.approx(evaluate_run(tmp_path / "plain_run", plain)["accuracy"])
+    assert run_inputs(tmp_path / "plain_run")[1] == "plain"
+    assert run_inputs(tiny_run[0]) == (CLASSES, "mnist")  # runs that do not say were preprocessed the MNIST way
 
 
 @pytest.mark.parametrize("make_path", [lambda p: p, lambda p: p / "missing"], ids=["empty", "missing"])
@@ -191,4 +206,4 @@ def test_evaluate_reports_a_chars74k_layout_error_as_such(tmp_path, make_chars74
     make_chars74k(tmp_path / "data" / "train", classes=(1,), writers=(1,))
     make_chars74k(tmp_path / "data" / "test", classes=(1,), writers=(2,))
     with pytest.raises(DataError, match="Sample folders in 2 places"):
-        _load_for(("0", "1"), tmp_path / "data", tmp_path / "cache")
+        _load_for(("0", "1"), "mnist", tmp_path / "data", tmp_path / "cache")

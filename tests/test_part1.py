@@ -9,6 +9,7 @@ from jaxcnn import part1
 from jaxcnn.augment import NO_AUGMENT
 from jaxcnn.chars74k import CLASS_NAMES
 from jaxcnn.config import ModelConfig, TrainConfig, override
+from jaxcnn.evaluate import run_inputs
 
 CLASSES = ("0", "O", "o", "A")
 WRITERS = (1, 2, 3, 4, 5, 6)
@@ -31,6 +32,7 @@ def test_cv_scores_each_writer_once_and_the_final_model_learns_from_all(setup, t
     final = part1.run(cfg, data_root, tmp_path / "final")
     assert final["writers"] == list(WRITERS) and final["expected_new_writers"] is None  # no cv yet
     assert final["num_train"] == len(WRITERS) * len(CLASSES)
+    assert run_inputs(tmp_path / "final") == (CLASSES, cfg.preprocess)  # what `evaluate` prepares new images with
 
     cv = part1.run_cv(cfg, data_root, tmp_path / "cv")["cv"]
     assert [f["writers"] for f in cv["folds"]] == [[1, 2], [3, 4], [5, 6]]
