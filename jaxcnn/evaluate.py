@@ -78,17 +78,28 @@ def evaluate_run(path: str | Path, data: ArrayDataset, which: str = "best", *, m
 
     ``members``: ensemble only the first this many seeds; ``tta``: test-time augmentation.
     """
-    state, cfg, class_names, epoch = load_run(path, which)
-    seeds = list(cfg.seeds[:members])
-    state = jax.tree.map(lambda x: x[:len(seeds)], state)
-    if tuple(data.class_names) != class_names:
-        raise CheckpointError(f"{path}: the checkpoint classifies {len(class_names)} classes "
-                              f"({class_names[0]}..{class_names[-1]}) but the data has {data.num_classes} "
-                              f"({data.class_names[0]}..{data.class_names[-1]})")
-    probs = member_probs(state, data.images, cfg.eval_batch_size, tta)
-    report = classification_report(probs.mean(0), data.labels, class_names, data.groups)
+    return evaluate_ensemble([path], data, which, members=members, tta=tta)
+
+
+def evaluate_ensemble(paths, data: ArrayDataset, which: str = "best", *, members: int | None = None,
+                      tta: bool = False) -> dict:
+    """``evaluate_run`` for the mean prediction of several saved runs (every kept seed of each), e.g.
+    fold models that together have seen every writer; ``members_accuracy`` lists each seed's."""
+    probs, seeds, epochs = [], [], []
+    for path in paths:
+        state, cfg, class_names, epoch = load_run(path, which)
+        kept = list(cfg.seeds[:members])
+        if tuple(data.class_names) != class_names:
+            raise CheckpointError(f"{path}: the checkpoint classifies {len(class_names)} classes "
+                                  f"({class_names[0]}..{class_names[-1]}) but the data has {data.num_classes} "
+                                  f"({data.class_names[0]}..{data.class_names[-1]})")
+        probs.append(member_probs(jax.tree.map(lambda x: x[:len(kept)], state), data.images, cfg.eval_batch_size, tta))
+        seeds, epochs = seeds + kept, epochs + [epoch]
+    probs = np.concatenate(probs)
+    report = classification_report(probs.mean(0), data.labels, data.class_names, data.groups)
     report["members_accuracy"] = [float(np.mean(p.argmax(-1) == data.labels)) for p in probs]
-    report.update(checkpoint=str(path), epoch=epoch, seeds=seeds, tta=tta)
+    report.update(checkpoint=str(paths[0]) if len(paths) == 1 else [str(p) for p in paths],
+                  epoch=epochs[0] if len(paths) == 1 else epochs, seeds=seeds, tta=tta)
     return report
 
 

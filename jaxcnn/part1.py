@@ -9,6 +9,7 @@ that for each variant of the recipe.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import logging
 import time
@@ -20,7 +21,7 @@ from jaxcnn.chars74k import CLASS_NAMES, PREPROCESSORS, load_chars74k, writer_fo
 from jaxcnn.config import ModelConfig, TrainConfig, override, to_dict
 from jaxcnn.dataset import ArrayDataset
 from jaxcnn.errors import require
-from jaxcnn.evaluate import evaluate_run
+from jaxcnn.evaluate import evaluate_ensemble
 from jaxcnn.fit import fit, write_json
 from jaxcnn.metrics import group_confusion, mean_ci95, spread
 from jaxcnn.rundir import claim
@@ -107,7 +108,8 @@ def cv_estimate(cfg: Part1Config) -> dict | None:
 
 
 def train_folds(cfg: Part1Config, data: ArrayDataset, workdir: Path, **flags) -> list[dict]:
-    """Trains the recipe once per writer fold in ``workdir/foldN``: ``{"writers", "dir", "history"}`` each."""
+    """Trains the recipe once per writer fold in ``workdir/foldN``; each fold's record names its
+    validation ``writers``, the ``dirs`` of the runs that score them, ``history`` and ``train_seconds``."""
     folds = []
     for i, val_writers in enumerate(writer_folds(data.groups, cfg.folds)):
         train, val = writer_split(data, val_writers)
@@ -115,8 +117,29 @@ def train_folds(cfg: Part1Config, data: ArrayDataset, workdir: Path, **flags) ->
                     list(val_writers))
         fold_dir = workdir / f"fold{i}"
         _, history = fit(train, val, cfg.train, fold_dir, meta=input_meta(cfg), **flags)
-        folds.append({"writers": list(val_writers), "dir": str(fold_dir), "history": history})
+        folds.append({"writers": list(val_writers), "dirs": [str(fold_dir)], "history": history,
+                      "train_seconds": sum(r["seconds"] for r in history)})
     return folds
+
+
+def train_fold_ensembles(cfg: Part1Config, data: ArrayDataset, workdir: Path, **flags) -> list[dict]:
+    """For each writer fold, models that never saw it but together saw every other writer (nested).
+
+    One model per pair of folds, trained without both (k(k-1)/2 models in ``workdir/withoutI_J``);
+    fold i is scored by the k-1 models trained without it: what ensembling the k fold models of
+    ``cv`` would give on new writers, against one model trained on every writer (the default).
+    """
+    folds = writer_folds(data.groups, cfg.folds)
+    runs = {}
+    for pair in itertools.combinations(range(len(folds)), 2):
+        train, _ = writer_split(data, folds[pair[0]] + folds[pair[1]])
+        logger.info("fold ensemble: %d training images, without writer folds %d and %d", len(train), *pair)
+        run_dir = workdir / f"without{pair[0]}_{pair[1]}"
+        _, history = fit(train, None, cfg.train, run_dir, meta=input_meta(cfg), **flags)
+        runs[pair] = (str(run_dir), sum(r["seconds"] for r in history))
+    return [{"writers": list(writers), "dirs": [d for pair, (d, _) in runs.items() if i in pair], "history": [],
+             "train_seconds": sum(t for pair, (_, t) in runs.items() if i in pair) / 2}  # each model serves 2 folds
+            for i, writers in enumerate(folds)]
 
 
 def score_folds(data: ArrayDataset, folds: list[dict], *, members: int | None = None, tta: bool = False) -> dict:
@@ -126,21 +149,23 @@ def score_folds(data: ArrayDataset, folds: list[dict], *, members: int | None = 
     ``best_mean_epoch`` says where the folds' mean validation curve peaked. ``confusion`` sums the
     folds': every image scored once, by a model that never saw its writer.
     """
-    reports = [evaluate_run(f["dir"], writer_split(data, f["writers"])[1], "latest", members=members, tta=tta)
-               for f in folds]
+    reports = [evaluate_ensemble(f["dirs"], writer_split(data, f["writers"])[1], "latest", members=members,
+                                 tta=tta) for f in folds]
     per_fold = [{"writers": f["writers"], "epoch": r["epoch"], "n": r["n"],
                  **{k: r[k] for k in ("accuracy", "accuracy_casefold", "top3_accuracy", "members_accuracy")},
-                 "train_seconds": sum(e["seconds"] for e in f["history"])} for f, r in zip(folds, reports)]
+                 "train_seconds": f["train_seconds"]} for f, r in zip(folds, reports)]
     per_writer = {w: a for r in reports for w, a in r["per_writer_accuracy"].items()}
     confusion = np.sum([r["confusion"] for r in reports], axis=0)
-    curve = np.mean([[e["val_accuracy_ensemble"] for e in f["history"]] for f in folds], axis=0)
+    validated = all(f["history"] for f in folds)  # the nested fold ensembles validate nothing
+    curve = np.mean([[e["val_accuracy_ensemble"] for e in f["history"]] for f in folds], axis=0) if validated else None
     return {
         **{k: mean_ci95([p[k] for p in per_fold]) for k in ("accuracy", "accuracy_casefold", "top3_accuracy")},
         "folds": per_fold,
         "per_writer_accuracy": per_writer, "writer_accuracy_spread": spread(per_writer.values()),
         "confusable_groups": group_confusion(confusion, data.class_names),
         "confusion": confusion.tolist(),
-        "mean_val_accuracy_by_epoch": curve.tolist(), "best_mean_epoch": int(curve.argmax()) + 1,
+        "mean_val_accuracy_by_epoch": None if curve is None else curve.tolist(),
+        "best_mean_epoch": None if curve is None else int(curve.argmax()) + 1,
         "members": members, "tta": tta, "train_seconds": sum(p["train_seconds"] for p in per_fold),
     }
 
@@ -219,6 +244,7 @@ def ablation_variants(cfg: Part1Config) -> dict[str, tuple[str, ...]]:
         "ema": (f"train.ema_decay={1 - 1 / (3 * epochs):.4f}",),
         "mixup": ("train.mixup_alpha=0.2",),
         "cutmix": ("train.cutmix_alpha=1",),
+        "fold_ensemble": (),  # the recipe as it is, trained nested: see ``train_fold_ensembles``
     }
 
 
@@ -260,10 +286,12 @@ def run_ablation(cfg: Part1Config, data_root: Path, workdir: Path, variants=None
             variant = override(variant, assignment)
         data = load_data(variant, data_root, cache_dir)
         if base not in fold_runs:
-            fold_runs[base] = train_folds(variant, data, workdir / base, **flags)
+            train = train_fold_ensembles if base == "fold_ensemble" else train_folds
+            fold_runs[base] = train(variant, data, workdir / base, **flags)
         start = time.perf_counter()
         cv = score_folds(data, fold_runs[base], **options)
-        changes = [*trained[base], *(f"evaluate {k}={v}" for k, v in options.items())]
+        changes = [*trained[base], *(f"evaluate {k}={v}" for k, v in options.items()),
+                   *(["ensemble of the k-1 models that never saw the fold (nested)"] if base == "fold_ensemble" else [])]
         table[name] = {"changes": list(changes),
                        **{k: cv[k] for k in ("accuracy", "accuracy_casefold", "top3_accuracy",
                                               "writer_accuracy_spread")},

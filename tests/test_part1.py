@@ -1,6 +1,7 @@
 """Part 1 end to end on a tiny Chars74K tree: writer folds, the final model on every writer, the ablation."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -57,6 +58,24 @@ def test_cv_scores_each_writer_once_and_the_final_model_learns_from_all(setup, t
     assert again["expected_new_writers"]["accuracy"] == cv["accuracy"]  # the same recipe: its estimate
     other = part1.run(override(cfg, "train.label_smoothing=0"), data_root, tmp_path / "other")
     assert other["expected_new_writers"] is None  # another recipe: the estimate does not apply
+
+
+def test_fold_ensembles_score_each_fold_with_the_models_that_never_saw_it(setup, tmp_path):
+    cfg, data_root = setup
+    data = part1.load_data(cfg, data_root)
+    folds = part1.train_fold_ensembles(cfg, data, tmp_path / "nested")
+    assert sorted(p.name for p in (tmp_path / "nested").iterdir()) == ["without0_1", "without0_2", "without1_2"]
+    for i, fold in enumerate(folds):
+        assert len(fold["dirs"]) == cfg.folds - 1
+        assert all(str(i) in Path(d).name.removeprefix("without").split("_") for d in fold["dirs"])
+    cv = part1.score_folds(data, folds)
+    assert sorted(cv["per_writer_accuracy"], key=int) == [str(w) for w in WRITERS]
+    assert cv["best_mean_epoch"] is None  # nothing was validated
+    assert all(len(f["members_accuracy"]) == (cfg.folds - 1) * len(cfg.train.seeds) for f in cv["folds"])
+    total = sum(f["train_seconds"] for f in cv["folds"])  # each model counted once, not once per fold
+    assert total == pytest.approx(sum(sum(json.loads(line)["seconds"] for line in
+                                          (tmp_path / "nested" / d / "metrics.jsonl").read_text().splitlines())
+                                      for d in ("without0_1", "without0_2", "without1_2")))
 
 
 @pytest.mark.slow
