@@ -172,7 +172,8 @@ def part1_glance(results: dict | None, workdir: Path) -> str:
     if cv:
         folds = cv.get("folds")
         count = f"{len(folds)} " if isinstance(folds, list) else ""
-        answers.append(f"{figure_of(cv['accuracy'])} expected on new writers ({count}writer folds)")
+        folded = f", {figure_of(cv['accuracy_casefold'])} case-folded" if "accuracy_casefold" in cv else ""
+        answers.append(f"{figure_of(cv['accuracy'])}{folded} expected on new writers ({count}writer folds)")
     for path in evaluation_files(workdir):
         if path.parent.name == "part1" or path.parent.parent.name == "part1":
             answers.append(f"{rate(read_json(path)['accuracy'])} on `{path.stem.removeprefix('eval_')}`")

@@ -222,7 +222,7 @@ def test_report_leads_with_the_three_answers_linked_to_their_sections(study_dir,
     (study_dir / "part2" / "results.json").write_text(json.dumps(results))
     markdown = report.write_report(study_dir)[0].read_text()
     top = glance(markdown)
-    assert "0.6543 ± 0.0123 expected on new writers (writer folds)" in top
+    assert "0.6543 ± 0.0123, 0.7000 ± 0.0123 case-folded expected on new writers (writer folds)" in top
     assert "0.4321 on `testPart1`" in top  # the hidden-test evaluation of part 1's run
     assert "final test accuracy C 0.9833 ± 0.0123 vs B 0.9712 ± 0.0123" in top
     assert "steps to 98%: C not reached vs B not reached" in top
