@@ -56,7 +56,8 @@ def fit(train: ArrayDataset, val: ArrayDataset | None, cfg: TrainConfig, workdir
 
     ``init`` may change the fresh population (e.g. graft a pretrained trunk) before training.
     ``meta``: more JSON saved with every checkpoint, e.g. how the images were preprocessed, so that
-    evaluation prepares new images the same way.
+    evaluation prepares new images the same way, or which checkpoint a grafted trunk came from; it
+    is part of the run's config, so a resumed run refuses another.
     ``parallel_seeds``: vmap the seeds in one program (default on accelerators); otherwise they
     take turns. ``scan_epochs``: an epoch as one scanned program (default on accelerators), else
     step by step (faster on XLA:CPU, see ``train.train_epoch_stepwise``).
@@ -65,7 +66,7 @@ def fit(train: ArrayDataset, val: ArrayDataset | None, cfg: TrainConfig, workdir
     workdir = Path(workdir)
     on_cpu = jax.default_backend() == "cpu"
     scan_epochs = (not on_cpu) if scan_epochs is None else scan_epochs
-    claim(workdir, "fit", to_dict(cfg), resume=resume, overwrite=overwrite)
+    claim(workdir, "fit", {**to_dict(cfg), **({"meta": meta} if meta else {})}, resume=resume, overwrite=overwrite)
     write_json(workdir / "config.json", to_dict(cfg))
     with RunCheckpoints(workdir / "checkpoints") as ckpts:
         return _train(train, val, cfg, workdir, ckpts, resume, init, meta or {}, parallel_seeds, scan_epochs)

@@ -1,5 +1,6 @@
-"""Transfer by name: copy a pretrained model's trunk into a fresh train state (big_vision's
-``load`` with ``dont_load`` patterns, reduced to what this study needs)."""
+"""Transfer by name: copy a pretrained model's trunk into a fresh train state, strictly, as
+big_vision's ``models/common.py:merge_params`` does: every target leaf is either found in the
+source or listed as kept fresh (``fullmatch`` patterns); anything else is an error."""
 
 from __future__ import annotations
 
@@ -13,35 +14,52 @@ from jaxcnn.errors import CheckpointError
 
 logger = logging.getLogger("jaxcnn")
 
+KEEP_HEAD_FRESH = ("head/.*",)
 
-def graft(fresh: dict, source: dict, keep_fresh: tuple[str, ...] = ("^head/",)) -> tuple[dict, dict]:
-    """Copies every leaf of ``source`` into ``fresh`` by its path, except those matching ``keep_fresh``.
+
+def transfer_plan(target: dict, source: dict, keep_fresh: tuple[str, ...] = KEEP_HEAD_FRESH) -> dict:
+    """Which leaves of ``target`` come from ``source``: ``{"copied": [...], "kept_fresh": [...]}``.
 
     Trees are variable collections such as ``{"params": ..., "batch_stats": ...}``; paths look like
-    ``params/trunk/conv0_0/kernel`` (the collection name is ignored when matching ``keep_fresh``).
-    A leaf of ``fresh`` with a leading seed axis receives the source leaf broadcast to every seed.
-    Returns the new tree and a report ``{"copied": [...], "kept_fresh": [...]}``; a shape mismatch
-    of a copied layer raises CheckpointError naming it.
+    ``params/trunk/conv0_0/kernel``, and ``keep_fresh`` patterns must match the whole path after the
+    collection name (``re.fullmatch``, e.g. ``head/.*``). Target leaves may carry a leading seed
+    axis. Raises CheckpointError, naming the leaf, for a target leaf that the source lacks and no
+    pattern keeps fresh, or whose shape differs from the source's. Works on arrays and on shapes.
     """
-    flat_source = {_path(k): v for k, v in jax.tree_util.tree_leaves_with_path(source)}
-    report = {"copied": [], "kept_fresh": []}
+    flat_source = _flat(source)
+    plan = {"copied": [], "kept_fresh": []}
+    for path, leaf in _flat(target).items():
+        if any(re.fullmatch(p, path.split("/", 1)[-1]) for p in keep_fresh):
+            plan["kept_fresh"].append(path)
+            continue
+        if path not in flat_source:
+            raise CheckpointError(f"cannot graft {path}: the source checkpoint has no such array; "
+                                  "check that it is the right model, or keep the layer fresh")
+        shape = tuple(flat_source[path].shape)
+        if shape != tuple(leaf.shape[len(leaf.shape) - len(shape):]):
+            raise CheckpointError(f"cannot graft {path}: source shape {shape}, target shape {tuple(leaf.shape)}")
+        plan["copied"].append(path)
+    return plan
+
+
+def graft(fresh: dict, source: dict, keep_fresh: tuple[str, ...] = KEEP_HEAD_FRESH) -> tuple[dict, dict]:
+    """``fresh`` with every leaf of ``transfer_plan``'s ``copied`` taken from ``source`` (broadcast to
+    every seed of a population); returns the new tree and the plan."""
+    plan = transfer_plan(fresh, source, keep_fresh)
+    flat_source, copied = _flat(source), set(plan["copied"])
 
     def take(key, leaf):
         path = _path(key)
-        inner = path.split("/", 1)[-1]
-        if any(re.search(p, inner) for p in keep_fresh) or path not in flat_source:
-            report["kept_fresh"].append(path)
+        if path not in copied:
             return leaf
-        value = jnp.asarray(flat_source[path], leaf.dtype)
-        expected = leaf.shape[leaf.ndim - value.ndim:]
-        if value.shape != expected:
-            raise CheckpointError(f"cannot graft {path}: source shape {value.shape}, target shape {expected}")
-        report["copied"].append(path)
-        return jnp.broadcast_to(value, leaf.shape)
+        return jnp.broadcast_to(jnp.asarray(flat_source[path], leaf.dtype), leaf.shape)
 
-    grafted = jax.tree_util.tree_map_with_path(take, fresh)
-    logger.info("grafted %d arrays, kept %d fresh", len(report["copied"]), len(report["kept_fresh"]))
-    return grafted, report
+    logger.info("grafted %d arrays, kept %d fresh", len(plan["copied"]), len(plan["kept_fresh"]))
+    return jax.tree_util.tree_map_with_path(take, fresh), plan
+
+
+def _flat(tree: dict) -> dict:
+    return {_path(k): v for k, v in jax.tree_util.tree_leaves_with_path(tree)}
 
 
 def _path(key) -> str:

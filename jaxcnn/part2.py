@@ -30,7 +30,7 @@ from jaxcnn.dataset import ArrayDataset  # noqa: E402
 from jaxcnn.errors import require  # noqa: E402
 from jaxcnn.evaluate import evaluate_run, load_run, plot_confusion, predict_probs  # noqa: E402
 from jaxcnn.fit import fit, write_json  # noqa: E402
-from jaxcnn.graft import graft  # noqa: E402
+from jaxcnn.graft import graft, transfer_plan  # noqa: E402
 from jaxcnn.metrics import classification_report, mean_ci95  # noqa: E402
 from jaxcnn.mnist import load_mnist  # noqa: E402
 from jaxcnn.rundir import claim  # noqa: E402
@@ -158,11 +158,18 @@ def data_size_subsets(cfg: Part2Config, train: ArrayDataset) -> dict[int, ArrayD
 
 # --- transfer ---------------------------------------------------------------------------------
 
-def pretrained_variables(run_dir: str | Path, which: str = "best", member: int = 0) -> dict:
+def pretrained_variables(run_dir: str | Path, which: str = "best", member: int = 0) -> tuple[dict, dict]:
     """``{"params", "batch_stats"}`` of one member of a saved population, restored from its checkpoint
-    (the weight average, for a run that keeps one)."""
-    state, _, _, _ = load_run(run_dir, which)
-    return T.unstack(T.inference_variables(state), member)
+    (the weight average, for a run that keeps one), and where they came from:
+    ``{"checkpoint", "epoch", "member"}``."""
+    state, _, _, epoch = load_run(run_dir, which)
+    return T.unstack(T.inference_variables(state), member), {"checkpoint": str(run_dir), "epoch": epoch,
+                                                              "member": member}
+
+
+def transfer_record(source: dict, variables: dict, state: T.TrainState) -> dict:
+    """What a grafted run received: its source and ``transfer_plan`` (copied and fresh leaves)."""
+    return {**source, **transfer_plan({"params": state.params, "batch_stats": state.batch_stats}, variables)}
 
 
 def graft_init(source: dict):
@@ -278,17 +285,19 @@ def run(cfg: Part2Config, data_root: Path, workdir: Path, *, resume=False, overw
     _, a_history = fit(digits_train, digits_val, cfg.digits, workdir / "A", meta={"preprocess": cfg.preprocess},
                        **flags)
     a_report = evaluate_run(workdir / "A", digits_val) if digits_val is not None else None
-    init = graft_init(pretrained_variables(workdir / "A", "best"))
+    variables, trunk_source = pretrained_variables(workdir / "A", "best")
+    grafted = {"init": graft_init(variables), "meta": {"transfer": trunk_source}}  # fit's arguments
 
     frozen = dataclasses.replace(cfg.mnist, freeze_trunk=True)
-    runs = {"B": (cfg.mnist, None), "C": (cfg.mnist, init), "C_frozen": (frozen, init)}
+    runs = {"B": (cfg.mnist, {}), "C": (cfg.mnist, grafted), "C_frozen": (frozen, grafted)}
     models = {}
-    for name, (train_cfg, model_init) in runs.items():
+    for name, (train_cfg, start) in runs.items():
         logger.info("part 2: model %s", LABELS[name])
-        state, history = fit(train, test, train_cfg, workdir / name, init=model_init, **flags)
+        state, history = fit(train, test, train_cfg, workdir / name, **start, **flags)
         logits, probs = predict_probs(state, test.images, train_cfg.eval_batch_size)
         models[name] = {"history": history, **summarise_history(history, cfg.thresholds),
-                        **summarise_predictions(logits, probs, test.labels, test.class_names)}
+                        **summarise_predictions(logits, probs, test.labels, test.class_names),
+                        "transfer": transfer_record(trunk_source, variables, state) if start else None}
 
     subset_cfg = dataclasses.replace(cfg.mnist, seeds=cfg.subset_seeds)
     data_size = {name: {} for name in CURVE_MODELS}
@@ -296,7 +305,7 @@ def run(cfg: Part2Config, data_root: Path, workdir: Path, *, resume=False, overw
         for name in CURVE_MODELS:
             logger.info("part 2: data-size curve, %s on %d images", name, size)
             _, history = fit(subset, test, subset_cfg, workdir / "data_size" / f"{name}_{size}",
-                             init=runs[name][1], **flags)
+                             **runs[name][1], **flags)
             data_size[name][str(size)] = {"final_test_accuracy": stat(history[-1]["val_accuracy"]),
                                           "ensemble_accuracy": history[-1]["val_accuracy_ensemble"],
                                           "history": history}

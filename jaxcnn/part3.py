@@ -50,7 +50,7 @@ from jaxcnn.noise import (  # noqa: E402
     parse_corruption, transition_error, truth_path,
 )
 from jaxcnn.part2 import (  # noqa: E402
-    MNIST_AUGMENT, balanced_subset, format_stat, graft_init, pretrained_variables, stat, summarise_history,
+    MNIST_AUGMENT, balanced_subset, format_stat, graft_init, pretrained_variables, stat, summarise_history, transfer_record,
     plot_curves, plot_step_curves, summarise_predictions, threshold_key,
 )
 from jaxcnn.rundir import claim  # noqa: E402
@@ -248,8 +248,8 @@ def trunk_widths(variables: dict) -> tuple[int, ...]:
 
 
 def part1_variables(cfg: Part3Config, data_root: Path, workdir: Path, *, resume=False, overwrite=False,
-                    cache_dir=None) -> tuple[dict, str]:
-    """Part 1's best checkpoint (its first seed) and where it came from.
+                    cache_dir=None) -> tuple[dict, dict]:
+    """Part 1's best checkpoint (its first seed) and where it came from (see ``pretrained_variables``).
 
     With ``train_part1_if_missing``, a missing checkpoint, or one whose trunk does not fit
     ``cfg.model`` (a full part 1 for a quick part 3), is replaced by a quick part 1 trained in
@@ -257,9 +257,9 @@ def part1_variables(cfg: Part3Config, data_root: Path, workdir: Path, *, resume=
     """
     source = Path(cfg.part1_ckpt)
     if has_checkpoints(source):
-        variables = pretrained_variables(source, "best")
+        variables, record = pretrained_variables(source, "best")
         if trunk_widths(variables) == tuple(cfg.model.widths):
-            return variables, str(source)
+            return variables, record
         problem = (f"{source}: its trunk has widths {trunk_widths(variables)}, part 3's model "
                    f"{tuple(cfg.model.widths)}; set model.widths to match")
     else:
@@ -272,7 +272,7 @@ def part1_variables(cfg: Part3Config, data_root: Path, workdir: Path, *, resume=
     p1 = part1.get_config(quick=True)
     p1 = dataclasses.replace(p1, train=dataclasses.replace(p1.train, model=cfg.model))
     part1.run(p1, data_root, source, resume=resume, overwrite=overwrite, cache_dir=cache_dir)
-    return pretrained_variables(source, "best"), str(source)
+    return pretrained_variables(source, "best")
 
 
 def clean_oracle(cfg: Part3Config, data_root: Path, test: ArrayDataset, workdir: Path, *, resume=False,
@@ -539,7 +539,8 @@ def run(cfg: Part3Config, data_root: Path, workdir: Path, *, resume=False, overw
             train = with_labels(noisy.subset(keep), labels)
         else:
             train = with_labels(noisy, labels_for(method, noisy.labels, diagnoses["oracle"], oracle_probs.argmax(1)))
-        state, history = fit(train, test, train_cfg, workdir / name, init=init, **flags)
+        state, history = fit(train, test, train_cfg, workdir / name, init=init,
+                             meta={"transfer": part1_source} if init else {}, **flags)
         if name in teachers:
             states[name] = state
         logits, probs = predict_probs(state, test.images, train_cfg.eval_batch_size)
@@ -547,7 +548,8 @@ def run(cfg: Part3Config, data_root: Path, workdir: Path, *, resume=False, overw
         models[name] = {"method": method.label, "uses_clean_labels": uses_clean,
                         "init": "part-1 trunk" if init else "scratch", "train_images": len(train),
                         "history": history, **summarise_history(history, cfg.thresholds),
-                        **summarise_predictions(logits, probs, test.labels, DIGITS)}
+                        **summarise_predictions(logits, probs, test.labels, DIGITS),
+                        "transfer": transfer_record(part1_source, variables, state) if init else None}
         if method.labels == "pseudo":
             models[name]["pseudo_labels"] = {"teacher": teacher, "kept": len(train), "of": len(noisy)}
         if method is METHODS["folder"]:

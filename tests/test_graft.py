@@ -9,7 +9,7 @@ import pytest
 from jaxcnn import train as T
 from jaxcnn.config import ModelConfig, TrainConfig
 from jaxcnn.errors import CheckpointError
-from jaxcnn.graft import graft
+from jaxcnn.graft import graft, transfer_plan
 
 TINY = ModelConfig(widths=(4, 8), hidden=16)
 
@@ -61,11 +61,25 @@ def test_graft_broadcasts_the_trunk_to_every_seed_of_a_population():
 
 def test_keep_fresh_patterns_choose_what_is_copied():
     source, fresh = model_variables(10), model_variables(10, seed=1)
-    grafted, report = graft(fresh, source, keep_fresh=("^trunk/conv0_0/",))
+    grafted, report = graft(fresh, source, keep_fresh=("trunk/conv0_0/.*",))
     chex.assert_trees_all_equal(grafted["params"]["trunk"]["conv0_0"], fresh["params"]["trunk"]["conv0_0"])
     chex.assert_trees_all_equal(grafted["params"]["trunk"]["conv0_1"], source["params"]["trunk"]["conv0_1"])
     chex.assert_trees_all_equal(grafted["params"]["head"], source["params"]["head"])
     assert report["kept_fresh"] == ["params/trunk/conv0_0/kernel"]
+
+
+def test_a_pattern_must_match_the_whole_path():
+    """``conv0_0`` alone matches no path in full, so nothing is kept fresh (``re.search`` would)."""
+    source, fresh = model_variables(10), model_variables(10, seed=1)
+    grafted, report = graft(fresh, source, keep_fresh=("conv0_0", "trunk/conv0"))
+    assert report["kept_fresh"] == []
+    chex.assert_trees_all_equal(grafted, source)
+
+
+def test_the_plan_needs_only_shapes_and_matches_the_graft():
+    source, fresh = model_variables(62), population_variables((0, 1), 10)
+    _, report = graft(fresh, source)
+    assert transfer_plan(jax.eval_shape(lambda: fresh), source) == report
 
 
 def test_a_mismatched_trunk_shape_is_refused_naming_the_layer():
@@ -75,10 +89,12 @@ def test_a_mismatched_trunk_shape_is_refused_naming_the_layer():
         graft(fresh, source)
 
 
-def test_a_layer_missing_from_the_source_is_reported_as_kept_fresh():
+def test_a_layer_missing_from_the_source_is_refused_unless_kept_fresh():
     source = model_variables(62, ModelConfig(widths=(4,), hidden=16))
     fresh = model_variables(10, seed=1)
-    grafted, report = graft(fresh, source)
+    with pytest.raises(CheckpointError, match=r"cannot graft \S+/trunk/(conv|bn)1_\d/\S+: the source checkpoint has no"):
+        graft(fresh, source)
+    grafted, report = graft(fresh, source, keep_fresh=("head/.*", "trunk/(conv|bn)1_.*"))
     chex.assert_trees_all_equal(grafted["params"]["trunk"]["conv0_0"], source["params"]["trunk"]["conv0_0"])
     chex.assert_trees_all_equal(grafted["params"]["trunk"]["conv1_0"], fresh["params"]["trunk"]["conv1_0"])
     assert "params/trunk/conv1_0/kernel" in report["kept_fresh"]

@@ -123,7 +123,8 @@ def test_graft_init_gives_every_member_a_saved_trunk_exactly_and_a_fresh_head(tm
                        augment=NO_AUGMENT)
     fit(digits_dataset(32), digits_dataset(20, seed=1), tiny, tmp_path / "A")
     saved, _, _, _ = load_run(tmp_path / "A", "best")
-    source = P.pretrained_variables(tmp_path / "A")
+    source, record = P.pretrained_variables(tmp_path / "A")
+    assert record == {"checkpoint": str(tmp_path / "A"), "epoch": 1, "member": 0}
     fresh = T.create_population((0, 1, 2), 10, tiny, 32)
 
     grafted = P.graft_init(source)(fresh)
@@ -158,6 +159,12 @@ def test_quick_run_end_to_end(shared_data, tmp_path):
         assert set(model["ensemble"]["per_class_f1"]) == set(DIGITS)
         # The NLL scored from the final state's predictions is the loss fit logged for that epoch.
         assert model["final_test_nll"]["values"] == pytest.approx(model["history"][-1]["val_loss"], rel=1e-4)
+    assert saved["models"]["B"]["transfer"] is None
+    for name in ("C", "C_frozen"):  # where the trunk came from, and exactly which arrays were copied
+        transfer = saved["models"][name]["transfer"]
+        assert transfer["checkpoint"] == str(tmp_path / "A") and transfer["epoch"] == cfg.digits.epochs
+        assert {p.split("/")[1] for p in transfer["copied"]} == {"trunk"}
+        assert {p.split("/")[1] for p in transfer["kept_fresh"]} == {"head"}
     assert set(saved["data_size"]["C"]) == {"100", "500", "2000"}
     assert saved["A"]["validation"] is None and saved["data"]["digits_val"] == 0  # A learns every writer
     assert saved["A"]["writers"] == list(range(1, 41))

@@ -69,7 +69,11 @@ def test_quick_run_writes_every_model_and_figure(quick_run):
                  "learning_curves.png", "confusion_scratch.png"):
         assert (workdir / name).stat().st_size > 5000, name
     assert on_disk["data"]["made_here"] and (workdir / "noisy-mnist.zip").is_file()
-    assert on_disk["part1_checkpoint"].endswith("part1-quick")
+    assert on_disk["part1_checkpoint"]["checkpoint"].endswith("part1-quick")
+    grafted = on_disk["models"]["pretrained"]["transfer"]
+    assert grafted["checkpoint"].endswith("part1-quick") and grafted["kept_fresh"]
+    assert all("/trunk/" in p for p in grafted["copied"]) and all("/head/" in p for p in grafted["kept_fresh"])
+    assert on_disk["models"]["scratch"]["transfer"] is None
 
 
 @pytest.mark.slow
@@ -214,7 +218,7 @@ def test_missing_part1_checkpoint_says_to_run_part1_first(tmp_path):
 def test_a_part1_trunk_that_does_not_fit_the_model_is_refused(tmp_path, monkeypatch):
     trunk = {"conv0_0": {"kernel": np.zeros((3, 3, 1, 8))}, "bn0_0": {}, "conv1_0": {"kernel": np.zeros((3, 3, 8, 16))}}
     monkeypatch.setattr(part3, "has_checkpoints", lambda path: True)
-    monkeypatch.setattr(part3, "pretrained_variables", lambda path, which: {"params": {"trunk": trunk}})
+    monkeypatch.setattr(part3, "pretrained_variables", lambda path, which: ({"params": {"trunk": trunk}}, {}))
     with pytest.raises(CheckpointError, match=r"widths \(8, 16\), part 3's model \(32, 64, 128\)"):
         part3.part1_variables(part3.get_config(), tmp_path, tmp_path / "work")
 
