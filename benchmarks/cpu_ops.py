@@ -112,7 +112,7 @@ def pool_ops(compiler_options: dict):
     import flax.linen as nn
     import jax
 
-    from jaxcnn.models import max_pool_2x2
+    from jaxcnn.model import max_pool_2x2
 
     forms = {"nn.max_pool": lambda x: nn.max_pool(x, (2, 2), strides=(2, 2)), "max_pool_2x2": max_pool_2x2}
     return {f"JAX library: {name} grad": jax.jit(lambda x, g, f=f: jax.vjp(lambda a: f(jax.nn.relu(a)), x)[1](g)[0],
@@ -144,7 +144,7 @@ def main(argv=None) -> None:
     import jax
     import numpy as np
 
-    from jaxcnn.train import COMPILER_OPTIONS
+    from jaxcnn.training.steps import COMPILER_OPTIONS
     from machine import describe
 
     print(describe(threads), flush=True)

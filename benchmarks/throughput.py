@@ -38,9 +38,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxcnn import train as T
-from jaxcnn.augment import NO_AUGMENT
 from jaxcnn.config import ModelConfig, TrainConfig
+from jaxcnn.config import NO_AUGMENT
+from jaxcnn.training import steps as T
 from machine import describe  # beside this file
 
 PARTS = ("step", "bf16", "epoch", "population", "alternatives")

@@ -1,6 +1,6 @@
 """The jaxcnn CNN in PyTorch: training images/s on the same machine, as a reference for the JAX step.
 
-The same architecture as ``jaxcnn.models`` (two 3x3 conv without bias -> BatchNorm -> ReLU per block,
+The same architecture as ``jaxcnn.model`` (two 3x3 conv without bias -> BatchNorm -> ReLU per block,
 widths 32, 64, 128, a 2x2 max-pool after each block, flatten, dense 256 without bias -> BatchNorm ->
 ReLU -> dropout 0.5, dense to the classes), the same batch, AdamW and label-smoothed cross-entropy,
 uint8 images converted in the step as in ``train.to_float``. No augmentation: compare it with the
@@ -8,7 +8,7 @@ JAX step's "augment off" row. Eager, ``torch.compile`` and eager under bfloat16 
 and channels-last.
 
 PyTorch is not a dependency of jaxcnn: install the CPU wheel for benchmarking only,
-``pip install torch==2.13.0``. ``--with-jax`` also times ``jaxcnn.train.train_step`` in the same run,
+``pip install torch==2.13.0``. ``--with-jax`` also times ``jaxcnn.training.steps.train_step`` in the same run,
 on the same threads, in turns with the PyTorch variants (see ``throughput.time_in_turns``).
 
     python benchmarks/torch_reference.py --threads 2 --with-jax
@@ -31,7 +31,7 @@ MODES = ("eager", "compile", "eager-bf16")  # eager-bf16: eager under bfloat16 a
 
 
 def make_model(num_classes: int, widths=(32, 64, 128), hidden: int = 256, dropout: float = 0.5) -> nn.Module:
-    """``jaxcnn.models.CNN`` in PyTorch (BatchNorm momentum 0.1 here is Flax's 0.9)."""
+    """``jaxcnn.model.CNN`` in PyTorch (BatchNorm momentum 0.1 here is Flax's 0.9)."""
     layers, channels = [], 1
     for width in widths:
         for _ in range(2):
@@ -80,9 +80,9 @@ def torch_runner(batch: int, num_classes: int, mode: str, channels_last: bool) -
 
 
 def jax_runners(batch: int, num_classes: int) -> list[Runner]:
-    """``jaxcnn.train.train_step`` at the same batch size: augmentation off (as here) and on, as the library
+    """``jaxcnn.training.steps.train_step`` at the same batch size: augmentation off (as here) and on, as the library
     compiles it, and augmentation off with XLA's default options (YNNPACK convolutions on the CPU)."""
-    from jaxcnn.augment import NO_AUGMENT
+    from jaxcnn.config import NO_AUGMENT
     from jaxcnn.config import TrainConfig
 
     cfg = TrainConfig(batch_size=batch)

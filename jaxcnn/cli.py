@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
-import importlib
 import logging
 import sys
 from pathlib import Path
@@ -13,6 +12,7 @@ from pathlib import Path
 from jaxcnn import paths
 from jaxcnn.config import override
 from jaxcnn.errors import DataError, JaxcnnError
+from jaxcnn.experiments import PARTS, part_module
 
 logger = logging.getLogger("jaxcnn")
 
@@ -20,13 +20,6 @@ EXIT_BAD_INPUT = 2  # a JaxcnnError or ValueError: bad data, config, flags or wo
 EXIT_OS_ERROR = 3  # the file system refused (permissions, full disk, missing file)
 EXIT_CHECKPOINT = 4  # an Orbax or TensorStore error not already reported as a CheckpointError
 EXIT_INTERRUPTED = 130  # Ctrl-C, as a shell reports SIGINT
-
-PARTS = {
-    "part1": "Part 1: train the 62-class character CNN from scratch on every writer, last epoch kept.",
-    "part2": "Part 2: digits pretraining (A), then MNIST from scratch (B) and from A's trunk (C).",
-    "part3": "Part 3: a label-corrupted MNIST, from scratch and from part-1 weights, and what is wrong with it.",
-}
-
 
 def _data_root_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-root", help="data root (default: $JAXCNN_DATA, else ./data)")
@@ -58,7 +51,7 @@ def _configured(module, args, budget=lambda cfg: cfg):
 
 def cmd_part(args) -> int:
     """Runs one part of the study: its module offers get_config, run and summary_lines."""
-    module = importlib.import_module(f"jaxcnn.{args.command}")
+    module = part_module(args.command)
     results = module.run(_configured(module, args), paths.data_root(args.data_root), Path(args.workdir),
                          resume=args.resume, overwrite=args.overwrite, cache_dir=args.cache_dir)
     print("\n".join(module.summary_lines(results)))
@@ -67,7 +60,7 @@ def cmd_part(args) -> int:
 
 
 def cmd_cv(args) -> int:
-    from jaxcnn import part1
+    from jaxcnn.experiments import part1
     results = part1.run_cv(_configured(part1, args), paths.data_root(args.data_root), Path(args.workdir),
                            resume=args.resume, overwrite=args.overwrite, cache_dir=args.cache_dir)
     print("\n".join(part1.cv_lines(results["cv"])))
@@ -76,7 +69,7 @@ def cmd_cv(args) -> int:
 
 
 def cmd_ablate(args) -> int:
-    from jaxcnn import part1
+    from jaxcnn.experiments import part1
     table = part1.run_ablation(_configured(part1, args, part1.ablation_config), paths.data_root(args.data_root),
                                Path(args.workdir), args.variants, resume=args.resume, overwrite=args.overwrite,
                                cache_dir=args.cache_dir)
@@ -87,8 +80,10 @@ def cmd_ablate(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from jaxcnn.evaluate import evaluate_run, output_path, plot_confusion, run_inputs, summary_lines
-    from jaxcnn.fit import write_json
+    from jaxcnn.evaluation.evaluate import evaluate_run, output_path, summary_lines
+    from jaxcnn.evaluation.plots import plot_confusion
+    from jaxcnn.training.checkpoint import run_inputs
+    from jaxcnn.training.loop import write_json
     if not Path(args.data).exists():  # e.g. testPart1, which `download` unpacks
         raise DataError(f"{args.data}: no such folder or zip file; {paths.DOWNLOAD_HINT}")
     class_names, preprocess = run_inputs(args.ckpt, args.which)
@@ -132,14 +127,14 @@ def _check_report_out(out: Path) -> None:
 
 
 def cmd_download(args) -> int:
-    from jaxcnn.download import download_all
+    from jaxcnn.data.download import download_all
     print("\n".join(download_all(paths.data_root(args.data_root))))
     return 0
 
 
 def cmd_make_noisy_mnist(args) -> int:
-    from jaxcnn.mnist import load_mnist
-    from jaxcnn.noise import check_made_here, make_noisy_mnist, parse_corruption
+    from jaxcnn.data.mnist import load_mnist
+    from jaxcnn.data.noise import check_made_here, make_noisy_mnist, parse_corruption
     spec = parse_corruption(args.corruption)  # a bad spec fails before MNIST is read, and so does
     if args.overwrite:  # a folder that --overwrite may not delete
         check_made_here(Path(args.out))
@@ -154,8 +149,8 @@ def cmd_make_noisy_mnist(args) -> int:
 def _load_for(class_names, preprocess, source, cache_dir):
     """Loads ``source`` in the layout that matches the checkpoint's classes; Chars74K images get
     the run's preprocessing (class folders have their own: MNIST-sized images are taken as they are)."""
-    from jaxcnn.chars74k import CLASS_NAMES, has_sample_folders, load_chars74k
-    from jaxcnn.classfolders import load_class_folders
+    from jaxcnn.data.chars74k import CLASS_NAMES, has_sample_folders, load_chars74k
+    from jaxcnn.data.classfolders import load_class_folders
     if set(class_names) <= set(CLASS_NAMES) and has_sample_folders(source):
         return load_chars74k(source, classes=list(class_names), cache_dir=cache_dir, preprocess=preprocess)
     return load_class_folders(source, class_names=list(class_names), cache_dir=cache_dir)

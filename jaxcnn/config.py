@@ -10,7 +10,6 @@ import json
 import math
 import typing
 
-from jaxcnn.augment import AugmentConfig
 from jaxcnn.errors import require
 
 DTYPES = ("float32", "bfloat16", "float16")
@@ -18,8 +17,35 @@ LOSSES = ("cross_entropy", "forward", "gce", "complementary_nn")
 
 
 @dataclasses.dataclass(frozen=True)
+class AugmentConfig:
+    """Ranges of the random distortions; all zero means no augmentation."""
+
+    rotate_deg: float = 12.0
+    scale: float = 0.12
+    shear_deg: float = 12.0
+    shift_px: float = 2.5
+    elastic_alpha: float = 0.0
+    elastic_sigma: float = 4.0
+
+    def __post_init__(self):
+        require(self, "rotate_deg", 0 <= self.rotate_deg <= 180, "in [0, 180]")
+        require(self, "scale", 0 <= self.scale < 1, "in [0, 1)")
+        require(self, "shear_deg", 0 <= self.shear_deg < 90, "in [0, 90)")
+        for name in ("shift_px", "elastic_alpha"):
+            require(self, name, 0 <= getattr(self, name) < math.inf, ">= 0 and finite")
+        require(self, "elastic_sigma", 0 < self.elastic_sigma < math.inf, "> 0 and finite")
+
+    @property
+    def enabled(self) -> bool:
+        return any((self.rotate_deg, self.scale, self.shear_deg, self.shift_px, self.elastic_alpha))
+
+
+NO_AUGMENT = AugmentConfig(0.0, 0.0, 0.0, 0.0, 0.0)
+
+
+@dataclasses.dataclass(frozen=True)
 class ModelConfig:
-    """The CNN of ``jaxcnn.models``."""
+    """The CNN of ``jaxcnn.model``."""
 
     widths: tuple[int, ...] = (32, 64, 128)
     hidden: int = 256

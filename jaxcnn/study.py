@@ -10,28 +10,16 @@ part's config into another's runs (``ckpts/part1``) are taken inside ``WORKDIR``
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import json
 import logging
 from pathlib import Path
-from types import ModuleType
 
-from jaxcnn.cli import PARTS
 from jaxcnn.config import to_dict
 from jaxcnn.errors import JaxcnnError
+from jaxcnn.experiments import PARTS, part_module
 from jaxcnn.report import write_report
 
 logger = logging.getLogger("jaxcnn")
-
-
-def part_module(name: str) -> ModuleType | None:
-    """``jaxcnn.<name>``, or None when that part has not been written yet."""
-    try:
-        return importlib.import_module(f"jaxcnn.{name}")
-    except ModuleNotFoundError as err:
-        if err.name != f"jaxcnn.{name}":
-            raise
-        return None
 
 
 def in_workdir(cfg, workdir: Path):
@@ -65,16 +53,12 @@ def run_study(data_root: Path, workdir: Path, *, quick: bool = False, resume: bo
     """Runs each of ``parts`` not yet finished, then writes the report from ``workdir`` (into
     ``workdir`` unless ``out`` puts it elsewhere).
 
-    Returns what happened to each part: "ran", "reused" or "not written".
+    Returns what happened to each part: "ran" or "reused".
     """
     workdir = Path(workdir)
     status = {}
     for name in parts:
         module = part_module(name)
-        if module is None:
-            logger.info("%s: jaxcnn/%s.py is not written yet; skipped", name, name)
-            status[name] = "not written"
-            continue
         cfg = in_workdir(module.get_config(quick), workdir)
         part_dir = workdir / name
         if finished(part_dir, cfg):

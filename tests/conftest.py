@@ -28,13 +28,15 @@ def pytest_configure(config):
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
 
 
+SHARED_DATA = Path(os.environ.get("JAXCNN_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
+
+
 @pytest.fixture
 def shared_data() -> Path:
     """The staged real data root ($JAXCNN_DATA or ../shared/data); skips the test if absent."""
-    root = Path(os.environ.get("JAXCNN_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
-    if not root.is_dir():
-        pytest.skip(f"real data not found at {root}")
-    return root
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real data not found at {SHARED_DATA}")
+    return SHARED_DATA
 
 
 def draw_glyph(label: int, writer: int = 0, size: tuple[int, int] = (28, 28), stroke: int = 3,

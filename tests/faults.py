@@ -2,7 +2,7 @@
 at a chosen point so the test can SIGKILL it there, and forged image files.
 
 Run as ``python -m tests.faults WORKDIR OUT [--resume] [--fault FAULT --marker FILE]``: trains
-``tiny_config()`` on ``tiny_datasets()`` with ``jaxcnn.fit.fit`` and writes the final state
+``tiny_config()`` on ``tiny_datasets()`` with ``jaxcnn.training.loop.fit`` and writes the final state
 (``OUT.npz``) and history (``OUT.json``); a JaxcnnError exits with status 2 and one line
 ``error: <class>: <message>``. The fault hooks are patched in here, never in the library.
 
@@ -50,7 +50,7 @@ def tiny_config():
 
 def tiny_datasets():
     """(train, val): 48 and 12 noisy images of 3 classes, a bright bar whose row is the class."""
-    from jaxcnn.dataset import ArrayDataset
+    from jaxcnn.data.dataset import ArrayDataset
 
     def make(n, seed):
         rng = np.random.default_rng(seed)
@@ -78,8 +78,8 @@ def install_fault(point: str, marker: Path) -> None:
     """Patch the hook for ``point`` (see the module docstring) into this process."""
     from orbax.checkpoint._src.path import atomicity, deleter
 
-    from jaxcnn import train
-    from jaxcnn.checkpoint import RunCheckpoints
+    from jaxcnn.training import steps as train
+    from jaxcnn.training.checkpoint import RunCheckpoints
 
     kind, _, arg = point.partition(":")
     if kind == "saved":
@@ -157,7 +157,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     from jaxcnn.errors import JaxcnnError
-    from jaxcnn.fit import fit
+    from jaxcnn.training.loop import fit
 
     if args.fault:
         install_fault(args.fault, args.marker)

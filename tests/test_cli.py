@@ -8,12 +8,13 @@ import sys
 import numpy as np
 import pytest
 
-from jaxcnn.augment import NO_AUGMENT
-from jaxcnn.chars74k import CLASS_NAMES, load_chars74k
 from jaxcnn.cli import main
 from jaxcnn.config import ModelConfig, TrainConfig
-from jaxcnn.evaluate import evaluate_run, run_inputs
-from jaxcnn.fit import fit
+from jaxcnn.config import NO_AUGMENT
+from jaxcnn.data.chars74k import CLASS_NAMES, load_chars74k
+from jaxcnn.evaluation.evaluate import evaluate_run
+from jaxcnn.training.checkpoint import run_inputs
+from jaxcnn.training.loop import fit
 
 CLASSES = ("0", "1", "A", "a")
 WRITERS = (1, 2, 3, 4)
@@ -146,7 +147,7 @@ def test_flags_are_never_matched_by_prefix(capsys):
 
 
 def test_part3_data_and_data_root_are_distinct_flags():
-    from jaxcnn import part3
+    from jaxcnn.experiments import part3
     from jaxcnn.cli import _configured, build_parser
 
     args = build_parser().parse_args(["part3", "--data", "noisy.zip", "--data-root", "root", "--quick"])

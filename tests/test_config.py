@@ -6,10 +6,10 @@ import math
 import pytest
 from hypothesis import assume, given, strategies as st
 
-from jaxcnn.augment import AugmentConfig
+from jaxcnn.config import AugmentConfig
 from jaxcnn.config import ModelConfig, TrainConfig, from_dict, override, to_dict
 from jaxcnn.errors import ConfigError
-from jaxcnn.part1 import Part1Config
+from jaxcnn.experiments.part1 import Part1Config
 
 
 def test_override_reaches_nested_fields():
@@ -131,7 +131,7 @@ def test_one_way_of_mixing_at_a_time_and_none_with_the_complementary_risk():
 
 
 def test_part2_ranges_are_checked():
-    from jaxcnn.part2 import Part2Config
+    from jaxcnn.experiments.part2 import Part2Config
     with pytest.raises(ConfigError, match="Part2Config.subset_sizes must be a list of sizes >= 1"):
         override(Part2Config(), "subset_sizes=0,100")
     with pytest.raises(ConfigError, match="Part2Config.thresholds must be"):

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from jaxcnn import noise, rundir
+from jaxcnn import rundir
+from jaxcnn.data import noise
 from jaxcnn.errors import DataError, JaxcnnError
 from jaxcnn.rundir import ConfigMismatchError, RunExistsError, check_output, claim
 

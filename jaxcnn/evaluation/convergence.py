@@ -1,0 +1,104 @@
+"""Training-quality figures of a run, read from ``fit``'s history and its test predictions: how fast
+it converges (epochs, steps and seconds to an accuracy) and how well it ends (accuracy, NLL, ECE,
+train-test gap), each as mean ± 95% CI over seeds."""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+
+from jaxcnn.evaluation.metrics import classification_report, mean_ci95
+
+
+def stat(values) -> dict:
+    """Mean ± 95% CI over the seeds whose value is not None; ``n`` counts them, ``values`` keeps all."""
+    values = list(values)
+    present = [v for v in values if v is not None]
+    if not present:
+        return {"mean": None, "ci95": None, "n": 0, "values": values}
+    return {**mean_ci95(present), "values": values}
+
+
+def validation_points(history: list[dict]) -> list[tuple[int, float, list[float]]]:
+    """Every validation of a run in order, the first epoch's probes included: (step, wall seconds
+    since training began, test accuracy per seed).
+
+    Seeds train side by side, so the seconds are the population's clock, compilation included.
+    """
+    points, elapsed = [], 0.0
+    for record in history:
+        points += [(p["step"], elapsed + p["seconds"], p["val_accuracy"]) for p in record.get("probes", [])]
+        elapsed += record["seconds"]
+        points.append((record["step"], elapsed, record["val_accuracy"]))
+    return points
+
+
+def first_reaching(values: list, accuracy, threshold: float) -> list:
+    """Per seed (a column of ``accuracy`` [points, seeds]), ``values`` at its first point at or above
+    ``threshold`` (None if never)."""
+    return [next((values[i] for i in np.flatnonzero(column >= threshold)), None)
+            for column in np.asarray(accuracy).T]
+
+
+def epochs_to_accuracy(history: list[dict], threshold: float) -> list[int | None]:
+    """For each seed, the first epoch whose end-of-epoch test accuracy is at least ``threshold``."""
+    return first_reaching([r["epoch"] for r in history], [r["val_accuracy"] for r in history], threshold)
+
+
+def steps_to_accuracy(history: list[dict], threshold: float) -> list[int | None]:
+    """For each seed, the optimiser steps until its first validation (probes included) at ``threshold``."""
+    points = validation_points(history)
+    return first_reaching([p[0] for p in points], [p[2] for p in points], threshold)
+
+
+def seconds_to_accuracy(history: list[dict], threshold: float) -> list[float | None]:
+    """For each seed, wall seconds of training (and testing) until its first validation at ``threshold``."""
+    points = validation_points(history)
+    return first_reaching([p[1] for p in points], [p[2] for p in points], threshold)
+
+
+def threshold_key(threshold: float) -> str:
+    """``0.98`` -> ``"98"``: the suffix of ``epochs_to_98`` and ``seconds_to_98``."""
+    return f"{100 * threshold:g}"
+
+
+def summarise_history(history: list[dict], thresholds=(0.98, 0.99)) -> dict:
+    """Convergence figures from ``fit``'s history, each over seeds.
+
+    ``train_test_gap`` is the last epoch's train accuracy minus its test accuracy; the train
+    accuracy is the running mean over the epoch's augmented batches with dropout on.
+    """
+    first, last = history[0], history[-1]
+    summary = {"first_epoch_test_accuracy": stat(first["val_accuracy"])}
+    for threshold in thresholds:
+        summary[f"epochs_to_{threshold_key(threshold)}"] = stat(epochs_to_accuracy(history, threshold))
+        summary[f"steps_to_{threshold_key(threshold)}"] = stat(steps_to_accuracy(history, threshold))
+        summary[f"seconds_to_{threshold_key(threshold)}"] = stat(seconds_to_accuracy(history, threshold))
+    summary["final_test_accuracy"] = stat(last["val_accuracy"])
+    summary["final_train_accuracy"] = stat(last["train_accuracy"])
+    summary["train_test_gap"] = stat(np.subtract(last["train_accuracy"], last["val_accuracy"]).tolist())
+    summary["train_seconds"] = float(sum(r["seconds"] for r in history))
+    return summary
+
+
+def summarise_predictions(logits, ensemble_probs, labels, class_names) -> dict:
+    """Per-seed test NLL and ECE (mean ± CI) and the full report of the seeds' ensemble.
+
+    ``logits`` float [K, N, C], one row per seed, and ``ensemble_probs`` [N, C]: ``predict_probs``.
+    """
+    members = [classification_report(p, labels, class_names) for p in np.asarray(jax.nn.softmax(logits, -1))]
+    return {"final_test_nll": stat([m["nll"] for m in members]),
+            "final_test_ece": stat([m["ece"] for m in members]),
+            "ensemble": classification_report(ensemble_probs, labels, class_names)}
+
+
+def format_stat(summary: dict, digits: int = 4) -> str:
+    """``mean ± ci`` ("not reached" when no seed has a value; "(n/K seeds)" when only some do)."""
+    if summary["n"] == 0:
+        return "not reached"
+    text = f"{summary['mean']:.{digits}f}"
+    if summary["ci95"] is not None:
+        text += f" ± {summary['ci95']:.{digits}f}"
+    if summary["n"] < len(summary["values"]):
+        text += f" ({summary['n']}/{len(summary['values'])} seeds)"
+    return text

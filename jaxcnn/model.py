@@ -1,0 +1,82 @@
+"""A small VGG-style CNN for 28x28 characters, split into a conv trunk and a classifier head.
+
+The parameter tree is ``{"trunk": ..., "head": ...}`` so that transfer (parts 2 and 3) can graft
+the trunk of one model into another by name (see ``jaxcnn.training.transfer``).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+
+def max_pool_2x2(x):
+    """2x2 max-pool with stride 2 over [B, H, W, C], odd sizes floored, as ``nn.max_pool`` (VALID).
+
+    On the CPU it is a reshape and a max, whose gradient is a mask of the maxima: XLA:CPU runs the
+    select-and-scatter that ``nn.max_pool``'s gradient becomes 6x to 7.5x slower (benchmarks/README.md).
+    The two differ only where a window holds equal maxima: ``nn.max_pool`` sends the gradient to the
+    first, the max splits it. After a ReLU such ties are zeros, whose gradient the ReLU stops anyway.
+    Other backends keep ``nn.max_pool``.
+    """
+    if jax.default_backend() != "cpu":
+        return nn.max_pool(x, (2, 2), strides=(2, 2))
+    b, h, w, c = x.shape
+    return x[:, :h // 2 * 2, :w // 2 * 2].reshape(b, h // 2, 2, w // 2, 2, c).max(axis=(2, 4))
+
+
+class Trunk(nn.Module):
+    """Stacks of two 3x3 conv -> BatchNorm -> ReLU, then 2x2 max-pool (Simonyan & Zisserman 2015)."""
+
+    widths: Sequence[int] = (32, 64, 128)
+    dtype: jnp.dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x, train: bool):
+        for block, width in enumerate(self.widths):
+            for layer in range(2):
+                x = nn.Conv(width, (3, 3), use_bias=False, dtype=self.dtype, name=f"conv{block}_{layer}")(x)
+                x = nn.BatchNorm(use_running_average=not train, momentum=0.9, dtype=self.dtype,
+                                 name=f"bn{block}_{layer}")(x)
+                x = nn.relu(x)
+            x = max_pool_2x2(x)
+        return x
+
+
+class Head(nn.Module):
+    """Flatten -> dense -> BatchNorm -> ReLU -> dropout -> logits."""
+
+    num_classes: int
+    hidden: int = 256
+    dropout: float = 0.5
+    dtype: jnp.dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x, train: bool):
+        x = x.reshape((x.shape[0], -1))
+        x = nn.Dense(self.hidden, use_bias=False, dtype=self.dtype, name="dense")(x)
+        x = nn.BatchNorm(use_running_average=not train, momentum=0.9, dtype=self.dtype, name="bn")(x)
+        x = nn.relu(x)
+        x = nn.Dropout(self.dropout, deterministic=not train)(x)
+        return nn.Dense(self.num_classes, dtype=self.dtype, name="logits")(x)
+
+
+class CNN(nn.Module):
+    """images float [B, 28, 28, 1] in [0, 1] -> logits float32 [B, num_classes]."""
+
+    num_classes: int
+    widths: Sequence[int] = (32, 64, 128)
+    hidden: int = 256
+    dropout: float = 0.5
+    dtype: jnp.dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x, train: bool = False, train_trunk: bool | None = None):
+        """``train_trunk=False`` keeps the trunk in inference mode (frozen BatchNorm statistics)."""
+        trunk_train = train if train_trunk is None else train_trunk
+        x = Trunk(self.widths, self.dtype, name="trunk")(x.astype(self.dtype), trunk_train)
+        logits = Head(self.num_classes, self.hidden, self.dropout, self.dtype, name="head")(x, train)
+        return logits.astype(jnp.float32)

@@ -1,0 +1,157 @@
+"""The training loop: seeds side by side, an Orbax checkpoint per epoch, resumable.
+
+A run lives in a work directory: ``checkpoints/`` (Orbax), ``config.json`` (the resolved config)
+and ``metrics.jsonl`` (one line per epoch, for watching a run live). Everything random is a
+function of (seed, step), so ``resume=True`` after an interruption reproduces an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxcnn.config import TrainConfig, to_dict
+from jaxcnn.data.dataset import ArrayDataset
+from jaxcnn.errors import JaxcnnError
+from jaxcnn.progress import MetricWriter, Progress
+from jaxcnn.rundir import RunExistsError, claim  # noqa: F401  (RunExistsError: part of fit's interface)
+from jaxcnn.training import steps as T
+from jaxcnn.training.checkpoint import RunCheckpoints
+
+logger = logging.getLogger("jaxcnn")
+
+
+class TrainingDiverged(JaxcnnError):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+def softmax_mean(logits) -> np.ndarray:
+    """Ensemble prediction: the mean of the members' softmax, [K, N, C] -> [N, C]."""
+    return np.asarray(jax.nn.softmax(jnp.asarray(logits), -1).mean(0))
+
+
+def write_json(path: Path, data) -> None:
+    """Writes JSON atomically (temp file then rename), so a reader never sees half a file."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    tmp.replace(path)
+
+
+def fit(train: ArrayDataset, val: ArrayDataset | None, cfg: TrainConfig, workdir: str | Path, *,
+        resume: bool = False, overwrite: bool = False,
+        init: Callable[[T.TrainState], T.TrainState] | None = None, meta: dict | None = None,
+        parallel_seeds: bool | None = None, scan_epochs: bool | None = None):
+    """Trains one model per seed in ``cfg.seeds`` and validates each epoch on ``val``.
+
+    ``val=None``: no data is held out (a final model trained on everything); nothing is validated
+    and the "best" checkpoint is the latest epoch.
+
+    ``init`` may change the fresh population (e.g. graft a pretrained trunk) before training.
+    ``meta``: more JSON saved with every checkpoint, e.g. how the images were preprocessed, so that
+    evaluation prepares new images the same way, or which checkpoint a grafted trunk came from; it
+    is part of the run's config, so a resumed run refuses another.
+    ``parallel_seeds``: vmap the seeds in one program (default on accelerators); otherwise they
+    take turns. ``scan_epochs``: an epoch as one scanned program (default on accelerators), else
+    step by step (faster on XLA:CPU, see ``train.train_epoch_stepwise``).
+    Returns ``(state, history)``: the final population state and one record per epoch.
+    """
+    workdir = Path(workdir)
+    on_cpu = jax.default_backend() == "cpu"
+    scan_epochs = (not on_cpu) if scan_epochs is None else scan_epochs
+    claim(workdir, "fit", {**to_dict(cfg), **({"meta": meta} if meta else {})}, resume=resume, overwrite=overwrite)
+    write_json(workdir / "config.json", to_dict(cfg))
+    with RunCheckpoints(workdir / "checkpoints") as ckpts:
+        return _train(train, val, cfg, workdir, ckpts, resume, init, meta or {}, parallel_seeds, scan_epochs)
+
+
+def _train(train, val, cfg, workdir, ckpts, resume, init, meta, parallel_seeds, scan_epochs):
+    """``fit`` once the work directory is claimed; ``ckpts`` is closed by the caller, error or not."""
+    state = T.create_population(cfg.seeds, train.num_classes, cfg, len(train))
+    if init is not None:
+        state = init(state)
+    history = []
+    if resume and ckpts.latest_epoch() is not None:
+        state = ckpts.restore(state)
+        history = ckpts.read_meta()["history"]
+        logger.info("resumed %s at epoch %d", workdir, len(history))
+    _rewrite_log(workdir / "metrics.jsonl", history)
+
+    images, labels = jax.device_put(train.images), jax.device_put(train.labels)
+    epoch_fn = T.train_epoch_population if scan_epochs else T.train_epoch_stepwise
+    validate = _validator(val, cfg, parallel_seeds)
+    steps = T.steps_per_epoch(len(train), cfg.batch_size)
+    with MetricWriter(workdir, first_epoch=len(history) + 1) as writer, \
+            Progress(cfg.epochs, workdir.name, unit="epochs", initial=len(history)) as bar:
+        for epoch in range(len(history) + 1, cfg.epochs + 1):
+            start = time.perf_counter()
+            chunks = epoch_chunks(steps, cfg.probe_every if epoch == 1 and val is not None else 0)
+            chunk_metrics, probes = [], []
+            for i, num_steps in enumerate(chunks):
+                state, metrics = T.each_member(epoch_fn, state, images, labels, cfg,
+                                               None if len(chunks) == 1 else num_steps, parallel=parallel_seeds)
+                chunk_metrics.append(T.host_metrics(metrics))
+                if i < len(chunks) - 1:
+                    probes.append({**validate(state), "seconds": time.perf_counter() - start})
+            train_metrics = {key: np.average([m[key] for m in chunk_metrics], axis=0, weights=chunks).tolist()
+                             for key in chunk_metrics[0]}
+            record = {"epoch": epoch, **validate(state), "train_loss": train_metrics["loss"],
+                      "train_accuracy": train_metrics["accuracy"]}
+            if probes:
+                record["probes"] = probes
+            record["seconds"] = time.perf_counter() - start
+            if not math.isfinite(sum(record["train_loss"]) + sum(record.get("val_loss", []))):
+                raise TrainingDiverged(f"{workdir}: loss is not finite at epoch {epoch} (train "
+                                       f"{record['train_loss']}, validation {record.get('val_loss', '-')}); "
+                                       f"kept the last good checkpoint (epoch {ckpts.latest_epoch()})")
+            history.append(record)
+            ckpts.save(epoch, state, {**meta, "history": history, "config": to_dict(cfg),
+                                      "class_names": list(train.class_names)},
+                       epoch if val is None else record["val_accuracy_ensemble"])
+            with open(workdir / "metrics.jsonl", "a") as log:
+                log.write(json.dumps(record) + "\n")
+            note = f"val acc {record['val_accuracy_ensemble']:.4f}" if val is not None else "no validation"
+            logger.info("epoch %d/%d  loss %.4f  %s  %.1fs", epoch, cfg.epochs, np.mean(record["train_loss"]),
+                        note, record["seconds"])
+            writer.write_epoch(record, cfg.seeds)
+            bar.update(note=note)
+    return state, history
+
+
+def epoch_chunks(steps: int, probe_every: int) -> list[int]:
+    """An epoch of ``steps`` steps cut into chunks of ``probe_every`` (the last one shorter)."""
+    if probe_every <= 0 or probe_every >= steps:
+        return [steps]
+    return [probe_every] * (steps // probe_every) + ([steps % probe_every] if steps % probe_every else [])
+
+
+def _validator(val: ArrayDataset | None, cfg: TrainConfig, parallel_seeds):
+    """state -> the validation part of an epoch's record (only the step when there is no ``val``)."""
+    if val is None:
+        return lambda state: {"step": int(np.asarray(state.step)[0])}
+    images, labels = jax.device_put(val.images), jax.device_put(val.labels)
+    return lambda state: _validation_record(
+        state, T.each_member(T.evaluate_population, state, images, labels, cfg.eval_batch_size,
+                             parallel=parallel_seeds), val.labels)
+
+
+def _validation_record(state, outputs, val_labels) -> dict:
+    """Step, per-seed validation loss and accuracy, and the seeds' ensemble accuracy."""
+    logits, losses = np.asarray(outputs[0]), np.asarray(outputs[1])
+    return {
+        "step": int(np.asarray(state.step)[0]),
+        "val_loss": losses.mean(1).tolist(),
+        "val_accuracy": (logits.argmax(-1) == val_labels).mean(1).tolist(),
+        "val_accuracy_ensemble": float((softmax_mean(logits).argmax(-1) == val_labels).mean()),
+    }
+
+
+def _rewrite_log(path: Path, history: list) -> None:
+    path.write_text("".join(json.dumps(r) + "\n" for r in history))

@@ -1,0 +1,307 @@
+"""Train state, the pure jitted steps, and whole epochs as one compiled program.
+
+``train_step`` and ``eval_step`` are small pure functions (Flax examples). ``train_epoch`` runs an
+epoch as a ``lax.scan`` over steps with the data already on the device, so there is no host work
+inside an epoch; ``population`` functions ``vmap`` it over several seeds at once.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax.training import train_state
+
+from jaxcnn.config import ModelConfig, TrainConfig
+from jaxcnn.model import CNN
+from jaxcnn.training.augment import augment_batch, mix_batch
+
+DATA_STREAM = 0x0DA7A  # folded into a run's key for its data order, apart from its step keys
+MIX_STREAM = 0x313C  # folded into a step's key for mixup/CutMix, so runs without them draw as before
+
+# XLA:CPU (jaxlib 0.10.2) hands 2-D convolutions to YNNPACK, whose kernel gradient (a window the size
+# of the image, a 3x3 output) runs up to 13x slower than XLA's own Eigen convolution; without the
+# YNNPACK fusions the CPU train step is about 1.7x faster (benchmarks/README.md). GPU compilers do not
+# read this CPU option. Every jitted program here that runs the CNN is compiled with it.
+COMPILER_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": ""}
+
+
+class TrainState(train_state.TrainState):
+    """Flax's TrainState plus BatchNorm statistics, the run's base PRNG key and, when the run keeps
+    one (``ema_decay > 0``), the moving average of the weights, ``{"params", "batch_stats"}``.
+
+    Every random draw is a function of (key, step) or (key, epoch), never of process history,
+    so a resumed run repeats an uninterrupted one exactly.
+    """
+
+    batch_stats: Any
+    key: jax.Array
+    ema: Any = None
+
+
+def inference_variables(state: TrainState) -> dict:
+    """The weights a run is evaluated and transferred with: the moving average when it keeps one."""
+    if state.ema is not None:
+        return state.ema
+    return {"params": state.params, "batch_stats": state.batch_stats}
+
+
+def update_ema(state: TrainState, decay: float) -> TrainState:
+    """Moves the average towards the current weights; the decay ramps up as (1 + t) / (10 + t) early
+    on, so the first steps' random weights fade fast (TensorFlow's ExponentialMovingAverage)."""
+    step = state.step.astype(jnp.float32)
+    rate = 1 - jnp.minimum(decay, (1 + step) / (10 + step))
+    current = {"params": state.params, "batch_stats": state.batch_stats}
+    return state.replace(ema=optax.incremental_update(current, state.ema, rate))
+
+
+def make_model(num_classes: int, cfg: ModelConfig) -> CNN:
+    return CNN(num_classes, tuple(cfg.widths), cfg.hidden, cfg.dropout, jnp.dtype(cfg.dtype))
+
+
+def steps_per_epoch(num_examples: int, batch_size: int) -> int:
+    """Steps in one pass over the data (at least one: a tiny set is cycled to fill a batch)."""
+    return max(1, num_examples // batch_size)
+
+
+@functools.lru_cache(maxsize=None)
+def make_optimizer(cfg: TrainConfig, steps_per_epoch: int) -> optax.GradientTransformation:
+    """AdamW with linear warm-up and cosine decay (Loshchilov & Hutter 2017, 2019).
+
+    Weight decay applies to kernels only, not to biases or BatchNorm scales. With
+    ``freeze_trunk`` the trunk gets zero updates, so its parameters stay bit-identical.
+    """
+    total = max(1, cfg.epochs * steps_per_epoch)
+    warmup = min(cfg.warmup_epochs * steps_per_epoch, total // 2)
+    schedule = optax.warmup_cosine_decay_schedule(0.0, cfg.learning_rate, warmup, total)
+    decay_mask = lambda params: jax.tree.map(lambda p: p.ndim > 1, params)
+    tx = optax.adamw(schedule, weight_decay=cfg.weight_decay, mask=decay_mask)
+    if not cfg.freeze_trunk:
+        return tx
+    labels = lambda params: {name: ("frozen" if name == "trunk" else "train") for name in params}
+    return optax.multi_transform({"train": tx, "frozen": optax.set_to_zero()}, labels)
+
+
+def create_train_state(seed_key, model: CNN, tx: optax.GradientTransformation, ema: bool = False) -> TrainState:
+    """A fresh state; ``seed_key`` (a raw uint32[2] key) gives both the init and the run's key.
+    With ``ema``, the weight average starts at the initial weights."""
+    init_key, run_key = jax.random.split(seed_key)
+    variables = model.init(init_key, jnp.zeros((1, 28, 28, 1)), train=False)
+    return TrainState.create(apply_fn=model.apply, params=variables["params"], tx=tx,
+                             batch_stats=variables["batch_stats"], key=run_key,
+                             ema=dict(variables) if ema else None)
+
+
+def to_float(images):
+    """uint8 [B, 28, 28] -> float32 [B, 28, 28, 1] in [0, 1]."""
+    return images.astype(jnp.float32)[..., None] / 255.0
+
+
+def cross_entropy(logits, labels, label_smoothing: float = 0.0):
+    """Per-example softmax cross-entropy with label smoothing (Szegedy et al. 2016)."""
+    targets = optax.smooth_labels(jax.nn.one_hot(labels, logits.shape[-1]), label_smoothing)
+    return optax.softmax_cross_entropy(logits, targets)
+
+
+def training_loss(logits, labels, cfg: TrainConfig):
+    """Per-example training loss: cross-entropy, or a loss robust to noisy labels.
+
+    ``forward``: cross-entropy of the noisy label under softmax(logits) @ T, with T the label
+    transition matrix (Patrini et al. 2017). ``gce``: generalised cross-entropy (1 - p_y^q) / q
+    (Zhang & Sabuncu 2018), between cross-entropy (q -> 0) and the noise-robust MAE (q = 1).
+    """
+    if cfg.loss == "cross_entropy":
+        return cross_entropy(logits, labels, cfg.label_smoothing)
+    probs = jax.nn.softmax(logits)
+    if cfg.loss == "forward":
+        noisy = probs @ jnp.asarray(cfg.label_transition, jnp.float32)
+        return -jnp.log(jnp.take_along_axis(noisy, labels[:, None], -1)[:, 0] + 1e-8)
+    if cfg.loss == "gce":
+        p_label = jnp.take_along_axis(probs, labels[:, None], -1)[:, 0]
+        return (1.0 - (p_label + 1e-8) ** cfg.gce_q) / cfg.gce_q
+    raise ValueError(f"unknown loss {cfg.loss!r}: use cross_entropy, forward, gce or complementary_nn")
+
+
+def batch_loss(logits, labels, cfg: TrainConfig):
+    """The loss of one batch: the mean of ``training_loss``, or for ``complementary_nn`` (labels are
+    complementary: a class the example is not) the non-negative risk of Ishida et al. 2019.
+
+    With uniform complementary labels the risk of class k is ``R_k = E[l_k] - (K-1) E[[y_bar = k] l_k]``
+    (``l_k`` the cross-entropy towards k), an unbiased estimate of ``P(k) E[l_k | y = k] >= 0``; a
+    flexible model drives it below zero on a batch and overfits, so each is clipped at zero.
+    """
+    if cfg.loss != "complementary_nn":
+        return training_loss(logits, labels, cfg).mean()
+    k = logits.shape[-1]
+    neglog = -jax.nn.log_softmax(logits)
+    weights = 1.0 - (k - 1) * jax.nn.one_hot(labels, k)
+    risks = jnp.mean(neglog * weights, axis=0)
+    return jnp.sum(jnp.maximum(risks, 0.0))
+
+
+def train_step(state: TrainState, batch, rng, cfg: TrainConfig):
+    """One optimiser step on ``batch = {"image": uint8 [B,28,28], "label": int [B]}``.
+
+    Augmentation, mixing and dropout draw from ``rng``. Returns the new state and batch metrics.
+    """
+    aug_key, dropout_key = jax.random.split(rng)
+    images = augment_batch(aug_key, to_float(batch["image"]), cfg.augment)
+    labels, weight = batch["label"], 1.0
+    if cfg.mixup_alpha or cfg.cutmix_alpha:
+        images, partner, weight = mix_batch(jax.random.fold_in(rng, MIX_STREAM), images,
+                                            cfg.mixup_alpha, cfg.cutmix_alpha)
+
+    def loss_fn(params):
+        if cfg.freeze_trunk:  # no gradient through the trunk: XLA then skips its backward pass
+            params = {**params, "trunk": jax.lax.stop_gradient(params["trunk"])}
+        logits, updates = state.apply_fn(
+            {"params": params, "batch_stats": state.batch_stats}, images, train=True,
+            train_trunk=not cfg.freeze_trunk, rngs={"dropout": dropout_key}, mutable=["batch_stats"])
+        loss = batch_loss(logits, labels, cfg)
+        if cfg.mixup_alpha or cfg.cutmix_alpha:
+            loss = weight * loss + (1 - weight) * batch_loss(logits, labels[partner], cfg)
+        return loss, (logits, updates["batch_stats"])
+
+    (loss, (logits, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    state = state.apply_gradients(grads=grads, batch_stats=batch_stats)
+    if cfg.ema_decay:
+        state = update_ema(state, cfg.ema_decay)
+    metrics = {"loss": loss, "accuracy": jnp.mean(jnp.argmax(logits, -1) == batch["label"]),
+               "grad_norm": optax.global_norm(grads)}
+    return state, metrics
+
+
+def eval_step(state: TrainState, batch):
+    """Inference-mode logits, per-example loss and correctness for one batch (``inference_variables``)."""
+    logits = state.apply_fn(inference_variables(state), to_float(batch["image"]), train=False)
+    return {"logits": logits, "loss": cross_entropy(logits, batch["label"]),
+            "correct": jnp.argmax(logits, -1) == batch["label"]}
+
+
+def epoch_batches(key, epoch, num_examples: int, batch_size: int):
+    """The example indices of every step of one epoch, int32 [steps, batch]: a fresh shuffle per epoch."""
+    perm = jax.random.permutation(jax.random.fold_in(jax.random.fold_in(key, DATA_STREAM), epoch),
+                                  num_examples)
+    steps = steps_per_epoch(num_examples, batch_size)
+    return jnp.resize(perm, (steps * batch_size,)).reshape(steps, batch_size)
+
+
+def _indexed_step(state: TrainState, images, labels, index, cfg: TrainConfig):
+    """``train_step`` on the examples at ``index``; the step's key is a function of (key, step)."""
+    rng = jax.random.fold_in(state.key, state.step)
+    return train_step(state, {"image": images[index], "label": labels[index]}, rng, cfg)
+
+
+def _epoch_plan(state: TrainState, num_examples: int, cfg: TrainConfig):
+    steps = steps_per_epoch(num_examples, cfg.batch_size)
+    return epoch_batches(state.key, state.step // steps, num_examples, cfg.batch_size)
+
+
+def train_epoch(state: TrainState, images, labels, cfg: TrainConfig, num_steps: int | None = None):
+    """One epoch as a single scan over steps; returns the state and the steps' mean metrics.
+
+    With ``num_steps``, only the next ``num_steps`` steps of the state's current epoch, from where
+    the state stands in it (they must not pass the epoch's end): an epoch in chunks is the same
+    epoch as in one piece.
+    """
+    plan = _epoch_plan(state, images.shape[0], cfg)
+    batches = plan if num_steps is None else jax.lax.dynamic_slice_in_dim(
+        plan, state.step % plan.shape[0], num_steps)
+    state, metrics = jax.lax.scan(lambda s, index: _indexed_step(s, images, labels, index, cfg),
+                                  state, batches)
+    return state, jax.tree.map(jnp.mean, metrics)
+
+
+def evaluate(state: TrainState, images, labels, batch_size: int):
+    """Logits float32 [N, K] and per-example loss [N] over a whole data set, in one scan."""
+    n = images.shape[0]
+    padded = -(-n // batch_size) * batch_size
+    images = jnp.pad(images, ((0, padded - n), (0, 0), (0, 0)))
+    labels = jnp.pad(labels, (0, padded - n))
+    batches = {"image": images.reshape(-1, batch_size, 28, 28), "label": labels.reshape(-1, batch_size)}
+    _, out = jax.lax.scan(lambda c, batch: (c, eval_step(state, batch)), None, batches)
+    return out["logits"].reshape(padded, -1)[:n], out["loss"].reshape(padded)[:n]
+
+
+# Population versions: the same functions vmapped over a leading seed axis of the state.
+@functools.partial(jax.jit, static_argnames=("cfg", "num_steps"), donate_argnames="state",
+                   compiler_options=COMPILER_OPTIONS)
+def train_epoch_population(state: TrainState, images, labels, cfg: TrainConfig, num_steps: int | None = None):
+    """``train_epoch`` for every seed in one compiled program (the fast path on GPUs)."""
+    return jax.vmap(train_epoch, in_axes=(0, None, None, None, None))(state, images, labels, cfg, num_steps)
+
+
+@functools.partial(jax.jit, static_argnames="batch_size", compiler_options=COMPILER_OPTIONS)
+def evaluate_population(state: TrainState, images, labels, batch_size: int):
+    return jax.vmap(evaluate, in_axes=(0, None, None, None))(state, images, labels, batch_size)
+
+
+@functools.partial(jax.jit, static_argnames=("num_examples", "cfg"))
+def _epoch_plan_population(state: TrainState, num_examples, cfg: TrainConfig):
+    return jax.vmap(_epoch_plan, in_axes=(0, None, None))(state, num_examples, cfg)
+
+
+@functools.partial(jax.jit, static_argnames="cfg", donate_argnames="state", compiler_options=COMPILER_OPTIONS)
+def _step_population(state: TrainState, images, labels, index, cfg: TrainConfig):
+    return jax.vmap(_indexed_step, in_axes=(0, None, None, 0, None))(state, images, labels, index, cfg)
+
+
+def train_epoch_stepwise(state: TrainState, images, labels, cfg: TrainConfig, num_steps: int | None = None):
+    """The same steps as ``train_epoch_population``, one dispatched step at a time.
+
+    XLA:CPU runs kernel-gradient convolutions inside a while loop far slower than outside one
+    (jax-ml/jax#12868), so on the CPU a Python loop over device-resident steps is faster. The
+    loop only dispatches: data, indices and metrics stay on the device until the steps end.
+    """
+    batches = _epoch_plan_population(state, images.shape[0], cfg)
+    first = 0 if num_steps is None else int(np.asarray(state.step).flat[0]) % batches.shape[1]
+    metrics = []
+    for i in range(first, first + (num_steps or batches.shape[1])):
+        state, m = _step_population(state, images, labels, batches[:, i], cfg)
+        metrics.append(m)
+    return state, jax.tree.map(lambda *ms: jnp.mean(jnp.stack(ms), axis=0), *metrics)
+
+
+def each_member(fn, state: TrainState, *args, parallel: bool | None = None):
+    """``fn(state, *args)`` on the whole population at once, or member by member (outputs concatenated).
+
+    On XLA:CPU, vmapping over seeds turns each convolution into a grouped one, which is slower than
+    running the members in turn, so ``parallel`` defaults to True only on accelerators.
+    """
+    parallel = jax.default_backend() != "cpu" if parallel is None else parallel
+    size = jax.tree.leaves(state)[0].shape[0]
+    if parallel or size == 1:
+        return fn(state, *args)
+    outputs = [fn(jax.tree.map(lambda x: x[i:i + 1], state), *args) for i in range(size)]
+    return jax.tree.map(lambda *xs: jnp.concatenate(xs), *outputs)
+
+
+@functools.partial(jax.jit, static_argnums=(1, 2, 3))
+def _init_population(keys, model: CNN, tx: optax.GradientTransformation, ema: bool) -> TrainState:
+    return jax.vmap(lambda k: create_train_state(k, model, tx, ema))(keys)
+
+
+def create_population(seeds, num_classes: int, cfg: TrainConfig, num_examples: int) -> TrainState:
+    """One fresh state per seed, stacked on a leading axis.
+
+    The optimiser is cached per (config, steps), so equal configs give an equal state structure
+    and the jitted steps compile once per process, not once per run.
+    """
+    model = make_model(num_classes, cfg.model)
+    tx = make_optimizer(cfg, steps_per_epoch(num_examples, cfg.batch_size))
+    return _init_population(jnp.stack([jax.random.PRNGKey(s) for s in seeds]), model, tx, cfg.ema_decay > 0)
+
+
+def unstack(tree, index: int):
+    """The ``index``-th member of a population pytree."""
+    return jax.tree.map(lambda x: x[index], tree)
+
+
+def host_metrics(metrics) -> dict:
+    """Device metrics -> plain Python floats (one transfer, at logging time)."""
+    return {k: np.asarray(v).tolist() for k, v in flax.core.unfreeze(jax.device_get(metrics)).items()}

@@ -1,0 +1,66 @@
+"""Convergence and final-quality figures read from fit's history and test predictions."""
+
+import numpy as np
+import pytest
+
+from jaxcnn.evaluation.convergence import (
+    epochs_to_accuracy, format_stat, seconds_to_accuracy, stat, steps_to_accuracy, summarise_history,
+    summarise_predictions,
+)
+from jaxcnn.training.loop import softmax_mean
+
+DIGITS = tuple("0123456789")
+
+
+def record(epoch, val_accuracy, seconds=10.0, train_accuracy=None):
+    """One epoch of fit's history for two seeds."""
+    return {"epoch": epoch, "step": 100 * epoch, "val_accuracy": val_accuracy, "val_loss": [0.1, 0.1], "seconds": seconds,
+            "train_accuracy": train_accuracy or val_accuracy, "train_loss": [0.1, 0.1],
+            "val_accuracy_ensemble": max(val_accuracy)}
+
+
+HISTORY = [record(1, [0.950, 0.970], seconds=30.0),
+           record(2, [0.981, 0.979]),
+           record(3, [0.985, 0.990]),
+           record(4, [0.989, 0.986], train_accuracy=[0.995, 0.990])]
+
+
+def test_epochs_and_seconds_to_accuracy_per_seed():
+    assert epochs_to_accuracy(HISTORY, 0.98) == [2, 3]
+    assert epochs_to_accuracy(HISTORY, 0.99) == [None, 3]
+    assert seconds_to_accuracy(HISTORY, 0.98) == [40.0, 50.0]
+    assert seconds_to_accuracy(HISTORY, 0.995) == [None, None]
+
+
+def test_steps_and_seconds_to_accuracy_count_the_first_epochs_probes():
+    probed = [{**HISTORY[0], "probes": [{"step": 20, "seconds": 12.0, "val_accuracy": [0.5, 0.981]},
+                                         {"step": 40, "seconds": 20.0, "val_accuracy": [0.7, 0.99]}]},
+              *HISTORY[1:]]
+    assert steps_to_accuracy(probed, 0.98) == [200, 20]
+    assert seconds_to_accuracy(probed, 0.99) == [None, 20.0]
+    assert epochs_to_accuracy(probed, 0.98) == [2, 3]  # end-of-epoch validations only
+
+
+def test_summarise_history_reports_first_final_gap_and_unreached_thresholds():
+    summary = summarise_history(HISTORY, thresholds=(0.98, 0.99, 0.999))
+    assert summary["first_epoch_test_accuracy"]["mean"] == pytest.approx(0.96)
+    assert summary["final_test_accuracy"]["values"] == [0.989, 0.986]
+    assert summary["train_test_gap"]["values"] == pytest.approx([0.006, 0.004])
+    assert summary["epochs_to_98"]["mean"] == 2.5 and summary["epochs_to_98"]["n"] == 2
+    assert summary["epochs_to_99"] == {"mean": 3.0, "ci95": None, "n": 1, "values": [None, 3]}
+    assert summary["seconds_to_99.9"]["n"] == 0
+    assert summary["train_seconds"] == 60.0
+    assert format_stat(summary["epochs_to_99"], 1) == "3.0 (1/2 seeds)"
+    assert format_stat(summary["seconds_to_99.9"]) == "not reached"
+    assert format_stat(stat([1.0, 2.0, 3.0]), 2) == "2.00 ± 2.48"
+
+
+def test_summarise_predictions_scores_each_seed_and_their_softmax_ensemble():
+    labels = np.array([0, 1, 1])
+    logits = np.log(np.array([[[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]],
+                              [[0.45, 0.55], [0.4, 0.6], [0.3, 0.7]]]))  # each seed gets one wrong
+    summary = summarise_predictions(logits, softmax_mean(logits), labels, ("a", "b"))
+    expected_nll = [-np.mean(np.log([0.9, 0.8, 0.4])), -np.mean(np.log([0.45, 0.6, 0.7]))]
+    assert summary["final_test_nll"]["values"] == pytest.approx(expected_nll, abs=1e-6)
+    assert summary["ensemble"]["accuracy"] == 1.0  # mean probs: (.675, .325), (.3, .7), (.45, .55)
+    assert summary["ensemble"]["per_class_f1"] == {"a": 1.0, "b": 1.0}

@@ -1,0 +1,108 @@
+"""Part 1 end to end on a tiny Chars74K tree: writer folds, the final model on every writer, the ablation."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from jaxcnn.config import ModelConfig, TrainConfig, override
+from jaxcnn.config import NO_AUGMENT
+from jaxcnn.data.chars74k import CLASS_NAMES
+from jaxcnn.experiments import part1
+from jaxcnn.training.checkpoint import run_inputs
+
+CLASSES = ("0", "O", "o", "A")
+WRITERS = (1, 2, 3, 4, 5, 6)
+
+
+@pytest.fixture
+def setup(tmp_path, make_chars74k):
+    """``(cfg, data_root)``: a one-epoch recipe of a tiny model, three writer folds of two writers."""
+    make_chars74k(tmp_path / "data" / "trainPart1" / "train", classes=[CLASS_NAMES.index(c) + 1 for c in CLASSES],
+                  writers=WRITERS)
+    cfg = part1.Part1Config(
+        train=TrainConfig(seeds=(0, 1), epochs=1, batch_size=8, eval_batch_size=16, augment=NO_AUGMENT,
+                          model=ModelConfig(widths=(4, 8), hidden=16)),
+        classes=CLASSES, folds=3, cv_dir=str(tmp_path / "cv"))
+    return cfg, tmp_path / "data"
+
+
+def test_cv_scores_each_writer_once_and_the_final_model_learns_from_all(setup, tmp_path):
+    cfg, data_root = setup
+    final = part1.run(cfg, data_root, tmp_path / "final")
+    assert final["writers"] == list(WRITERS) and final["expected_new_writers"] is None  # no cv yet
+    assert final["num_train"] == len(WRITERS) * len(CLASSES)
+    assert run_inputs(tmp_path / "final") == (CLASSES, cfg.preprocess)  # what `evaluate` prepares new images with
+
+    cv = part1.run_cv(cfg, data_root, tmp_path / "cv")["cv"]
+    assert [f["writers"] for f in cv["folds"]] == [[1, 2], [3, 4], [5, 6]]
+    assert sorted(cv["per_writer_accuracy"], key=int) == [str(w) for w in WRITERS]
+    assert np.sum(cv["confusion"]) == len(WRITERS) * len(CLASSES)  # each image scored once, pooled
+    accuracies = [f["accuracy"] for f in cv["folds"]]
+    assert cv["accuracy"]["mean"] == pytest.approx(np.mean(accuracies)) and cv["accuracy"]["n"] == 3
+    assert all(f["epoch"] == 1 and f["n"] == 2 * len(CLASSES) for f in cv["folds"])
+    assert all(0 <= f["accuracy"] <= f["accuracy_casefold"] <= 1 and f["accuracy"] <= f["top3_accuracy"]
+               for f in cv["folds"])
+    assert {g["group"] for g in cv["confusable_groups"]} == {"Oo", "0Oo"}
+    saved = json.loads((tmp_path / "cv" / "results.json").read_text())
+    assert saved["cv"]["accuracy"] == cv["accuracy"]
+    scorings = cv["scorings"]  # the same fold models: one seed alone, and with TTA
+    assert list(scorings) == ["ensemble_1", "tta"]
+    assert scorings["ensemble_1"]["accuracy"]["mean"] == pytest.approx(
+        np.mean([f["members_accuracy"][0] for f in cv["folds"]]))
+    assert scorings["tta"]["vs_recipe"]["n"] == len(WRITERS)
+    assert any("ensemble_1: accuracy" in line for line in part1.cv_lines(cv))
+
+    again = part1.run(cfg, data_root, tmp_path / "final", overwrite=True)
+    assert again["expected_new_writers"]["accuracy"] == cv["accuracy"]  # the same recipe: its estimate
+    other = part1.run(override(cfg, "train.label_smoothing=0"), data_root, tmp_path / "other")
+    assert other["expected_new_writers"] is None  # another recipe: the estimate does not apply
+
+
+def test_fold_ensembles_score_each_fold_with_the_models_that_never_saw_it(setup, tmp_path):
+    cfg, data_root = setup
+    data = part1.load_data(cfg, data_root)
+    folds = part1.train_fold_ensembles(cfg, data, tmp_path / "nested")
+    assert sorted(p.name for p in (tmp_path / "nested").iterdir()) == ["without0_1", "without0_2", "without1_2"]
+    for i, fold in enumerate(folds):
+        assert len(fold["dirs"]) == cfg.folds - 1
+        assert all(str(i) in Path(d).name.removeprefix("without").split("_") for d in fold["dirs"])
+    cv = part1.score_folds(data, folds)
+    assert sorted(cv["per_writer_accuracy"], key=int) == [str(w) for w in WRITERS]
+    assert cv["best_mean_epoch"] is None  # nothing was validated
+    assert all(len(f["members_accuracy"]) == (cfg.folds - 1) * len(cfg.train.seeds) for f in cv["folds"])
+    total = sum(f["train_seconds"] for f in cv["folds"])  # each model counted once, not once per fold
+    assert total == pytest.approx(sum(sum(json.loads(line)["seconds"] for line in
+                                          (tmp_path / "nested" / d / "metrics.jsonl").read_text().splitlines())
+                                      for d in ("without0_1", "without0_2", "without1_2")))
+
+
+@pytest.mark.slow
+def test_ablation_trains_each_variant_under_the_folds_and_reuses_models_for_tta(setup, tmp_path):
+    cfg, data_root = setup
+    table = part1.run_ablation(cfg, data_root, tmp_path / "ablate", ["default", "tta", "no_label_smoothing"])
+    rows = table["variants"]
+    assert list(rows) == ["default", "tta", "no_label_smoothing"]
+    assert rows["no_label_smoothing"]["changes"] == ["train.label_smoothing=0"]
+    assert rows["tta"]["changes"] == ["evaluate tta=True"] and rows["tta"]["train_seconds"] == 0.0
+    assert not (tmp_path / "ablate" / "tta").exists()  # scored the default's fold models
+    assert sorted(p.name for p in (tmp_path / "ablate" / "no_label_smoothing").iterdir()) == ["fold0", "fold1",
+                                                                                                "fold2"]
+    assert rows["default"]["vs_default"] == {"mean": 0.0, "ci95": 0.0, "n": len(WRITERS)}
+    for row in rows.values():
+        assert row["folds"] == 3 and row["accuracy"]["n"] == 3 and row["vs_default"]["n"] == len(WRITERS)
+    assert json.loads((tmp_path / "ablate" / "ablation.json").read_text())["variants"] == rows
+    with pytest.raises(ValueError, match="unknown ablation variants"):
+        part1.run_ablation(cfg, data_root, tmp_path / "ablate", ["nope"])
+
+
+def test_the_ablation_budget_is_one_seed_and_a_fifth_of_the_epochs():
+    recipe = part1.get_config()
+    budget = part1.ablation_config(recipe)
+    assert budget.train.seeds == recipe.train.seeds[:1] and budget.train.epochs == recipe.train.epochs // 5
+    variants = part1.ablation_variants(budget)
+    assert variants["ema"] == (f"train.ema_decay={1 - 1 / (3 * budget.train.epochs):.4f}",)
+    for changes in variants.values():  # every variant is a valid configuration
+        for assignment in changes:
+            override(budget, assignment)

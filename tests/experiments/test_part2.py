@@ -1,0 +1,103 @@
+"""Part 2: subsets, derived metrics, grafting A's saved trunk, and the quick run end to end."""
+
+import json
+
+import jax
+import numpy as np
+import pytest
+
+from jaxcnn.config import override
+from jaxcnn.data.dataset import ArrayDataset
+from jaxcnn.experiments import part2 as P
+from jaxcnn.experiments.common import balanced_subset
+from jaxcnn.training import steps as T
+from jaxcnn.training.checkpoint import load_run
+
+DIGITS = tuple("0123456789")
+
+
+def digits_dataset(n: int, seed: int = 0) -> ArrayDataset:
+    rng = np.random.default_rng(seed)
+    return ArrayDataset(rng.integers(0, 256, (n, 28, 28), dtype=np.uint8), (np.arange(n) % 10).astype(np.int32),
+                        np.full(n, -1, np.int32), DIGITS)
+
+
+# --- config and data ----------------------------------------------------------------------------
+
+def test_one_model_config_is_shared_by_a_and_mnist_runs_even_after_override():
+    cfg = override(P.get_config(quick=True), "model.widths=4,8")
+    assert cfg.digits.model == cfg.mnist.model == cfg.model
+    assert cfg.mnist.model.widths == (4, 8)
+    assert P.get_config().mnist.seeds == (0, 1, 2, 3, 4)
+
+
+def test_balanced_subset_is_deterministic_balanced_and_nested():
+    labels = np.random.default_rng(1).integers(0, 10, 5000)
+    small, again = balanced_subset(labels, 100, seed=7), balanced_subset(labels, 100, seed=7)
+    np.testing.assert_array_equal(small, again)
+    assert np.bincount(labels[small], minlength=10).tolist() == [10] * 10
+    assert len(np.unique(small)) == 100
+    assert np.bincount(labels[balanced_subset(labels, 23, seed=7)], minlength=10).tolist() == [3] * 3 + [2] * 7
+    assert set(small) <= set(balanced_subset(labels, 1000, seed=7))
+    assert not np.array_equal(small, balanced_subset(labels, 100, seed=8))
+
+
+def test_balanced_subset_refuses_a_class_too_small_for_its_share():
+    labels = np.array([0] * 50 + [1] * 3)
+    with pytest.raises(ValueError, match="needs 5 examples of class 1"):
+        balanced_subset(labels, 10, seed=0)
+
+
+def test_subsets_are_repeated_to_the_full_size_and_must_be_smaller_than_it():
+    train = digits_dataset(200)
+    cfg = P.Part2Config(subset_sizes=(30,))
+    subset = P.data_size_subsets(cfg, train)[30]
+    assert len(subset) == 200
+    assert len(np.unique(subset.images.reshape(200, -1), axis=0)) == 30
+    assert len(P.data_size_subsets(P.Part2Config(subset_sizes=(30,), subset_epoch_images=90), train)[30]) == 90
+    with pytest.raises(ValueError, match="not smaller"):
+        P.data_size_subsets(P.Part2Config(subset_sizes=(200,)), train)
+
+
+# --- end to end ---------------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_quick_run_end_to_end(shared_data, tmp_path):
+    cfg = P.get_config(quick=True)
+    results = P.run(cfg, shared_data, tmp_path, cache_dir=tmp_path / "cache")
+
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert set(saved["models"]) == {"B", "C", "C_frozen"}
+    for name, model in saved["models"].items():
+        assert len(model["history"]) == cfg.mnist.epochs
+        for key in ("first_epoch_test_accuracy", "epochs_to_98", "seconds_to_99", "final_test_accuracy",
+                    "final_test_nll", "final_test_ece", "train_test_gap"):
+            assert len(model[key]["values"]) == len(cfg.mnist.seeds), (name, key)
+        assert set(model["ensemble"]["per_class_f1"]) == set(DIGITS)
+        # The NLL scored from the final state's predictions is the loss fit logged for that epoch.
+        assert model["final_test_nll"]["values"] == pytest.approx(model["history"][-1]["val_loss"], rel=1e-4)
+    assert saved["models"]["B"]["transfer"] is None
+    for name in ("C", "C_frozen"):  # where the trunk came from, and exactly which arrays were copied
+        transfer = saved["models"][name]["transfer"]
+        assert transfer["checkpoint"] == str(tmp_path / "A") and transfer["epoch"] == cfg.digits.epochs
+        assert {p.split("/")[1] for p in transfer["copied"]} == {"trunk"}
+        assert {p.split("/")[1] for p in transfer["kept_fresh"]} == {"head"}
+    assert set(saved["data_size"]["C"]) == {"100", "500", "2000"}
+    assert saved["A"]["validation"] is None and saved["data"]["digits_val"] == 0  # A learns every writer
+    assert saved["A"]["writers"] == list(range(1, 41))
+    for png in ("learning_curves", "test_loss_curves", "data_size_curve", "confusion_B", "confusion_C"):
+        assert (tmp_path / f"{png}.png").stat().st_size > 0
+    lines = P.summary_lines(results)
+    assert any(line.startswith("final test accuracy") for line in lines)
+
+    # C_frozen trained only its head: its trunk is still A's best member 0, bit for bit.
+    a_state, _, _, _ = load_run(tmp_path / "A", "best")
+    frozen, _, _, _ = load_run(tmp_path / "C_frozen", "latest")
+    c_state, _, _, _ = load_run(tmp_path / "C", "latest")
+    for collection in ("params", "batch_stats"):
+        a_trunk = T.unstack(getattr(a_state, collection)["trunk"], 0)
+        for member in range(len(cfg.mnist.seeds)):
+            jax.tree.map(np.testing.assert_array_equal,
+                         T.unstack(getattr(frozen, collection)["trunk"], member), a_trunk)
+    c_kernel = np.asarray(c_state.params["trunk"]["conv0_0"]["kernel"][0])
+    assert not np.array_equal(c_kernel, np.asarray(a_state.params["trunk"]["conv0_0"]["kernel"][0]))

@@ -1,0 +1,495 @@
+"""The report (from hand-made and real results), the study command, the progress bar and TensorBoard writer."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import logging
+import re
+import struct
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from jaxcnn import report, study
+from jaxcnn.cli import main
+from jaxcnn.config import to_dict
+from jaxcnn.errors import JaxcnnError
+from jaxcnn.experiments import PARTS, part_module
+from jaxcnn.progress import MetricWriter, Progress, bar_text, epoch_scalars, format_duration
+from tests import browser
+
+SECTIONS = ("## Results at a glance", "## The task", "## Design choices", "## Part 1: characters from scratch", "## Part 2: transfer to MNIST",
+            "## Part 3: label-corrupted MNIST", "## Hidden-test evaluation", "## Environment", "## Bibliography")
+CLASSES = ["0", "1", "a"]
+
+
+# --- hand-made results ------------------------------------------------------------------------
+
+def write_png(path, seed=0):
+    """A small noisy PNG, so a blank render could not pass for it."""
+    pixels = np.random.default_rng(seed).integers(0, 255, (40, 60, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(path)
+
+
+def classification(accuracy, members, epoch=2):
+    return {"n": 6, "accuracy": accuracy, "accuracy_casefold": accuracy + 0.1, "nll": 0.912345, "ece": 0.054321,
+            "per_class_accuracy": {"0": 1.0, "1": 0.5, "a": 0.25}, "per_class_f1": {"0": 0.8, "1": 0.6, "a": 0.3},
+            "most_confused": [{"true": "a", "predicted": "0", "count": 3}], "confusion": np.eye(3, dtype=int).tolist(),
+            "members_accuracy": members, "checkpoint": "run", "epoch": epoch, "seeds": [0, 1]}
+
+
+def history(epochs=2):
+    return [{"epoch": e, "step": 10 * e, "seconds": 3.25 * e, "train_loss": [1.5 / e, 1.4 / e],
+             "train_accuracy": [0.3 * e, 0.35 * e], "val_loss": [1.2 / e, 1.1 / e],
+             "val_accuracy": [0.25 * e, 0.3 * e], "val_accuracy_ensemble": 0.3 * e} for e in range(1, epochs + 1)]
+
+
+def stat(mean, ci=0.0123):
+    return {"mean": mean, "ci95": ci, "n": 2, "values": [mean - 0.01, mean + 0.01]}
+
+
+def part1_results():
+    plain = [{k: v for k, v in r.items() if not k.startswith("val_")} for r in history()]  # nothing held out
+    return {"config": {"train": {"seeds": [0, 1], "epochs": 2, "batch_size": 64, "learning_rate": 0.002,
+                                 "model": {"widths": [8, 16, 32], "hidden": 32}}, "folds": 2},
+            "writers": list(range(1, 41)), "num_train": 2459, "history": plain, "epoch": 2, "train_seconds": 9.75,
+            "expected_new_writers": {"source": "ckpts/part1-cv/results.json", "accuracy": stat(0.654321),
+                                     "accuracy_casefold": stat(0.7), "top3_accuracy": stat(0.9)}}
+
+
+def cv_summary(accuracy):
+    fold = lambda writers, a: {"writers": writers, "epoch": 2, "n": 1230, "accuracy": a, "accuracy_casefold": a + 0.05,
+                               "top3_accuracy": a + 0.2, "members_accuracy": [a], "train_seconds": 5.0}
+    return {"accuracy": stat(accuracy, 0.05), "accuracy_casefold": stat(accuracy + 0.05), "top3_accuracy": stat(0.9),
+            "folds": [fold(list(range(1, 21)), accuracy - 0.01), fold(list(range(21, 41)), accuracy + 0.01)],
+            "writer_accuracy_spread": {"min": 0.3125, "max": 0.875, "mean": accuracy, "std": 0.1, "n": 40},
+            "confusable_groups": [{"group": "0Oo", "n": 120, "confused": 31, "rate": 0.2583, "pairs": {"o->0": 31}},
+                                  {"group": "Xx", "n": 80, "confused": 0, "rate": 0.0, "pairs": {}}],
+            "train_seconds": 10.0}
+
+
+def ablation_row(changes, accuracy, vs_default):
+    return {"changes": changes, "accuracy": stat(accuracy, 0.03), "accuracy_casefold": stat(accuracy + 0.05),
+            "vs_default": stat(vs_default, 0.02), "folds": 2, "epochs": 5, "seeds": 1, "train_seconds": 10.0}
+
+
+def part2_results():
+    model = {"history": history(), "first_epoch_test_accuracy": stat(0.5), "epochs_to_98": {"mean": None, "ci95": None, "n": 0, "values": [None, None]},
+             "seconds_to_98": {"mean": None, "ci95": None, "n": 0, "values": [None, None]},
+             "steps_to_98": {"mean": None, "ci95": None, "n": 0, "values": [None, None]},
+             "final_test_accuracy": stat(0.9712), "final_train_accuracy": stat(0.95), "train_test_gap": stat(-0.02),
+             "final_test_nll": stat(0.11), "final_test_ece": stat(0.02), "train_seconds": 12.5,
+             "ensemble": classification(0.9801, [0.97, 0.972])}
+    curve = {"100": {"final_test_accuracy": stat(0.61)}, "2000": {"final_test_accuracy": stat(0.9712)}}
+    return {"config": {"thresholds": [0.98]},
+            "data": {"digits_train": 320, "digits_val": 80, "mnist_train": 2000, "mnist_test": 1000},
+            "A": {"history": history(), "validation": classification(0.7125, [0.7, 0.69])},
+            "models": {"B": model, "C": {**model, "final_test_accuracy": stat(0.9833)}},
+            "data_size": {"B": curve, "C": curve}}
+
+
+def part3_results():
+    model = part2_results()["models"]["B"]
+    view = {"kind": "complementary", "reason": "every digit is missing from one folder", "mapping": [0, 1, 2],
+            "noise_rate": 0.0034, "peak_mass": 0.1234, "hole_mass": 0.0034}
+    pixels = {"mean_intensity": 33.3, "ink_fraction": 0.1912}
+    return {"config": {"thresholds": [0.98]},
+            "data": {"source": "ckpts/part3/noisy-mnist.zip", "made_here": True, "corruption": "complementary",
+                     "seed": 0, "noisy_images": 3000, "mnist_test": 1000},
+            "audit": {"files": {"image_files": 3000, "formats": {"JPEG L 28x28": 500}, "header_sample": 500,
+                                "jpeg_quality_estimate": {"75": 500}, "folder_sizes": {"0": 300, "1": 300},
+                                "stray_files": {"count": 1, "mac": {"__MACOSX": 3000}}},
+                      "pixels": {"set": pixels, "mnist_test": pixels},
+                      "duplicates_inside": {"exact": 0, "near": 2}, "duplicates_in_mnist_test": {"exact": 0, "near": 0}},
+            "oracle": {"source": "ckpts/part3/reference", "test_accuracy": 0.9456},
+            "diagnosis": {"kind": "complementary", "oracle": view, "agree": True, "note": "the two views agree",
+                          "oracle_free": {**view, "anchor": "least likely", "noise_rate": 0.0456}},
+            "models": {"scratch": {**model, "uses_clean_labels": False,
+                                   "least_likely": {"final_test_accuracy": stat(0.9111), "ensemble_accuracy": 0.92}},
+                       "oracle_relabel": {**model, "uses_clean_labels": True, "final_test_accuracy": stat(0.9622)}},
+            "skipped": {"relabel": "the mapping is not a permutation"},
+            "truth_check": {"planted_spec": "complementary", "planted_kind": "complementary"}}
+
+
+@pytest.fixture
+def study_dir(tmp_path):
+    """A work directory as a study leaves it: parts 1 and 2 done, an ablation, an evaluation; no part 3."""
+    root = tmp_path / "ckpts"
+    for part, results in (("part1", part1_results()), ("part2", part2_results())):
+        (root / part).mkdir(parents=True)
+        (root / part / "results.json").write_text(json.dumps(results))
+    write_png(root / "part1" / "confusion_val.png", 1)
+    write_png(root / "part2" / "learning_curves.png", 2)
+    (root / "part1-cv").mkdir()
+    (root / "part1-cv" / "results.json").write_text(json.dumps({"config": {}, "cv": cv_summary(0.64)}))
+    (root / "part1-ablation").mkdir()
+    (root / "part1-ablation" / "ablation.json").write_text(json.dumps({"config": {}, "variants": {
+        "default": ablation_row([], 0.6543, 0.0),
+        "no_augmentation": ablation_row(["train.augment.rotate_deg=0"], 0.5012, -0.1531)}}))
+    (root / "part1" / "eval_testPart1.json").write_text(json.dumps(classification(0.4321, [0.4, 0.41], epoch=7)))
+    write_png(root / "part1" / "eval_testPart1.png", 3)
+    return root
+
+
+def table_value(markdown: str, label: str, column: int = 1) -> str:
+    """The ``column``-th cell of the first table row whose first cell is ``label``."""
+    for line in markdown.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if line.startswith("|") and cells[0] == label:
+            return cells[column]
+    raise AssertionError(f"no table row {label!r}")
+
+
+def section(markdown: str, heading: str) -> str:
+    """The text from ``heading`` to the next heading of the same level."""
+    start = markdown.index(f"\n{heading}\n")
+    end = markdown.find("\n## ", start + len(heading) + 2)
+    return markdown[start:] if end < 0 else markdown[start:end]
+
+
+def test_report_from_handmade_results_shows_every_section_and_number(study_dir, tmp_path):
+    markdown_path, html_path = report.write_report(study_dir, tmp_path / "out" / "REPORT.md")
+    markdown = markdown_path.read_text()
+    for heading in SECTIONS:
+        assert f"\n{heading}\n" in markdown
+    part1 = section(markdown, "## Part 1: characters from scratch")
+    assert "learns from all 40 writers (2459 images" in part1 and "training took 9.8 s" in part1
+    assert "0.6543 ± 0.0123 case-sensitive, 0.7000 ± 0.0123 case-folded" in part1  # expected on new writers
+    assert table_value(part1, "mean ± 95% CI", 3) == "0.6400 ± 0.0500"  # the writer folds
+    assert table_value(part1, "1, 20", 3) == "0.6300"
+    assert "from 0.3125 to 0.8750" in part1
+    assert table_value(part1, "`0Oo`", 2) == "31" and "`Xx`" not in part1  # groups never confused are left out
+    assert table_value(part1, "no_augmentation", 2) == "0.5012 ± 0.0300"
+    assert table_value(part1, "no_augmentation", 4) == "-0.1531 ± 0.0200"
+    assert table_value(part1, "no_augmentation", 5) == "2 / 5 / 1"
+    part2 = section(markdown, "## Part 2: transfer to MNIST")
+    assert table_value(part2, "final test accuracy", 1) == "0.9712 ± 0.0123"
+    assert table_value(part2, "final test accuracy", 2) == "0.9833 ± 0.0123"
+    assert table_value(part2, "ensemble accuracy", 1) == "0.9801"
+    assert table_value(markdown, "epochs to 98%", 1) == "not reached"
+    assert "checkpoint of epoch 7" in markdown and "0.4321" in markdown
+    assert "Not run yet: run `python experiments/part3.py`" in markdown
+    assert "Kingma, Ba (2015)" in markdown  # from docs/part1.md's bibliography
+
+    figures = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", markdown)
+    assert len(figures) == 4  # learning curves drawn by the report, confusion, part 2 curves, evaluation
+    assert all((markdown_path.parent / f).is_file() for f in figures)
+    page = html_path.read_text()
+    sources = re.findall(r'<img src="([^"]+)"', page)
+    assert len(sources) == len(figures) and all(s.startswith("data:image/png;base64,") for s in sources)
+    assert "0.9712 ± 0.0123" in page
+
+
+def test_report_shows_part3_diagnosis_and_models(study_dir, tmp_path):
+    (study_dir / "part3").mkdir()
+    (study_dir / "part3" / "results.json").write_text(json.dumps(part3_results()))
+    write_png(study_dir / "part3" / "transition_estimate.png", 4)
+    markdown = report.write_report(study_dir, tmp_path / "REPORT.md")[0].read_text()
+    part3 = section(markdown, "## Part 3: label-corrupted MNIST")
+    assert table_value(part3, "kind") == "complementary" and table_value(part3, "noise rate", 2) == "0.0456"
+    assert table_value(part3, "duplicates in the MNIST test set (exact / near)") == "0 / 0"
+    assert table_value(part3, "uses clean labels", 2) == "yes" and table_value(part3, "uses clean labels") == "no"
+    assert table_value(part3, "final test accuracy", 2) == "0.9622 ± 0.0123"
+    assert table_value(part3, "accuracy, least likely folder as the digit", 1) == "0.9111 ± 0.0123"
+    assert table_value(part3, "accuracy, least likely folder as the digit", 2) == "n/a"
+    assert "Not trained: `relabel`" in part3
+    assert "](ckpts/part3/transition_estimate.png)" in part3
+
+
+def glance(markdown: str) -> str:
+    """The first section: it must come right after the title, before the list of contents."""
+    assert markdown.split("\n## ")[1].startswith("Results at a glance\n")
+    return section(markdown, "## Results at a glance")
+
+
+def anchors_resolve(text: str, markdown: str) -> bool:
+    """Every ``(#anchor)`` link in ``text`` names a heading of ``markdown``."""
+    headings = {report.anchor(line.lstrip("#").strip()) for line in markdown.splitlines() if line.startswith("#")}
+    links = re.findall(r"\]\(#([^)]+)\)", text)
+    return bool(links) and set(links) <= headings
+
+
+def test_report_leads_with_the_three_answers_linked_to_their_sections(study_dir, tmp_path):
+    (study_dir / "part3").mkdir()
+    (study_dir / "part3" / "results.json").write_text(json.dumps(part3_results()))
+    results = part2_results()
+    results["data_size"]["C"] = {"100": {"final_test_accuracy": stat(0.70)},
+                                 "2000": {"final_test_accuracy": stat(0.9833)}}
+    (study_dir / "part2" / "results.json").write_text(json.dumps(results))
+    markdown = report.write_report(study_dir)[0].read_text()
+    top = glance(markdown)
+    assert "0.6543 ± 0.0123, 0.7000 ± 0.0123 case-folded expected on new writers (writer folds)" in top
+    assert "0.4321 on `testPart1`" in top  # the hidden-test evaluation of part 1's run
+    assert "final test accuracy C 0.9833 ± 0.0123 vs B 0.9712 ± 0.0123" in top
+    assert "steps to 98%: C not reached vs B not reached" in top
+    assert "C - B by training images, 100: +0.0900, 2000: +0.0121" in top
+    assert ("complementary: every digit is missing from one folder (clean model's view); from the folders "
+            "alone: complementary (the two views agree)") in top
+    assert "the truth file (read after training) planted complementary (complementary)" in top
+    assert "best recovery without clean labels: scratch, 0.9712 ± 0.0123" in top
+    assert "best recovery with the clean oracle's labels: oracle_relabel, 0.9622 ± 0.0123" in top
+    assert top.count("([details](#") == 3 and anchors_resolve(top, markdown)
+
+
+def test_glance_reads_fold_estimates_and_which_models_used_clean_labels(study_dir):
+    part1 = part1_results()
+    part1["cv"] = {"accuracy": stat(0.8123), "folds": [{}] * 5}
+    (study_dir / "part1" / "results.json").write_text(json.dumps(part1))
+    part3 = part3_results()
+    part3["diagnosis"]["kind"] = "permutation"
+    part3["models"]["oracle_relabel"]["uses_clean_labels"] = False
+    part3["models"]["scratch"]["uses_clean_labels"] = True
+    (study_dir / "part3").mkdir()
+    (study_dir / "part3" / "results.json").write_text(json.dumps(part3))
+    top = report.render_markdown([report.glance_section(study_dir)], study_dir, "glance only")
+    assert "0.8123 ± 0.0123 expected on new writers (5 writer folds)" in top and "held-out writers" not in top
+    assert "permutation: every digit is missing from one folder" in top
+    assert "without clean labels: oracle_relabel, 0.9622" in top and "with the clean oracle's labels: scratch, 0.9712" in top
+
+
+def test_report_of_an_empty_workdir_says_what_to_run(tmp_path):
+    markdown = report.write_report(tmp_path / "nothing", tmp_path / "REPORT.md")[0].read_text()
+    for part in ("part1", "part2", "part3"):
+        assert f"Not run yet: run `python experiments/{part}.py`" in markdown
+    assert glance(markdown).count("not run yet") == 3
+    assert "No evaluation yet" in markdown and "![" not in markdown
+
+
+def test_report_uses_the_environment_a_run_recorded(study_dir, tmp_path):
+    results = json.loads((study_dir / "part1" / "results.json").read_text())
+    results["environment"] = {"jax": "9.9.9", "device_kind": "TPU v9"}
+    (study_dir / "part1" / "results.json").write_text(json.dumps(results))
+    markdown = report.write_report(study_dir, tmp_path / "REPORT.md")[0].read_text()
+    assert table_value(markdown, "device_kind") == "TPU v9" and "As recorded by the training run." in markdown
+
+
+def test_report_labels_this_process_environment_when_none_recorded(tmp_path):
+    markdown = report.write_report(tmp_path, tmp_path / "REPORT.md")[0].read_text()
+    assert "of the process that wrote this report" in markdown
+    assert table_value(markdown, "backend") == "cpu"
+
+
+def test_report_names_the_file_whose_results_lack_a_field(tmp_path):
+    (tmp_path / "part1").mkdir()
+    (tmp_path / "part1" / "results.json").write_text(json.dumps({"config": {}}))
+    with pytest.raises(JaxcnnError, match="part1: a results file has no field"):
+        report.write_report(tmp_path, tmp_path / "REPORT.md")
+
+
+def test_bibliography_merges_and_sorts_every_document(tmp_path):
+    (tmp_path / "part1.md").write_text("# P1\n## Model\n- not a reference\n## Bibliography\n- Zed (2000). Z.\n- Abe (1999). A.\n")
+    (tmp_path / "part2.md").write_text("# P2\n## References\n- abe (2001). B.\n- Zed (2000). Z.\n## After\n- no\n")
+    assert report.bibliography(tmp_path) == ["Abe (1999). A.", "abe (2001). B.", "Zed (2000). Z."]
+
+
+def test_inline_html_escapes_text_and_renders_code_and_links():
+    assert report.inline_html("a < b, `x<y>` and [doc](docs/p.md)") == \
+        'a &lt; b, <code>x&lt;y&gt;</code> and <a href="docs/p.md">doc</a>'
+
+
+def relative_links(markdown: str) -> list[str]:
+    """The targets of the markdown's links and images that are paths (not URLs, not anchors)."""
+    targets = re.findall(r"\]\(([^)]+)\)", markdown)
+    return [t.partition("#")[0] for t in targets if not re.match(r"[a-z]+:|#", t)]
+
+
+def figure_links(markdown: str) -> list[str]:
+    return re.findall(r"!\[[^\]]*\]\(([^)]+)\)", markdown)
+
+
+def test_report_command_writes_into_the_workdir_by_default(study_dir, tmp_path, monkeypatch):
+    elsewhere = tmp_path / "cwd"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert main(["report", "--workdir", str(study_dir)]) == 0
+    assert list(elsewhere.iterdir()) == []
+    markdown = (study_dir / "REPORT.md").read_text()
+    assert (study_dir / "report.html").is_file()
+    figures = figure_links(markdown)
+    assert len(figures) == 4 and not [f for f in figures if f.startswith("..") or Path(f).is_absolute()]
+    assert all((study_dir / link).exists() for link in relative_links(markdown))
+
+
+def test_report_out_elsewhere_links_relative_to_it(study_dir, tmp_path):
+    out = tmp_path / "elsewhere" / "R.md"
+    assert main(["report", "--workdir", str(study_dir), "--out", str(out)]) == 0
+    assert out.is_file() and (out.parent / "report.html").is_file() and not (study_dir / "REPORT.md").exists()
+    markdown = out.read_text()
+    assert "](../ckpts/part2/learning_curves.png)" in markdown
+    assert all((out.parent / link).exists() for link in relative_links(markdown))
+
+
+@pytest.mark.skipif(browser.chromium() is None, reason="chromium not installed (apt-get install chromium)")
+def test_html_report_renders_in_a_real_browser_with_every_image(study_dir, tmp_path):
+    _, page = report.write_report(study_dir, tmp_path / "REPORT.md")
+    loaded, total = browser.loaded_images(page)
+    assert (loaded, total) == (4, 4)
+    dom = browser.dump_dom(page)
+    first = re.search(r'<h2 id="([^"]+)">(.*?)</h2>(.*?)<nav>', dom, re.S)  # the glance, then the contents
+    assert first and first.group(2) == "Results at a glance"
+    links = re.findall(r'<a href="#([^"]+)">details</a>', first.group(3))
+    assert len(links) == 3 and all(f'id="{target}"' in dom for target in links)
+    assert "<strong>Part 2" in first.group(3) and "0.9833 ± 0.0123" in first.group(3)
+    shot = np.asarray(Image.open(browser.screenshot(page, tmp_path / "shot.png")).convert("L"))
+    assert shot.shape == (3000, 1200)
+    assert (shot < 128).mean() > 0.01  # text and figures drawn, not a blank page
+
+
+# --- the study command ------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class FakeConfig:
+    epochs: int = 3
+
+
+def fake_part(calls: list):
+    """A part module whose run records its call and writes results.json with its config."""
+    def run(cfg, data_root, workdir, *, resume=False, overwrite=False, cache_dir=None):
+        calls.append((workdir.name, resume))
+        workdir.mkdir(parents=True, exist_ok=True)
+        (workdir / "results.json").write_text(json.dumps({"config": to_dict(cfg)}))
+    return types.SimpleNamespace(get_config=lambda quick: FakeConfig(1 if quick else 3), run=run)
+
+
+def test_study_runs_each_part_once(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(study, "part_module", lambda name: fake_part(calls))
+    out = tmp_path / "REPORT.md"
+    first = study.run_study(tmp_path, tmp_path / "ckpts", quick=True, parts=("fake1",))
+    assert first == {"fake1": "ran"}
+    assert (tmp_path / "ckpts" / "REPORT.md").is_file() and (tmp_path / "ckpts" / "report.html").is_file()
+    again = study.run_study(tmp_path, tmp_path / "ckpts", quick=True, resume=True, out=out, parts=("fake1",))
+    assert again == {"fake1": "reused"} and calls == [("fake1", False)]
+    with pytest.raises(JaxcnnError, match="another configuration"):
+        study.run_study(tmp_path, tmp_path / "ckpts", quick=False, out=out, parts=("fake1",))
+
+
+def test_study_moves_paths_into_other_parts_under_its_workdir(tmp_path):
+    @dataclasses.dataclass(frozen=True)
+    class LinkedConfig:
+        part1_ckpt: str = "ckpts/part1"
+        data: str = "elsewhere/data"
+        epochs: int = 3
+
+    assert study.in_workdir(LinkedConfig(), tmp_path) == LinkedConfig(part1_ckpt=str(tmp_path / "part1"))
+    assert study.in_workdir(LinkedConfig(), Path("ckpts")) == LinkedConfig()
+
+
+def test_every_part_offers_the_protocol_and_an_unknown_part_is_refused():
+    for name in PARTS:
+        module = part_module(name)
+        assert callable(module.get_config) and callable(module.run) and callable(module.summary_lines)
+        assert dataclasses.is_dataclass(module.get_config(quick=True))
+    with pytest.raises(ValueError, match="unknown part 'part9'"):
+        part_module("part9")
+
+
+def files_under(folder: Path) -> set[Path]:
+    return {p for p in folder.rglob("*") if p.is_file()}
+
+
+@pytest.mark.slow
+def test_study_quick_end_to_end_report_matches_results(shared_data, tmp_path, monkeypatch):
+    workdir, out, cache = tmp_path / "ckpts", tmp_path / "ckpts" / "REPORT.md", tmp_path / "cache"
+    shared_data = shared_data.resolve()  # before leaving the directory it may be relative to
+    elsewhere = tmp_path / "cwd"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert main(["study", "--quick", "--workdir", str(workdir), "--data-root", str(shared_data),
+                 "--cache-dir", str(cache)]) == 0
+    assert out.is_file() and (workdir / "report.html").is_file()
+    assert files_under(tmp_path) - files_under(workdir) - files_under(cache) == set()  # nothing outside W
+    markdown = out.read_text()
+    assert figure_links(markdown) and all(not f.startswith("..") for f in figure_links(markdown))
+    assert all((workdir / link).exists() for link in relative_links(markdown))
+    for heading in SECTIONS:
+        assert f"\n{heading}\n" in markdown
+    part1 = json.loads((workdir / "part1" / "results.json").read_text())
+    assert part1["writers"] == list(range(1, 41)) and part1["expected_new_writers"] is None  # no cv run here
+    assert f"training took {part1['train_seconds']:.1f} s" in markdown
+    assert "not measured for this recipe (run `python -m jaxcnn cv`)" in markdown
+    last = part1["history"][-1]
+    assert table_value(markdown, str(last["epoch"]), 2) == f"{np.mean(last['train_accuracy']):.4f}"
+    if (workdir / "part2" / "results.json").is_file():
+        part2 = section(markdown, "## Part 2: transfer to MNIST")
+        models = json.loads((workdir / "part2" / "results.json").read_text())["models"]
+        for column, model in enumerate(models.values(), 1):
+            assert table_value(part2, "ensemble accuracy", column) == f"{model['ensemble']['accuracy']:.4f}"
+            mean = model["final_test_accuracy"]["mean"]
+            assert table_value(part2, "final test accuracy", column).startswith(f"{mean:.4f}")
+    stamp = (workdir / "part1" / "results.json").stat().st_mtime_ns
+    again = study.run_study(shared_data, workdir, quick=True, cache_dir=cache)
+    assert set(again.values()) == {"reused"}
+    assert (workdir / "part1" / "results.json").stat().st_mtime_ns == stamp
+
+
+# --- progress bar and TensorBoard -------------------------------------------------------------
+
+class Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_progress_is_silent_when_not_a_terminal():
+    stream = io.StringIO()
+    with Progress(5, "fit", stream=stream) as bar:
+        bar.update(2)
+    assert stream.getvalue() == ""
+
+
+def test_progress_shows_count_and_eta_from_this_process_items():
+    now = [100.0]
+    stream = Terminal()
+    bar = Progress(10, "part1", unit="epochs", initial=2, stream=stream, clock=lambda: now[0])
+    now[0] += 30.0
+    bar.update(3, note="acc 0.5")  # 3 epochs in 30 s: 5 left take 50 s
+    last = stream.getvalue().split("\r\x1b[K")[-1]
+    assert last == f"part1 |{'#' * 12}{' ' * 12}| 5/10 epochs  0:30 elapsed, ETA 0:50  acc 0.5"
+    logging.getLogger("jaxcnn").info("a log line")  # clears the bar first
+    assert stream.getvalue().endswith("\r\x1b[K") and not bar.drawn
+    bar.close()
+    assert logging.getLogger("jaxcnn").filters == []
+
+
+def test_bar_text_and_durations():
+    assert format_duration(3725) == "1:02:05" and format_duration(65) == "1:05"
+    assert bar_text("x", 0, 4, 0.0, None).endswith("0/4  0:00 elapsed, ETA ?")
+
+
+def test_epoch_scalars_name_each_seed_and_the_mean():
+    record = {"epoch": 3, "step": 90, "train_loss": [1.0, 3.0], "val_accuracy_ensemble": 0.5, "seconds": 2.0}
+    assert epoch_scalars(record, seeds=[4, 7]) == {"train_loss/seed_4": 1.0, "train_loss/seed_7": 3.0,
+                                                   "train_loss/mean": 2.0, "val_accuracy_ensemble": 0.5,
+                                                   "seconds": 2.0}
+
+
+def read_events(logdir):
+    """Every Event in the TensorBoard files of ``logdir`` (TFRecord framing, CRCs not checked)."""
+    from tensorboardX.proto.event_pb2 import Event
+    events = []
+    for path in sorted(logdir.glob("events.out.tfevents.*")):
+        data = path.read_bytes()
+        offset = 0
+        while offset < len(data):
+            (length,) = struct.unpack("<Q", data[offset:offset + 8])
+            events.append(Event.FromString(data[offset + 12:offset + 12 + length]))
+            offset += 12 + length + 4
+    return events
+
+
+def test_metric_writer_writes_scalars_and_hides_events_a_resume_replaces(tmp_path):
+    with MetricWriter(tmp_path) as writer:
+        for record in history(2):
+            writer.write_epoch(record, seeds=[0, 1])
+    scalars = {(e.step, v.tag): v.simple_value for e in read_events(tmp_path) for v in e.summary.value}
+    assert scalars[(2, "val_accuracy_ensemble")] == pytest.approx(0.6)
+    assert scalars[(1, "train_loss/seed_1")] == pytest.approx(1.4)
+    with MetricWriter(tmp_path, first_epoch=2):
+        pass
+    starts = [e.step for e in read_events(tmp_path) if e.HasField("session_log")]
+    assert 2 in starts  # TensorBoard purges the earlier epoch-2 events from here

@@ -1,0 +1,291 @@
+"""The pure steps and whole epochs: learning, one compilation, determinism, and equal paths.
+
+Compilation dominates on the CPU, so the expensive programs run once in module fixtures and several
+tests assert on their results.
+"""
+
+import dataclasses
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from jaxcnn.config import ModelConfig, TrainConfig
+from jaxcnn.config import NO_AUGMENT, AugmentConfig
+from jaxcnn.training import steps as T
+from jaxcnn.training.augment import _cutmix_box, augment_batch, mix_batch
+from tests.tolerances import CROSS_PROGRAM
+
+NUM_CLASSES = 4
+NUM_EXAMPLES = 64
+CFG = TrainConfig(seeds=(0, 1), epochs=20, batch_size=16, learning_rate=1e-2, warmup_epochs=0,
+                  label_smoothing=0.0, model=ModelConfig(widths=(4, 8), hidden=16), augment=NO_AUGMENT)
+TOLERANCE = CROSS_PROGRAM
+
+
+def pattern_images(n: int, seed: int = 0):
+    """uint8 [n, 28, 28] images whose class (i % 4) is a bar, a column, a diagonal or a frame, plus noise."""
+    rng = np.random.default_rng(seed)
+    labels = (np.arange(n) % NUM_CLASSES).astype(np.int32)
+    images = rng.integers(0, 40, (n, 28, 28)).astype(np.uint8)
+    for image, label in zip(images, labels):
+        if label == 0:
+            image[12:16, 4:24] = 255
+        elif label == 1:
+            image[4:24, 12:16] = 255
+        elif label == 2:
+            image[np.arange(4, 24), np.arange(4, 24)] = 255
+        else:
+            image[4:24, 4] = image[4:24, 23] = image[4, 4:24] = image[23, 4:24] = 255
+    return images, labels
+
+
+def copy(tree):
+    """A copy of a state, for the jitted epochs that donate their input."""
+    return jax.tree.map(jnp.copy, tree)
+
+
+@pytest.fixture(scope="module")
+def data():
+    return pattern_images(NUM_EXAMPLES)
+
+
+@pytest.fixture(scope="module")
+def population():
+    return T.create_population(CFG.seeds, NUM_CLASSES, CFG, NUM_EXAMPLES)
+
+
+@pytest.fixture(scope="module")
+def counted_step():
+    """``train_step`` jitted, wrapped to fail if it is traced more than once."""
+    chex.clear_trace_counter()
+    return jax.jit(chex.assert_max_traces(T.train_step, n=1), static_argnames="cfg")
+
+
+@pytest.fixture(scope="module")
+def fixed_batch_run(population, data, counted_step):
+    """20 steps on one fixed batch of 16."""
+    state = T.unstack(population, 0)
+    batch = {"image": data[0][:16], "label": data[1][:16]}
+    metrics = []
+    for i in range(20):
+        state, m = counted_step(state, batch, jax.random.fold_in(state.key, i), CFG)
+        metrics.append(jax.device_get(m))
+    return state, {k: np.array([m[k] for m in metrics]) for k in metrics[0]}
+
+
+@pytest.fixture(scope="module")
+def scanned_epoch(population, data):
+    return T.train_epoch_population(copy(population), *data, CFG)
+
+
+def test_loss_falls_on_a_fixed_batch(fixed_batch_run):
+    _, metrics = fixed_batch_run
+    loss = metrics["loss"]
+    assert loss[-5:].mean() < 0.5 * loss[:2].mean(), loss
+    assert metrics["accuracy"][-1] == 1.0
+
+
+def test_gradients_are_finite(fixed_batch_run):
+    state, metrics = fixed_batch_run
+    assert np.isfinite(metrics["grad_norm"]).all() and (metrics["grad_norm"] > 0).all()
+    assert all(np.isfinite(leaf).all() for leaf in jax.tree.leaves(state.params))
+
+
+def test_train_step_compiles_once_across_steps(fixed_batch_run, counted_step, data):
+    state, _ = fixed_batch_run  # 20 steps ran; assert_max_traces(n=1) would have raised on a retrace
+    assert int(state.step) == 20
+    for i in range(3):  # new batches, keys and states of the same shapes reuse the compiled step
+        batch = {"image": data[0][16 * i:16 * (i + 1)], "label": data[1][16 * i:16 * (i + 1)]}
+        state, _ = counted_step(state, batch, jax.random.PRNGKey(i), CFG)
+    assert int(state.step) == 23
+
+
+def test_a_second_trace_is_caught(population, data):
+    """The guard above is live: a step retraced (here for a new batch size) fails."""
+    step = jax.jit(chex.assert_max_traces(T.eval_step, n=1))
+    state = T.unstack(population, 0)
+    step(state, {"image": data[0][:2], "label": data[1][:2]})
+    with pytest.raises(AssertionError, match="traced > 1 times"):
+        step(state, {"image": data[0][:3], "label": data[1][:3]})
+
+
+def test_eval_step_is_deterministic_and_ignores_dropout(population, data):
+    state = T.unstack(population, 0)
+    batch = {"image": data[0][:16], "label": data[1][:16]}
+    first, second = T.eval_step(state, batch), T.eval_step(state, batch)
+    chex.assert_trees_all_equal(first, second)
+    for dropout in (0.0, 0.9):
+        model = T.make_model(NUM_CLASSES, dataclasses.replace(CFG.model, dropout=dropout))
+        chex.assert_trees_all_close(T.eval_step(state.replace(apply_fn=model.apply), batch), first,
+                                    rtol=1e-6, atol=1e-6)
+
+
+def test_augmentation_keeps_the_shape_and_range_and_changes_pixels(data):
+    images = T.to_float(jnp.asarray(data[0][:8]))
+    augment = jax.jit(augment_batch, static_argnames="cfg")
+    out = augment(jax.random.PRNGKey(0), images, AugmentConfig())
+    chex.assert_shape(out, images.shape)
+    chex.assert_type(out, jnp.float32)
+    assert 0.0 <= float(out.min()) and float(out.max()) <= 1.0
+    assert float(jnp.abs(out - images).mean()) > 0.01
+    chex.assert_trees_all_equal(out, augment(jax.random.PRNGKey(0), images, AugmentConfig()))
+    assert not np.array_equal(out, augment(jax.random.PRNGKey(1), images, AugmentConfig()))
+
+
+def test_no_augment_is_the_identity(data):
+    images = T.to_float(jnp.asarray(data[0][:8]))
+    assert not NO_AUGMENT.enabled
+    chex.assert_trees_all_equal(augment_batch(jax.random.PRNGKey(0), images, NO_AUGMENT), images)
+
+
+def test_scanned_epoch_equals_the_stepwise_loop(population, data, scanned_epoch):
+    stepwise = T.train_epoch_stepwise(copy(population), *data, CFG)
+    chex.assert_trees_all_close(stepwise, scanned_epoch, **TOLERANCE)
+    assert np.asarray(scanned_epoch[0].step).tolist() == [4, 4]
+
+
+@pytest.mark.parametrize("epoch_fn", [T.train_epoch_population, T.train_epoch_stepwise], ids=["scan", "stepwise"])
+def test_an_epoch_in_chunks_equals_the_epoch_in_one_piece(population, data, scanned_epoch, epoch_fn):
+    state, first = epoch_fn(copy(population), *data, CFG, 3)
+    state, rest = epoch_fn(state, *data, CFG, 1)
+    chex.assert_trees_all_close(state, scanned_epoch[0], **TOLERANCE)
+    np.testing.assert_allclose((3 * first["loss"] + rest["loss"]) / 4, scanned_epoch[1]["loss"], **TOLERANCE)
+
+
+def test_seeds_trained_together_equal_each_trained_alone(population, data, scanned_epoch, counted_step):
+    """Each seed alone: a plain loop of the single-state step, following the documented contract
+    (data order from ``epoch_batches``, the step key ``fold_in(key, step)``)."""
+    together, together_metrics = scanned_epoch
+    images, labels = data
+    for i in range(len(CFG.seeds)):
+        alone = T.unstack(population, i)
+        losses = []
+        for index in T.epoch_batches(alone.key, 0, NUM_EXAMPLES, CFG.batch_size):
+            rng = jax.random.fold_in(alone.key, alone.step)
+            alone, m = counted_step(alone, {"image": images[index], "label": labels[index]}, rng, CFG)
+            losses.append(m["loss"])
+        member = T.unstack(together, i)
+        np.testing.assert_allclose(np.mean(losses), together_metrics["loss"][i], **TOLERANCE)
+        chex.assert_trees_all_equal(alone.step, member.step)
+        chex.assert_trees_all_equal(alone.key, member.key)
+        # Adam divides by sqrt(v): where a weight's gradient is ~0, the rounding difference between the
+        # batched and the plain convolution can flip the sign of its update (seen: 1.2e-4 on a Xeon,
+        # 2e-2 on an AVX-512 EPYC, on one weight), and BatchNorm statistics after it follow. No rounding
+        # moves a weight by more than Adam's bound (about lr per step), and a real fault (another data
+        # order or key) moves nearly every weight, so: all within the bound, 99% within lr / 20.
+        steps = int(alone.step)
+        for saved, trained in ((alone.params, member.params), (alone.batch_stats, member.batch_stats)):
+            gaps = np.concatenate([np.abs(np.asarray(x) - np.asarray(y)).ravel()
+                                   for x, y in zip(jax.tree.leaves(saved), jax.tree.leaves(trained))])
+            assert gaps.max() <= 2 * CFG.learning_rate * steps
+            assert np.mean(gaps <= CFG.learning_rate / 20) >= 0.99
+    kernels = together.params["head"]["logits"]["kernel"]
+    assert not np.allclose(kernels[0], kernels[1])  # the seeds really differ
+
+
+def test_frozen_trunk_stays_bit_identical_while_the_head_learns(population, data):
+    cfg = dataclasses.replace(CFG, freeze_trunk=True)
+    member = T.unstack(population, 0)
+    state = T.TrainState.create(apply_fn=member.apply_fn, params=member.params, batch_stats=member.batch_stats,
+                                key=member.key, tx=T.make_optimizer(cfg, T.steps_per_epoch(NUM_EXAMPLES, 16)))
+    step = jax.jit(T.train_step, static_argnames="cfg")
+    trained = state
+    for i in range(3):
+        batch = {"image": data[0][16 * i:16 * (i + 1)], "label": data[1][16 * i:16 * (i + 1)]}
+        trained, _ = step(trained, batch, jax.random.fold_in(state.key, i), cfg)
+    chex.assert_trees_all_equal(trained.params["trunk"], state.params["trunk"], strict=True)
+    chex.assert_trees_all_equal(trained.batch_stats["trunk"], state.batch_stats["trunk"], strict=True)
+    for collection in ("params", "batch_stats"):
+        before, after = getattr(state, collection)["head"], getattr(trained, collection)["head"]
+        assert all(not np.array_equal(a, b) for a, b in zip(jax.tree.leaves(after), jax.tree.leaves(before)))
+
+
+def test_the_library_compiles_the_cpu_step_without_ynnpack_and_equal_to_xla_defaults(data):
+    """``COMPILER_OPTIONS`` swap XLA:CPU's convolution kernels (YNNPACK for Eigen), not the numbers.
+
+    Gradients are compared, and the losses of a few steps: parameters after AdamW steps are not, as
+    AdamW moves a weight by the learning rate whatever its gradient's size, so a gradient of 1e-9
+    whose sign two programs round differently moves it by 2e-2 and says nothing about the kernels.
+    """
+    cfg = dataclasses.replace(CFG, model=ModelConfig(widths=(32,), hidden=16))  # YNNPACK skips 16 channels or fewer
+    population = T.create_population((0,), NUM_CLASSES, cfg, NUM_EXAMPLES)
+    images, labels = jnp.asarray(data[0]), jnp.asarray(data[1])
+    indices = jnp.arange(3 * 16).reshape(3, 1, 16)
+    if jax.default_backend() == "cpu":
+        text = T._step_population.lower(population, images, labels, indices[0], cfg).compile().as_text()
+        assert "convolution(" in text and "__ynn_fusion" not in text
+    member = T.unstack(population, 0)
+
+    def grads(params):
+        def loss(p):
+            logits, _ = member.apply_fn({"params": p, "batch_stats": member.batch_stats}, T.to_float(images[:16]),
+                                        train=True, rngs={"dropout": member.key}, mutable=["batch_stats"])
+            return T.training_loss(logits, labels[:16], cfg).mean()
+        return jax.grad(loss)(params)
+
+    library_grads = jax.jit(grads, compiler_options=T.COMPILER_OPTIONS)(member.params)
+    chex.assert_trees_all_close(library_grads, jax.jit(grads)(member.params), **TOLERANCE)
+    default_step = jax.jit(T.train_step, static_argnames="cfg")  # XLA's default options
+    library, default = copy(population), member
+    for index in indices:
+        library, library_metrics = T._step_population(library, images, labels, index, cfg)
+        batch = {"image": images[index[0]], "label": labels[index[0]]}
+        default, default_metrics = default_step(default, batch, jax.random.fold_in(default.key, default.step), cfg)
+        for name in ("loss", "grad_norm"):
+            np.testing.assert_allclose(library_metrics[name][0], default_metrics[name], **TOLERANCE)
+
+
+@pytest.mark.parametrize("mixup_alpha, cutmix_alpha", [(0.4, 0.0), (0.0, 1.0)])
+def test_mixing_pairs_each_image_with_the_next_and_weighs_what_it_kept(data, mixup_alpha, cutmix_alpha):
+    images = T.to_float(jnp.asarray(data[0][:8]))
+    mixed, partner, weight = mix_batch(jax.random.PRNGKey(3), images, mixup_alpha, cutmix_alpha)
+    np.testing.assert_array_equal(partner, np.roll(np.arange(8), -1))
+    assert 0 <= float(weight) <= 1
+    if mixup_alpha:
+        np.testing.assert_allclose(mixed, weight * images + (1 - weight) * images[partner], **TOLERANCE)
+    else:  # every pixel is its own image's or its partner's, and ``weight`` is the share kept
+        own = np.asarray(mixed == images).all(axis=(0, 3))
+        assert (own | np.asarray(mixed == images[partner]).all(axis=(0, 3))).all()
+        np.testing.assert_allclose(float(weight), own.mean(), atol=1 / 784)
+
+
+def test_cutmix_boxes_cover_about_one_minus_lambda():
+    areas = [float(_cutmix_box(jax.random.PRNGKey(i), (28, 28), 0.75).mean()) for i in range(200)]
+    assert max(areas) <= 0.25 + 0.04  # a 14x14 box, clipped at the edges: never more
+    assert 0.12 < np.mean(areas) < 0.25
+
+
+def test_mixing_changes_the_loss_and_no_mixing_draws_as_before(population, data):
+    member = T.unstack(population, 0)
+    batch = {"image": data[0][:16], "label": data[1][:16]}
+    rng = jax.random.PRNGKey(5)
+    step = jax.jit(T.train_step, static_argnames="cfg")
+    _, plain = step(member, batch, rng, CFG)
+    _, mixed = step(member, batch, rng, dataclasses.replace(CFG, mixup_alpha=0.4))
+    assert float(mixed["loss"]) != float(plain["loss"])
+
+
+def test_weight_average_follows_the_weights_and_is_what_is_evaluated(data):
+    cfg = dataclasses.replace(CFG, seeds=(0,), ema_decay=0.9)
+    state = T.create_population(cfg.seeds, NUM_CLASSES, cfg, NUM_EXAMPLES)
+    chex.assert_trees_all_equal(state.ema, {"params": state.params, "batch_stats": state.batch_stats})
+    trained, _ = T.train_epoch_stepwise(copy(state), *data, cfg)
+    distance = lambda a, b: optax.global_norm(jax.tree.map(jnp.subtract, a, b))
+    # the average lies between the start and the current weights
+    assert 0 < float(distance(trained.ema["params"], trained.params)) < float(distance(state.params, trained.params))
+    logits, _ = T.evaluate_population(trained, *data, 32)
+    averaged = trained.replace(params=trained.ema["params"], batch_stats=trained.ema["batch_stats"], ema=None)
+    np.testing.assert_allclose(logits, T.evaluate_population(averaged, *data, 32)[0], **TOLERANCE)
+
+
+def test_weight_average_ramps_up_from_the_first_steps():
+    """At step t the average moves by 1 - min(decay, (1 + t) / (10 + t)): 90% at the first step."""
+    cfg = dataclasses.replace(CFG, seeds=(0,), ema_decay=0.999)
+    state = T.unstack(T.create_population(cfg.seeds, NUM_CLASSES, cfg, NUM_EXAMPLES), 0)
+    moved = state.replace(step=jnp.asarray(0), params=jax.tree.map(lambda p: p + 1.0, state.params))
+    updated = T.update_ema(moved, cfg.ema_decay)
+    chex.assert_trees_all_close(updated.ema["params"], jax.tree.map(lambda p: p + 0.9, state.params), atol=1e-6)
