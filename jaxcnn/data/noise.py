@@ -294,5 +294,3 @@ def make_noisy_mnist(
     tmp.write_text(json.dumps(truth, indent=1))
     os.replace(tmp, truth_path(out_dir))
     return summary
-
-

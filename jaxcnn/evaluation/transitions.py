@@ -92,26 +92,12 @@ def describe_transition(T, prior=None, mapping=None) -> dict:
 
 
 KINDS = ("clean", "permutation", "complementary", "pair_flip", "symmetric", "uninformative", "mixed")
-
-
 CLEAN_MAX_NOISE = 0.05  # less noise than this off a bijective mapping: clean (or a pure permutation)
-
-
 PAIR_MIN_NOISE = 0.15  # a pair flip moves at least this much of the mass ...
-
-
 PAIR_MIN_SHARE = 0.5  # ... and sends at least this share of what it moves to one class per row
-
-
 SYMMETRIC_MAX_TV = 0.3  # off-mapping mass this close (total variation) to uniform: symmetric
-
-
 EXTREME_SD = 2.2  # the max (min) of K uniform cells estimated from n samples lies ~1.5 sd above (below) 1/K
-
-
 BIJECTION_SLACK = 0.025  # the best bijection may hold this much less mean mass than the rows' own extremes
-
-
 ROW_SPREAD_MAX = 0.5  # rows whose mass on the mapping differs more than this are of different kinds
 
 

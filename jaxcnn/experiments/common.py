@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from jaxcnn.config import AugmentConfig
+from jaxcnn.data.dataset import ArrayDataset
+from jaxcnn.data.mnist import load_mnist
 
 # MNIST digits are already size-normalised and centred, so they vary less than the part-1 images:
 # milder distortions than part 1's, still enough to regularise a 15-epoch run.
@@ -33,3 +37,7 @@ def balanced_subset(labels, size: int, seed: int) -> np.ndarray:
     return np.sort(np.concatenate(chosen))
 
 
+def load_mnist_split(data_root: Path, split: str, size: int, seed: int) -> ArrayDataset:
+    """A clean MNIST split, whole or as a class-balanced subset of ``size``."""
+    data = load_mnist(data_root, split)
+    return data.subset(balanced_subset(data.labels, size, seed)) if size else data

@@ -125,9 +125,6 @@ def data_size_subsets(cfg: Part2Config, train: ArrayDataset) -> dict[int, ArrayD
     return subsets
 
 
-# --- transfer ---------------------------------------------------------------------------------
-
-
 # --- derived metrics --------------------------------------------------------------------------
 
 

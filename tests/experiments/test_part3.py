@@ -11,7 +11,9 @@ import pytest
 from jaxcnn.data import noise
 from jaxcnn.data.dataset import ArrayDataset
 from jaxcnn.errors import CheckpointError, DataError
-from jaxcnn.experiments import part3
+from jaxcnn.evaluation import evaluate, plots
+from jaxcnn.experiments import common, part3, part3_config
+from jaxcnn.experiments import part3_diagnosis
 from tests.conftest import SHARED_DATA
 
 PLANTED_SEED = 0
@@ -31,7 +33,7 @@ def quick_run(tmp_path_factory, real_data):
     tmp = tmp_path_factory.mktemp("part3")
     workdir, stash = tmp / "run", tmp / "stash.json"
     seen = {}
-    real_make, real_score = part3.make_noisy_mnist, part3.score_estimate
+    real_make, real_score = noise.make_noisy_mnist, part3_diagnosis.score_estimate
 
     def make_then_hide_truth(*args, **kwargs):
         summary = real_make(*args, **kwargs)
@@ -134,7 +136,7 @@ def _posteriors(spec, n=4000, sharp=0.9, seed=0):
     ("symmetric:0.9", "uninformative")])
 def test_the_oracle_free_view_reads_the_posteriors_shape(spec, kind):
     folders, q = _posteriors(spec)
-    free = part3.free_diagnosis(folders, q)
+    free = part3_diagnosis.free_diagnosis(folders, q)
     assert free["kind"] == kind, free
     assert free["anchor"] == ("least likely" if kind == "complementary" else "most likely")
     if kind == "complementary":
@@ -143,9 +145,9 @@ def test_the_oracle_free_view_reads_the_posteriors_shape(spec, kind):
 
 def test_the_views_disagree_on_a_permutation_and_say_why():
     folders, q = _posteriors("permutation+symmetric:0.1")
-    views = part3.compare_views({"kind": "permutation"}, part3.free_diagnosis(folders, q))
+    views = part3_diagnosis.compare_views({"kind": "permutation"}, part3_diagnosis.free_diagnosis(folders, q))
     assert not views["agree"] and "cannot see a permutation (as here)" in views["note"]
-    assert part3.compare_views({"kind": "complementary"}, {"kind": "complementary"})["agree"]
+    assert part3_diagnosis.compare_views({"kind": "complementary"}, {"kind": "complementary"})["agree"]
 
 
 def test_the_oracle_view_reads_complementary_labels_and_renaming_inverts_a_permutation():
@@ -154,15 +156,15 @@ def test_the_oracle_view_reads_complementary_labels_and_renaming_inverts_a_permu
     probs = np.full((3000, 10), 0.02)
     probs[np.arange(3000), truth] = 0.82  # an oracle that is always right, 82% confident
     folders = noise.corrupt_labels(truth, "complementary", seed=3)
-    diagnosis = part3.diagnose(folders, probs, min_confidence=0.5)
+    diagnosis = part3_diagnosis.diagnose(folders, probs, min_confidence=0.5)
     assert diagnosis["kind"] == "complementary" and diagnosis["mapping"] == list(range(10))
     assert diagnosis["hole_mass"] == 0.0 and sum(diagnosis["rows_seen"]) == 3000
     permuted = noise.corrupt_labels(truth, "permutation+symmetric:0.2", seed=3)
-    diagnosis = part3.diagnose(permuted, probs, min_confidence=0.5)
+    diagnosis = part3_diagnosis.diagnose(permuted, probs, min_confidence=0.5)
     assert diagnosis["kind"] == "permutation" and diagnosis["mapping"] == noise.derangement(10, 3).tolist()
     assert diagnosis["noise_rate"] == pytest.approx(0.2, abs=0.03)
     folder_logits = 10.0 * np.eye(10)[np.asarray(diagnosis["mapping"])[truth]][None]
-    renamed = part3.renamed_accuracy(folder_logits, truth, diagnosis["mapping"])
+    renamed = part3_diagnosis.renamed_accuracy(folder_logits, truth, diagnosis["mapping"])
     assert renamed["ensemble_accuracy"] == 1.0 and np.mean(folder_logits[0].argmax(-1) == truth) == 0.0
 
 
@@ -170,7 +172,7 @@ def test_a_model_of_complementary_folders_is_right_by_its_least_likely_class():
     digits = np.arange(10).repeat(3)
     logits = np.log((1 - np.eye(10)[digits]) / 9 + 1e-3)[None]  # it learnt P(folder | x): all but the digit
     assert np.mean(logits[0].argmax(-1) == digits) == 0.0
-    assert part3.least_likely_accuracy(logits, digits)["ensemble_accuracy"] == 1.0
+    assert part3_diagnosis.least_likely_accuracy(logits, digits)["ensemble_accuracy"] == 1.0
 
 
 def test_pseudo_labels_rule_out_the_folder_and_keep_only_confident_ones(monkeypatch):
@@ -181,22 +183,22 @@ def test_pseudo_labels_rule_out_the_folder_and_keep_only_confident_ones(monkeypa
     monkeypatch.setattr(part3, "predict_probs", lambda state, images, batch: (None, probs))
     data = ArrayDataset(np.zeros((4, 28, 28), np.uint8), np.array([5, 3, 7, 5], np.int32),
                         np.full(4, -1, np.int32), tuple(str(d) for d in range(10)))
-    keep, labels = part3.pseudo_labels(None, part3.get_config(quick=True), part3.METHODS["comp_nn"], data, {})
+    keep, labels = part3.pseudo_labels(None, part3.get_config(quick=True), part3_config.METHODS["comp_nn"], data, {})
     assert keep.tolist() == [0, 1] and labels.tolist() == [3, 5]  # folder 7 leaves a tie (0.5): not confident
 
 
 def test_methods_say_whether_they_use_clean_labels_and_where_they_apply():
-    assert not any(part3.METHODS[m].uses_clean_labels for m in ("folder", "comp_forward", "comp_nn", "self_train"))
-    assert all(part3.METHODS[m].uses_clean_labels for m in ("relabel", "forward", "oracle_relabel"))
+    assert not any(part3_config.METHODS[m].uses_clean_labels for m in ("folder", "comp_forward", "comp_nn", "self_train"))
+    assert all(part3_config.METHODS[m].uses_clean_labels for m in ("relabel", "forward", "oracle_relabel"))
     cfg = part3.get_config(quick=True)
-    comp = part3.train_config(cfg, part3.METHODS["comp_forward"], {"transition": np.eye(10).tolist()})
+    comp = part3_config.train_config(cfg, part3_config.METHODS["comp_forward"], {"transition": np.eye(10).tolist()})
     np.testing.assert_allclose(comp.label_transition, (1 - np.eye(10)) / 9)  # the known form, not the oracle's
-    oracle_t = part3.train_config(cfg, part3.METHODS["forward"], {"transition": np.eye(10).tolist()})
+    oracle_t = part3_config.train_config(cfg, part3_config.METHODS["forward"], {"transition": np.eye(10).tolist()})
     np.testing.assert_allclose(oracle_t.label_transition, np.eye(10))
     views = {"oracle": {"kind": "permutation", "is_permutation": True}, "oracle_free": {"kind": "clean"}}
-    assert "complementary" in part3.fits(part3.METHODS["comp_nn"], views)
-    assert part3.fits(part3.METHODS["relabel"], views) is None
-    assert part3.method_of("comp_nn_trunk") == (part3.METHODS["comp_nn"], True)
+    assert "complementary" in part3_config.fits(part3_config.METHODS["comp_nn"], views)
+    assert part3_config.fits(part3_config.METHODS["relabel"], views) is None
+    assert part3_config.method_of("comp_nn_trunk") == (part3_config.METHODS["comp_nn"], True)
 
 
 @pytest.mark.parametrize("change, message", [
@@ -243,9 +245,9 @@ def test_a_made_set_with_other_settings_is_not_silently_reused(tmp_path):
 def test_folder_sample_grid_and_heat_map_are_drawn(tmp_path):
     data = ArrayDataset(np.zeros((30, 28, 28), np.uint8), np.repeat(np.arange(10), 3).astype(np.int32),
                         np.full(30, -1, np.int32), tuple(str(d) for d in range(10)))
-    part3.plot_folder_samples(data, np.zeros(30, int), tmp_path / "grid.png", per_folder=3)
-    part3.plot_folder_samples(data, None, tmp_path / "plain.png", per_folder=3)
-    part3.plot_transition(np.eye(10)[noise.derangement(10, 0)], tmp_path / "T.png", "test")
+    plots.plot_folder_samples(data, np.zeros(30, int), tmp_path / "grid.png", per_folder=3)
+    plots.plot_folder_samples(data, None, tmp_path / "plain.png", per_folder=3)
+    plots.plot_transition(np.eye(10)[noise.derangement(10, 0)], tmp_path / "T.png", "test")
     for name in ("grid.png", "plain.png", "T.png"):
         assert (tmp_path / name).stat().st_size > 1000, name
 
@@ -263,9 +265,9 @@ def test_the_oracle_free_view_reads_a_weak_folder_model_right(spec, kind):
     # a folder model that has learnt only 15% of the way: a shallow hole, a low peak (for clean
     # folders 0.15 + 0.85/10: read from T as clean only because the peak lies off the flat band)
     folders, q = _posteriors(spec, n=3000, sharp=0.15 if kind != "clean" else 0.5)
-    free = part3.free_diagnosis(folders, q)
+    free = part3_diagnosis.free_diagnosis(folders, q)
     assert free["kind"] == kind, free
-    assert free["z_hole" if kind == "complementary" else "z_peak"] > (part3.FREE_Z if kind != "uninformative" else -9)
+    assert free["z_hole" if kind == "complementary" else "z_peak"] > (part3_diagnosis.FREE_Z if kind != "uninformative" else -9)
 
 
 @pytest.mark.slow
@@ -278,9 +280,9 @@ def test_the_quick_oracle_names_every_kind_on_a_quick_sized_set(quick_run, real_
     """The quick run's own tiny oracle and a quick-sized set (3,000 images): as noisy as --quick gets."""
     _, workdir, _ = quick_run
     cfg = dataclasses.replace(part3.get_config(quick=True), clean_ckpt=str(workdir / "reference"))
-    train = part3.load_mnist_split(real_data, "train", cfg.noisy_size, cfg.draw_seed)
+    train = common.load_mnist_split(real_data, "train", cfg.noisy_size, cfg.draw_seed)
     oracle, batch, _ = part3.clean_oracle(cfg, real_data, None, workdir)
-    _, probs = part3.predict_probs(oracle, train.images, batch)
+    _, probs = evaluate.predict_probs(oracle, train.images, batch)
     folders = noise.corrupt_labels(train.labels, spec, seed=PLANTED_SEED)
-    diagnosis = part3.diagnose(folders, probs, cfg.min_confidence)
+    diagnosis = part3_diagnosis.diagnose(folders, probs, cfg.min_confidence)
     assert diagnosis["kind"] == kind, diagnosis

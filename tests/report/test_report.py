@@ -16,6 +16,8 @@ import pytest
 from PIL import Image
 
 from jaxcnn import report, study
+from jaxcnn.report import render, sections
+from jaxcnn.report.glance import glance_section
 from jaxcnn.cli import main
 from jaxcnn.config import to_dict
 from jaxcnn.errors import JaxcnnError
@@ -209,7 +211,7 @@ def glance(markdown: str) -> str:
 
 def anchors_resolve(text: str, markdown: str) -> bool:
     """Every ``(#anchor)`` link in ``text`` names a heading of ``markdown``."""
-    headings = {report.anchor(line.lstrip("#").strip()) for line in markdown.splitlines() if line.startswith("#")}
+    headings = {render.anchor(line.lstrip("#").strip()) for line in markdown.splitlines() if line.startswith("#")}
     links = re.findall(r"\]\(#([^)]+)\)", text)
     return bool(links) and set(links) <= headings
 
@@ -246,7 +248,7 @@ def test_glance_reads_fold_estimates_and_which_models_used_clean_labels(study_di
     part3["models"]["scratch"]["uses_clean_labels"] = True
     (study_dir / "part3").mkdir()
     (study_dir / "part3" / "results.json").write_text(json.dumps(part3))
-    top = report.render_markdown([report.glance_section(study_dir)], study_dir, "glance only")
+    top = render.render_markdown([glance_section(study_dir)], study_dir, "glance only")
     assert "0.8123 ± 0.0123 expected on new writers (5 writer folds)" in top and "held-out writers" not in top
     assert "permutation: every digit is missing from one folder" in top
     assert "without clean labels: oracle_relabel, 0.9622" in top and "with the clean oracle's labels: scratch, 0.9712" in top
@@ -284,11 +286,11 @@ def test_report_names_the_file_whose_results_lack_a_field(tmp_path):
 def test_bibliography_merges_and_sorts_every_document(tmp_path):
     (tmp_path / "part1.md").write_text("# P1\n## Model\n- not a reference\n## Bibliography\n- Zed (2000). Z.\n- Abe (1999). A.\n")
     (tmp_path / "part2.md").write_text("# P2\n## References\n- abe (2001). B.\n- Zed (2000). Z.\n## After\n- no\n")
-    assert report.bibliography(tmp_path) == ["Abe (1999). A.", "abe (2001). B.", "Zed (2000). Z."]
+    assert sections.bibliography(tmp_path) == ["Abe (1999). A.", "abe (2001). B.", "Zed (2000). Z."]
 
 
 def test_inline_html_escapes_text_and_renders_code_and_links():
-    assert report.inline_html("a < b, `x<y>` and [doc](docs/p.md)") == \
+    assert render.inline_html("a < b, `x<y>` and [doc](docs/p.md)") == \
         'a &lt; b, <code>x&lt;y&gt;</code> and <a href="docs/p.md">doc</a>'
 
 

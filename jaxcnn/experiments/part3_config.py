@@ -1,0 +1,174 @@
+"""Part 3's configuration and its learning methods: which labels and loss each model trains with,
+and when it fits the diagnosed kind of noise."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from jaxcnn.config import AugmentConfig, ModelConfig, TrainConfig
+from jaxcnn.data.mnist import CLASS_NAMES as DIGITS
+from jaxcnn.evaluation.transitions import correct_labels
+from jaxcnn.experiments.common import MNIST_AUGMENT
+
+
+K = len(DIGITS)
+COMPLEMENTARY_T = tuple(tuple((1.0 - np.eye(K)[i]) / (K - 1)) for i in range(K))  # (J - I)/(K - 1)
+TRUNK = "_trunk"  # a model name ending in it starts from the part-1 trunk, else from scratch
+
+
+@dataclasses.dataclass(frozen=True)
+class Method:
+    """How a model learns: its labels (``folder``, ``relabelled`` by the oracle's mapping,
+    ``oracle`` predictions, ``pseudo`` labels of a teacher), its loss, and what it needs."""
+
+    label: str
+    labels: str
+    loss: str
+    uses_clean_labels: bool
+    fits: tuple[str, ...] = ()  # the diagnosed kinds it is meant for (empty: any)
+    view: str = "oracle_free"  # whose diagnosis decides whether it fits
+
+
+METHODS = {
+    "folder": Method("folder labels, cross-entropy", "folder", "cross_entropy", False),
+    "comp_forward": Method("complementary: forward correction, T = (J - I)/9", "folder", "forward", False,
+                           ("complementary",)),
+    "comp_nn": Method("complementary: non-negative risk (Ishida et al.)", "folder", "complementary_nn", False,
+                      ("complementary",)),
+    "self_train": Method("self-training on the teacher's pseudo-labels", "pseudo", "cross_entropy", False),
+    "relabel": Method("relabelled by the oracle's mapping", "relabelled", "cross_entropy", True,
+                      ("permutation", "clean", "symmetric", "pair_flip"), "oracle"),
+    "forward": Method("forward correction with the oracle's T", "folder", "forward", True, (), "oracle"),
+    "oracle_relabel": Method("the oracle's labels (upper bound)", "oracle", "cross_entropy", True, (), "oracle"),
+}
+
+
+def method_of(name: str) -> tuple[Method, bool]:
+    """A model name -> (its method, whether it starts from the part-1 trunk): ``comp_forward_trunk``."""
+    base = name.removesuffix(TRUNK)
+    if base not in METHODS or base == "folder":
+        raise ValueError(f"unknown model {name!r}: a method of {sorted(set(METHODS) - {'folder'})}, "
+                         f"optionally with '{TRUNK}' (from the part-1 trunk)")
+    return METHODS[base], name.endswith(TRUNK)
+
+
+def teacher_of(cfg: Part3Config, name: str) -> str:
+    """The teacher of a self-training model: ``cfg.teacher`` from the same start."""
+    return cfg.teacher + (TRUNK if name.endswith(TRUNK) else "")
+
+
+def fits(method: Method, diagnoses: dict) -> str | None:
+    """Why ``method`` does not fit the diagnosis (None if it does)."""
+    kind = diagnoses[method.view]["kind"]
+    if method.fits and kind not in method.fits:
+        return f"meant for {' or '.join(method.fits)} labels; the {method.view.replace('_', '-')} view reads {kind}"
+    if method.labels == "relabelled" and not diagnoses["oracle"]["is_permutation"]:
+        return f"the oracle's mapping {diagnoses['oracle']['mapping']} is not a permutation"
+    return None
+
+
+def labels_for(method: Method, folder, diagnosis: dict, oracle_digits) -> np.ndarray:
+    """The labels a method trains on (``pseudo`` ones come from the teacher, later)."""
+    if method.labels == "relabelled":
+        return correct_labels(folder, diagnosis["mapping"])
+    return np.asarray(oracle_digits if method.labels == "oracle" else folder, np.int32)
+
+
+def train_config(cfg: Part3Config, method: Method, diagnosis: dict, epochs: int = 0) -> TrainConfig:
+    """``cfg.train`` with the method's loss (and T for forward correction) and ``epochs`` (0: as it is)."""
+    transition = ()
+    if method.loss == "forward":
+        transition = COMPLEMENTARY_T if method.labels == "folder" and not method.uses_clean_labels else \
+            tuple(map(tuple, diagnosis["transition"]))
+    return dataclasses.replace(cfg.train, loss=method.loss, label_transition=transition,
+                               epochs=epochs or cfg.train.epochs)
+
+
+MADE_DIR = "noisy-mnist"  # made as WORKDIR/noisy-mnist.zip, in the original's form
+MNIST_TRAIN = TrainConfig(seeds=(0, 1, 2, 3, 4), epochs=15, batch_size=128, learning_rate=2e-3, weight_decay=5e-4,
+                          warmup_epochs=1, label_smoothing=0.0, augment=MNIST_AUGMENT, probe_every=50)
+
+
+@dataclasses.dataclass(frozen=True)
+class Part3Config:
+    """What part 3 trains on and how.
+
+    ``data``: the corrupted class-folder set (folder or zip); empty means make one,
+    ``WORKDIR/noisy-mnist.zip``, from MNIST train with ``corruption`` and ``corruption_seed``.
+    ``noisy_size``/``test_size``/``reference_size``: 0 uses everything, else a class-balanced subset
+    (of the folders by folder label, of MNIST test, of MNIST train for the oracle) drawn with ``draw_seed``.
+    ``part1_ckpt``: part 1's work directory, whose trunk is grafted; if it holds no checkpoint
+    whose trunk fits ``model``, ``train_part1_if_missing`` trains a quick part 1 in
+    ``WORKDIR/part1-quick``, else it is an error.
+    ``clean_ckpt``: a model trained on clean MNIST (part 2's B) used as the oracle; empty or
+    missing, a reference is trained on clean MNIST train with ``reference`` in ``WORKDIR/reference``.
+    ``min_confidence``: oracle predictions below it are left out of the estimate.
+    ``free_size``/``free_folds``/``free_train``: the oracle-free diagnosis, a ``free_folds``-fold
+    cross-validation of a model of the folder labels on ``free_size`` images (0: all).
+    ``baseline_epochs``: epochs of ``scratch`` and ``pretrained``, the models of the folder labels
+    (0: ``train.epochs``), trained last. ``models``: the other models, each a key of ``METHODS`` (``_trunk``: from the
+    part-1 trunk), trained with ``train`` when their method fits the diagnosed kind.
+    ``teacher``: the method whose model (same start) labels the data for ``self_train``; pseudo-labels
+    are the teacher's posterior given the image and its folder, kept at ``self_train_confidence``;
+    the student trains ``self_train_epochs`` (0: ``train.epochs``), from its own start.
+    ``model`` replaces ``train.model``, ``reference.model`` and ``free_train.model``.
+    """
+
+    data: str = ""
+    corruption: str = "complementary"
+    corruption_seed: int = 0
+    noisy_size: int = 0
+    test_size: int = 0
+    reference_size: int = 0
+    draw_seed: int = 0
+    part1_ckpt: str = "ckpts/part1"
+    train_part1_if_missing: bool = False
+    clean_ckpt: str = "ckpts/part2/B"
+    model: ModelConfig = ModelConfig()
+    train: TrainConfig = MNIST_TRAIN
+    reference: TrainConfig = dataclasses.replace(MNIST_TRAIN, seeds=(0,), epochs=10, probe_every=0)
+    min_confidence: float = 0.9
+    free_size: int = 12000
+    free_folds: int = 2
+    free_train: TrainConfig = dataclasses.replace(MNIST_TRAIN, seeds=(0,), epochs=3, probe_every=0)
+    baseline_epochs: int = 0
+    models: tuple[str, ...] = ("comp_forward", "comp_forward_trunk", "comp_nn", "comp_nn_trunk", "self_train",
+                               "self_train_trunk", "relabel", "forward", "oracle_relabel")
+    teacher: str = "comp_forward"
+    self_train_confidence: float = 0.9
+    self_train_epochs: int = 0
+    thresholds: tuple[float, ...] = (0.98, 0.99)
+    samples_per_folder: int = 8
+
+    def __post_init__(self):
+        for field in ("train", "reference", "free_train"):
+            object.__setattr__(self, field, dataclasses.replace(getattr(self, field), model=self.model))
+        for name in self.models:
+            method_of(name)
+        method_of(self.teacher)
+        if self.teacher.endswith(TRUNK) or METHODS[self.teacher].labels == "pseudo":
+            raise ValueError(f"teacher must be a method without '{TRUNK}' and not self_train, got {self.teacher!r}")
+        for i, name in enumerate(self.models):
+            if method_of(name)[0].labels == "pseudo" and teacher_of(self, name) not in self.models[:i]:
+                raise ValueError(f"{name} learns from {teacher_of(self, name)}: list it before {name} in models")
+        if self.free_folds < 2:
+            raise ValueError(f"free_folds must be at least 2, got {self.free_folds}")
+
+
+def get_config(quick: bool = False) -> Part3Config:
+    """The study's configuration; ``quick`` is the same pipeline, tiny (a few minutes on a CPU)."""
+    cfg = Part3Config()
+    if not quick:
+        return cfg
+    return dataclasses.replace(
+        cfg, model=ModelConfig(widths=(8, 16, 32), hidden=32),
+        train=dataclasses.replace(cfg.train, seeds=(0, 1), epochs=2, batch_size=32, warmup_epochs=0),
+        reference=dataclasses.replace(cfg.reference, epochs=2, batch_size=32, warmup_epochs=0,
+                                      augment=AugmentConfig(0.0, 0.0, 0.0, 0.0)),
+        free_train=dataclasses.replace(cfg.free_train, epochs=8, batch_size=32, warmup_epochs=0),
+        noisy_size=3000, test_size=1000, reference_size=3000, free_size=3000, clean_ckpt="",
+        train_part1_if_missing=True, min_confidence=0.5,
+        models=("comp_forward", "comp_forward_trunk", "comp_nn", "self_train", "relabel", "forward",
+                "oracle_relabel"))

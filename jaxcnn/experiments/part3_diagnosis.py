@@ -1,0 +1,159 @@
+"""Part 3's diagnosis of the corrupted folders: what the images are (the audit), and how their
+labels relate to the digits, read twice: through a clean model (the oracle view) and from the
+folder labels alone (the oracle-free view); at the end, the estimate scored against the truth."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from jaxcnn.data import audit
+from jaxcnn.data.dataset import ArrayDataset
+from jaxcnn.data.imagefiles import list_images
+from jaxcnn.data.mnist import CLASS_NAMES as DIGITS, load_mnist
+from jaxcnn.data.noise import truth_path
+from jaxcnn.evaluation.convergence import stat
+from jaxcnn.evaluation.evaluate import predict_probs
+from jaxcnn.evaluation.transitions import classify_transition, cycle_notation, estimate_transition, transition_error
+from jaxcnn.experiments.common import load_mnist_split
+from jaxcnn.experiments.part3_config import K, Part3Config
+from jaxcnn.training.loop import fit, softmax_mean
+
+logger = logging.getLogger("jaxcnn")
+
+
+def diagnose(folder_labels, oracle_probs, min_confidence: float) -> dict:
+    """The oracle view: T estimated from a clean model's digits (rows) and the folders (columns),
+    and its kind (``classify_transition``). The prior of the noise rate is the oracle's class
+    frequencies among the images it kept."""
+    T_est = estimate_transition(folder_labels, oracle_probs, num_classes=K, min_confidence=min_confidence)
+    kept = oracle_probs.max(1) >= min_confidence
+    rows_seen = np.bincount(oracle_probs.argmax(1)[kept], minlength=K)
+    return {"transition": T_est.tolist(), "min_confidence": min_confidence, "kept_fraction": float(kept.mean()),
+            "rows_seen": rows_seen.tolist(), **classify_transition(T_est, rows_seen, rows_seen)}
+
+
+FREE_Z = 3.0  # standard errors a folder frequency must lie from 1/K to count as signal (one-sided 0.13% each)
+
+
+def free_diagnosis(folder_labels, posteriors) -> dict:
+    """The oracle-free view, from held-out posteriors ``q[n, j]`` = P(folder j | image n) of a model
+    trained on the other folds' folder labels.
+
+    Clean (or renamed) folders make an image's folder its most likely one far more often than 1/K
+    (``folder_is_most_likely``); complementary folders make it its least likely one far *less* often
+    than 1/K (``folder_is_least_likely``: the model learnt "not the digit", and the folder never is
+    the digit); uninformative folders do neither. Whichever deviation from 1/K is larger, in standard
+    errors sqrt((1/K)(1 - 1/K)/n), decides, if it reaches ``FREE_Z``: these frequencies are unbiased,
+    so a weak folder model (a blurred, shallow hole) still reads right. Each image's *anchor* is then
+    its most (least) likely folder, T is estimated with the anchor as the row (``estimate_transition``)
+    and read by ``classify_transition``, which names a peaked kind (clean, symmetric, pair_flip).
+    The view assumes the anchor names the digit: a renaming of the folders leaves q peaked at the
+    folder itself, so a permutation reads as ``clean``.
+    """
+    q, folders = np.asarray(posteriors, np.float64), np.asarray(folder_labels)
+    n = len(folders)
+    most, least = float(np.mean(q.argmax(1) == folders)), float(np.mean(q.argmin(1) == folders))
+    se = np.sqrt((1 / K) * (1 - 1 / K) / n)
+    z_peak, z_hole = (most - 1 / K) / se, (1 / K - least) / se
+    holed = z_hole > z_peak
+    anchor = q.argmin(1) if holed else q.argmax(1)
+    rows_seen = np.bincount(anchor, minlength=K)
+    figures = {"anchor": "least likely" if holed else "most likely", "images": n,
+               "folder_is_most_likely": most, "folder_is_least_likely": least, "z_peak": float(z_peak),
+               "z_hole": float(z_hole), "posterior_profile": np.sort(q, axis=1)[:, ::-1].mean(0).tolist(),
+               "rows_seen": rows_seen.tolist()}
+    T_free = estimate_transition(folders, anchor, num_classes=K) if np.all(rows_seen) else None
+    reading = classify_transition(T_free, rows_seen) if T_free is not None else {}
+    if max(z_peak, z_hole) < FREE_Z:
+        verdict = {"kind": "uninformative", "reason": f"the folders are neither the images' most nor their least "
+                   f"likely ones more than chance says ({max(z_peak, z_hole):.1f} standard errors)"}
+    elif holed:
+        # noise rate: images whose folder is their anchor, an upper bound (the model's mistakes count)
+        verdict = {"kind": "complementary", "mapping": list(range(K)), "noise_rate": least,
+                   "reason": f"an image's folder is its least likely one in {least:.1%} of the held-out images, "
+                             f"{z_hole:.1f} standard errors below chance: the folder is the digit it is not"}
+    else:
+        verdict = {"kind": reading["kind"], "reason": f"an image's folder is its most likely one in {most:.1%} "
+                   f"of the held-out images; read from T: {reading['reason']}"}
+    return {**reading, **figures, "transition": None if T_free is None else T_free.tolist(), **verdict,
+            "transition_reading": reading.get("kind")}
+
+
+def free_posteriors(cfg: Part3Config, noisy: ArrayDataset, workdir: Path, flags: dict) -> tuple[np.ndarray, np.ndarray]:
+    """Cross-validated P(folder | image): ``(indices, q)`` for ``free_size`` images, each scored by a
+    model trained on the other folds' folder labels (validated on its own held-out fold's folders)."""
+    rng = np.random.default_rng(cfg.draw_seed + 2)
+    chosen = np.sort(rng.permutation(len(noisy))[:cfg.free_size or len(noisy)])
+    folds = np.arange(len(chosen)) % cfg.free_folds
+    rng.shuffle(folds)
+    q = np.zeros((len(chosen), K))
+    for fold in range(cfg.free_folds):
+        train, held = noisy.subset(chosen[folds != fold]), noisy.subset(chosen[folds == fold])
+        logger.info("part 3: oracle-free diagnosis, fold %d/%d: %d images train, %d held out",
+                    fold + 1, cfg.free_folds, len(train), len(held))
+        state, _ = fit(train, held, cfg.free_train, workdir / "free" / f"fold{fold}", **flags)
+        q[folds == fold] = predict_probs(state, held.images, cfg.free_train.eval_batch_size)[1]
+    return chosen, q
+
+
+def compare_views(oracle: dict, free: dict) -> dict:
+    """Whether the two views agree, and if not, what each rests on."""
+    agree = oracle["kind"] == free["kind"]
+    note = "the two views agree" if agree else (
+        f"the oracle reads {oracle['kind']}, the folders alone {free['kind']}: the oracle view assumes a "
+        "model of clean MNIST names each digit rightly (its own errors count as noise); the oracle-free "
+        "view assumes the folder model's most (or least) likely folder names the digit, which holds up to "
+        "a renaming, so it cannot see a permutation" + (" (as here)" if oracle["kind"] == "permutation" else ""))
+    return {"agree": agree, "note": note}
+
+
+def renamed_accuracy(logits, labels, mapping) -> dict:
+    """A model of the folder labels, its outputs renamed to digits by the estimated mapping.
+
+    ``logits`` [K, N, C]; folder ``mapping[i]`` holds digit i, so digit i's score is ``logits[..., mapping[i]]``.
+    """
+    renamed = np.asarray(logits)[..., np.asarray(mapping)]
+    return {"final_test_accuracy": stat((renamed.argmax(-1) == labels).mean(1).tolist()),
+            "ensemble_accuracy": float(np.mean(softmax_mean(renamed).argmax(-1) == labels))}
+
+
+def least_likely_accuracy(logits, labels) -> dict:
+    """A model of complementary folder labels read the other way: its least likely folder as the digit."""
+    logits = np.asarray(logits)
+    return {"final_test_accuracy": stat((logits.argmin(-1) == labels).mean(1).tolist()),
+            "ensemble_accuracy": float(np.mean(softmax_mean(logits).argmin(-1) == labels))}
+
+
+def score_estimate(data_dir: Path, diagnosis: dict) -> dict | None:
+    """The estimate against the truth file beside the data, if there is one. Call only after training."""
+    path = truth_path(data_dir)
+    if not path.is_file():
+        return None
+    truth = json.loads(path.read_text())
+    planted_T = np.asarray(truth["transition_matrix"])
+    return {"truth_file": str(path), "read_after_training": True, "planted_spec": truth["spec"],
+            "planted_kind": classify_transition(planted_T)["kind"], "kind_matches":
+                classify_transition(planted_T)["kind"] == diagnosis["kind"],
+            "planted_permutation": truth["permutation"], "planted_cycles": cycle_notation(truth["permutation"]),
+            "planted_noise_rate": truth["measured_noise_rate"],
+            "vs_expected_T": transition_error(diagnosis["transition"], planted_T),
+            "vs_measured_T": transition_error(diagnosis["transition"], truth["measured_transition"])}
+
+
+def audit_images(source: Path, noisy: ArrayDataset, test: ArrayDataset, data_root: Path, size: int, seed: int) -> dict:
+    """``results["audit"]``: the files, pixel statistics beside clean MNIST train and test, and exact
+    and near duplicates inside the set and against the MNIST test set (the whole test set, whatever
+    ``test_size``: a leaked image voids any test score)."""
+    listing = list_images(source)
+    counts = np.bincount(noisy.labels, minlength=K)
+    clean_train = load_mnist_split(data_root, "train", size, seed)
+    clean_test = load_mnist(data_root, "test")
+    return {"files": audit.file_audit(listing, {d: int(c) for d, c in zip(DIGITS, counts)}),
+            "pixels": {"set": audit.pixel_stats(noisy.images), "mnist_train": audit.pixel_stats(clean_train.images),
+                       "mnist_test": audit.pixel_stats(clean_test.images)},
+            "duplicates_inside": audit.duplicates(noisy.images),
+            "duplicates_in_mnist_test": audit.duplicates(noisy.images, clean_test.images)}

@@ -1,0 +1,110 @@
+"""The report's first section: each part's answer in a sentence, with links to its details."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from jaxcnn.experiments import PARTS
+from jaxcnn.report.document import Bullets, Section, evaluation_files, rate, read_json, stat_text
+from jaxcnn.report.render import anchor
+
+
+GLANCE_TITLE = "Results at a glance"
+
+
+def glance_section(workdir: Path) -> Section:
+    """The three answers first, each read from its part's results and linked to its section."""
+    parts = {part: read_json(workdir / part / "results.json") for part in PARTS}
+    return Section(GLANCE_TITLE, [Bullets([
+        part1_glance(parts["part1"], workdir),
+        part2_glance(parts["part2"]),
+        part3_glance(parts["part3"]),
+    ])])
+
+
+def see(title: str) -> str:
+    return f"([details](#{anchor(title)}))"
+
+
+def fold_estimate(results: dict, workdir: Path) -> dict | None:
+    """Part 1's writer-fold estimate, wherever this version of part 1 keeps it (``cv`` or
+    ``expected_new_writers`` in its results, or ``part1-cv/results.json``), else None."""
+    cv_run = read_json(workdir / "part1-cv" / "results.json") or {}
+    found = results.get("cv") or results.get("expected_new_writers") or cv_run.get("cv")
+    return found if isinstance(found, dict) and "accuracy" in found else None
+
+
+def figure_of(value) -> str:
+    """A summary (``mean ± ci``) or a plain rate."""
+    return stat_text(value) if isinstance(value, dict) else rate(value)
+
+
+def part1_glance(results: dict | None, workdir: Path) -> str:
+    title = "Part 1: characters from scratch"
+    if results is None:
+        return f"**Part 1, 62 characters on unseen writers**: not run yet {see(title)}."
+    answers = []
+    cv = fold_estimate(results, workdir)
+    if cv:
+        folds = cv.get("folds")
+        count = f"{len(folds)} " if isinstance(folds, list) else ""
+        folded = f", {figure_of(cv['accuracy_casefold'])} case-folded" if "accuracy_casefold" in cv else ""
+        answers.append(f"{figure_of(cv['accuracy'])}{folded} expected on new writers ({count}writer folds)")
+    for path in evaluation_files(workdir):
+        if path.parent.name == "part1" or path.parent.parent.name == "part1":
+            answers.append(f"{rate(read_json(path)['accuracy'])} on `{path.stem.removeprefix('eval_')}`")
+    return f"**Part 1, 62 characters on unseen writers**: {'; '.join(answers) or 'no score recorded'} {see(title)}."
+
+
+def part2_glance(results: dict | None) -> str:
+    title = "Part 2: transfer to MNIST"
+    head = "**Part 2, does A's trunk help on MNIST (C) against scratch (B)?**"
+    models = (results or {}).get("models", {})
+    if "B" not in models or "C" not in models:
+        return f"{head} not run yet {see(title)}."
+    b, c = models["B"], models["C"]
+    answers = [f"final test accuracy C {stat_text(c['final_test_accuracy'])} "
+               f"vs B {stat_text(b['final_test_accuracy'])}"]
+    steps = sorted((k for k in b if k.startswith("steps_to_") and k in c),
+                   key=lambda k: float(k.removeprefix("steps_to_")))
+    if steps:
+        key = "steps_to_99" if "steps_to_99" in steps else steps[-1]
+        answers.append(f"steps to {key.removeprefix('steps_to_')}%: C {stat_text(c[key], '{:.0f}')} vs "
+                       f"B {stat_text(b[key], '{:.0f}')}")
+    sizes = results.get("data_size", {})
+    common = sorted(set(sizes.get("B", {})) & set(sizes.get("C", {})), key=int)
+    gaps = [(n, sizes["C"][n]["final_test_accuracy"]["mean"], sizes["B"][n]["final_test_accuracy"]["mean"])
+            for n in common]
+    shown = [f"{n}: {c_mean - b_mean:+.4f}" for n, c_mean, b_mean in gaps if None not in (c_mean, b_mean)]
+    if shown:
+        answers.append("C - B by training images, " + ", ".join(shown))
+    return f"{head} {'; '.join(answers)} {see(title)}."
+
+
+def part3_glance(results: dict | None) -> str:
+    title = "Part 3: label-corrupted MNIST"
+    head = "**Part 3, what is wrong with the corrupted set?**"
+    if results is None:
+        return f"{head} not run yet {see(title)}."
+    diagnosis = results["diagnosis"]
+    found = f"{diagnosis['kind']}: {diagnosis['oracle']['reason']} (clean model's view)"
+    free = diagnosis.get("oracle_free")
+    if free:
+        found += f"; from the folders alone: {free['kind']} ({diagnosis['note']})"
+    truth = results.get("truth_check")
+    if truth:
+        found += f"; the truth file (read after training) planted {truth['planted_spec']} ({truth['planted_kind']})"
+    answers = [found]
+    for clean, what in ((False, "without clean labels"), (True, "with the clean oracle's labels")):
+        best = best_model(results["models"], clean)
+        if best:
+            answers.append(f"best recovery {what}: {best[0]}, {stat_text(best[1]['final_test_accuracy'])} "
+                           "on clean MNIST test")
+    return f"{head} {'; '.join(answers)} {see(title)}."
+
+
+def best_model(models: dict, clean: bool) -> tuple[str, dict] | None:
+    """The model with the highest mean final test accuracy among those that do (or do not) use clean labels."""
+    chosen = [(name, m) for name, m in models.items() if m["uses_clean_labels"] == clean
+              and m["final_test_accuracy"].get("mean") is not None]
+    return max(chosen, key=lambda item: item[1]["final_test_accuracy"]["mean"], default=None)
