@@ -80,6 +80,7 @@ class TrainConfig:
     ema_decay: float = 0.0  # > 0: validate and keep an exponential moving average of the weights
     mixup_alpha: float = 0.0  # > 0: mixup with Beta(alpha, alpha) mixing weights (Zhang et al. 2018)
     cutmix_alpha: float = 0.0  # > 0: CutMix with Beta(alpha, alpha) box areas (Yun et al. 2019)
+    devices: int = 0  # split each batch over this many devices (data parallelism); 0: all there are
     model: ModelConfig = ModelConfig()
     augment: AugmentConfig = AugmentConfig()
 
@@ -95,6 +96,7 @@ class TrainConfig:
         require(self, "probe_every", self.probe_every >= 0, ">= 0 (0: no probes)")
         require(self, "loss", self.loss in LOSSES, f"one of {', '.join(LOSSES)}")
         require(self, "gce_q", 0 < self.gce_q <= 1, "in (0, 1]")
+        require(self, "devices", self.devices >= 0, ">= 0 (0: every device)")
         require(self, "ema_decay", 0 <= self.ema_decay < 1, "in [0, 1) (0: no weight averaging)")
         for name in ("mixup_alpha", "cutmix_alpha"):
             require(self, name, math.isfinite(getattr(self, name)) and getattr(self, name) >= 0, ">= 0 (0: off)")

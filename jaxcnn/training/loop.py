@@ -7,6 +7,7 @@ function of (seed, step), so ``resume=True`` after an interruption reproduces an
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -25,6 +26,7 @@ from jaxcnn.progress import MetricWriter, Progress
 from jaxcnn.rundir import RunExistsError, claim  # noqa: F401  (RunExistsError: part of fit's interface)
 from jaxcnn.training import steps as T
 from jaxcnn.training.checkpoint import RunCheckpoints
+from jaxcnn.training.sharding import on_devices, training_mesh
 
 logger = logging.getLogger("jaxcnn")
 
@@ -60,19 +62,21 @@ def fit(train: ArrayDataset, val: ArrayDataset | None, cfg: TrainConfig, workdir
     is part of the run's config, so a resumed run refuses another.
     ``parallel_seeds``: vmap the seeds in one program (default on accelerators); otherwise they
     take turns. ``scan_epochs``: an epoch as one scanned program (default on accelerators), else
-    step by step (faster on XLA:CPU, see ``train.train_epoch_stepwise``).
+    step by step (faster on XLA:CPU, see ``steps.train_epoch_stepwise``). With several devices
+    (``cfg.devices``, default all), every batch is split over them (``sharding.training_mesh``).
     Returns ``(state, history)``: the final population state and one record per epoch.
     """
     workdir = Path(workdir)
+    mesh = training_mesh(cfg)  # before anything is written: a bad device count is refused first
     on_cpu = jax.default_backend() == "cpu"
     scan_epochs = (not on_cpu) if scan_epochs is None else scan_epochs
     claim(workdir, "fit", {**to_dict(cfg), **({"meta": meta} if meta else {})}, resume=resume, overwrite=overwrite)
     write_json(workdir / "config.json", to_dict(cfg))
-    with RunCheckpoints(workdir / "checkpoints") as ckpts:
-        return _train(train, val, cfg, workdir, ckpts, resume, init, meta or {}, parallel_seeds, scan_epochs)
+    with RunCheckpoints(workdir / "checkpoints") as ckpts, jax.set_mesh(mesh) if mesh else contextlib.nullcontext():
+        return _train(train, val, cfg, workdir, ckpts, resume, init, meta or {}, parallel_seeds, scan_epochs, mesh)
 
 
-def _train(train, val, cfg, workdir, ckpts, resume, init, meta, parallel_seeds, scan_epochs):
+def _train(train, val, cfg, workdir, ckpts, resume, init, meta, parallel_seeds, scan_epochs, mesh):
     """``fit`` once the work directory is claimed; ``ckpts`` is closed by the caller, error or not."""
     state = T.create_population(cfg.seeds, train.num_classes, cfg, len(train))
     if init is not None:
@@ -84,9 +88,10 @@ def _train(train, val, cfg, workdir, ckpts, resume, init, meta, parallel_seeds, 
         logger.info("resumed %s at epoch %d", workdir, len(history))
     _rewrite_log(workdir / "metrics.jsonl", history)
 
-    images, labels = jax.device_put(train.images), jax.device_put(train.labels)
+    state = on_devices(state, mesh)
+    images, labels = on_devices((train.images, train.labels), mesh)
     epoch_fn = T.train_epoch_population if scan_epochs else T.train_epoch_stepwise
-    validate = _validator(val, cfg, parallel_seeds)
+    validate = _validator(val, cfg, parallel_seeds, mesh)
     steps = T.steps_per_epoch(len(train), cfg.batch_size)
     with MetricWriter(workdir, first_epoch=len(history) + 1) as writer, \
             Progress(cfg.epochs, workdir.name, unit="epochs", initial=len(history)) as bar:
@@ -132,11 +137,11 @@ def epoch_chunks(steps: int, probe_every: int) -> list[int]:
     return [probe_every] * (steps // probe_every) + ([steps % probe_every] if steps % probe_every else [])
 
 
-def _validator(val: ArrayDataset | None, cfg: TrainConfig, parallel_seeds):
+def _validator(val: ArrayDataset | None, cfg: TrainConfig, parallel_seeds, mesh):
     """state -> the validation part of an epoch's record (only the step when there is no ``val``)."""
     if val is None:
         return lambda state: {"step": int(np.asarray(state.step)[0])}
-    images, labels = jax.device_put(val.images), jax.device_put(val.labels)
+    images, labels = on_devices((val.images, val.labels), mesh)
     return lambda state: _validation_record(
         state, T.each_member(T.evaluate_population, state, images, labels, cfg.eval_batch_size,
                              parallel=parallel_seeds), val.labels)

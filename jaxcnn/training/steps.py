@@ -21,6 +21,7 @@ from jaxcnn.config import ModelConfig, TrainConfig
 from jaxcnn.model import CNN
 from jaxcnn.training.augment import augment_batch, mix_batch
 
+DATA_AXIS = "data"  # the mesh axis a batch is split over (``jaxcnn.training.sharding``)
 DATA_STREAM = 0x0DA7A  # folded into a run's key for its data order, apart from its step keys
 MIX_STREAM = 0x313C  # folded into a step's key for mixup/CutMix, so runs without them draw as before
 
@@ -144,11 +145,21 @@ def batch_loss(logits, labels, cfg: TrainConfig):
     return jnp.sum(jnp.maximum(risks, 0.0))
 
 
+def split_over_devices(batch):
+    """``batch`` split along its first axis over the ``"data"`` axis of the mesh in context
+    (``jax.set_mesh``), unchanged without one: XLA then partitions the step (GSPMD), and batch
+    means (the loss, BatchNorm statistics) become all-reduces over the whole batch."""
+    if DATA_AXIS not in jax.sharding.get_abstract_mesh().axis_names:
+        return batch
+    return jax.lax.with_sharding_constraint(batch, jax.sharding.PartitionSpec(DATA_AXIS))
+
+
 def train_step(state: TrainState, batch, rng, cfg: TrainConfig):
     """One optimiser step on ``batch = {"image": uint8 [B,28,28], "label": int [B]}``.
 
     Augmentation, mixing and dropout draw from ``rng``. Returns the new state and batch metrics.
     """
+    batch = split_over_devices(batch)
     aug_key, dropout_key = jax.random.split(rng)
     images = augment_batch(aug_key, to_float(batch["image"]), cfg.augment)
     labels, weight = batch["label"], 1.0
@@ -178,6 +189,7 @@ def train_step(state: TrainState, batch, rng, cfg: TrainConfig):
 
 def eval_step(state: TrainState, batch):
     """Inference-mode logits, per-example loss and correctness for one batch (``inference_variables``)."""
+    batch = split_over_devices(batch)
     logits = state.apply_fn(inference_variables(state), to_float(batch["image"]), train=False)
     return {"logits": logits, "loss": cross_entropy(logits, batch["label"]),
             "correct": jnp.argmax(logits, -1) == batch["label"]}
