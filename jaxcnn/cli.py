@@ -252,6 +252,8 @@ def main(argv=None) -> int:
     logger.setLevel(logging.DEBUG if args.verbose else logging.INFO)
     logging.getLogger("absl").setLevel(logging.ERROR)  # Orbax notes such as "directory is read only"
     try:
+        from jaxcnn.processes import initialize_from_environment  # imports jax: not for --help
+        initialize_from_environment()
         return args.func(args)
     except KeyboardInterrupt:
         print("error: interrupted (Ctrl-C); a training run keeps every finished epoch's checkpoint: "

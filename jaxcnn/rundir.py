@@ -16,6 +16,7 @@ import shutil
 from pathlib import Path
 
 from jaxcnn.errors import JaxcnnError
+from jaxcnn.processes import agree, is_primary
 
 MARKER = ".jaxcnn-run"
 MARKER_TMP = MARKER + ".tmp"  # written, then renamed to MARKER: a leftover is an interrupted claim
@@ -72,8 +73,20 @@ def claim(workdir: str | Path, role: str, config: dict, *, resume: bool = False,
     ``resume`` needs the saved config of ``role`` to equal ``config``; ``overwrite`` empties a
     marked directory, never another. ``fit`` may join a directory its part has claimed.
     Raises RunExistsError, ConfigMismatchError or JaxcnnError (unusable directory), one line each.
+    Of several processes, process 0 checks and writes; the others wait for its answer.
     """
-    workdir = Path(workdir)
+    error = None
+    if is_primary():
+        try:
+            _claim(Path(workdir), role, config, resume, overwrite)
+        except Exception as err:  # every process must reach ``agree``, or the others wait forever
+            error = err
+    if not agree(error is None):
+        raise error or JaxcnnError(f"{workdir}: process 0 refused this work directory (its error says why)")
+    return Path(workdir)
+
+
+def _claim(workdir: Path, role: str, config: dict, resume: bool, overwrite: bool) -> None:
     try:
         marker = read_marker(workdir)
         existing = sorted(p.name for p in workdir.iterdir() if p.name != MARKER_TMP) if workdir.is_dir() else []
@@ -84,7 +97,7 @@ def claim(workdir: str | Path, role: str, config: dict, *, resume: bool = False,
         elif role in marker:
             if resume:
                 _check_same_config(workdir, marker[role], config)
-                return workdir
+                return
             if not overwrite:
                 raise RunExistsError(f"{workdir} already holds a run: pass --resume to continue it "
                                      "or --overwrite to delete it and start again")
@@ -98,7 +111,6 @@ def claim(workdir: str | Path, role: str, config: dict, *, resume: bool = False,
         _write_marker(workdir, {**(marker or {}), role: config})
     except OSError as err:
         raise _cannot_use(workdir, err) from err
-    return workdir
 
 
 def _check_unmarked(workdir: Path, role: str, config: dict, existing: list[str], resume: bool) -> None:

@@ -21,6 +21,7 @@ from orbax.checkpoint.checkpoint_managers import preservation_policy as policy
 
 from jaxcnn.config import TrainConfig, from_dict
 from jaxcnn.errors import CheckpointError
+from jaxcnn.processes import to_host
 from jaxcnn.training import steps as T
 
 KEEP_LATEST = 2
@@ -44,6 +45,13 @@ def _arrays(state) -> dict:
     """The state as a dict of arrays, without fields that are None (a run with no weight average
     writes the same checkpoint as before the field existed, and restores from one)."""
     return {k: v for k, v in flax.serialization.to_state_dict(state).items() if v is not None}
+
+
+def _restore_target(leaf) -> jax.ShapeDtypeStruct:
+    """Where a leaf is restored: on ``leaf``'s devices, or on this process's first device for a
+    NumPy leaf, whatever devices saved it (a run saved over two processes restores in one)."""
+    sharding = getattr(leaf, "sharding", None) or jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    return jax.ShapeDtypeStruct(np.shape(leaf), leaf.dtype, sharding=sharding)
 
 
 class RunCheckpoints:
@@ -91,7 +99,7 @@ class RunCheckpoints:
     def restore(self, target, epoch: int | str = "latest"):
         """Restores the state saved at ``epoch`` ("latest", "best" or a number) into ``target``'s shape."""
         epoch = self.resolve(epoch)
-        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, _arrays(target))
+        abstract = jax.tree.map(_restore_target, _arrays(target))
         path = self.directory / str(epoch)
         check_shapes(self._saved_shapes(epoch, path), abstract, path)
         expected = self._read_json(epoch).get(DIGEST_KEY)  # checkpoints of older versions have none
@@ -142,8 +150,9 @@ def _first_line(err: Exception) -> str:
 def digest(tree) -> str:
     """SHA-256 of a pytree of arrays: every leaf's path, dtype, shape and bytes, in path order."""
     sha = hashlib.sha256()
-    for key, leaf in sorted(jax.tree_util.tree_leaves_with_path(tree), key=lambda kv: jax.tree_util.keystr(kv[0])):
-        array = np.ascontiguousarray(jax.device_get(leaf))
+    for key, leaf in sorted(jax.tree_util.tree_leaves_with_path(to_host(tree)),
+                            key=lambda kv: jax.tree_util.keystr(kv[0])):
+        array = np.ascontiguousarray(leaf)
         sha.update(f"{jax.tree_util.keystr(key)}|{array.dtype.str}|{array.shape}|".encode())
         sha.update(array.tobytes())
     return sha.hexdigest()

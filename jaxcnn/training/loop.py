@@ -22,6 +22,7 @@ import numpy as np
 from jaxcnn.config import TrainConfig, to_dict
 from jaxcnn.data.dataset import ArrayDataset
 from jaxcnn.errors import JaxcnnError
+from jaxcnn.processes import is_primary, to_host
 from jaxcnn.progress import MetricWriter, Progress
 from jaxcnn.rundir import RunExistsError, claim  # noqa: F401  (RunExistsError: part of fit's interface)
 from jaxcnn.training import steps as T
@@ -41,7 +42,10 @@ def softmax_mean(logits) -> np.ndarray:
 
 
 def write_json(path: Path, data) -> None:
-    """Writes JSON atomically (temp file then rename), so a reader never sees half a file."""
+    """Writes JSON atomically (temp file then rename), so a reader never sees half a file; of
+    several processes, only process 0 writes."""
+    if not is_primary():
+        return
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(data, indent=2) + "\n")
     tmp.replace(path)
@@ -93,7 +97,8 @@ def _train(train, val, cfg, workdir, ckpts, resume, init, meta, parallel_seeds, 
     epoch_fn = T.train_epoch_population if scan_epochs else T.train_epoch_stepwise
     validate = _validator(val, cfg, parallel_seeds, mesh)
     steps = T.steps_per_epoch(len(train), cfg.batch_size)
-    with MetricWriter(workdir, first_epoch=len(history) + 1) as writer, \
+    primary = is_primary()  # of several processes, only process 0 writes the logs
+    with MetricWriter(workdir, first_epoch=len(history) + 1) if primary else contextlib.nullcontext() as writer, \
             Progress(cfg.epochs, workdir.name, unit="epochs", initial=len(history)) as bar:
         for epoch in range(len(history) + 1, cfg.epochs + 1):
             start = time.perf_counter()
@@ -120,12 +125,13 @@ def _train(train, val, cfg, workdir, ckpts, resume, init, meta, parallel_seeds, 
             ckpts.save(epoch, state, {**meta, "history": history, "config": to_dict(cfg),
                                       "class_names": list(train.class_names)},
                        epoch if val is None else record["val_accuracy_ensemble"])
-            with open(workdir / "metrics.jsonl", "a") as log:
-                log.write(json.dumps(record) + "\n")
+            if primary:
+                with open(workdir / "metrics.jsonl", "a") as log:
+                    log.write(json.dumps(record) + "\n")
+                writer.write_epoch(record, cfg.seeds)
             note = f"val acc {record['val_accuracy_ensemble']:.4f}" if val is not None else "no validation"
             logger.info("epoch %d/%d  loss %.4f  %s  %.1fs", epoch, cfg.epochs, np.mean(record["train_loss"]),
                         note, record["seconds"])
-            writer.write_epoch(record, cfg.seeds)
             bar.update(note=note)
     return state, history
 
@@ -140,7 +146,7 @@ def epoch_chunks(steps: int, probe_every: int) -> list[int]:
 def _validator(val: ArrayDataset | None, cfg: TrainConfig, parallel_seeds, mesh):
     """state -> the validation part of an epoch's record (only the step when there is no ``val``)."""
     if val is None:
-        return lambda state: {"step": int(np.asarray(state.step)[0])}
+        return lambda state: {"step": int(to_host(state.step)[0])}
     images, labels = on_devices((val.images, val.labels), mesh)
     return lambda state: _validation_record(
         state, T.each_member(T.evaluate_population, state, images, labels, cfg.eval_batch_size,
@@ -149,9 +155,9 @@ def _validator(val: ArrayDataset | None, cfg: TrainConfig, parallel_seeds, mesh)
 
 def _validation_record(state, outputs, val_labels) -> dict:
     """Step, per-seed validation loss and accuracy, and the seeds' ensemble accuracy."""
-    logits, losses = np.asarray(outputs[0]), np.asarray(outputs[1])
+    logits, losses = to_host(outputs)
     return {
-        "step": int(np.asarray(state.step)[0]),
+        "step": int(to_host(state.step)[0]),
         "val_loss": losses.mean(1).tolist(),
         "val_accuracy": (logits.argmax(-1) == val_labels).mean(1).tolist(),
         "val_accuracy_ensemble": float((softmax_mean(logits).argmax(-1) == val_labels).mean()),
@@ -159,4 +165,5 @@ def _validation_record(state, outputs, val_labels) -> dict:
 
 
 def _rewrite_log(path: Path, history: list) -> None:
-    path.write_text("".join(json.dumps(r) + "\n" for r in history))
+    if is_primary():
+        path.write_text("".join(json.dumps(r) + "\n" for r in history))

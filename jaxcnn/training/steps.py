@@ -19,6 +19,7 @@ from flax.training import train_state
 
 from jaxcnn.config import ModelConfig, TrainConfig
 from jaxcnn.model import CNN
+from jaxcnn.processes import to_host
 from jaxcnn.training.augment import augment_batch, mix_batch
 
 DATA_AXIS = "data"  # the mesh axis a batch is split over (``jaxcnn.training.sharding``)
@@ -271,7 +272,7 @@ def train_epoch_stepwise(state: TrainState, images, labels, cfg: TrainConfig, nu
     loop only dispatches: data, indices and metrics stay on the device until the steps end.
     """
     batches = _epoch_plan_population(state, images.shape[0], cfg)
-    first = 0 if num_steps is None else int(np.asarray(state.step).flat[0]) % batches.shape[1]
+    first = 0 if num_steps is None else int(to_host(state.step).flat[0]) % batches.shape[1]
     metrics = []
     for i in range(first, first + (num_steps or batches.shape[1])):
         state, m = _step_population(state, images, labels, batches[:, i], cfg)
@@ -316,4 +317,4 @@ def unstack(tree, index: int):
 
 def host_metrics(metrics) -> dict:
     """Device metrics -> plain Python floats (one transfer, at logging time)."""
-    return {k: np.asarray(v).tolist() for k, v in flax.core.unfreeze(jax.device_get(metrics)).items()}
+    return {k: np.asarray(v).tolist() for k, v in flax.core.unfreeze(to_host(metrics)).items()}
