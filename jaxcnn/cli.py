@@ -83,7 +83,7 @@ def cmd_evaluate(args) -> int:
     from jaxcnn.evaluation.evaluate import evaluate_run, output_path, summary_lines
     from jaxcnn.evaluation.plots import plot_confusion
     from jaxcnn.training.checkpoint import run_inputs
-    from jaxcnn.training.loop import write_json
+    from jaxcnn.rundir import write_json
     if not Path(args.data).exists():  # e.g. testPart1, which `download` unpacks
         raise DataError(f"{args.data}: no such folder or zip file; {paths.DOWNLOAD_HINT}")
     class_names, preprocess = run_inputs(args.ckpt, args.which)

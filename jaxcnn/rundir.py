@@ -178,3 +178,13 @@ def check_output(path: str | Path, *, own_run: str | Path | None = None, prefix:
         raise JaxcnnError(f"{path}: inside the run directory {run}, whose files only that run writes: "
                           f"choose another {flag}")
     return path
+
+
+def write_json(path: Path, data) -> None:
+    """Writes JSON atomically (temp file then rename), so a reader never sees half a file; of
+    several processes, only process 0 writes."""
+    if not is_primary():
+        return
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    tmp.replace(path)

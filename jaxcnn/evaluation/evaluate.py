@@ -15,7 +15,7 @@ from jaxcnn.rundir import check_output, run_dir_of
 from jaxcnn.training import steps as T
 from jaxcnn.training.augment import tta_views
 from jaxcnn.training.checkpoint import load_run
-from jaxcnn.training.loop import softmax_mean
+from jaxcnn.training.steps import softmax_mean
 
 
 def predict_probs(state, images: np.ndarray, batch_size: int = 1000) -> tuple[np.ndarray, np.ndarray]:

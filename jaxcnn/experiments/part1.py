@@ -24,7 +24,8 @@ from jaxcnn.errors import require
 from jaxcnn.evaluation.evaluate import evaluate_ensemble
 from jaxcnn.evaluation.metrics import group_confusion, mean_ci95, spread
 from jaxcnn.rundir import claim
-from jaxcnn.training.loop import fit, write_json
+from jaxcnn.rundir import write_json
+from jaxcnn.training.loop import fit
 
 logger = logging.getLogger("jaxcnn")
 

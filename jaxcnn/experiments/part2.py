@@ -26,7 +26,8 @@ from jaxcnn.evaluation.evaluate import evaluate_run, predict_probs
 from jaxcnn.evaluation.plots import plot_confusion, plot_curves, plot_data_size, plot_step_curves
 from jaxcnn.experiments.common import MNIST_AUGMENT, balanced_subset
 from jaxcnn.rundir import claim
-from jaxcnn.training.loop import fit, write_json
+from jaxcnn.rundir import write_json
+from jaxcnn.training.loop import fit
 from jaxcnn.training.transfer import graft_init, pretrained_variables, transfer_record
 
 logger = logging.getLogger("jaxcnn")

@@ -52,8 +52,9 @@ from jaxcnn.experiments.part3_diagnosis import (
     score_estimate,
 )
 from jaxcnn.rundir import claim
+from jaxcnn.rundir import write_json
 from jaxcnn.training.checkpoint import has_checkpoints, load_run
-from jaxcnn.training.loop import fit, write_json
+from jaxcnn.training.loop import fit
 from jaxcnn.training.transfer import graft_init, pretrained_variables, transfer_record
 
 __all__ = ["Part3Config", "get_config", "run", "summary_lines"]  # the part protocol (jaxcnn.experiments)

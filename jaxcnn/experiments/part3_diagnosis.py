@@ -20,7 +20,8 @@ from jaxcnn.evaluation.evaluate import predict_probs
 from jaxcnn.evaluation.transitions import classify_transition, cycle_notation, estimate_transition, transition_error
 from jaxcnn.experiments.common import load_mnist_split
 from jaxcnn.experiments.part3_config import K, Part3Config
-from jaxcnn.training.loop import fit, softmax_mean
+from jaxcnn.training.loop import fit
+from jaxcnn.training.steps import softmax_mean
 
 logger = logging.getLogger("jaxcnn")
 

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Callable
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from jaxcnn.config import TrainConfig, to_dict
@@ -24,7 +23,7 @@ from jaxcnn.data.dataset import ArrayDataset
 from jaxcnn.errors import JaxcnnError
 from jaxcnn.processes import is_primary, to_host
 from jaxcnn.progress import MetricWriter, Progress
-from jaxcnn.rundir import RunExistsError, claim  # noqa: F401  (RunExistsError: part of fit's interface)
+from jaxcnn.rundir import claim, write_json
 from jaxcnn.training import steps as T
 from jaxcnn.training.checkpoint import RunCheckpoints
 from jaxcnn.training.sharding import on_devices, training_mesh
@@ -34,21 +33,6 @@ logger = logging.getLogger("jaxcnn")
 
 class TrainingDiverged(JaxcnnError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
-
-
-def softmax_mean(logits) -> np.ndarray:
-    """Ensemble prediction: the mean of the members' softmax, [K, N, C] -> [N, C]."""
-    return np.asarray(jax.nn.softmax(jnp.asarray(logits), -1).mean(0))
-
-
-def write_json(path: Path, data) -> None:
-    """Writes JSON atomically (temp file then rename), so a reader never sees half a file; of
-    several processes, only process 0 writes."""
-    if not is_primary():
-        return
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    tmp.replace(path)
 
 
 def fit(train: ArrayDataset, val: ArrayDataset | None, cfg: TrainConfig, workdir: str | Path, *,
@@ -160,7 +144,7 @@ def _validation_record(state, outputs, val_labels) -> dict:
         "step": int(to_host(state.step)[0]),
         "val_loss": losses.mean(1).tolist(),
         "val_accuracy": (logits.argmax(-1) == val_labels).mean(1).tolist(),
-        "val_accuracy_ensemble": float((softmax_mean(logits).argmax(-1) == val_labels).mean()),
+        "val_accuracy_ensemble": float((T.softmax_mean(logits).argmax(-1) == val_labels).mean()),
     }
 
 

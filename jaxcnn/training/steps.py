@@ -318,3 +318,8 @@ def unstack(tree, index: int):
 def host_metrics(metrics) -> dict:
     """Device metrics -> plain Python floats (one transfer, at logging time)."""
     return {k: np.asarray(v).tolist() for k, v in flax.core.unfreeze(to_host(metrics)).items()}
+
+
+def softmax_mean(logits) -> np.ndarray:
+    """Ensemble prediction: the mean of the members' softmax, [K, N, C] -> [N, C]."""
+    return np.asarray(jax.nn.softmax(jnp.asarray(logits), -1).mean(0))

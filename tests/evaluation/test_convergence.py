@@ -7,7 +7,7 @@ from jaxcnn.evaluation.convergence import (
     epochs_to_accuracy, format_stat, seconds_to_accuracy, stat, steps_to_accuracy, summarise_history,
     summarise_predictions,
 )
-from jaxcnn.training.loop import softmax_mean
+from jaxcnn.training.steps import softmax_mean
 
 DIGITS = tuple("0123456789")
 

@@ -18,9 +18,10 @@ import pytest
 from jaxcnn.config import ModelConfig, TrainConfig
 from jaxcnn.data.dataset import ArrayDataset
 from jaxcnn.errors import JaxcnnError
+from jaxcnn.rundir import RunExistsError
 from jaxcnn.training import steps as T
 from jaxcnn.training.checkpoint import RunCheckpoints
-from jaxcnn.training.loop import RunExistsError, TrainingDiverged, epoch_chunks, fit
+from jaxcnn.training.loop import TrainingDiverged, epoch_chunks, fit
 from tests.tolerances import CROSS_PROGRAM
 
 CLASS_NAMES = ("0", "1", "A", "a")
