@@ -125,3 +125,21 @@ def serve_locally(handler):
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.fixture(scope="session")
+def generated_root(tmp_path_factory):
+    """A generated data root (``tests/generated.py``) and its MNIST checksum table."""
+    from tests.generated import write_chars74k, write_mnist
+    root = tmp_path_factory.mktemp("generated-data")
+    write_chars74k(root, writers=6)
+    return root, write_mnist(root, {"train": 3000, "test": 1000})
+
+
+@pytest.fixture
+def generated_data(generated_root, monkeypatch) -> Path:
+    """The generated data root, with ``load_mnist`` verifying its files against their own checksums."""
+    from jaxcnn.data import mnist
+    root, table = generated_root
+    monkeypatch.setitem(mnist.load_mnist.__kwdefaults__, "files", table)
+    return root

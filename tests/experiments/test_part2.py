@@ -101,3 +101,15 @@ def test_quick_run_end_to_end(shared_data, tmp_path):
                          T.unstack(getattr(frozen, collection)["trunk"], member), a_trunk)
     c_kernel = np.asarray(c_state.params["trunk"]["conv0_0"]["kernel"][0])
     assert not np.array_equal(c_kernel, np.asarray(a_state.params["trunk"]["conv0_0"]["kernel"][0]))
+
+
+@pytest.mark.slow
+def test_quick_run_on_generated_data_without_the_real_data_set(generated_data, tmp_path):
+    cfg = P.get_config(quick=True)
+    results = P.run(cfg, generated_data, tmp_path, cache_dir=tmp_path / "cache")
+    assert set(results["models"]) == {"B", "C", "C_frozen"}
+    assert results["A"]["writers"] == list(range(1, 7)) and results["data"]["mnist_test"] == cfg.mnist_test_size
+    assert results["models"]["C"]["transfer"]["checkpoint"] == str(tmp_path / "A")
+    for model in results["models"].values():  # two tiny epochs learn printed digits well above chance (0.1)
+        assert model["final_test_accuracy"]["mean"] > 0.2
+    assert json.loads((tmp_path / "results.json").read_text())["models"] == json.loads(json.dumps(results["models"]))

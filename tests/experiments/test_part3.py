@@ -286,3 +286,15 @@ def test_the_quick_oracle_names_every_kind_on_a_quick_sized_set(quick_run, real_
     folders = noise.corrupt_labels(train.labels, spec, seed=PLANTED_SEED)
     diagnosis = part3_diagnosis.diagnose(folders, probs, cfg.min_confidence)
     assert diagnosis["kind"] == kind, diagnosis
+
+
+@pytest.mark.slow
+def test_quick_run_on_generated_data_without_the_real_data_set(generated_data, tmp_path):
+    """The whole part 3 (its quick part 1, the replica of the task's set, audit, diagnosis, every
+    model) on printed digits and characters: no file of the real data set is read."""
+    results = part3.run(part3.get_config(quick=True), generated_data, tmp_path, cache_dir=tmp_path / "cache")
+    assert results["data"]["made_here"] and results["part1_checkpoint"]["checkpoint"].endswith("part1-quick")
+    assert results["diagnosis"]["oracle"]["kind"] == "complementary"
+    assert {"scratch", "pretrained"} <= set(results["models"])
+    assert results["models"]["pretrained"]["transfer"]["copied"]
+    assert (tmp_path / "results.json").is_file() and (tmp_path / "transition_estimate.png").is_file()
