@@ -95,7 +95,7 @@ def shard_batch(batch, mesh: Mesh):
 
 
 def sharded_train_step(mesh: Mesh, cfg: TrainConfig):
-    """``train.train_step`` compiled for ``mesh``: ``step(state, batch, rng) -> (state, metrics)``.
+    """``steps.train_step`` compiled for ``mesh``: ``step(state, batch, rng) -> (state, metrics)``.
 
     The state and ``rng`` are replicated, the batch is split over the ``"data"`` axis (see
     ``replicate`` and ``shard_batch``); the new state and the metrics come back replicated.
