@@ -156,6 +156,13 @@ def _load_for(class_names, preprocess, source, cache_dir):
     return load_class_folders(source, class_names=list(class_names), cache_dir=cache_dir)
 
 
+def _command(sub, func, name: str, **kwargs) -> argparse.ArgumentParser:
+    """A subcommand ``name`` that runs ``func(args)``; ``kwargs`` are argparse's (help, description, epilog)."""
+    parser = sub.add_parser(name, **kwargs)
+    parser.set_defaults(func=func)
+    return parser
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="jaxcnn", description=__doc__, allow_abbrev=False)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -163,86 +170,78 @@ def build_parser() -> argparse.ArgumentParser:
                                 parser_class=functools.partial(argparse.ArgumentParser, allow_abbrev=False))
 
     for name, description in PARTS.items():
-        p = sub.add_parser(name, help=description.split(":")[1].strip(), description=description,
-                           epilog=f"example: python -m jaxcnn {name} --data-root ../shared/data --quick")
+        p = _command(sub, cmd_part, name, help=description.split(":")[1].strip(), description=description,
+                     epilog=f"example: python -m jaxcnn {name} --data-root ../shared/data --quick")
         _common(p, f"ckpts/{name}")
         if name == "part3":
             p.add_argument("--data", metavar="DIR_OR_ZIP",
                            help="the corrupted class-folder set (default: make one in WORKDIR/noisy-mnist)")
-        p.set_defaults(func=cmd_part)
 
-    p = sub.add_parser("cv", help="estimate part 1's accuracy on new writers with writer folds",
-                       description="Train part 1's recipe once per writer fold (--set folds=K, default 5) and "
-                                   "score each on its unseen writers; the fold mean and 95% CI go to "
-                                   "WORKDIR/results.json.",
-                       epilog="example: python -m jaxcnn cv --data-root ../shared/data --quick")
+    p = _command(sub, cmd_cv, "cv", help="estimate part 1's accuracy on new writers with writer folds",
+                 description="Train part 1's recipe once per writer fold (--set folds=K, default 5) and "
+                             "score each on its unseen writers; the fold mean and 95% CI go to "
+                             "WORKDIR/results.json.",
+                 epilog="example: python -m jaxcnn cv --data-root ../shared/data --quick")
     _common(p, "ckpts/part1-cv")
-    p.set_defaults(func=cmd_cv)
 
-    p = sub.add_parser("ablate", help="measure the effect of part 1's main design choices",
-                       description="Run part 1's writer folds once per ablation variant (each changes one choice) "
-                                   "and tabulate the fold mean and 95% CI in WORKDIR/ablation.json. Budget: one "
-                                   "seed and a fifth of part 1's epochs per fold model unless --set says "
-                                   "otherwise.",
-                       epilog="example: python -m jaxcnn ablate --variants default tta --set folds=3")
+    p = _command(sub, cmd_ablate, "ablate", help="measure the effect of part 1's main design choices",
+                 description="Run part 1's writer folds once per ablation variant (each changes one choice) "
+                             "and tabulate the fold mean and 95% CI in WORKDIR/ablation.json. Budget: one "
+                             "seed and a fifth of part 1's epochs per fold model unless --set says "
+                             "otherwise.",
+                 epilog="example: python -m jaxcnn ablate --variants default tta --set folds=3")
     _common(p, "ckpts/part1-ablation")
     p.add_argument("--variants", nargs="*", help="which variants (default: all)")
-    p.set_defaults(func=cmd_ablate)
 
-    p = sub.add_parser("evaluate", help="score a checkpoint on a data folder or zip",
-                       description="Score a saved run (the ensemble of its seeds) on any folder or zip in the "
-                                   "Chars74K layout (SampleNNN/imgCCC-SSS.png) or class-folder layout (0/ ... 9/).",
-                       epilog="example: python -m jaxcnn evaluate --ckpt ckpts/part1 --data path/to/testPart1")
+    p = _command(sub, cmd_evaluate, "evaluate", help="score a checkpoint on a data folder or zip",
+                 description="Score a saved run (the ensemble of its seeds) on any folder or zip in the "
+                             "Chars74K layout (SampleNNN/imgCCC-SSS.png) or class-folder layout (0/ ... 9/).",
+                 epilog="example: python -m jaxcnn evaluate --ckpt ckpts/part1 --data path/to/testPart1")
     p.add_argument("--ckpt", required=True, help="a run's work directory (or its checkpoints/ folder)")
     p.add_argument("--data", required=True, help="folder or .zip to score")
     p.add_argument("--which", default="best", help="best, latest or an epoch number (default: %(default)s)")
     p.add_argument("--tta", action="store_true", help="average the predictions over fixed test-time views")
     p.add_argument("--json", help="where to write the figures (default: CKPT/eval_<data>.json)")
     _cache_dir_arg(p)
-    p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("download", help="fetch the Chars74K handwritten set and MNIST into the data root",
-                       description="Download and unpack everything the study reads: Chars74K EnglishHnd "
-                                   "(writers 1-40 to trainPart1/train, 41-55 to testPart1/test) and the four "
-                                   "MNIST files to mnist/. What is already there is kept; a cut download "
-                                   "continues from its *.part file when run again.",
-                       epilog="example: python -m jaxcnn download --data-root data")
+    p = _command(sub, cmd_download, "download", help="fetch the Chars74K handwritten set and MNIST into the data root",
+                 description="Download and unpack everything the study reads: Chars74K EnglishHnd "
+                             "(writers 1-40 to trainPart1/train, 41-55 to testPart1/test) and the four "
+                             "MNIST files to mnist/. What is already there is kept; a cut download "
+                             "continues from its *.part file when run again.",
+                 epilog="example: python -m jaxcnn download --data-root data")
     _data_root_arg(p)
-    p.set_defaults(func=cmd_download)
 
-    p = sub.add_parser("make-noisy-mnist", help="write MNIST train as class folders with corrupted labels",
-                       description="Write MNIST train in the original part-3 form, OUT/mnistTask/<label>/"
-                                   "image_NNNNNN.jpg (a Mac-made zip with --zip), with labels corrupted by SPEC "
-                                   "('complementary', 'permutation', 'symmetric:RATE', 'pairflip:RATE', joined by "
-                                   "'+'), and the ground truth in OUT.truth.json beside it (part 3's input).",
-                       epilog="example: python -m jaxcnn make-noisy-mnist --out mnistTask3.zip --zip "
-                              "--corruption complementary --seed 0")
+    p = _command(sub, cmd_make_noisy_mnist, "make-noisy-mnist", help="write MNIST train as class folders with corrupted labels",
+                 description="Write MNIST train in the original part-3 form, OUT/mnistTask/<label>/"
+                             "image_NNNNNN.jpg (a Mac-made zip with --zip), with labels corrupted by SPEC "
+                             "('complementary', 'permutation', 'symmetric:RATE', 'pairflip:RATE', joined by "
+                             "'+'), and the ground truth in OUT.truth.json beside it (part 3's input).",
+                 epilog="example: python -m jaxcnn make-noisy-mnist --out mnistTask3.zip --zip "
+                        "--corruption complementary --seed 0")
     p.add_argument("--out", required=True, help="the folder (or zip) to write (refused if not empty, unless --overwrite)")
     p.add_argument("--corruption", default="complementary", help="corruption spec (default: %(default)s)")
     p.add_argument("--zip", action="store_true", help="write OUT as a zip with __MACOSX members, like the original")
     p.add_argument("--seed", type=int, default=0, help="seed of the permutation and the noise (default: %(default)s)")
     _data_root_arg(p)
     p.add_argument("--overwrite", action="store_true", help="replace OUT if it is not empty")
-    p.set_defaults(func=cmd_make_noisy_mnist)
 
-    p = sub.add_parser("study", help="run parts 1, 2 and 3 in order, then write the report",
-                       description="Run every part in WORKDIR/partN, reusing finished runs (same config), "
-                                   "then write the report from the results.",
-                       epilog="example: python -m jaxcnn study --data-root ../shared/data --quick --workdir ckpts-quick")
+    p = _command(sub, cmd_study, "study", help="run parts 1, 2 and 3 in order, then write the report",
+                 description="Run every part in WORKDIR/partN, reusing finished runs (same config), "
+                             "then write the report from the results.",
+                 epilog="example: python -m jaxcnn study --data-root ../shared/data --quick --workdir ckpts-quick")
     _data_root_arg(p)
     p.add_argument("--workdir", default="ckpts", help="holds part1/, part2/, part3/ (default: %(default)s)")
     p.add_argument("--quick", action="store_true", help="tiny, fast runs of the same pipeline")
     p.add_argument("--resume", action="store_true", help="continue an interrupted part")
     p.add_argument("--out", help="the report; report.html goes beside it (default: WORKDIR/REPORT.md)")
     _cache_dir_arg(p)
-    p.set_defaults(func=cmd_study)
 
-    p = sub.add_parser("report", help="rebuild REPORT.md and report.html from saved results (no training)",
-                       description="Write the study's report from the results files under WORKDIR alone.",
-                       epilog="example: python -m jaxcnn report --workdir ckpts  (writes ckpts/REPORT.md and ckpts/report.html)")
+    p = _command(sub, cmd_report, "report", help="rebuild REPORT.md and report.html from saved results (no training)",
+                 description="Write the study's report from the results files under WORKDIR alone.",
+                 epilog="example: python -m jaxcnn report --workdir ckpts  (writes ckpts/REPORT.md and ckpts/report.html)")
     p.add_argument("--workdir", default="ckpts", help="holds part1/, part2/, part3/ (default: %(default)s)")
     p.add_argument("--out", help="the report; report.html goes beside it (default: WORKDIR/REPORT.md)")
-    p.set_defaults(func=cmd_report)
     return parser
 
 
