@@ -14,6 +14,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
+from jaxcnn.data.dataset import ArrayDataset
+
 
 def pytest_configure(config):
     """Reuse XLA compilations across test runs (the suite is mostly compile time on a CPU)."""
@@ -143,3 +145,10 @@ def generated_data(generated_root, monkeypatch) -> Path:
     root, table = generated_root
     monkeypatch.setitem(mnist.load_mnist.__kwdefaults__, "files", table)
     return root
+
+
+def digits_dataset(n: int, seed: int = 0) -> ArrayDataset:
+    """``n`` random 28x28 images labelled 0-9 in turn: data for tests of the training machinery."""
+    rng = np.random.default_rng(seed)
+    return ArrayDataset(rng.integers(0, 256, (n, 28, 28), dtype=np.uint8), (np.arange(n) % 10).astype(np.int32),
+                        np.full(n, -1, np.int32), tuple("0123456789"))

@@ -7,19 +7,13 @@ import numpy as np
 import pytest
 
 from jaxcnn.config import override
-from jaxcnn.data.dataset import ArrayDataset
 from jaxcnn.experiments import part2 as P
 from jaxcnn.experiments.common import balanced_subset
 from jaxcnn.training import steps as T
 from jaxcnn.training.checkpoint import load_run
+from tests.conftest import digits_dataset
 
 DIGITS = tuple("0123456789")
-
-
-def digits_dataset(n: int, seed: int = 0) -> ArrayDataset:
-    rng = np.random.default_rng(seed)
-    return ArrayDataset(rng.integers(0, 256, (n, 28, 28), dtype=np.uint8), (np.arange(n) % 10).astype(np.int32),
-                        np.full(n, -1, np.int32), DIGITS)
 
 
 # --- config and data ----------------------------------------------------------------------------

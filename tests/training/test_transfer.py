@@ -7,20 +7,14 @@ import numpy as np
 import pytest
 
 from jaxcnn.config import NO_AUGMENT, ModelConfig, TrainConfig
-from jaxcnn.data.dataset import ArrayDataset
 from jaxcnn.errors import CheckpointError
 from jaxcnn.training import steps as T
 from jaxcnn.training.checkpoint import load_run
 from jaxcnn.training.loop import fit
 from jaxcnn.training.transfer import graft, graft_init, pretrained_variables, transfer_plan
+from tests.conftest import digits_dataset
 
 TINY = ModelConfig(widths=(4, 8), hidden=16)
-
-
-def digits_dataset(n: int, seed: int = 0) -> ArrayDataset:
-    rng = np.random.default_rng(seed)
-    return ArrayDataset(rng.integers(0, 256, (n, 28, 28), dtype=np.uint8), (np.arange(n) % 10).astype(np.int32),
-                        np.full(n, -1, np.int32), tuple("0123456789"))
 
 
 def random_like(shapes, seed):
