@@ -3,8 +3,9 @@
 Set ``JAXCNN_COORDINATOR=HOST:PORT``, ``JAXCNN_NUM_PROCESSES`` and ``JAXCNN_PROCESS_ID`` in every
 process (``JAXCNN_COORDINATOR=auto``: let JAX read them from SLURM, Open MPI, Kubernetes or a TPU
 pod) and run the same command in each: the devices of all processes form one mesh, each batch is
-split over all of them, and process 0 alone writes files (Orbax writes each checkpoint once, its
-arrays from the processes that hold them). With the variables unset nothing changes.
+split over all of them, and process 0 alone writes files: run directories, logs, results, figures,
+part 3's generated set and the report (Orbax writes each checkpoint once, its arrays from the
+processes that hold them). With the variables unset nothing changes.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import os
 import jax
 import numpy as np
 from jax.experimental import multihost_utils
+
+from jaxcnn.errors import JaxcnnError
 
 
 def initialize_from_environment() -> None:
@@ -42,6 +45,20 @@ def agree(ok: bool) -> bool:
     if jax.process_count() == 1:
         return ok
     return bool(multihost_utils.broadcast_one_to_all(np.int32(ok)))
+
+
+def on_primary(work, what: str):
+    """``work()`` in process 0 only (the only process, usually); every process returns its result
+    once it is done (None outside process 0), or raises if it failed. ``what`` names it in errors."""
+    result, error = None, None
+    if is_primary():
+        try:
+            result = work()
+        except Exception as err:  # every process must reach ``agree``, or the others wait forever
+            error = err
+    if not agree(error is None):
+        raise error or JaxcnnError(f"{what}: process 0 failed at it (its error says why)")
+    return result
 
 
 def to_host(tree):

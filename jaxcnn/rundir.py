@@ -16,7 +16,7 @@ import shutil
 from pathlib import Path
 
 from jaxcnn.errors import JaxcnnError
-from jaxcnn.processes import agree, is_primary
+from jaxcnn.processes import is_primary, on_primary
 
 MARKER = ".jaxcnn-run"
 MARKER_TMP = MARKER + ".tmp"  # written, then renamed to MARKER: a leftover is an interrupted claim
@@ -75,14 +75,7 @@ def claim(workdir: str | Path, role: str, config: dict, *, resume: bool = False,
     Raises RunExistsError, ConfigMismatchError or JaxcnnError (unusable directory), one line each.
     Of several processes, process 0 checks and writes; the others wait for its answer.
     """
-    error = None
-    if is_primary():
-        try:
-            _claim(Path(workdir), role, config, resume, overwrite)
-        except Exception as err:  # every process must reach ``agree``, or the others wait forever
-            error = err
-    if not agree(error is None):
-        raise error or JaxcnnError(f"{workdir}: process 0 refused this work directory (its error says why)")
+    on_primary(lambda: _claim(Path(workdir), role, config, resume, overwrite), f"{workdir}: claiming it")
     return Path(workdir)
 
 

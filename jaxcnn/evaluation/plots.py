@@ -11,6 +11,14 @@ from matplotlib.ticker import MaxNLocator
 
 from jaxcnn.data.dataset import ArrayDataset
 from jaxcnn.evaluation.convergence import validation_points
+from jaxcnn.processes import is_primary
+
+
+def _save(fig: Figure, path: Path, dpi: int = 120) -> None:
+    """Lays ``fig`` out and writes it to ``path`` (of several processes, process 0 alone)."""
+    fig.tight_layout()
+    if is_primary():
+        fig.savefig(path, dpi=dpi)
 
 
 def plot_curves(models: dict, key: str, ylabel: str, path: Path, labels: dict) -> None:
@@ -27,8 +35,7 @@ def plot_curves(models: dict, key: str, ylabel: str, path: Path, labels: dict) -
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    _save(fig, path, dpi=120)
 
 
 def plot_step_curves(models: dict, path: Path, ylabel: str, labels: dict) -> None:
@@ -47,8 +54,7 @@ def plot_step_curves(models: dict, path: Path, ylabel: str, labels: dict) -> Non
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    _save(fig, path, dpi=120)
 
 
 def plot_data_size(data_size: dict, path: Path, labels: dict) -> None:
@@ -66,8 +72,7 @@ def plot_data_size(data_size: dict, path: Path, labels: dict) -> None:
     ax.set_ylabel("final test accuracy")
     ax.grid(alpha=0.3, which="both")
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    _save(fig, path, dpi=120)
 
 
 def plot_transition(T, path: Path, title: str = "", ylabel: str = "digit (clean oracle)") -> None:
@@ -87,8 +92,7 @@ def plot_transition(T, path: Path, title: str = "", ylabel: str = "digit (clean 
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=9)
     fig.colorbar(image, ax=ax, fraction=0.046)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    _save(fig, path, dpi=120)
 
 
 def plot_folder_samples(data: ArrayDataset, titles, path: Path, per_folder: int = 8, seed: int = 0,
@@ -110,8 +114,7 @@ def plot_folder_samples(data: ArrayDataset, titles, path: Path, per_folder: int 
                     ax.set_title(str(titles[chosen[col]]), fontsize=6, pad=2)
         row[0].set_ylabel(f"folder {data.class_names[folder]}", fontsize=8)
     fig.suptitle(suptitle, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    _save(fig, path, dpi=110)
 
 
 def plot_confusion(confusion, class_names, path: Path, title: str = "") -> None:
@@ -128,8 +131,7 @@ def plot_confusion(confusion, class_names, path: Path, title: str = "") -> None:
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     ax.set_title(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    _save(fig, path, dpi=120)
 
 
 def plot_learning_curves(history: list[dict], path: Path) -> None:
@@ -151,5 +153,4 @@ def plot_learning_curves(history: list[dict], path: Path) -> None:
         ax.set_ylabel(key)
         ax.grid(alpha=0.3)
         ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    _save(fig, path, dpi=100)

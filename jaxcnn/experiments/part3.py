@@ -51,6 +51,7 @@ from jaxcnn.experiments.part3_diagnosis import (
     audit_images, compare_views, diagnose, free_diagnosis, free_posteriors, least_likely_accuracy, renamed_accuracy,
     score_estimate,
 )
+from jaxcnn.processes import on_primary
 from jaxcnn.rundir import claim
 from jaxcnn.rundir import write_json
 from jaxcnn.training.checkpoint import has_checkpoints, load_run
@@ -67,12 +68,17 @@ logger = logging.getLogger("jaxcnn")
 
 def make_default_set(cfg: Part3Config, data_root: Path, workdir: Path, *, overwrite=False) -> Path:
     """``WORKDIR/noisy-mnist.zip``: MNIST train (or a balanced subset) with ``cfg.corruption`` planted,
-    in the original's form (JPEGs under ``mnistTask/``, a Mac zip).
+    in the original's form (JPEGs under ``mnistTask/``, a Mac zip). Made by process 0 alone.
 
     An existing set is reused when it was made with the same settings (``noisy-mnist.made.json``
     records them, not the truth). The returned summary of ``make_noisy_mnist`` is not kept: it
     holds the planted corruption, which the study must find for itself.
     """
+    on_primary(lambda: _make_default_set(cfg, data_root, workdir, overwrite), f"{workdir / MADE_DIR}.zip: making it")
+    return workdir / f"{MADE_DIR}.zip"
+
+
+def _make_default_set(cfg: Part3Config, data_root: Path, workdir: Path, overwrite: bool) -> Path:
     out = workdir / f"{MADE_DIR}.zip"
     record = workdir / f"{MADE_DIR}.made.json"
     settings = {"corruption": str(parse_corruption(cfg.corruption)), "seed": cfg.corruption_seed,

@@ -109,7 +109,7 @@ def test_one_device_mesh_runs_the_same_step():
 
 # fit on two fake CPU devices (every batch split over them) against fit on one, in a fresh interpreter.
 FIT_SCRIPT = f"TOLERANCE = {CROSS_PROGRAM!r}\n" + textwrap.dedent("""
-    import json, sys
+    import dataclasses, json, sys
     from pathlib import Path
     import jax, numpy as np
     from jaxcnn.config import ModelConfig, TrainConfig
@@ -126,19 +126,19 @@ FIT_SCRIPT = f"TOLERANCE = {CROSS_PROGRAM!r}\n" + textwrap.dedent("""
     root = Path(sys.argv[1])
     cfg = TrainConfig(seeds=(0, 1), epochs=2, batch_size=16, learning_rate=1e-2, warmup_epochs=0,
                       model=ModelConfig(widths=(4, 8), hidden=16))
-    runs = {n: fit(digits(64, 0), digits(40, 1), TrainConfig(**{**cfg.__dict__, "devices": n}), root / f"d{n}")
+    runs = {n: fit(digits(64, 0), digits(40, 1), dataclasses.replace(cfg, devices=n), root / f"d{n}")
             for n in (2, 1)}
     (two, two_history), (one, one_history) = runs[2], runs[1]
     gaps = np.concatenate([np.abs(np.asarray(a) - np.asarray(b)).ravel()
                            for a, b in zip(jax.tree.leaves(two.params), jax.tree.leaves(one.params))])
-    mesh = S.training_mesh(TrainConfig(**{**cfg.__dict__, "devices": 2}))
+    mesh = S.training_mesh(dataclasses.replace(cfg, devices=2))
     with jax.set_mesh(mesh):
         index = np.zeros((2, 16), np.int32)
         state = S.on_devices(T.create_population(cfg.seeds, 10, cfg, 64), mesh)
         data = S.on_devices((digits(64, 0).images, digits(64, 0).labels), mesh)
         hlo = T._step_population.lower(state, *data, index, cfg).compile().as_text()
     try:
-        fit(digits(64, 0), None, TrainConfig(**{**cfg.__dict__, "devices": 3}), root / "d3")
+        fit(digits(64, 0), None, dataclasses.replace(cfg, devices=3), root / "d3")
         refused = ""
     except ValueError as err:
         refused = str(err)
