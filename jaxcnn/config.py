@@ -12,7 +12,7 @@ import typing
 
 from jaxcnn.errors import require
 
-DTYPES = ("float32", "bfloat16", "float16")
+DTYPES = ("float32", "bfloat16", "float16", "float64")  # float64: parameters too (needs jax_enable_x64)
 LOSSES = ("cross_entropy", "forward", "gce", "complementary_nn")
 
 

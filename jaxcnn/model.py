@@ -28,6 +28,19 @@ def max_pool_2x2(x):
     return x[:, :h // 2 * 2, :w // 2 * 2].reshape(b, h // 2, 2, w // 2, 2, c).max(axis=(2, 4))
 
 
+def param_dtype(dtype: jnp.dtype) -> jnp.dtype:
+    """Parameters stay float32 under a 16-bit compute dtype (mixed precision) and follow float64,
+    which the equivalence tests train in so that rounding cannot flip Adam's steps."""
+    return jnp.promote_types(dtype, jnp.float32)
+
+
+def batch_norm(dtype: jnp.dtype, train: bool, name: str) -> nn.BatchNorm:
+    """BatchNorm (momentum 0.9) computing in ``dtype``; statistics reduce in float32, or in float64."""
+    wide = param_dtype(dtype)
+    return nn.BatchNorm(use_running_average=not train, momentum=0.9, dtype=dtype, param_dtype=wide,
+                        force_float32_reductions=wide == jnp.float32, name=name)
+
+
 class Trunk(nn.Module):
     """Stacks of two 3x3 conv -> BatchNorm -> ReLU, then 2x2 max-pool (Simonyan & Zisserman 2015)."""
 
@@ -38,9 +51,9 @@ class Trunk(nn.Module):
     def __call__(self, x, train: bool):
         for block, width in enumerate(self.widths):
             for layer in range(2):
-                x = nn.Conv(width, (3, 3), use_bias=False, dtype=self.dtype, name=f"conv{block}_{layer}")(x)
-                x = nn.BatchNorm(use_running_average=not train, momentum=0.9, dtype=self.dtype,
-                                 name=f"bn{block}_{layer}")(x)
+                x = nn.Conv(width, (3, 3), use_bias=False, dtype=self.dtype, param_dtype=param_dtype(self.dtype),
+                            name=f"conv{block}_{layer}")(x)
+                x = batch_norm(self.dtype, train, f"bn{block}_{layer}")(x)
                 x = nn.relu(x)
             x = max_pool_2x2(x)
         return x
@@ -57,15 +70,16 @@ class Head(nn.Module):
     @nn.compact
     def __call__(self, x, train: bool):
         x = x.reshape((x.shape[0], -1))
-        x = nn.Dense(self.hidden, use_bias=False, dtype=self.dtype, name="dense")(x)
-        x = nn.BatchNorm(use_running_average=not train, momentum=0.9, dtype=self.dtype, name="bn")(x)
+        wide = param_dtype(self.dtype)
+        x = nn.Dense(self.hidden, use_bias=False, dtype=self.dtype, param_dtype=wide, name="dense")(x)
+        x = batch_norm(self.dtype, train, "bn")(x)
         x = nn.relu(x)
         x = nn.Dropout(self.dropout, deterministic=not train)(x)
-        return nn.Dense(self.num_classes, dtype=self.dtype, name="logits")(x)
+        return nn.Dense(self.num_classes, dtype=self.dtype, param_dtype=wide, name="logits")(x)
 
 
 class CNN(nn.Module):
-    """images float [B, 28, 28, 1] in [0, 1] -> logits float32 [B, num_classes]."""
+    """images float [B, 28, 28, 1] in [0, 1] -> logits float32 [B, num_classes] (float64 for float64)."""
 
     num_classes: int
     widths: Sequence[int] = (32, 64, 128)
@@ -79,4 +93,4 @@ class CNN(nn.Module):
         trunk_train = train if train_trunk is None else train_trunk
         x = Trunk(self.widths, self.dtype, name="trunk")(x.astype(self.dtype), trunk_train)
         logits = Head(self.num_classes, self.hidden, self.dropout, self.dtype, name="head")(x, train)
-        return logits.astype(jnp.float32)
+        return logits.astype(param_dtype(self.dtype))

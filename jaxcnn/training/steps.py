@@ -63,6 +63,9 @@ def update_ema(state: TrainState, decay: float) -> TrainState:
 
 
 def make_model(num_classes: int, cfg: ModelConfig) -> CNN:
+    """The CNN of ``cfg``; float64 needs 64-bit JAX (``JAX_ENABLE_X64=1`` or ``jax.enable_x64``)."""
+    if cfg.dtype == "float64" and not jax.config.jax_enable_x64:
+        raise ValueError("model.dtype float64 needs 64-bit JAX: set JAX_ENABLE_X64=1 (or use float32)")
     return CNN(num_classes, tuple(cfg.widths), cfg.hidden, cfg.dropout, jnp.dtype(cfg.dtype))
 
 
@@ -284,9 +287,12 @@ def each_member(fn, state: TrainState, *args, parallel: bool | None = None):
     """``fn(state, *args)`` on the whole population at once, or member by member (outputs concatenated).
 
     On XLA:CPU, vmapping over seeds turns each convolution into a grouped one, which is slower than
-    running the members in turn, so ``parallel`` defaults to True only on accelerators.
+    running the members in turn, so ``parallel`` defaults to True only on accelerators; in float64
+    the CPU always runs them in turn (its grouped kernel gradients are wrong there, tests/tolerances.py).
     """
     parallel = jax.default_backend() != "cpu" if parallel is None else parallel
+    if jax.default_backend() == "cpu" and jax.tree.leaves(state.params)[0].dtype == np.float64:
+        parallel = False  # XLA:CPU's grouped convolutions give wrong float64 kernel gradients (jaxlib 0.10.2)
     size = jax.tree.leaves(state)[0].shape[0]
     if parallel or size == 1:
         return fn(state, *args)
