@@ -11,17 +11,21 @@ import textwrap
 import numpy as np
 import pytest
 
-from tests.tolerances import CROSS_PROGRAM
+from tests.tolerances import FLOAT64_CROSS_PROGRAM, ONE_FLOAT32_STEP
 
-# Runs in a fresh interpreter: the fake device count must be set before jax is imported.
-TWO_DEVICE_SCRIPT = f"TOLERANCE = {CROSS_PROGRAM!r}\n" + textwrap.dedent("""
+pytestmark = pytest.mark.equivalence  # two programs compared: CI runs these again on one core
+
+# Runs in a fresh interpreter (the fake device count must be set before jax is imported), in float64:
+# two programs that train several steps are compared where rounding cannot flip steps (tests/tolerances.py).
+FLOAT64_ENV = {"JAX_PLATFORMS": "cpu", "JAX_ENABLE_X64": "1"}
+TWO_DEVICE_SCRIPT = f"TOLERANCE = {FLOAT64_CROSS_PROGRAM!r}\n" + textwrap.dedent("""
     import functools, json
     import jax, numpy as np, optax
     from jaxcnn.training import sharding as S
     from jaxcnn.training import steps as T
     from jaxcnn.config import ModelConfig, TrainConfig
 
-    cfg = TrainConfig(batch_size=16, model=ModelConfig(widths=(4, 8), hidden=16))
+    cfg = TrainConfig(batch_size=16, model=ModelConfig(widths=(4, 8), hidden=16, dtype="float64"))
     model, tx = T.make_model(10, cfg.model), optax.sgd(0.1, momentum=0.9)
     state = jax.jit(lambda key: T.create_train_state(key, model, tx))(jax.random.PRNGKey(0))
     data = np.random.default_rng(0)
@@ -59,7 +63,7 @@ TWO_DEVICE_SCRIPT = f"TOLERANCE = {CROSS_PROGRAM!r}\n" + textwrap.dedent("""
 @pytest.fixture(scope="module")
 def two_device_report() -> dict:
     """Runs the comparison on two fake CPU devices and returns what it measured."""
-    env = dict(os.environ, JAX_PLATFORMS="cpu",
+    env = dict(os.environ, **FLOAT64_ENV,
                XLA_FLAGS=(os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=2").strip())
     result = subprocess.run([sys.executable, "-c", TWO_DEVICE_SCRIPT], env=env, capture_output=True,
                             text=True, timeout=300)
@@ -103,12 +107,12 @@ def test_one_device_mesh_runs_the_same_step():
     expected, _ = jax.jit(functools.partial(T.train_step, cfg=cfg))(state, batch, jax.random.PRNGKey(3))
     got, _ = S.sharded_train_step(mesh, cfg)(S.replicate(state, mesh), S.shard_batch(batch, mesh),
                                              jax.random.PRNGKey(3))
-    for a, b in zip(jax.tree.leaves(expected), jax.tree.leaves(got)):
-        np.testing.assert_allclose(np.asarray(a), np.asarray(b), **CROSS_PROGRAM)
+    for a, b in zip(jax.tree.leaves(expected), jax.tree.leaves(got)):  # one SGD step: nothing to amplify
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), **ONE_FLOAT32_STEP)
 
 
 # fit on two fake CPU devices (every batch split over them) against fit on one, in a fresh interpreter.
-FIT_SCRIPT = f"TOLERANCE = {CROSS_PROGRAM!r}\n" + textwrap.dedent("""
+FIT_SCRIPT = f"TOLERANCE = {FLOAT64_CROSS_PROGRAM!r}\n" + textwrap.dedent("""
     import dataclasses, json, sys
     from pathlib import Path
     import jax, numpy as np
@@ -125,7 +129,7 @@ FIT_SCRIPT = f"TOLERANCE = {CROSS_PROGRAM!r}\n" + textwrap.dedent("""
 
     root = Path(sys.argv[1])
     cfg = TrainConfig(seeds=(0, 1), epochs=2, batch_size=16, learning_rate=1e-2, warmup_epochs=0,
-                      model=ModelConfig(widths=(4, 8), hidden=16))
+                      model=ModelConfig(widths=(4, 8), hidden=16, dtype="float64"))
     runs = {n: fit(digits(64, 0), digits(40, 1), dataclasses.replace(cfg, devices=n), root / f"d{n}")
             for n in (2, 1)}
     (two, two_history), (one, one_history) = runs[2], runs[1]
@@ -147,13 +151,13 @@ FIT_SCRIPT = f"TOLERANCE = {CROSS_PROGRAM!r}\n" + textwrap.dedent("""
         "all_reduce": "all-reduce" in hlo,
         "losses_close": bool(np.allclose([r["train_loss"] + r["val_loss"] for r in two_history],
                                          [r["train_loss"] + r["val_loss"] for r in one_history], **TOLERANCE)),
-        "params_max_gap": float(gaps.max()), "params_share_close": float(np.mean(gaps <= cfg.learning_rate / 20)),
+        "params_max_gap": float(gaps.max()),
         "steps": int(np.asarray(two.step)[0]), "refused": refused, "d3_written": (root / "d3").exists()}))
 """)
 
 
 def test_fit_on_two_devices_splits_every_batch_and_trains_what_one_device_trains(tmp_path):
-    env = dict(os.environ, JAX_PLATFORMS="cpu",
+    env = dict(os.environ, **FLOAT64_ENV,
                XLA_FLAGS=(os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=2").strip())
     result = subprocess.run([sys.executable, "-c", FIT_SCRIPT, str(tmp_path)], env=env, capture_output=True,
                             text=True, timeout=600)
@@ -161,8 +165,5 @@ def test_fit_on_two_devices_splits_every_batch_and_trains_what_one_device_trains
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["replicated_on"] == 2 and report["all_reduce"]  # one state on both, the batch split
     assert report["losses_close"] and report["steps"] == 8
-    # As for vmapped seeds (test_steps): Adam can turn a rounding difference on a weight whose
-    # gradient is ~0 into a sizeable update; no weight moves by more than Adam's bound, nearly all agree.
-    assert report["params_max_gap"] <= 2 * 1e-2 * report["steps"]
-    assert report["params_share_close"] >= 0.99
+    assert report["params_max_gap"] <= FLOAT64_CROSS_PROGRAM["atol"]  # in float64: no step flipped by rounding
     assert "train.devices is 3 but there are 2 devices" in report["refused"] and not report["d3_written"]

@@ -152,6 +152,7 @@ def test_no_augment_is_the_identity(data):
     chex.assert_trees_all_equal(augment_batch(jax.random.PRNGKey(0), images, NO_AUGMENT), images)
 
 
+@pytest.mark.equivalence
 def test_scanned_epoch_equals_the_stepwise_loop(population64, data, scanned_epoch):
     with jax.enable_x64(True):
         stepwise = T.each_member(T.train_epoch_stepwise, copy(population64), *data, CFG64)
@@ -160,6 +161,7 @@ def test_scanned_epoch_equals_the_stepwise_loop(population64, data, scanned_epoc
     assert scanned_epoch[0].params["head"]["logits"]["kernel"].dtype == np.float64
 
 
+@pytest.mark.equivalence
 @pytest.mark.parametrize("epoch_fn", [T.train_epoch_population, T.train_epoch_stepwise], ids=["scan", "stepwise"])
 def test_an_epoch_in_chunks_equals_the_epoch_in_one_piece(population64, data, scanned_epoch, epoch_fn):
     with jax.enable_x64(True):
@@ -169,6 +171,7 @@ def test_an_epoch_in_chunks_equals_the_epoch_in_one_piece(population64, data, sc
         np.testing.assert_allclose((3 * first["loss"] + rest["loss"]) / 4, scanned_epoch[1]["loss"], **TOLERANCE)
 
 
+@pytest.mark.equivalence
 def test_seeds_trained_as_a_population_equal_each_trained_alone(population64, data, scanned_epoch):
     """The population's epoch against each seed alone: a plain loop of the single-state step,
     following the documented contract (data order from ``epoch_batches``, the step key
@@ -194,6 +197,7 @@ def test_seeds_trained_as_a_population_equal_each_trained_alone(population64, da
     assert not np.allclose(kernels[0], kernels[1])  # the seeds really differ
 
 
+@pytest.mark.equivalence
 @pytest.mark.parametrize("epoch_fn", [T.train_epoch_population, T.train_epoch_stepwise], ids=["scan", "stepwise"])
 def test_one_float32_step_of_the_population_equals_each_seed_alone(population, data, counted_step, epoch_fn):
     """The float32 vmapped programs themselves, over one step and on what rounding cannot flip: the
@@ -228,6 +232,7 @@ def test_frozen_trunk_stays_bit_identical_while_the_head_learns(population, data
         assert all(not np.array_equal(a, b) for a, b in zip(jax.tree.leaves(after), jax.tree.leaves(before)))
 
 
+@pytest.mark.equivalence
 def test_the_library_compiles_the_cpu_step_without_ynnpack_and_equal_to_xla_defaults(data):
     """``COMPILER_OPTIONS`` swap XLA:CPU's convolution kernels (YNNPACK for Eigen), not the numbers.
 
