@@ -190,13 +190,15 @@ def test_writer_folds_partition_the_writers():
 
 def test_real_subset(tmp_path, shared_data):
     real = shared_data / "trainPart1" / "train"
+    writers = []
     for folder in ("Sample001", "Sample011", "Sample037"):  # "0", "A", "a"
         (tmp_path / "train" / folder).mkdir(parents=True)
         for path in sorted((real / folder).glob("*.png"))[:5]:
             shutil.copy(path, tmp_path / "train" / folder)
+            writers.append(int(path.stem[-3:]))  # imgCCC-SSS: each class has its own 40 writers
     data = load(tmp_path, tmp_path, classes=["0", "A", "a"])
     assert len(data) == 15 and data.labels.tolist() == [0] * 5 + [1] * 5 + [2] * 5
-    assert data.groups.tolist() == [1, 2, 3, 4, 5] * 3
+    assert data.groups.tolist() == writers
     rows, cols = np.indices((28, 28))
     for image in data.images.astype(float):
         assert image.max() == 255 and image[0].max() == 0

@@ -129,13 +129,13 @@ def test_keep_stroke_width_leaves_a_small_letters_thick_strokes_thicker(glyph):
     assert stroke_width(keep_stroke_width(large)) >= 0.9  # still visible: about a pixel wide
 
 
-def test_real_crops_are_centred_and_fitted(shared_data):
+def test_real_scans_are_centred_and_fitted(shared_data):
     files = sorted((shared_data / "trainPart1" / "train").glob("Sample0[0-6]1/*-00[1-3].png"))
     assert len(files) >= 12
     for path in files:
-        out = to_mnist_convention(gray(Image.open(path)))
-        com_y, com_x = centre_of_mass(out)
-        assert abs(com_y - CENTRE) <= 0.5 and abs(com_x - CENTRE) <= 0.5, path.name
+        out = to_mnist_convention(gray(Image.open(path).convert("L")))  # the scans are RGB pages
+        com_y, com_x = centre_of_mass(out)  # whole-pixel shifts, then uint8 rounding (~0.01 px)
+        assert abs(com_y - CENTRE) <= 0.51 and abs(com_x - CENTRE) <= 0.51, path.name
         assert max(ink_box(out)) in (19, 20), path.name
 
 
