@@ -7,6 +7,7 @@ import dataclasses
 import functools
 import logging
 import sys
+import threading
 from pathlib import Path
 
 from jaxcnn import paths
@@ -250,6 +251,17 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     logger.setLevel(logging.DEBUG if args.verbose else logging.INFO)
     logging.getLogger("absl").setLevel(logging.ERROR)  # Orbax notes such as "directory is read only"
+    status = _run(args)
+    if status:  # the one-line error is out: what Orbax's reads left behind say while the process exits
+        sys.stderr.flush()  # ("Exception ignored in <coroutine ...>", "Future exception was never retrieved")
+        sys.unraisablehook = lambda unraisable: None
+        threading.excepthook = lambda args: None
+        logging.getLogger("asyncio").setLevel(logging.CRITICAL)
+    return status
+
+
+def _run(args) -> int:
+    """Runs the command; every expected failure becomes one line on stderr and an exit status."""
     try:
         from jaxcnn.processes import initialize_from_environment  # imports jax: not for --help
         initialize_from_environment()

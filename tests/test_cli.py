@@ -208,3 +208,32 @@ def test_evaluate_reports_a_chars74k_layout_error_as_such(tmp_path, make_chars74
     make_chars74k(tmp_path / "data" / "test", classes=(1,), writers=(2,))
     with pytest.raises(DataError, match="Sample folders in 2 places"):
         _load_for(("0", "1"), "mnist", tmp_path / "data", tmp_path / "cache")
+
+
+def truncate_largest_array(step_dir):
+    path = max((p for p in step_dir.glob("state/**/d/*") if p.is_file()), key=lambda p: p.stat().st_size)
+    path.write_bytes(path.read_bytes()[:100])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", [["evaluate", "--ckpt", "{run}", "--data", "{data}"],
+                                     ["part1", "--quick", "--resume", "--data-root", "{root}", "--workdir", "{run}"]],
+                         ids=["evaluate", "resume"])
+def test_a_damaged_checkpoint_is_one_line_and_nothing_after_it(tmp_path, command):
+    """In a child process, so that what Orbax's threads print while it exits is seen too."""
+    from tests.generated import write_chars74k
+
+    write_chars74k(tmp_path / "root", writers=3)
+    env = {**os.environ, "JAXCNN_CACHE": str(tmp_path / "cache"), "JAX_PLATFORMS": "cpu"}
+    run = [sys.executable, "-m", "jaxcnn", "part1", "--quick", "--data-root", str(tmp_path / "root"),
+           "--workdir", str(tmp_path / "run"), "--set", "train.seeds=0", "--set", "train.epochs=1"]
+    assert subprocess.run(run, env=env, capture_output=True).returncode == 0
+    truncate_largest_array(tmp_path / "run" / "checkpoints" / "1")
+    args = [a.format(run=tmp_path / "run", data=next((tmp_path / "root").rglob("Sample001")).parent,
+                     root=tmp_path / "root") for a in command]
+    extra = ["--set", "train.seeds=0", "--set", "train.epochs=1"] if command[0] == "part1" else []
+    failed = subprocess.run([sys.executable, "-m", "jaxcnn", *args, *extra], env=env, capture_output=True, text=True)
+    assert failed.returncode == 2
+    lines = [line for line in failed.stderr.splitlines() if line.strip()]
+    assert lines[-1].startswith(f"error: {tmp_path / 'run' / 'checkpoints' / '1'}: damaged checkpoint"), lines
+    assert "Traceback" not in failed.stderr and len(lines[-1]) < 400

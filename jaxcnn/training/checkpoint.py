@@ -10,7 +10,11 @@ restore: a flipped bit is an error, not silently different weights.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import os
+import sys
+import time
 from pathlib import Path
 
 import flax
@@ -104,8 +108,9 @@ class RunCheckpoints:
         check_shapes(self._saved_shapes(epoch, path), abstract, path)
         expected = self._read_json(epoch).get(DIGEST_KEY)  # checkpoints of older versions have none
         try:
-            restored = self._manager.restore(epoch, args=ocp.args.Composite(
-                state=ocp.args.StandardRestore(abstract)))["state"]
+            with _silent_if_it_fails():
+                restored = self._manager.restore(epoch, args=ocp.args.Composite(
+                    state=ocp.args.StandardRestore(abstract)))["state"]
         except Exception as err:
             raise CheckpointError(f"{path}: damaged checkpoint, cannot restore ({_first_line(err)})") from err
         if expected is not None and digest(restored) != expected:
@@ -143,8 +148,30 @@ class RunCheckpoints:
         self.close()
 
 
+@contextlib.contextmanager
+def _silent_if_it_fails(settle_seconds: float = 0.5):
+    """Sends the process's stderr (the file descriptor) to /dev/null during a restore, and for a moment
+    after one that failed: Orbax then closes its event loop while TensorStore reads are still landing,
+    and their threads print an "Event loop is closed" traceback from C++ that would bury the error."""
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        yield
+    except BaseException:
+        time.sleep(settle_seconds)
+        raise
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
 def _first_line(err: Exception) -> str:
-    return (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
+    """The cause in a few words: TensorStore appends its whole spec after ". See full ..."."""
+    line = (str(err).strip().splitlines() or [type(err).__name__])[0]
+    return line.split(". See full")[0][:300]
 
 
 def digest(tree) -> str:
