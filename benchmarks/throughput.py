@@ -147,14 +147,14 @@ def trained_per_epoch(num_images: int, cfg: TrainConfig) -> int:
 def epoch_runner(cfg: TrainConfig, images, labels, num_classes: int, engine: str) -> Runner:
     """One epoch of a single seed with the ``engine`` epoch function."""
     state = T.create_population((0,), num_classes, cfg, images.shape[0])
-    epoch = functools.partial(epoch_engine(engine), images=images, labels=labels, cfg=cfg)
+    epoch = functools.partial(epoch_engine(engine), inputs={"image": images}, labels=labels, cfg=cfg)
     return Runner("epoch", ENGINE_ROWS[engine], cfg.batch_size, trained_per_epoch(images.shape[0], cfg), epoch, state)
 
 
 def population_runners(cfg: TrainConfig, images, labels, num_classes: int, seeds, engine: str) -> list[Runner]:
     """``len(seeds)`` runs taking turns (as ``fit(parallel_seeds=False)``) and one vmapped population."""
     n, k = images.shape[0], len(seeds)
-    epoch = functools.partial(epoch_engine(engine), images=images, labels=labels, cfg=cfg)
+    epoch = functools.partial(epoch_engine(engine), inputs={"image": images}, labels=labels, cfg=cfg)
 
     def one_after_another(members):
         results = [epoch(m) for m in members]
@@ -175,7 +175,7 @@ def alternative_runners(cfg: TrainConfig, images, labels, num_classes: int, seed
     on the CPU: it is a while loop, the slow case of jax-ml/jax#12868.)
     """
     n, k = images.shape[0], len(seeds)
-    one = lambda state, index: T._indexed_step(state, images, labels, index, cfg)  # the library's step
+    one = lambda state, index: T._indexed_step(state, {"image": images}, labels, index, cfg)  # the library's step
 
     @functools.partial(jax.jit, donate_argnums=0)
     def unrolled(state, index):

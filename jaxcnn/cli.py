@@ -41,12 +41,20 @@ def _common(parser: argparse.ArgumentParser, default_workdir: str) -> None:
     _cache_dir_arg(parser)
 
 
-def _configured(module, args, budget=lambda cfg: cfg):
-    cfg = budget(module.get_config(args.quick))
+def _folds_by(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--folds-by", choices=("class", "writer"),
+                        help="class: class-stratified image folds, as the task's held-back test (the default); "
+                             "writer: whole writers held out")
+
+
+def _configured(module, args):
+    cfg = module.get_config(args.quick)
     for assignment in args.set:
         cfg = override(cfg, assignment)
     if getattr(args, "data", None):  # part 3's --data DIR_OR_ZIP
         cfg = dataclasses.replace(cfg, data=args.data)
+    if getattr(args, "folds_by", None):  # cv and ablate
+        cfg = dataclasses.replace(cfg, folds_by=args.folds_by)
     return cfg
 
 
@@ -71,7 +79,7 @@ def cmd_cv(args) -> int:
 
 def cmd_ablate(args) -> int:
     from jaxcnn.experiments import part1
-    table = part1.run_ablation(_configured(part1, args, part1.ablation_config), paths.data_root(args.data_root),
+    table = part1.run_ablation(_configured(part1, args), paths.data_root(args.data_root),
                                Path(args.workdir), args.variants, resume=args.resume, overwrite=args.overwrite,
                                cache_dir=args.cache_dir)
     for name, row in table["variants"].items():
@@ -178,20 +186,22 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--data", metavar="DIR_OR_ZIP",
                            help="the corrupted class-folder set (default: make one in WORKDIR/noisy-mnist)")
 
-    p = _command(sub, cmd_cv, "cv", help="estimate part 1's accuracy on new writers with writer folds",
-                 description="Train part 1's recipe once per writer fold (--set folds=K, default 5) and "
-                             "score each on its unseen writers; the fold mean and 95% CI go to "
-                             "WORKDIR/results.json.",
+    p = _command(sub, cmd_cv, "cv", help="estimate part 1's accuracy on unseen images with folds",
+                 description="Train part 1's recipe once per fold (--set folds=K, default 5) and score each "
+                             "on the images it never saw; the fold mean and 95% CI go to WORKDIR/results.json. "
+                             "Folds are class-stratified images, as the task's test (--folds-by class), or "
+                             "whole writers (--folds-by writer).",
                  epilog="example: python -m jaxcnn cv --data-root ../shared/data --quick")
     _common(p, "ckpts/part1-cv")
+    _folds_by(p)
 
     p = _command(sub, cmd_ablate, "ablate", help="measure the effect of part 1's main design choices",
-                 description="Run part 1's writer folds once per ablation variant (each changes one choice) "
-                             "and tabulate the fold mean and 95% CI in WORKDIR/ablation.json. Budget: one "
-                             "seed and a fifth of part 1's epochs per fold model unless --set says "
-                             "otherwise.",
+                 description="Run part 1's folds once per ablation variant (each changes one choice) "
+                             "and tabulate the fold mean and 95% CI in WORKDIR/ablation.json. Budget: part "
+                             "1's full recipe per fold model unless --set says otherwise.",
                  epilog="example: python -m jaxcnn ablate --variants default tta --set folds=3")
     _common(p, "ckpts/part1-ablation")
+    _folds_by(p)
     p.add_argument("--variants", nargs="*", help="which variants (default: all)")
 
     p = _command(sub, cmd_evaluate, "evaluate", help="score a checkpoint on a data folder or zip",

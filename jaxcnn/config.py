@@ -51,6 +51,7 @@ class ModelConfig:
     hidden: int = 256
     dropout: float = 0.5
     dtype: str = "float32"
+    page_geometry: bool = False  # the head also sees where the character sat on its page (part 1)
 
     def __post_init__(self):
         require(self, "widths", len(self.widths) > 0 and all(w >= 1 for w in self.widths),

@@ -1,7 +1,9 @@
 """A small VGG-style CNN for 28x28 characters, split into a conv trunk and a classifier head.
 
 The parameter tree is ``{"trunk": ..., "head": ...}`` so that transfer (parts 2 and 3) can graft
-the trunk of one model into another by name (see ``jaxcnn.training.transfer``).
+the trunk of one model into another by name (see ``jaxcnn.training.transfer``). The head may also
+take a small vector of page geometry (``jaxcnn.data.preprocess.page_geometry``): the trunk still
+sees only the 28x28 image, so it grafts onto MNIST models unchanged.
 """
 
 from __future__ import annotations
@@ -60,7 +62,8 @@ class Trunk(nn.Module):
 
 
 class Head(nn.Module):
-    """Flatten -> dense -> BatchNorm -> ReLU -> dropout -> logits."""
+    """Flatten (joined by the embedded page geometry, if given) -> dense -> BatchNorm -> ReLU ->
+    dropout -> logits."""
 
     num_classes: int
     hidden: int = 256
@@ -68,9 +71,13 @@ class Head(nn.Module):
     dtype: jnp.dtype = jnp.float32
 
     @nn.compact
-    def __call__(self, x, train: bool):
+    def __call__(self, x, train: bool, geometry=None):
         x = x.reshape((x.shape[0], -1))
         wide = param_dtype(self.dtype)
+        if geometry is not None:  # a few numbers beside ~1,000 features: standardised, then embedded
+            g = batch_norm(self.dtype, train, "geometry_bn")(geometry.astype(self.dtype))
+            g = nn.relu(nn.Dense(GEOMETRY_EMBEDDING, dtype=self.dtype, param_dtype=wide, name="geometry")(g))
+            x = jnp.concatenate([x, g], axis=-1)
         x = nn.Dense(self.hidden, use_bias=False, dtype=self.dtype, param_dtype=wide, name="dense")(x)
         x = batch_norm(self.dtype, train, "bn")(x)
         x = nn.relu(x)
@@ -78,19 +85,24 @@ class Head(nn.Module):
         return nn.Dense(self.num_classes, dtype=self.dtype, param_dtype=wide, name="logits")(x)
 
 
+GEOMETRY_EMBEDDING = 32
+
+
 class CNN(nn.Module):
-    """images float [B, 28, 28, 1] in [0, 1] -> logits float32 [B, num_classes] (float64 for float64)."""
+    """images float [B, 28, 28, 1] in [0, 1] (and page geometry float [B, F]) -> logits float32
+    [B, num_classes] (float64 for float64)."""
 
     num_classes: int
     widths: Sequence[int] = (32, 64, 128)
     hidden: int = 256
     dropout: float = 0.5
     dtype: jnp.dtype = jnp.float32
+    geometry_features: int = 0  # F > 0: the head takes page geometry float [B, F]
 
     @nn.compact
-    def __call__(self, x, train: bool = False, train_trunk: bool | None = None):
+    def __call__(self, x, train: bool = False, train_trunk: bool | None = None, geometry=None):
         """``train_trunk=False`` keeps the trunk in inference mode (frozen BatchNorm statistics)."""
         trunk_train = train if train_trunk is None else train_trunk
         x = Trunk(self.widths, self.dtype, name="trunk")(x.astype(self.dtype), trunk_train)
-        logits = Head(self.num_classes, self.hidden, self.dropout, self.dtype, name="head")(x, train)
+        logits = Head(self.num_classes, self.hidden, self.dropout, self.dtype, name="head")(x, train, geometry)
         return logits.astype(param_dtype(self.dtype))

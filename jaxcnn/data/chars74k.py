@@ -18,7 +18,8 @@ import numpy as np
 
 from jaxcnn.data.dataset import ArrayDataset
 from jaxcnn.data.imagefiles import ImageListing, cached_dataset, fingerprint, list_images, preprocess_all
-from jaxcnn.data.preprocess import PREPROCESS_VERSION, keep_stroke_width, plain_resize, to_mnist_convention
+from jaxcnn.data.preprocess import (PREPROCESS_VERSION, keep_stroke_width, page_geometry, plain_resize,
+                                    to_mnist_convention)
 from jaxcnn.errors import DataError
 from jaxcnn.paths import DOWNLOAD_HINT
 
@@ -74,7 +75,8 @@ def load_chars74k(
     cache_dir: str | os.PathLike | None = None,
     preprocess: str = "mnist",
 ) -> ArrayDataset:
-    """Chars74K images in the MNIST convention; labels index ``classes``, groups are writers.
+    """Chars74K images in the MNIST convention with their page geometry; labels index ``classes``,
+    groups are writers (parsed from the file names, for splits and reports only: never an input).
 
     ``classes``: class names to load (default all 62, e.g. DIGIT_CLASSES for 10). ``preprocess``:
     "mnist" (crop, fit, centre) or "plain" (resize only). Results are cached in ``cache_dir``.
@@ -148,10 +150,10 @@ def _report_ignored(listing: ImageListing, prefix: str, by_folder: dict, wanted:
 
 
 def _build(listing: ImageListing, files, preprocess, class_names) -> ArrayDataset:
-    images = preprocess_all(listing, [entry for entry, _, _ in files], preprocess)
+    images, geometry = preprocess_all(listing, [entry for entry, _, _ in files], preprocess, page_geometry)
     labels = np.array([label for _, label, _ in files], np.int32)
     writers = np.array([writer for _, _, writer in files], np.int32)
-    return ArrayDataset(images, labels, writers, tuple(class_names))
+    return ArrayDataset(images, labels, writers, tuple(class_names), geometry)
 
 
 def writer_split(dataset: ArrayDataset, val_writers) -> tuple[ArrayDataset, ArrayDataset]:
@@ -163,6 +165,32 @@ def writer_split(dataset: ArrayDataset, val_writers) -> tuple[ArrayDataset, Arra
             f"data set writers {np.unique(dataset.groups).tolist()}"
         )
     return dataset.subset(~in_val), dataset.subset(in_val)
+
+
+FOLD_PROTOCOLS = ("class", "writer")
+
+
+def fold_indices(dataset: ArrayDataset, k: int, by: str = "class", seed: int = 0) -> list[np.ndarray]:
+    """The validation images (sorted indices) of each of ``k`` folds; every image is in one fold.
+
+    ``by="class"``: each class's images dealt in a seeded random order over the folds, so every fold
+    holds every class and a writer's other characters stay in training, as in the task's held-back
+    test (per class, 15 writers not in training; each (class, writer) pair occurs once).
+    ``by="writer"``: whole writers held out (``writer_folds``), the stricter "new writer" question.
+    """
+    if by == "writer":
+        return [np.flatnonzero(np.isin(dataset.groups, w)) for w in writer_folds(dataset.groups, k)]
+    if by != "class":
+        raise ValueError(f"folds by must be one of {', '.join(FOLD_PROTOCOLS)}, got {by!r}")
+    smallest = np.bincount(dataset.labels, minlength=dataset.num_classes).min() if len(dataset) else 0
+    if not 2 <= k <= smallest:
+        raise ValueError(f"k must be between 2 and the images of the smallest class ({smallest}), got {k}")
+    rng = np.random.default_rng(seed)
+    fold_of = np.empty(len(dataset), np.int64)
+    for label in np.unique(dataset.labels):
+        members = rng.permutation(np.flatnonzero(dataset.labels == label))
+        fold_of[members] = np.arange(len(members)) % k
+    return [np.flatnonzero(fold_of == i) for i in range(k)]
 
 
 def writer_folds(writers, k: int) -> list[tuple[int, ...]]:

@@ -6,6 +6,8 @@ import dataclasses
 
 import numpy as np
 
+from jaxcnn.errors import DataError
+
 
 @dataclasses.dataclass(frozen=True)
 class ArrayDataset:
@@ -13,14 +15,17 @@ class ArrayDataset:
 
     images: uint8 [N, 28, 28], white ink on black, 0..255.
     labels: int32 [N], indices into ``class_names``.
-    groups: int32 [N], the writer of each image where known, else -1.
+    groups: int32 [N], the writer of each image where known, else -1 (never a model input).
     class_names: the label of each class index, e.g. ("0", ..., "9").
+    geometry: float32 [N, F], where the character sat on its page (``preprocess.page_geometry``),
+    for images cut from page scans; None for images that never had a page (MNIST).
     """
 
     images: np.ndarray
     labels: np.ndarray
     groups: np.ndarray
     class_names: tuple[str, ...]
+    geometry: np.ndarray | None = None
 
     def __post_init__(self):
         n = len(self.images)
@@ -28,6 +33,8 @@ class ArrayDataset:
             raise ValueError(f"images must be uint8 [N, 28, 28], got {self.images.dtype} {self.images.shape}")
         if self.labels.shape != (n,) or self.groups.shape != (n,):
             raise ValueError("labels and groups must have one entry per image")
+        if self.geometry is not None and (self.geometry.ndim != 2 or len(self.geometry) != n):
+            raise ValueError(f"geometry must be float [N, F] with N = {n}, got shape {self.geometry.shape}")
 
     def __len__(self) -> int:
         return len(self.images)
@@ -38,4 +45,17 @@ class ArrayDataset:
 
     def subset(self, index) -> "ArrayDataset":
         """The images selected by a boolean mask or an index array."""
-        return ArrayDataset(self.images[index], self.labels[index], self.groups[index], self.class_names)
+        geometry = None if self.geometry is None else self.geometry[index]
+        return ArrayDataset(self.images[index], self.labels[index], self.groups[index], self.class_names, geometry)
+
+    def inputs(self, page_geometry: bool = False) -> dict:
+        """What a model sees of each image: ``{"image"}``, with ``"geometry"`` when asked for.
+
+        Labels and groups (writers) are never inputs: a prediction comes from pixels alone.
+        """
+        if not page_geometry:
+            return {"image": self.images}
+        if self.geometry is None:
+            raise DataError("model.page_geometry needs images cut from page scans (Chars74K); this data set "
+                            "has no page geometry: set model.page_geometry=false")
+        return {"image": self.images, "geometry": self.geometry}

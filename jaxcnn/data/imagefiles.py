@@ -216,13 +216,15 @@ def _gray(image: Image.Image) -> np.ndarray:
     return np.asarray(image.convert("L"), dtype=np.float32) / 255
 
 
-def preprocess_all(listing: ImageListing, entries, preprocess: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
-    """Decode and preprocess ``entries`` to uint8 [N, 28, 28].
+def preprocess_all(listing: ImageListing, entries, preprocess: Callable[[np.ndarray], np.ndarray],
+                   geometry: Callable[[np.ndarray], np.ndarray] | None = None):
+    """Decode and preprocess ``entries`` to uint8 [N, 28, 28]; with ``geometry``, also each page's
+    float32 [N, F] (``(images, geometry)``).
 
     A blank image (no ink) is data, not damage: it stays in as an all-black input, so class and
     image counts stay true, and is logged. Unreadable images raise DataError naming the file.
     """
-    images, blank = [], []
+    images, pages, blank = [], [], []
     for entry, data in track(listing.read(entries), "preprocessing", total=len(entries), unit="images"):
         gray = decode_gray(data, listing.describe(entry))
         try:
@@ -230,10 +232,15 @@ def preprocess_all(listing: ImageListing, entries, preprocess: Callable[[np.ndar
         except NoInkError:
             images.append(np.zeros((28, 28), np.uint8))
             blank.append(entry.name)
+        if geometry is not None:
+            pages.append(geometry(gray))
     if blank:
         shown = ", ".join(blank[:3])
         logger.warning("%s: %d blank images kept as empty inputs: %s", listing.source, len(blank), shown)
-    return np.stack(images) if images else np.zeros((0, 28, 28), np.uint8)
+    images = np.stack(images) if images else np.zeros((0, 28, 28), np.uint8)
+    if geometry is None:
+        return images
+    return images, np.stack(pages).astype(np.float32) if pages else np.zeros((0, 0), np.float32)
 
 
 def fingerprint(listing: ImageListing, entries, *settings) -> str:
@@ -262,7 +269,8 @@ def cached_dataset(
         try:
             with np.load(path, allow_pickle=False) as stored:
                 names = tuple(stored["class_names"].tolist())
-                return ArrayDataset(stored["images"], stored["labels"], stored["groups"], names)
+                geometry = stored["geometry"] if "geometry" in stored.files else None
+                return ArrayDataset(stored["images"], stored["labels"], stored["groups"], names, geometry)
         except Exception as error:  # a truncated or foreign file: rebuild it
             logger.warning("%s: unreadable cache file, rebuilding (%s)", path, error)
     dataset = build()
@@ -279,8 +287,9 @@ def _save_atomically(path: Path, dataset: ArrayDataset) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
+            extra = {} if dataset.geometry is None else {"geometry": dataset.geometry}
             np.savez(f, images=dataset.images, labels=dataset.labels, groups=dataset.groups,
-                     class_names=np.array(dataset.class_names, dtype=str))
+                     class_names=np.array(dataset.class_names, dtype=str), **extra)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -18,19 +18,22 @@ from jaxcnn.training.checkpoint import load_run
 from jaxcnn.training.steps import softmax_mean
 
 
-def predict_probs(state, images: np.ndarray, batch_size: int = 1000) -> tuple[np.ndarray, np.ndarray]:
-    """Per-member logits [K, N, C] and the ensemble's probabilities [N, C]."""
-    labels = np.zeros(len(images), np.int32)
-    logits, _ = T.each_member(T.evaluate_population, state, jax.device_put(images), jax.device_put(labels),
+def predict_probs(state, inputs: dict, batch_size: int = 1000) -> tuple[np.ndarray, np.ndarray]:
+    """Per-member logits [K, N, C] and the ensemble's probabilities [N, C] for ``inputs``
+    (``ArrayDataset.inputs``: the images, and the page geometry for a model that takes it)."""
+    labels = np.zeros(len(inputs["image"]), np.int32)
+    logits, _ = T.each_member(T.evaluate_population, state, jax.device_put(inputs), jax.device_put(labels),
                               batch_size)
     logits = np.asarray(logits)
     return logits, softmax_mean(logits)
 
 
-def member_probs(state, images: np.ndarray, batch_size: int, tta: bool = False) -> np.ndarray:
-    """Each member's probabilities [K, N, C]; with ``tta``, averaged over the fixed TTA views."""
-    views = np.asarray(tta_views(images)) if tta else images[None]
-    return np.mean([np.asarray(jax.nn.softmax(predict_probs(state, view, batch_size)[0], -1)) for view in views], 0)
+def member_probs(state, inputs: dict, batch_size: int, tta: bool = False) -> np.ndarray:
+    """Each member's probabilities [K, N, C]; with ``tta``, averaged over the fixed TTA views of the
+    images (the page geometry stays as it is)."""
+    views = np.asarray(tta_views(inputs["image"])) if tta else inputs["image"][None]
+    return np.mean([np.asarray(jax.nn.softmax(predict_probs(state, {**inputs, "image": view}, batch_size)[0], -1))
+                    for view in views], 0)
 
 
 def evaluate_run(path: str | Path, data: ArrayDataset, which: str = "best", *, members: int | None = None,
@@ -54,7 +57,8 @@ def evaluate_ensemble(paths, data: ArrayDataset, which: str = "best", *, members
             raise CheckpointError(f"{path}: the checkpoint classifies {len(class_names)} classes "
                                   f"({class_names[0]}..{class_names[-1]}) but the data has {data.num_classes} "
                                   f"({data.class_names[0]}..{data.class_names[-1]})")
-        probs.append(member_probs(jax.tree.map(lambda x: x[:len(kept)], state), data.images, cfg.eval_batch_size, tta))
+        probs.append(member_probs(jax.tree.map(lambda x: x[:len(kept)], state), data.inputs(cfg.model.page_geometry),
+                                  cfg.eval_batch_size, tta))
         seeds, epochs = seeds + kept, epochs + [epoch]
     probs = np.concatenate(probs)
     report = classification_report(probs.mean(0), data.labels, data.class_names, data.groups)

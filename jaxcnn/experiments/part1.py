@@ -1,9 +1,11 @@
-"""Part 1: a 62-class handwritten-character CNN trained from scratch; writer folds judge the recipe.
+"""Part 1: a 62-class handwritten-character CNN trained from scratch; folds judge the recipe.
 
-``run`` trains the final model on every writer: nothing is held out, so its last epoch is kept.
-``run_cv`` trains the same recipe once per writer fold and scores each fold's model on the writers
-it never saw; the fold mean ± 95% CI is the expected accuracy on new writers. ``run_ablation`` does
-that for each variant of the recipe.
+``run`` trains the final model on every image: nothing is held out, so its last epoch is kept.
+``run_cv`` trains the same recipe once per fold and scores each fold's model on the images it never
+saw; the fold mean ± 95% CI is the expected accuracy. Folds are class-stratified image folds by
+default, mirroring the task's held-back test (a writer's other characters are in training), or
+writer folds (``folds_by="writer"``: writers never seen at all). ``run_ablation`` does that for
+each variant of the recipe.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from jaxcnn.config import ModelConfig, TrainConfig, override, to_dict
-from jaxcnn.data.chars74k import CLASS_NAMES, PREPROCESSORS, load_chars74k, writer_folds, writer_split
+from jaxcnn.data.chars74k import CLASS_NAMES, FOLD_PROTOCOLS, PREPROCESSORS, fold_indices, load_chars74k
 from jaxcnn.data.dataset import ArrayDataset
 from jaxcnn.errors import require
 from jaxcnn.evaluation.evaluate import evaluate_ensemble
@@ -34,8 +36,9 @@ logger = logging.getLogger("jaxcnn")
 class Part1Config:
     """What part 1 trains on and how; ``classes`` empty means all 62.
 
-    ``folds``: writer folds of ``cv`` and ``ablate``. ``cv_dir``: where ``cv`` wrote its results,
-    whose estimate the final model's results carry when the recipe matches.
+    ``folds``: the folds of ``cv`` and ``ablate``, ``folds_by`` "class" (class-stratified images, as
+    the task's test) or "writer". ``cv_dir``: where ``cv`` wrote its results, whose estimate the
+    final model's results carry when the recipe matches.
     """
 
     train: TrainConfig = TrainConfig(seeds=(0, 1, 2))
@@ -43,12 +46,14 @@ class Part1Config:
     preprocess: str = "mnist"
     data_subdir: str = "trainPart1"
     folds: int = 5
+    folds_by: str = "class"
     cv_dir: str = "ckpts/part1-cv"
 
     def __post_init__(self):
         require(self, "classes", all(c in CLASS_NAMES for c in self.classes) and len(set(self.classes)) == len(
             self.classes), "distinct Chars74K class names (0-9, A-Z, a-z), or empty for all 62")
-        require(self, "folds", self.folds >= 2, "at least 2 (writer folds for cv and ablate)")
+        require(self, "folds", self.folds >= 2, "at least 2 (the folds of cv and ablate)")
+        require(self, "folds_by", self.folds_by in FOLD_PROTOCOLS, f"one of {', '.join(FOLD_PROTOCOLS)}")
         require(self, "preprocess", self.preprocess in PREPROCESSORS, f"one of {', '.join(PREPROCESSORS)}")
 
 
@@ -108,54 +113,74 @@ def cv_estimate(cfg: Part1Config) -> dict | None:
     return {"source": str(path), **{k: cv[k] for k in ("accuracy", "accuracy_casefold", "top3_accuracy")}}
 
 
+def held_out_name(data: ArrayDataset, index: np.ndarray, by: str) -> str:
+    """What a fold holds out, in words: its writers, or its images per class."""
+    if by == "writer":
+        writers = np.unique(data.groups[index])
+        return f"writers {writers[0]}-{writers[-1]}" if len(writers) > 1 else f"writer {writers[0]}"
+    return f"{len(index)} images ({len(index) / data.num_classes:.0f} per class)"
+
+
 def train_folds(cfg: Part1Config, data: ArrayDataset, workdir: Path, **flags) -> list[dict]:
-    """Trains the recipe once per writer fold in ``workdir/foldN``; each fold's record names its
-    validation ``writers``, the ``dirs`` of the runs that score them, ``history`` and ``train_seconds``."""
+    """Trains the recipe once per fold in ``workdir/foldN``; each fold's record names its held-out
+    images (``val_index``, ``held_out``), the ``dirs`` of the runs that score them, ``history``
+    and ``train_seconds``."""
     folds = []
-    for i, val_writers in enumerate(writer_folds(data.groups, cfg.folds)):
-        train, val = writer_split(data, val_writers)
-        logger.info("fold %d/%d: %d training images, validation writers %s", i + 1, cfg.folds, len(train),
-                    list(val_writers))
+    for i, index in enumerate(fold_indices(data, cfg.folds, cfg.folds_by)):
+        held_out = np.zeros(len(data), bool)
+        held_out[index] = True
+        name = held_out_name(data, index, cfg.folds_by)
+        logger.info("fold %d/%d: %d training images, held out %s", i + 1, cfg.folds, len(data) - len(index), name)
         fold_dir = workdir / f"fold{i}"
-        _, history = fit(train, val, cfg.train, fold_dir, meta=input_meta(cfg), **flags)
-        folds.append({"writers": list(val_writers), "dirs": [str(fold_dir)], "history": history,
+        _, history = fit(data.subset(~held_out), data.subset(held_out), cfg.train, fold_dir, meta=input_meta(cfg),
+                         **flags)
+        folds.append({"held_out": name, "val_index": index.tolist(), "dirs": [str(fold_dir)], "history": history,
                       "train_seconds": sum(r["seconds"] for r in history)})
     return folds
 
 
 def train_fold_ensembles(cfg: Part1Config, data: ArrayDataset, workdir: Path, **flags) -> list[dict]:
-    """For each writer fold, models that never saw it but together saw every other writer (nested).
+    """For each fold, models that never saw it but together saw every other image (nested).
 
     One model per pair of folds, trained without both (k(k-1)/2 models in ``workdir/withoutI_J``);
     fold i is scored by the k-1 models trained without it: what ensembling the k fold models of
-    ``cv`` would give on new writers, against one model trained on every writer (the default).
+    ``cv`` would give on unseen images, against one model trained on every image (the default).
     """
-    folds = writer_folds(data.groups, cfg.folds)
+    folds = fold_indices(data, cfg.folds, cfg.folds_by)
     runs = {}
     for pair in itertools.combinations(range(len(folds)), 2):
-        train, _ = writer_split(data, folds[pair[0]] + folds[pair[1]])
-        logger.info("fold ensemble: %d training images, without writer folds %d and %d", len(train), *pair)
+        kept = np.ones(len(data), bool)
+        kept[np.concatenate([folds[pair[0]], folds[pair[1]]])] = False
+        logger.info("fold ensemble: %d training images, without folds %d and %d", kept.sum(), *pair)
         run_dir = workdir / f"without{pair[0]}_{pair[1]}"
-        _, history = fit(train, None, cfg.train, run_dir, meta=input_meta(cfg), **flags)
+        _, history = fit(data.subset(kept), None, cfg.train, run_dir, meta=input_meta(cfg), **flags)
         runs[pair] = (str(run_dir), sum(r["seconds"] for r in history))
-    return [{"writers": list(writers), "dirs": [d for pair, (d, _) in runs.items() if i in pair], "history": [],
+    return [{"held_out": held_out_name(data, index, cfg.folds_by), "val_index": index.tolist(),
+             "dirs": [d for pair, (d, _) in runs.items() if i in pair], "history": [],
              "train_seconds": sum(t for pair, (_, t) in runs.items() if i in pair) / 2}  # each model serves 2 folds
-            for i, writers in enumerate(folds)]
+            for i, index in enumerate(folds)]
 
 
 def score_folds(data: ArrayDataset, folds: list[dict], *, members: int | None = None, tta: bool = False) -> dict:
-    """Each fold's last-epoch model on its unseen writers, and the mean ± 95% CI over the folds.
+    """Each fold's last-epoch model on its held-out images, and the mean ± 95% CI over the folds.
 
-    The last epoch, not the best, since the final model has no writer to choose an epoch with;
-    ``best_mean_epoch`` says where the folds' mean validation curve peaked. ``confusion`` sums the
-    folds': every image scored once, by a model that never saw its writer.
+    The last epoch, not the best, since the final model has nothing held out to choose an epoch
+    with; ``best_mean_epoch`` says where the folds' mean validation curve peaked. ``confusion`` and
+    the per-writer figures pool the folds': every image scored once, by a model that never saw it.
     """
-    reports = [evaluate_ensemble(f["dirs"], writer_split(data, f["writers"])[1], "latest", members=members,
+    reports = [evaluate_ensemble(f["dirs"], data.subset(np.array(f["val_index"])), "latest", members=members,
                                  tta=tta) for f in folds]
-    per_fold = [{"writers": f["writers"], "epoch": r["epoch"], "n": r["n"],
+    per_fold = [{"held_out": f["held_out"], "epoch": r["epoch"], "n": r["n"],
                  **{k: r[k] for k in ("accuracy", "accuracy_casefold", "top3_accuracy", "members_accuracy")},
                  "train_seconds": f["train_seconds"]} for f, r in zip(folds, reports)]
-    per_writer = {w: a for r in reports for w, a in r["per_writer_accuracy"].items()}
+    correct = {w: [0, 0] for r in reports for w in r["per_writer_accuracy"]}
+    for f, r in zip(folds, reports):  # a writer's images may sit in several folds: pool them by count
+        groups = data.groups[np.array(f["val_index"])]
+        for w, accuracy in r["per_writer_accuracy"].items():
+            n = int(np.sum(groups == int(w)))
+            correct[w][0] += accuracy * n
+            correct[w][1] += n
+    per_writer = {w: hits / n for w, (hits, n) in correct.items()}
     confusion = np.sum([r["confusion"] for r in reports], axis=0)
     validated = all(f["history"] for f in folds)  # the nested fold ensembles validate nothing
     curve = np.mean([[e["val_accuracy_ensemble"] for e in f["history"]] for f in folds], axis=0) if validated else None
@@ -164,6 +189,7 @@ def score_folds(data: ArrayDataset, folds: list[dict], *, members: int | None = 
         "folds": per_fold,
         "per_writer_accuracy": per_writer, "writer_accuracy_spread": spread(per_writer.values()),
         "confusable_groups": group_confusion(confusion, data.class_names),
+        "case_pairs": case_pair_resolution(confusion, data.class_names),
         "confusion": confusion.tolist(),
         "mean_val_accuracy_by_epoch": None if curve is None else curve.tolist(),
         "best_mean_epoch": None if curve is None else int(curve.argmax()) + 1,
@@ -171,9 +197,26 @@ def score_folds(data: ArrayDataset, folds: list[dict], *, members: int | None = 
     }
 
 
+CASE_PAIRS = ("Cc", "Kk", "Mm", "Oo", "Pp", "Ss", "Uu", "Vv", "Ww", "Xx", "Yy", "Zz")
+
+
+def case_pair_resolution(confusion: np.ndarray, class_names) -> dict:
+    """For each case pair whose letters look alike but for their size (``CASE_PAIRS``), the share of
+    its images not taken for the other case: what the page's size cue is there to fix."""
+    index = {name: i for i, name in enumerate(class_names)}
+    rows = {}
+    for pair in CASE_PAIRS:
+        if all(c in index for c in pair):
+            upper, lower = index[pair[0]], index[pair[1]]
+            n = int(confusion[upper].sum() + confusion[lower].sum())
+            crossed = int(confusion[upper, lower] + confusion[lower, upper])
+            rows[pair] = {"n": n, "crossed": crossed, "resolved": 1 - crossed / n if n else None}
+    return rows
+
+
 def run_cv(cfg: Part1Config, data_root: Path, workdir: Path, *, resume=False, overwrite=False,
            cache_dir=None) -> dict:
-    """The recipe under writer folds; writes ``workdir/results.json`` with the estimate under ``cv``."""
+    """The recipe under ``cfg.folds_by`` folds; writes ``workdir/results.json``, the estimate under ``cv``."""
     workdir = claim(workdir, "cv", to_dict(cfg), resume=resume, overwrite=overwrite)
     data = load_data(cfg, data_root, cache_dir)
     folds = train_folds(cfg, data, workdir, resume=resume, overwrite=overwrite)
@@ -195,7 +238,7 @@ def scoring_variants(data: ArrayDataset, folds: list[dict], cv: dict, seeds: int
     return rows
 
 
-def cv_lines(cv: dict, what: str = "writer folds") -> list[str]:
+def cv_lines(cv: dict, what: str = "folds") -> list[str]:
     """What ``cv`` prints: the fold means with their 95% CI."""
     figure = lambda s: f"{s['mean']:.4f}" + (f" ± {s['ci95']:.4f}" if s["ci95"] is not None else "")
     w = cv["writer_accuracy_spread"]
@@ -205,7 +248,10 @@ def cv_lines(cv: dict, what: str = "writer folds") -> list[str]:
             f"case-folded {figure(cv['accuracy_casefold'])}  top-3 {figure(cv['top3_accuracy'])}",
             f"per writer: min {w['min']:.4f}  max {w['max']:.4f}  std {w['std']:.4f}",
             "most confused groups: " + ", ".join(f"{g['group']} {g['confused']}/{g['n']}"
-                                                 for g in cv["confusable_groups"][:6]), *scorings]
+                                                 for g in cv["confusable_groups"][:6]),
+            "case pairs resolved: " + ", ".join(f"{pair} {row['resolved']:.2f}" for pair, row in
+                                                cv.get("case_pairs", {}).items() if row["resolved"] is not None),
+            *scorings]
 
 
 def summary_lines(results: dict) -> list[str]:
@@ -242,6 +288,7 @@ def ablation_variants(cfg: Part1Config) -> dict[str, tuple[str, ...]]:
         "half_schedule": (f"train.epochs={max(1, epochs // 2)}",),
         "double_schedule": (f"train.epochs={epochs * 2}",),
         "keep_stroke_width": ("preprocess=keep_stroke_width",),
+        "page_geometry": ("train.model.page_geometry=true",),
         "ema": (f"train.ema_decay={1 - 1 / (3 * epochs):.4f}",),
         "mixup": ("train.mixup_alpha=0.2",),
         "cutmix": ("train.cutmix_alpha=1",),
@@ -257,20 +304,13 @@ def evaluation_variants(cfg: Part1Config) -> dict[str, tuple[str, dict]]:
     return {"tta": ("default", {"tta": True})}
 
 
-def ablation_config(cfg: Part1Config) -> Part1Config:
-    """The ablation's budget: one seed and a fifth of the epochs of ``cfg`` per fold model, so the
-    whole table runs in about two hours on a 2-core CPU (ensemble size is measured by ``cv``)."""
-    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, seeds=cfg.train.seeds[:1],
-                                                              epochs=max(1, cfg.train.epochs // 5)))
-
-
 def run_ablation(cfg: Part1Config, data_root: Path, workdir: Path, variants=None, *,
                  resume=False, overwrite=False, cache_dir=None) -> dict:
     """Every variant under the writer folds, in ``workdir/<variant>``; writes ``workdir/ablation.json``.
 
     ``variants``: names from ``ablation_variants`` and ``evaluation_variants`` (default: all);
     an evaluation variant trains its base's folds if they are not there yet. ``cfg`` is the
-    default variant (see ``ablation_config`` for the command's budget).
+    default variant, trained at its full schedule and seeds: a row decides with the power of ``cv``.
     """
     trained, scored = ablation_variants(cfg), evaluation_variants(cfg)
     names = list(variants or [*trained, *scored])

@@ -154,7 +154,7 @@ def run(cfg: Part2Config, data_root: Path, workdir: Path, *, resume=False, overw
     for name, (train_cfg, start) in runs.items():
         logger.info("part 2: model %s", LABELS[name])
         state, history = fit(train, test, train_cfg, workdir / name, **start, **flags)
-        logits, probs = predict_probs(state, test.images, train_cfg.eval_batch_size)
+        logits, probs = predict_probs(state, test.inputs(), train_cfg.eval_batch_size)
         models[name] = {"history": history, **summarise_history(history, cfg.thresholds),
                         **summarise_predictions(logits, probs, test.labels, test.class_names),
                         "transfer": transfer_record(trunk_source, variables, state) if start else None}

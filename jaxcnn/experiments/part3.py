@@ -187,8 +187,8 @@ def run(cfg: Part3Config, data_root: Path, workdir: Path, *, resume=False, overw
     variables, part1_source = part1_variables(cfg, data_root, workdir, cache_dir=cache_dir, **flags)
     trunk_init = graft_init(variables)
     oracle, batch, oracle_source = clean_oracle(cfg, data_root, test, workdir, **flags)
-    _, oracle_probs = predict_probs(oracle, noisy.images, batch)
-    _, oracle_test_probs = predict_probs(oracle, test.images, batch)
+    _, oracle_probs = predict_probs(oracle, noisy.inputs(), batch)
+    _, oracle_test_probs = predict_probs(oracle, test.inputs(), batch)
     chosen, q = free_posteriors(cfg, noisy, workdir, flags)
     diagnoses = {"oracle": diagnose(noisy.labels, oracle_probs, cfg.min_confidence),
                  "oracle_free": free_diagnosis(noisy.labels[chosen], q)}
@@ -230,7 +230,7 @@ def run(cfg: Part3Config, data_root: Path, workdir: Path, *, resume=False, overw
                              meta={"transfer": part1_source} if init else {}, **flags)
         if name in teachers:
             states[name] = state
-        logits, probs = predict_probs(state, test.images, train_cfg.eval_batch_size)
+        logits, probs = predict_probs(state, test.inputs(), train_cfg.eval_batch_size)
         uses_clean = method.uses_clean_labels or (method.labels == "pseudo" and METHODS[cfg.teacher].uses_clean_labels)
         models[name] = {"method": method.label, "uses_clean_labels": uses_clean,
                         "init": "part-1 trunk" if init else "scratch", "train_images": len(train),
@@ -376,7 +376,7 @@ def pseudo_labels(teacher_state, cfg: Part3Config, teacher: Method, noisy: Array
     whose posterior is below ``self_train_confidence`` are left out. A teacher without clean labels
     makes a student without them.
     """
-    _, probs = predict_probs(teacher_state, noisy.images, cfg.train.eval_batch_size)
+    _, probs = predict_probs(teacher_state, noisy.inputs(), cfg.train.eval_batch_size)
     T = np.asarray(COMPLEMENTARY_T if "complementary" in teacher.fits else
                    train_config(cfg, teacher, diagnosis).label_transition or np.eye(K))
     posterior = probs * T[:, noisy.labels].T

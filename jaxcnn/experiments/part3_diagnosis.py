@@ -97,7 +97,7 @@ def free_posteriors(cfg: Part3Config, noisy: ArrayDataset, workdir: Path, flags:
         logger.info("part 3: oracle-free diagnosis, fold %d/%d: %d images train, %d held out",
                     fold + 1, cfg.free_folds, len(train), len(held))
         state, _ = fit(train, held, cfg.free_train, workdir / "free" / f"fold{fold}", **flags)
-        q[folds == fold] = predict_probs(state, held.images, cfg.free_train.eval_batch_size)[1]
+        q[folds == fold] = predict_probs(state, held.inputs(), cfg.free_train.eval_batch_size)[1]
     return chosen, q
 
 

@@ -77,6 +77,22 @@ def augment_batch(key, images, cfg: AugmentConfig):
     return jax.vmap(distort_image, in_axes=(0, 0, None))(keys, images[..., 0], cfg)[..., None]
 
 
+GEOMETRY_SHIFT = 0.05  # jitter of the character's centre, as a fraction of the page
+
+
+def augment_geometry(key, geometry, cfg: AugmentConfig):
+    """Page geometry float [B, 5] (``preprocess.GEOMETRY_FEATURES``) jittered as the page would be:
+    one random scale per image for its three sizes (the ``scale`` range, as the pixels get) and a
+    shift of its centre of up to GEOMETRY_SHIFT of the page."""
+    if not cfg.enabled:
+        return geometry
+    k_scale, k_shift = jax.random.split(key)
+    log_scale = jnp.log1p(cfg.scale * jax.random.uniform(k_scale, (geometry.shape[0], 1), minval=-1, maxval=1))
+    shift = GEOMETRY_SHIFT * jax.random.uniform(k_shift, (geometry.shape[0], 2), minval=-1, maxval=1)
+    jitter = jnp.concatenate([log_scale, log_scale, shift, log_scale], axis=1)
+    return geometry + jitter.astype(geometry.dtype)
+
+
 def mix_batch(key, images, mixup_alpha: float, cutmix_alpha: float):
     """Mixes each image with the next one of the (shuffled) batch: ``(images, partner, weight)``.
 

@@ -77,7 +77,7 @@ def _train(train, val, cfg, workdir, ckpts, resume, init, meta, parallel_seeds, 
     _rewrite_log(workdir / "metrics.jsonl", history)
 
     state = on_devices(state, mesh)
-    images, labels = on_devices((train.images, train.labels), mesh)
+    inputs, labels = on_devices((train.inputs(cfg.model.page_geometry), train.labels), mesh)
     epoch_fn = T.train_epoch_population if scan_epochs else T.train_epoch_stepwise
     validate = _validator(val, cfg, parallel_seeds, mesh)
     steps = T.steps_per_epoch(len(train), cfg.batch_size)
@@ -89,7 +89,7 @@ def _train(train, val, cfg, workdir, ckpts, resume, init, meta, parallel_seeds, 
             chunks = epoch_chunks(steps, cfg.probe_every if epoch == 1 and val is not None else 0)
             chunk_metrics, probes = [], []
             for i, num_steps in enumerate(chunks):
-                state, metrics = T.each_member(epoch_fn, state, images, labels, cfg,
+                state, metrics = T.each_member(epoch_fn, state, inputs, labels, cfg,
                                                None if len(chunks) == 1 else num_steps, parallel=parallel_seeds)
                 chunk_metrics.append(T.host_metrics(metrics))
                 if i < len(chunks) - 1:
@@ -131,9 +131,9 @@ def _validator(val: ArrayDataset | None, cfg: TrainConfig, parallel_seeds, mesh)
     """state -> the validation part of an epoch's record (only the step when there is no ``val``)."""
     if val is None:
         return lambda state: {"step": int(to_host(state.step)[0])}
-    images, labels = on_devices((val.images, val.labels), mesh)
+    inputs, labels = on_devices((val.inputs(cfg.model.page_geometry), val.labels), mesh)
     return lambda state: _validation_record(
-        state, T.each_member(T.evaluate_population, state, images, labels, cfg.eval_batch_size,
+        state, T.each_member(T.evaluate_population, state, inputs, labels, cfg.eval_batch_size,
                              parallel=parallel_seeds), val.labels)
 
 

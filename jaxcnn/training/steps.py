@@ -18,12 +18,14 @@ import optax
 from flax.training import train_state
 
 from jaxcnn.config import ModelConfig, TrainConfig
+from jaxcnn.data.preprocess import GEOMETRY_FEATURES
 from jaxcnn.model import CNN
 from jaxcnn.processes import to_host
-from jaxcnn.training.augment import augment_batch, mix_batch
+from jaxcnn.training.augment import augment_batch, augment_geometry, mix_batch
 
 DATA_AXIS = "data"  # the mesh axis a batch is split over (``jaxcnn.training.sharding``)
 DATA_STREAM = 0x0DA7A  # folded into a run's key for its data order, apart from its step keys
+GEOMETRY_STREAM = 0x6E0  # folded into a step's augmentation key for the page geometry's jitter
 MIX_STREAM = 0x313C  # folded into a step's key for mixup/CutMix, so runs without them draw as before
 
 # XLA:CPU (jaxlib 0.10.2) hands 2-D convolutions to YNNPACK, whose kernel gradient (a window the size
@@ -66,7 +68,8 @@ def make_model(num_classes: int, cfg: ModelConfig) -> CNN:
     """The CNN of ``cfg``; float64 needs 64-bit JAX (``JAX_ENABLE_X64=1`` or ``jax.enable_x64``)."""
     if cfg.dtype == "float64" and not jax.config.jax_enable_x64:
         raise ValueError("model.dtype float64 needs 64-bit JAX: set JAX_ENABLE_X64=1 (or use float32)")
-    return CNN(num_classes, tuple(cfg.widths), cfg.hidden, cfg.dropout, jnp.dtype(cfg.dtype))
+    return CNN(num_classes, tuple(cfg.widths), cfg.hidden, cfg.dropout, jnp.dtype(cfg.dtype),
+               len(GEOMETRY_FEATURES) if cfg.page_geometry else 0)
 
 
 def steps_per_epoch(num_examples: int, batch_size: int) -> int:
@@ -96,7 +99,8 @@ def create_train_state(seed_key, model: CNN, tx: optax.GradientTransformation, e
     """A fresh state; ``seed_key`` (a raw uint32[2] key) gives both the init and the run's key.
     With ``ema``, the weight average starts at the initial weights."""
     init_key, run_key = jax.random.split(seed_key)
-    variables = model.init(init_key, jnp.zeros((1, 28, 28, 1)), train=False)
+    geometry = jnp.zeros((1, model.geometry_features)) if model.geometry_features else None
+    variables = model.init(init_key, jnp.zeros((1, 28, 28, 1)), train=False, geometry=geometry)
     return TrainState.create(apply_fn=model.apply, params=variables["params"], tx=tx,
                              batch_stats=variables["batch_stats"], key=run_key,
                              ema=dict(variables) if ema else None)
@@ -159,23 +163,29 @@ def split_over_devices(batch):
 
 
 def train_step(state: TrainState, batch, rng, cfg: TrainConfig):
-    """One optimiser step on ``batch = {"image": uint8 [B,28,28], "label": int [B]}``.
+    """One optimiser step on ``batch = {"image": uint8 [B,28,28], "label": int [B]}`` (and
+    ``"geometry": float [B, F]`` for a model that takes page geometry).
 
     Augmentation, mixing and dropout draw from ``rng``. Returns the new state and batch metrics.
     """
     batch = split_over_devices(batch)
     aug_key, dropout_key = jax.random.split(rng)
     images = augment_batch(aug_key, to_float(batch["image"]), cfg.augment)
+    geometry = batch.get("geometry")
+    if geometry is not None:
+        geometry = augment_geometry(jax.random.fold_in(aug_key, GEOMETRY_STREAM), geometry, cfg.augment)
     labels, weight = batch["label"], 1.0
     if cfg.mixup_alpha or cfg.cutmix_alpha:
         images, partner, weight = mix_batch(jax.random.fold_in(rng, MIX_STREAM), images,
                                             cfg.mixup_alpha, cfg.cutmix_alpha)
+        if geometry is not None:  # the page geometry of a mixed image: mixed in the same proportion
+            geometry = weight * geometry + (1 - weight) * geometry[partner]
 
     def loss_fn(params):
         if cfg.freeze_trunk:  # no gradient through the trunk: XLA then skips its backward pass
             params = {**params, "trunk": jax.lax.stop_gradient(params["trunk"])}
         logits, updates = state.apply_fn(
-            {"params": params, "batch_stats": state.batch_stats}, images, train=True,
+            {"params": params, "batch_stats": state.batch_stats}, images, train=True, geometry=geometry,
             train_trunk=not cfg.freeze_trunk, rngs={"dropout": dropout_key}, mutable=["batch_stats"])
         loss = batch_loss(logits, labels, cfg)
         if cfg.mixup_alpha or cfg.cutmix_alpha:
@@ -194,7 +204,8 @@ def train_step(state: TrainState, batch, rng, cfg: TrainConfig):
 def eval_step(state: TrainState, batch):
     """Inference-mode logits, per-example loss and correctness for one batch (``inference_variables``)."""
     batch = split_over_devices(batch)
-    logits = state.apply_fn(inference_variables(state), to_float(batch["image"]), train=False)
+    logits = state.apply_fn(inference_variables(state), to_float(batch["image"]), train=False,
+                            geometry=batch.get("geometry"))
     return {"logits": logits, "loss": cross_entropy(logits, batch["label"]),
             "correct": jnp.argmax(logits, -1) == batch["label"]}
 
@@ -207,10 +218,15 @@ def epoch_batches(key, epoch, num_examples: int, batch_size: int):
     return jnp.resize(perm, (steps * batch_size,)).reshape(steps, batch_size)
 
 
-def _indexed_step(state: TrainState, images, labels, index, cfg: TrainConfig):
-    """``train_step`` on the examples at ``index``; the step's key is a function of (key, step)."""
+def _indexed_step(state: TrainState, inputs, labels, index, cfg: TrainConfig):
+    """``train_step`` on the examples at ``index``; the step's key is a function of (key, step).
+
+    ``inputs``: the data set on the device, ``{"image": uint8 [N,28,28]}`` and optionally
+    ``"geometry"`` (``ArrayDataset.inputs``); ``labels`` int [N].
+    """
     rng = jax.random.fold_in(state.key, state.step)
-    return train_step(state, {"image": images[index], "label": labels[index]}, rng, cfg)
+    batch = {name: values[index] for name, values in inputs.items()}
+    return train_step(state, {**batch, "label": labels[index]}, rng, cfg)
 
 
 def _epoch_plan(state: TrainState, num_examples: int, cfg: TrainConfig):
@@ -218,28 +234,27 @@ def _epoch_plan(state: TrainState, num_examples: int, cfg: TrainConfig):
     return epoch_batches(state.key, state.step // steps, num_examples, cfg.batch_size)
 
 
-def train_epoch(state: TrainState, images, labels, cfg: TrainConfig, num_steps: int | None = None):
+def train_epoch(state: TrainState, inputs, labels, cfg: TrainConfig, num_steps: int | None = None):
     """One epoch as a single scan over steps; returns the state and the steps' mean metrics.
 
     With ``num_steps``, only the next ``num_steps`` steps of the state's current epoch, from where
     the state stands in it (they must not pass the epoch's end): an epoch in chunks is the same
     epoch as in one piece.
     """
-    plan = _epoch_plan(state, images.shape[0], cfg)
+    plan = _epoch_plan(state, labels.shape[0], cfg)
     batches = plan if num_steps is None else jax.lax.dynamic_slice_in_dim(
         plan, state.step % plan.shape[0], num_steps)
-    state, metrics = jax.lax.scan(lambda s, index: _indexed_step(s, images, labels, index, cfg),
+    state, metrics = jax.lax.scan(lambda s, index: _indexed_step(s, inputs, labels, index, cfg),
                                   state, batches)
     return state, jax.tree.map(jnp.mean, metrics)
 
 
-def evaluate(state: TrainState, images, labels, batch_size: int):
+def evaluate(state: TrainState, inputs, labels, batch_size: int):
     """Logits float32 [N, K] and per-example loss [N] over a whole data set, in one scan."""
-    n = images.shape[0]
+    n = labels.shape[0]
     padded = -(-n // batch_size) * batch_size
-    images = jnp.pad(images, ((0, padded - n), (0, 0), (0, 0)))
-    labels = jnp.pad(labels, (0, padded - n))
-    batches = {"image": images.reshape(-1, batch_size, 28, 28), "label": labels.reshape(-1, batch_size)}
+    batched = lambda x: jnp.pad(x, [(0, padded - n)] + [(0, 0)] * (x.ndim - 1)).reshape(-1, batch_size, *x.shape[1:])
+    batches = jax.tree.map(batched, {**inputs, "label": labels})
     _, out = jax.lax.scan(lambda c, batch: (c, eval_step(state, batch)), None, batches)
     return out["logits"].reshape(padded, -1)[:n], out["loss"].reshape(padded)[:n]
 
@@ -247,14 +262,14 @@ def evaluate(state: TrainState, images, labels, batch_size: int):
 # Population versions: the same functions vmapped over a leading seed axis of the state.
 @functools.partial(jax.jit, static_argnames=("cfg", "num_steps"), donate_argnames="state",
                    compiler_options=COMPILER_OPTIONS)
-def train_epoch_population(state: TrainState, images, labels, cfg: TrainConfig, num_steps: int | None = None):
+def train_epoch_population(state: TrainState, inputs, labels, cfg: TrainConfig, num_steps: int | None = None):
     """``train_epoch`` for every seed in one compiled program (the fast path on GPUs)."""
-    return jax.vmap(train_epoch, in_axes=(0, None, None, None, None))(state, images, labels, cfg, num_steps)
+    return jax.vmap(train_epoch, in_axes=(0, None, None, None, None))(state, inputs, labels, cfg, num_steps)
 
 
 @functools.partial(jax.jit, static_argnames="batch_size", compiler_options=COMPILER_OPTIONS)
-def evaluate_population(state: TrainState, images, labels, batch_size: int):
-    return jax.vmap(evaluate, in_axes=(0, None, None, None))(state, images, labels, batch_size)
+def evaluate_population(state: TrainState, inputs, labels, batch_size: int):
+    return jax.vmap(evaluate, in_axes=(0, None, None, None))(state, inputs, labels, batch_size)
 
 
 @functools.partial(jax.jit, static_argnames=("num_examples", "cfg"))
@@ -263,22 +278,22 @@ def _epoch_plan_population(state: TrainState, num_examples, cfg: TrainConfig):
 
 
 @functools.partial(jax.jit, static_argnames="cfg", donate_argnames="state", compiler_options=COMPILER_OPTIONS)
-def _step_population(state: TrainState, images, labels, index, cfg: TrainConfig):
-    return jax.vmap(_indexed_step, in_axes=(0, None, None, 0, None))(state, images, labels, index, cfg)
+def _step_population(state: TrainState, inputs, labels, index, cfg: TrainConfig):
+    return jax.vmap(_indexed_step, in_axes=(0, None, None, 0, None))(state, inputs, labels, index, cfg)
 
 
-def train_epoch_stepwise(state: TrainState, images, labels, cfg: TrainConfig, num_steps: int | None = None):
+def train_epoch_stepwise(state: TrainState, inputs, labels, cfg: TrainConfig, num_steps: int | None = None):
     """The same steps as ``train_epoch_population``, one dispatched step at a time.
 
     XLA:CPU runs kernel-gradient convolutions inside a while loop far slower than outside one
     (jax-ml/jax#12868), so on the CPU a Python loop over device-resident steps is faster. The
     loop only dispatches: data, indices and metrics stay on the device until the steps end.
     """
-    batches = _epoch_plan_population(state, images.shape[0], cfg)
+    batches = _epoch_plan_population(state, labels.shape[0], cfg)
     first = 0 if num_steps is None else int(to_host(state.step).flat[0]) % batches.shape[1]
     metrics = []
     for i in range(first, first + (num_steps or batches.shape[1])):
-        state, m = _step_population(state, images, labels, batches[:, i], cfg)
+        state, m = _step_population(state, inputs, labels, batches[:, i], cfg)
         metrics.append(m)
     return state, jax.tree.map(lambda *ms: jnp.mean(jnp.stack(ms), axis=0), *metrics)
 

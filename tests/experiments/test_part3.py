@@ -282,7 +282,7 @@ def test_the_quick_oracle_names_every_kind_on_a_quick_sized_set(quick_run, real_
     cfg = dataclasses.replace(part3.get_config(quick=True), clean_ckpt=str(workdir / "reference"))
     train = common.load_mnist_split(real_data, "train", cfg.noisy_size, cfg.draw_seed)
     oracle, batch, _ = part3.clean_oracle(cfg, real_data, None, workdir)
-    _, probs = evaluate.predict_probs(oracle, train.images, batch)
+    _, probs = evaluate.predict_probs(oracle, train.inputs(), batch)
     folders = noise.corrupt_labels(train.labels, spec, seed=PLANTED_SEED)
     diagnosis = part3_diagnosis.diagnose(folders, probs, cfg.min_confidence)
     assert diagnosis["kind"] == kind, diagnosis

@@ -139,7 +139,7 @@ FIT_SCRIPT = f"TOLERANCE = {FLOAT64_CROSS_PROGRAM!r}\n" + textwrap.dedent("""
     with jax.set_mesh(mesh):
         index = np.zeros((2, 16), np.int32)
         state = S.on_devices(T.create_population(cfg.seeds, 10, cfg, 64), mesh)
-        data = S.on_devices((digits(64, 0).images, digits(64, 0).labels), mesh)
+        data = S.on_devices(({"image": digits(64, 0).images}, digits(64, 0).labels), mesh)
         hlo = T._step_population.lower(state, *data, index, cfg).compile().as_text()
     try:
         fit(digits(64, 0), None, dataclasses.replace(cfg, devices=3), root / "d3")

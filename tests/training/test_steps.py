@@ -44,6 +44,11 @@ def pattern_images(n: int, seed: int = 0):
     return images, labels
 
 
+def as_inputs(data):
+    """``(images, labels)`` -> the ``(inputs, labels)`` the epoch functions take."""
+    return {"image": data[0]}, data[1]
+
+
 def copy(tree):
     """A copy of a state, for the jitted epochs that donate their input."""
     return jax.tree.map(jnp.copy, tree)
@@ -89,7 +94,7 @@ def population64():
 def scanned_epoch(population64, data):
     """One float64 epoch (4 steps) of both seeds as scanned programs (in turn: see ``each_member``)."""
     with jax.enable_x64(True):
-        return T.each_member(T.train_epoch_population, copy(population64), *data, CFG64)
+        return T.each_member(T.train_epoch_population, copy(population64), *as_inputs(data), CFG64)
 
 
 def test_loss_falls_on_a_fixed_batch(fixed_batch_run):
@@ -155,7 +160,7 @@ def test_no_augment_is_the_identity(data):
 @pytest.mark.equivalence
 def test_scanned_epoch_equals_the_stepwise_loop(population64, data, scanned_epoch):
     with jax.enable_x64(True):
-        stepwise = T.each_member(T.train_epoch_stepwise, copy(population64), *data, CFG64)
+        stepwise = T.each_member(T.train_epoch_stepwise, copy(population64), *as_inputs(data), CFG64)
     chex.assert_trees_all_close(stepwise, scanned_epoch, **TOLERANCE)
     assert np.asarray(scanned_epoch[0].step).tolist() == [4, 4]
     assert scanned_epoch[0].params["head"]["logits"]["kernel"].dtype == np.float64
@@ -165,8 +170,8 @@ def test_scanned_epoch_equals_the_stepwise_loop(population64, data, scanned_epoc
 @pytest.mark.parametrize("epoch_fn", [T.train_epoch_population, T.train_epoch_stepwise], ids=["scan", "stepwise"])
 def test_an_epoch_in_chunks_equals_the_epoch_in_one_piece(population64, data, scanned_epoch, epoch_fn):
     with jax.enable_x64(True):
-        state, first = T.each_member(epoch_fn, copy(population64), *data, CFG64, 3)
-        state, rest = T.each_member(epoch_fn, state, *data, CFG64, 1)
+        state, first = T.each_member(epoch_fn, copy(population64), *as_inputs(data), CFG64, 3)
+        state, rest = T.each_member(epoch_fn, state, *as_inputs(data), CFG64, 1)
         chex.assert_trees_all_close(state, scanned_epoch[0], **TOLERANCE)
         np.testing.assert_allclose((3 * first["loss"] + rest["loss"]) / 4, scanned_epoch[1]["loss"], **TOLERANCE)
 
@@ -204,7 +209,7 @@ def test_one_float32_step_of_the_population_equals_each_seed_alone(population, d
     loss, the gradient's norm and the BatchNorm statistics (Adam's first update is about lr * sign(g),
     which rounding flips where g is ~0, so the weights are compared in float64 above)."""
     images, labels = data
-    together, together_metrics = epoch_fn(copy(population), images, labels, CFG, 1)
+    together, together_metrics = epoch_fn(copy(population), {"image": images}, labels, CFG, 1)
     for i in range(len(CFG.seeds)):
         alone = T.unstack(population, i)
         index = T.epoch_batches(alone.key, 0, NUM_EXAMPLES, CFG.batch_size)[0]
@@ -246,7 +251,7 @@ def test_the_library_compiles_the_cpu_step_without_ynnpack_and_equal_to_xla_defa
     images, labels = jnp.asarray(data[0]), jnp.asarray(data[1])
     index = jnp.arange(16).reshape(1, 16)
     if jax.default_backend() == "cpu":
-        text = T._step_population.lower(population, images, labels, index, cfg).compile().as_text()
+        text = T._step_population.lower(population, {"image": images}, labels, index, cfg).compile().as_text()
         assert "convolution(" in text and "__ynn_fusion" not in text
     member = T.unstack(population, 0)
 
@@ -260,7 +265,7 @@ def test_the_library_compiles_the_cpu_step_without_ynnpack_and_equal_to_xla_defa
     library_grads = jax.jit(grads, compiler_options=T.COMPILER_OPTIONS)(member.params)
     chex.assert_trees_all_close(library_grads, jax.jit(grads)(member.params), **ONE_FLOAT32_STEP)
     default_step = jax.jit(T.train_step, static_argnames="cfg")  # XLA's default options
-    _, library_metrics = T._step_population(copy(population), images, labels, index, cfg)
+    _, library_metrics = T._step_population(copy(population), {"image": images}, labels, index, cfg)
     batch = {"image": images[index[0]], "label": labels[index[0]]}
     _, default_metrics = default_step(member, batch, jax.random.fold_in(member.key, member.step), cfg)
     for name in ("loss", "grad_norm"):
@@ -301,13 +306,13 @@ def test_weight_average_follows_the_weights_and_is_what_is_evaluated(data):
     cfg = dataclasses.replace(CFG, seeds=(0,), ema_decay=0.9)
     state = T.create_population(cfg.seeds, NUM_CLASSES, cfg, NUM_EXAMPLES)
     chex.assert_trees_all_equal(state.ema, {"params": state.params, "batch_stats": state.batch_stats})
-    trained, _ = T.train_epoch_stepwise(copy(state), *data, cfg)
+    trained, _ = T.train_epoch_stepwise(copy(state), *as_inputs(data), cfg)
     distance = lambda a, b: optax.global_norm(jax.tree.map(jnp.subtract, a, b))
     # the average lies between the start and the current weights
     assert 0 < float(distance(trained.ema["params"], trained.params)) < float(distance(state.params, trained.params))
-    logits, _ = T.evaluate_population(trained, *data, 32)
+    logits, _ = T.evaluate_population(trained, *as_inputs(data), 32)
     averaged = trained.replace(params=trained.ema["params"], batch_stats=trained.ema["batch_stats"], ema=None)
-    np.testing.assert_allclose(logits, T.evaluate_population(averaged, *data, 32)[0], **TOLERANCE)
+    np.testing.assert_allclose(logits, T.evaluate_population(averaged, *as_inputs(data), 32)[0], **TOLERANCE)
 
 
 def test_weight_average_ramps_up_from_the_first_steps():
