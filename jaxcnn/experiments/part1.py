@@ -107,10 +107,20 @@ def cv_estimate(cfg: Part1Config) -> dict | None:
     saved = json.loads(path.read_text()) if path.is_file() else None
     if saved is None or recipe(saved["config"]) != recipe(to_dict(cfg)):
         logger.info("part 1: no cross-validation of this recipe in %s; run `python -m jaxcnn cv` for the "
-                    "expected accuracy on new writers", cfg.cv_dir)
+                    "expected accuracy on unseen images", cfg.cv_dir)
         return None
     cv = saved["cv"]
-    return {"source": str(path), **{k: cv[k] for k in ("accuracy", "accuracy_casefold", "top3_accuracy")}}
+    return {"source": str(path), "folds_by": folds_protocol(saved["config"]),
+            **{k: cv[k] for k in ("accuracy", "accuracy_casefold", "top3_accuracy")}}
+
+
+PROTOCOLS = {"class": "class-stratified image folds (as the task's test: other characters of each writer "
+                      "in training)", "writer": "writer folds (writers never seen)"}
+
+
+def folds_protocol(config: dict) -> str:
+    """Which folds a saved cv or ablation config used ("writer" before class folds existed)."""
+    return config.get("folds_by", "writer")
 
 
 def held_out_name(data: ArrayDataset, index: np.ndarray, by: str) -> str:
@@ -259,8 +269,8 @@ def summary_lines(results: dict) -> list[str]:
              f"{results['epoch']} epochs (last kept)"]
     expected = results["expected_new_writers"]
     if expected is None:
-        return lines + ["expected accuracy on new writers: not measured (run `python -m jaxcnn cv`)"]
-    return lines + [f"expected on new writers (cross-validated, {expected['source']}): accuracy "
+        return lines + ["expected accuracy: not measured (run `python -m jaxcnn cv`)"]
+    return lines + [f"expected ({expected.get('folds_by', 'writer')} folds, {expected['source']}): accuracy "
                     f"{expected['accuracy']['mean']:.4f} ± {expected['accuracy']['ci95'] or 0:.4f}, "
                     f"case-folded {expected['accuracy_casefold']['mean']:.4f}"]
 

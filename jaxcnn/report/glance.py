@@ -31,7 +31,9 @@ def fold_estimate(results: dict, workdir: Path) -> dict | None:
     ``expected_new_writers`` in its results, or ``part1-cv/results.json``), else None."""
     cv_run = read_json(workdir / "part1-cv" / "results.json") or {}
     found = results.get("cv") or results.get("expected_new_writers") or cv_run.get("cv")
-    return found if isinstance(found, dict) and "accuracy" in found else None
+    if isinstance(found, dict) and "accuracy" in found:
+        return {"folds_by": cv_run.get("config", {}).get("folds_by", "writer"), **found}
+    return None
 
 
 def figure_of(value) -> str:
@@ -42,18 +44,19 @@ def figure_of(value) -> str:
 def part1_glance(results: dict | None, workdir: Path) -> str:
     title = "Part 1: characters from scratch"
     if results is None:
-        return f"**Part 1, 62 characters on unseen writers**: not run yet {see(title)}."
+        return f"**Part 1, 62 characters**: not run yet {see(title)}."
     answers = []
     cv = fold_estimate(results, workdir)
     if cv:
         folds = cv.get("folds")
         count = f"{len(folds)} " if isinstance(folds, list) else ""
         folded = f", {figure_of(cv['accuracy_casefold'])} case-folded" if "accuracy_casefold" in cv else ""
-        answers.append(f"{figure_of(cv['accuracy'])}{folded} expected on new writers ({count}writer folds)")
+        kind = {"class": "class-stratified folds, as the task's test", "writer": "writer folds"}[cv.get("folds_by", "writer")]
+        answers.append(f"{figure_of(cv['accuracy'])}{folded} expected ({count}{kind})")
     for path in evaluation_files(workdir):
         if path.parent.name == "part1" or path.parent.parent.name == "part1":
             answers.append(f"{rate(read_json(path)['accuracy'])} on `{path.stem.removeprefix('eval_')}`")
-    return f"**Part 1, 62 characters on unseen writers**: {'; '.join(answers) or 'no score recorded'} {see(title)}."
+    return f"**Part 1, 62 characters**: {'; '.join(answers) or 'no score recorded'} {see(title)}."
 
 
 def part2_glance(results: dict | None) -> str:

@@ -12,6 +12,7 @@ import numpy as np
 from jaxcnn.errors import JaxcnnError
 from jaxcnn.evaluation.plots import plot_learning_curves
 from jaxcnn.experiments import PARTS
+from jaxcnn.experiments.part1 import PROTOCOLS, folds_protocol
 from jaxcnn.report.document import (
     RATE, SECONDS, Bullets, Figure, Section, Table, Text, evaluation_files, rate, read_json, seconds, stat_text,
 )
@@ -104,32 +105,34 @@ def part1_sections(part_dir: Path, cv_dir: Path, ablation_dir: Path, figure_dir:
                    *part_figures(part_dir, "part1")]
         sections = [Section(title, [overview, expected_text(results["expected_new_writers"]), *figures]),
                     Section("Part 1: per epoch", [history_table(results["history"])], 3)]
-    sections.append(Section("Part 1: writer folds", cv_blocks(cv["cv"]) if cv else [
-        Text("Not run yet: run `python -m jaxcnn cv` (the recipe under writer folds: the expected accuracy "
-             "on new writers).")], 3))
+    sections.append(Section("Part 1: folds", cv_blocks(cv["cv"], folds_protocol(cv["config"])) if cv else [
+        Text("Not run yet: run `python -m jaxcnn cv` (the recipe under class-stratified folds, as the task's "
+             "test: the expected accuracy).")], 3))
     ablation = read_json(ablation_dir / "ablation.json")
     sections.append(Section("Part 1: ablation", [ablation_table(ablation)] if ablation else [
         Text("Not run yet: run `python -m jaxcnn ablate` (each variant changes one choice of part 1, "
-             "judged by the writer folds).")], 3))
+             "judged by the folds).")], 3))
     return sections
 
 
 def expected_text(expected: dict | None) -> Text:
     if expected is None:
-        return Text("Expected accuracy on new writers: not measured for this recipe (run `python -m jaxcnn cv`).")
-    return Text(f"Expected accuracy on new writers (writer folds, `{expected['source']}`): "
+        return Text("Expected accuracy: not measured for this recipe (run `python -m jaxcnn cv`).")
+    return Text(f"Expected accuracy ({PROTOCOLS[expected.get('folds_by', 'writer')]}, `{expected['source']}`): "
                 f"{stat_text(expected['accuracy'])} case-sensitive, {stat_text(expected['accuracy_casefold'])} "
                 f"case-folded, {stat_text(expected['top3_accuracy'])} top-3 (fold mean ± 95% CI).")
 
 
-def cv_blocks(cv: dict) -> list:
+def cv_blocks(cv: dict, protocol: str) -> list:
     """The fold estimate: a row per fold and the mean, the writers' spread, the confusable groups."""
-    rows = [[", ".join(map(str, (f["writers"][0], f["writers"][-1]))), str(f["n"]), str(f["epoch"]),
-             rate(f["accuracy"]), rate(f["accuracy_casefold"]), rate(f["top3_accuracy"])] for f in cv["folds"]]
+    rows = [[f.get("held_out") or "writers " + "-".join(map(str, (f["writers"][0], f["writers"][-1]))), str(f["n"]),
+             str(f["epoch"]), rate(f["accuracy"]), rate(f["accuracy_casefold"]), rate(f["top3_accuracy"])]
+            for f in cv["folds"]]
     rows.append(["mean ± 95% CI", "", "", stat_text(cv["accuracy"]), stat_text(cv["accuracy_casefold"]),
                  stat_text(cv["top3_accuracy"])])
-    folds = Table(["writers (first, last)", "images", "epoch", "accuracy", "case-folded", "top-3"], rows,
-                  "Each fold's model (last epoch) on the writers it never saw; Student-t interval over folds.")
+    folds = Table(["held out", "images", "epoch", "accuracy", "case-folded", "top-3"], rows,
+                  f"Protocol: {PROTOCOLS[protocol]}. Each fold's model (last epoch) on the images it never saw; "
+                  "Student-t interval over folds.")
     w = cv["writer_accuracy_spread"]
     writers = Text(f"Accuracy per writer ({w['n']} writers, each scored by the fold model that never saw it): "
                    f"mean {rate(w['mean'])}, standard deviation {rate(w['std'])}, from {rate(w['min'])} "
@@ -145,7 +148,12 @@ def cv_blocks(cv: dict) -> list:
                       for name, row in cv.get("scorings", {}).items()],
                      "The same fold models scored other ways (no training): ensembles of fewer seeds, and "
                      "test-time augmentation; the difference is paired per writer.")
-    return [folds, writers, groups, *([scorings] if cv.get("scorings") else [])]
+    pairs = Table(["case pair", "images", "taken for the other case", "resolved"],
+                  [[f"`{pair}`", str(row["n"]), str(row["crossed"]), rate(row["resolved"])]
+                   for pair, row in cv.get("case_pairs", {}).items() if row["n"]],
+                  "Case pairs that differ mostly by size: the share of their images given the right case.")
+    return [folds, writers, groups, *([pairs] if cv.get("case_pairs") else []),
+            *([scorings] if cv.get("scorings") else [])]
 
 
 def validation_table(report: dict, seeds, what: str) -> Table:

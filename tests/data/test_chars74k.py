@@ -6,16 +6,19 @@ import time
 import zipfile
 
 import numpy as np
+from PIL import Image
 import pytest
 
 from jaxcnn.data.chars74k import (
     CLASS_NAMES,
     DIGIT_CLASSES,
     find_layout_root,
+    fold_indices,
     load_chars74k,
     writer_folds,
     writer_split,
 )
+from jaxcnn.data.dataset import ArrayDataset
 from jaxcnn.data.preprocess import CENTRE
 from jaxcnn.errors import DataError
 
@@ -188,6 +191,20 @@ def test_writer_folds_partition_the_writers():
         writer_folds(range(1, 5), 1)
 
 
+def test_class_folds_hold_out_each_image_once_and_keep_every_class_in_every_fold():
+    labels = np.repeat(np.arange(4), 10).astype(np.int32)
+    writers = np.concatenate([np.random.default_rng(c).permutation(55)[:10] + 1 for c in range(4)]).astype(np.int32)
+    data = ArrayDataset(np.zeros((40, 28, 28), np.uint8), labels, writers, ("0", "1", "A", "a"))
+    folds = fold_indices(data, 5)
+    assert sorted(np.concatenate(folds).tolist()) == list(range(40))  # each (class, writer) pair held out once
+    assert all(np.bincount(labels[f], minlength=4).tolist() == [2, 2, 2, 2] for f in folds)
+    assert [f.tolist() for f in fold_indices(data, 5)] == [f.tolist() for f in folds]  # seeded: the same folds
+    by_writer = fold_indices(data, 5, "writer")
+    assert all(not set(writers[a]) & set(writers[b]) for i, a in enumerate(by_writer) for b in by_writer[i + 1:])
+    with pytest.raises(ValueError, match="smallest class"):
+        fold_indices(data, 11)
+
+
 def test_real_subset(tmp_path, shared_data):
     real = shared_data / "trainPart1" / "train"
     writers = []
@@ -204,3 +221,36 @@ def test_real_subset(tmp_path, shared_data):
         assert image.max() == 255 and image[0].max() == 0
         assert abs((rows * image).sum() / image.sum() - CENTRE) <= 0.5
         assert abs((cols * image).sum() / image.sum() - CENTRE) <= 0.5
+
+
+def page(size: tuple[int, int], box: tuple[int, int, int, int], mode: str) -> Image.Image:
+    """A white ``size`` (height, width) page in ``mode`` with a black ring filling ``box`` (top, left, bottom, right)."""
+    pixels = np.full(size, 255, np.uint8)
+    top, left, bottom, right = box
+    pixels[top:bottom, left:right] = 0
+    pixels[top + 12:bottom - 12, left + 12:right - 12] = 255  # strokes 12 px wide
+    return Image.fromarray(pixels).convert(mode)
+
+
+def test_page_geometry_survives_the_cache_and_no_file_name_field_reaches_the_model(tmp_path):
+    """A big ``A`` high on one page, a small ``a`` low on another: the features say so, from the
+    cache too; renaming the writers changes no input (writers are groups, never inputs)."""
+    boxes = {"Sample011": (100, 300, 600, 700), "Sample037": (500, 500, 700, 650)}  # "A", "a"
+    for writers, root in (((1, 2), tmp_path / "one"), ((7, 9), tmp_path / "other")):
+        for (folder, box), mode in zip(boxes.items(), ("RGB", "L")):
+            (root / folder).mkdir(parents=True)
+            for writer in writers:
+                page((900, 1200), box, mode).save(root / folder / f"img{folder[-3:]}-{writer:03d}.png")
+    first = load_chars74k(tmp_path / "one", classes=["A", "a"], cache_dir=tmp_path / "cache")
+    cached = load_chars74k(tmp_path / "one", classes=["A", "a"], cache_dir=tmp_path / "cache")
+    log_height, log_width, centre_row, centre_col, log_stroke = first.geometry[0]
+    assert np.exp(log_height) == pytest.approx(500 / 900, abs=0.01) and np.exp(log_width) == pytest.approx(400 / 900, abs=0.01)
+    assert centre_row == pytest.approx(350 / 900 - 0.5, abs=0.01) and centre_col == pytest.approx(500 / 1200 - 0.5, abs=0.01)
+    assert np.exp(log_stroke) * 900 == pytest.approx(12, rel=0.15)
+    assert first.geometry[2, 0] < first.geometry[0, 0] - 0.8 and first.geometry[2, 2] > first.geometry[0, 2]  # small, low
+    np.testing.assert_array_equal(cached.geometry, first.geometry)
+    renamed = load_chars74k(tmp_path / "other", classes=["A", "a"], cache_dir=tmp_path / "cache")
+    assert renamed.groups.tolist() != first.groups.tolist()
+    assert set(first.inputs(page_geometry=True)) == {"image", "geometry"}
+    for name, values in first.inputs(page_geometry=True).items():
+        np.testing.assert_array_equal(renamed.inputs(page_geometry=True)[name], values)

@@ -1,4 +1,4 @@
-"""Part 1 end to end on a tiny Chars74K tree: writer folds, the final model on every writer, the ablation."""
+"""Part 1 end to end on a tiny Chars74K tree: the folds, the final model on every image, the ablation."""
 
 import json
 from pathlib import Path
@@ -18,7 +18,7 @@ WRITERS = (1, 2, 3, 4, 5, 6)
 
 @pytest.fixture
 def setup(tmp_path, make_chars74k):
-    """``(cfg, data_root)``: a one-epoch recipe of a tiny model, three writer folds of two writers."""
+    """``(cfg, data_root)``: a one-epoch recipe of a tiny model, three class-stratified folds."""
     make_chars74k(tmp_path / "data" / "trainPart1" / "train", classes=[CLASS_NAMES.index(c) + 1 for c in CLASSES],
                   writers=WRITERS)
     cfg = part1.Part1Config(
@@ -28,7 +28,7 @@ def setup(tmp_path, make_chars74k):
     return cfg, tmp_path / "data"
 
 
-def test_cv_scores_each_writer_once_and_the_final_model_learns_from_all(setup, tmp_path):
+def test_cv_scores_each_image_once_and_the_final_model_learns_from_all(setup, tmp_path):
     cfg, data_root = setup
     final = part1.run(cfg, data_root, tmp_path / "final")
     assert final["writers"] == list(WRITERS) and final["expected_new_writers"] is None  # no cv yet
@@ -36,7 +36,7 @@ def test_cv_scores_each_writer_once_and_the_final_model_learns_from_all(setup, t
     assert run_inputs(tmp_path / "final") == (CLASSES, cfg.preprocess)  # what `evaluate` prepares new images with
 
     cv = part1.run_cv(cfg, data_root, tmp_path / "cv")["cv"]
-    assert [f["writers"] for f in cv["folds"]] == [[1, 2], [3, 4], [5, 6]]
+    assert [f["held_out"] for f in cv["folds"]] == ["8 images (2 per class)"] * 3
     assert sorted(cv["per_writer_accuracy"], key=int) == [str(w) for w in WRITERS]
     assert np.sum(cv["confusion"]) == len(WRITERS) * len(CLASSES)  # each image scored once, pooled
     accuracies = [f["accuracy"] for f in cv["folds"]]
@@ -53,6 +53,10 @@ def test_cv_scores_each_writer_once_and_the_final_model_learns_from_all(setup, t
         np.mean([f["members_accuracy"][0] for f in cv["folds"]]))
     assert scorings["tta"]["vs_recipe"]["n"] == len(WRITERS)
     assert any("ensemble_1: accuracy" in line for line in part1.cv_lines(cv))
+    assert cv["case_pairs"]["Oo"]["n"] == 2 * len(WRITERS)
+
+    by_writer = part1.run_cv(override(cfg, "folds_by=writer"), data_root, tmp_path / "cv-writers")["cv"]
+    assert [f["held_out"] for f in by_writer["folds"]] == ["writers 1-2", "writers 3-4", "writers 5-6"]
 
     again = part1.run(cfg, data_root, tmp_path / "final", overwrite=True)
     assert again["expected_new_writers"]["accuracy"] == cv["accuracy"]  # the same recipe: its estimate
