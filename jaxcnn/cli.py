@@ -217,7 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _command(sub, cmd_download, "download", help="fetch the Chars74K handwritten set and MNIST into the data root",
                  description="Download and unpack everything the study reads: Chars74K EnglishHnd "
-                             "(writers 1-40 to trainPart1/train, 41-55 to testPart1/test) and the four "
+                             "(split per class as the task did: 40 writers to trainPart1/train, 15 to testPart1/test) and the four "
                              "MNIST files to mnist/. What is already there is kept; a cut download "
                              "continues from its *.part file when run again.",
                  epilog="example: python -m jaxcnn download --data-root data")

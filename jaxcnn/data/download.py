@@ -2,9 +2,9 @@
 
 The Chars74K EnglishHnd set comes from its official distribution, the archive ``EnglishHnd.tgz``
 of the Chars74K project (CVSSP, University of Surrey; de Campos et al. 2009): 62 classes x 55
-writers of 1200x900 scans in ``English/Hnd/Img/SampleNNN/imgNNN-SSS.png``. Writers 1-40 are
-unpacked to ``trainPart1/train`` (what parts 1 and 2 read), the others to ``testPart1/test`` (for
-``evaluate``). MNIST's four files come from ``jaxcnn.data.mnist``, checked against the published MD5s.
+writers of 1200x900 scans in ``English/Hnd/Img/SampleNNN/imgNNN-SSS.png``. It is split as the task
+split it, per class (``jaxcnn.data.task_split``): each class's 40 training writers to
+``trainPart1/train`` (what parts 1 and 2 read), its other 15 to ``testPart1/test`` (for ``evaluate``). MNIST's four files come from ``jaxcnn.data.mnist``, checked against the published MD5s.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from pathlib import Path, PurePosixPath
 
 from jaxcnn.data.fetch import MIB, fetch_any, part_path
 from jaxcnn.data.mnist import DEFAULT_MIRRORS, FILES, download_mnist
+from jaxcnn.data.task_split import TRAIN_WRITERS
 from jaxcnn.errors import DataError
 
 logger = logging.getLogger("jaxcnn")
@@ -36,7 +37,8 @@ _IMAGE_MEMBER = re.compile(r"English/Hnd/Img/Sample(\d{3})/img(\d{3})-(\d{3})\.p
 
 @dataclasses.dataclass(frozen=True)
 class Chars74kArchive:
-    """The EnglishHnd archive and how it is split: writers 1..``train_writers`` train, the rest test.
+    """The EnglishHnd archive and how it is split: ``train_split[c]`` lists class c's training writers
+    (the task's split); without one, writers 1..``train_writers`` of every class train. The rest test.
 
     The project publishes no checksum and only a rounded size ("13.0 MB"), so a download is checked
     by its structure instead: a gzip tar read to its end (a cut or corrupt file fails there) that
@@ -49,9 +51,16 @@ class Chars74kArchive:
     classes: int = 62
     writers: int = 55
     train_writers: int = 40
+    train_split: tuple[tuple[int, tuple[int, ...]], ...] = ()  # (class, its training writers)
+
+    def side(self, label: int, writer: int) -> str:
+        """"train" or "test" for the image of class ``label`` by ``writer``."""
+        split = dict(self.train_split)
+        training = writer in split[label] if split else writer <= self.train_writers
+        return "train" if training else "test"
 
 
-CHARS74K = Chars74kArchive()
+CHARS74K = Chars74kArchive(train_split=tuple(TRAIN_WRITERS.items()))
 
 
 def download_all(root: str | os.PathLike, *, archive: Chars74kArchive = CHARS74K,
@@ -66,8 +75,8 @@ def download_all(root: str | os.PathLike, *, archive: Chars74kArchive = CHARS74K
 def download_chars74k(root: Path, archive: Chars74kArchive = CHARS74K, *, timeout: float = 60.0) -> str:
     """Unpacks the writers of ``archive`` into ``root``, downloading it first unless ``root`` holds it."""
     missing = tuple(side for side, (top, _) in SIDES.items() if not (root / top).exists())
-    summary = (f"Chars74K: writers 1-{archive.train_writers} in {root.joinpath(*SIDES['train'])}, "
-               f"{archive.train_writers + 1}-{archive.writers} in {root.joinpath(*SIDES['test'])}")
+    summary = (f"Chars74K: each class's training writers in {root.joinpath(*SIDES['train'])}, its other writers "
+               f"in {root.joinpath(*SIDES['test'])}")
     if not missing:
         return summary + " (already there)"
     root.mkdir(parents=True, exist_ok=True)
@@ -129,7 +138,7 @@ def unpack(tgz: Path, root: Path, archive: Chars74kArchive = CHARS74K, sides=("t
             if member.name not in images:
                 continue
             label, writer = images[member.name]
-            side = "train" if writer <= archive.train_writers else "test"
+            side = archive.side(label, writer)
             if side not in tops:
                 continue
             out = part_path(tops[side]) / SIDES[side][1] / f"Sample{label:03d}" / f"img{label:03d}-{writer:03d}.png"

@@ -127,7 +127,7 @@ def closed_port() -> int:
 def test_download_unpacks_writers_into_the_layout_the_study_reads(tmp_path, url):
     root = tmp_path / "data"
     lines = fetch_all(root, url)
-    assert lines[0].startswith(f"Chars74K: writers 1-3 in {root / 'trainPart1' / 'train'}")
+    assert lines[0].startswith(f"Chars74K: each class's training writers in {root / 'trainPart1' / 'train'}")
     names = files_under(root)
     assert "trainPart1/train/Sample002/img002-003.png" in names and "testPart1/test/Sample003/img003-005.png" in names
     assert not [n for n in names if n.endswith(".part") or "Trj" in n or "all.txt" in n]
@@ -259,3 +259,12 @@ def test_data_already_there_is_kept_and_only_the_missing_side_is_unpacked_afresh
     assert [p.name for p in (root / "trainPart1" / "train").iterdir()] == ["mine.txt"]
     assert sorted(p.name for p in (root / "testPart1" / "test").iterdir()) == ["Sample001", "Sample002", "Sample003"]
     assert not [n for n in files_under(root) if n.endswith(".part")]
+
+
+def test_the_task_split_trains_40_writers_of_each_class_as_the_staged_training_set(shared_data):
+    from jaxcnn.data.download import CHARS74K
+
+    train = {(c, w) for c in range(1, 63) for w in range(1, 56) if CHARS74K.side(c, w) == "train"}
+    assert len(train) == 62 * 40  # and so 62 * 15 = 930 test images, as the task's held-back set
+    staged = {(int(p.name[3:6]), int(p.name[7:10])) for p in (shared_data / "trainPart1" / "train").glob("*/*.png")}
+    assert staged == train
