@@ -28,7 +28,10 @@ _PUBLIC = {  # name -> its module, imported on first use so that ``python -m jax
     "PARTS": "jaxcnn.experiments", "part_module": "jaxcnn.experiments", "write_report": "jaxcnn.report",
 }
 __all__ = sorted(_PUBLIC)
-__version__ = importlib.metadata.version("jaxcnn")
+try:
+    __version__ = importlib.metadata.version("jaxcnn")
+except importlib.metadata.PackageNotFoundError:  # a source checkout on PYTHONPATH, not installed
+    __version__ = "0+source"
 
 
 def __getattr__(name: str):

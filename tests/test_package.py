@@ -1,6 +1,7 @@
 """The package's shape: a public API, and imports that flow one way through its layers."""
 
 import ast
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -47,3 +48,12 @@ def test_the_public_api_resolves_and_importing_the_package_stays_light():
     assert jaxcnn.fit.__module__ == "jaxcnn.training.loop" and jaxcnn.__version__
     probe = "import sys, jaxcnn, jaxcnn.cli; print('jax' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.strip() == "False"
+
+
+def test_a_source_checkout_imports_without_being_installed(tmp_path):
+    """On a machine that runs the study from a copy of the tree (``PYTHONPATH``), no package metadata."""
+    shutil.copytree(Path(jaxcnn.__file__).parent, tmp_path / "jaxcnn", ignore=shutil.ignore_patterns("__pycache__"))
+    done = subprocess.run([sys.executable, "-I", "-S", "-c", "import sys; sys.path.insert(0, sys.argv[1]); import jaxcnn; "
+                           "print(jaxcnn.__version__)", str(tmp_path)], capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "0+source"
