@@ -101,9 +101,9 @@ def test_part1_quick_end_to_end(shared_data, tmp_path):
                           capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-2000:]
     results = json.loads((tmp_path / "run" / "results.json").read_text())
-    assert results["writers"] == list(range(1, 41)) and results["num_train"] > 2000  # every writer, none held out
+    assert results["writers"] == list(range(1, 56)) and results["num_train"] == 2480  # every image, none held out
     assert [r["epoch"] for r in results["history"]] == [1, 2] and results["epoch"] == 2
-    assert "final model trained on all 40 writers" in proc.stdout
+    assert "final model trained on all 2480 images (55 writers)" in proc.stdout
 
 
 def one_line_error(capsys, *named):

@@ -91,7 +91,7 @@ def run(cfg: Part1Config, data_root: Path, workdir: Path, *, resume=False, overw
     workdir = claim(workdir, "part1", to_dict(cfg), resume=resume, overwrite=overwrite)
     data = load_data(cfg, data_root, cache_dir)
     writers = sorted(int(w) for w in np.unique(data.groups))
-    logger.info("part 1: %d training images of all %d writers, %d classes; no validation writers",
+    logger.info("part 1: %d training images of %d writers, %d classes; none held out",
                 len(data), len(writers), data.num_classes)
     _, history = fit(data, None, cfg.train, workdir, resume=resume, overwrite=overwrite, meta=input_meta(cfg))
     results = {"config": to_dict(cfg), "writers": writers, "num_train": len(data), "history": history,
@@ -265,7 +265,7 @@ def cv_lines(cv: dict, what: str = "folds") -> list[str]:
 
 
 def summary_lines(results: dict) -> list[str]:
-    lines = [f"part 1: final model trained on all {len(results['writers'])} writers, "
+    lines = [f"part 1: final model trained on all {results['num_train']} images ({len(results['writers'])} writers), "
              f"{results['epoch']} epochs (last kept)"]
     expected = results["expected_new_writers"]
     if expected is None:

@@ -96,7 +96,7 @@ def part1_sections(part_dir: Path, cv_dir: Path, ablation_dir: Path, figure_dir:
     if results is not None:
         train = results["config"]["train"]
         overview = Text(
-            f"The final model learns from all {len(results['writers'])} writers ({results['num_train']} images; "
+            f"The final model learns from all {results['num_train']} training images ({len(results['writers'])} writers; "
             f"none held out, so its last epoch is kept): {len(train['seeds'])} seeds {train['seeds']} trained side "
             f"by side and ensembled; {train['epochs']} epochs of batch {train['batch_size']}, peak learning rate "
             f"{train['learning_rate']}, model widths {train['model']['widths']} and hidden "

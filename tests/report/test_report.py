@@ -160,7 +160,7 @@ def test_report_from_handmade_results_shows_every_section_and_number(study_dir, 
     for heading in SECTIONS:
         assert f"\n{heading}\n" in markdown
     part1 = section(markdown, "## Part 1: characters from scratch")
-    assert "learns from all 40 writers (2459 images" in part1 and "training took 9.8 s" in part1
+    assert "learns from all 2459 training images (40 writers" in part1 and "training took 9.8 s" in part1
     assert "0.6543 ± 0.0123 case-sensitive, 0.7000 ± 0.0123 case-folded" in part1  # expected on new writers
     assert table_value(part1, "mean ± 95% CI", 3) == "0.6400 ± 0.0500"  # the writer folds
     assert table_value(part1, "writers 1-20", 3) == "0.6300"
@@ -412,7 +412,7 @@ def test_study_quick_end_to_end_report_matches_results(shared_data, tmp_path, mo
     for heading in SECTIONS:
         assert f"\n{heading}\n" in markdown
     part1 = json.loads((workdir / "part1" / "results.json").read_text())
-    assert part1["writers"] == list(range(1, 41)) and part1["expected_new_writers"] is None  # no cv run here
+    assert part1["writers"] == list(range(1, 56)) and part1["expected_new_writers"] is None  # no cv run here
     assert f"training took {part1['train_seconds']:.1f} s" in markdown
     assert "not measured for this recipe (run `python -m jaxcnn cv`)" in markdown
     last = part1["history"][-1]
