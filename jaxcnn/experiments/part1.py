@@ -345,7 +345,7 @@ def run_ablation(cfg: Part1Config, data_root: Path, workdir: Path, variants=None
                    *(["ensemble of the k-1 models that never saw the fold (nested)"] if base == "fold_ensemble" else [])]
         table[name] = {"changes": list(changes),
                        **{k: cv[k] for k in ("accuracy", "accuracy_casefold", "top3_accuracy",
-                                              "writer_accuracy_spread")},
+                                              "writer_accuracy_spread", "case_pairs")},
                        "train_seconds": cv["train_seconds"] if name in trained else 0.0,
                        "eval_seconds": time.perf_counter() - start,
                        "folds": len(cv["folds"]), "epochs": variant.train.epochs,
