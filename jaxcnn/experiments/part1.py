@@ -41,7 +41,7 @@ class Part1Config:
     final model's results carry when the recipe matches.
     """
 
-    train: TrainConfig = TrainConfig(seeds=(0, 1, 2))
+    train: TrainConfig = TrainConfig(seeds=(0, 1, 2), model=ModelConfig(page_geometry=True))
     classes: tuple[str, ...] = ()
     preprocess: str = "mnist"
     data_subdir: str = "trainPart1"
@@ -62,7 +62,7 @@ def get_config(quick: bool = False) -> Part1Config:
     if not quick:
         return Part1Config()
     return Part1Config(train=TrainConfig(seeds=(0, 1), epochs=2, batch_size=64,
-                                         model=ModelConfig(widths=(8, 16, 32), hidden=32)),
+                                         model=ModelConfig(widths=(8, 16, 32), hidden=32, page_geometry=True)),
                        folds=2)
 
 
@@ -298,7 +298,7 @@ def ablation_variants(cfg: Part1Config) -> dict[str, tuple[str, ...]]:
         "half_schedule": (f"train.epochs={max(1, epochs // 2)}",),
         "double_schedule": (f"train.epochs={epochs * 2}",),
         "keep_stroke_width": ("preprocess=keep_stroke_width",),
-        "page_geometry": ("train.model.page_geometry=true",),
+        "no_page_geometry": ("train.model.page_geometry=false",),
         "ema": (f"train.ema_decay={1 - 1 / (3 * epochs):.4f}",),
         "mixup": ("train.mixup_alpha=0.2",),
         "cutmix": ("train.cutmix_alpha=1",),
