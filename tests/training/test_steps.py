@@ -322,3 +322,16 @@ def test_weight_average_ramps_up_from_the_first_steps():
     moved = state.replace(step=jnp.asarray(0), params=jax.tree.map(lambda p: p + 1.0, state.params))
     updated = T.update_ema(moved, cfg.ema_decay)
     chex.assert_trees_all_close(updated.ema["params"], jax.tree.map(lambda p: p + 0.9, state.params), atol=1e-6)
+
+
+def test_page_geometry_is_jittered_with_one_scale_for_its_sizes_and_a_small_shift():
+    from jaxcnn.training.augment import GEOMETRY_SHIFT, augment_geometry
+
+    geometry = jnp.tile(jnp.array([[-0.7, -1.0, 0.02, -0.01, -2.8]]), (256, 1))
+    out = augment_geometry(jax.random.PRNGKey(0), geometry, AugmentConfig())
+    moved = np.asarray(out - geometry)
+    np.testing.assert_allclose(moved[:, 0], moved[:, 1], atol=1e-6)  # height, width and stroke share a scale
+    np.testing.assert_allclose(moved[:, 0], moved[:, 4], atol=1e-6)
+    assert np.abs(moved[:, 0]).max() <= -np.log1p(-AugmentConfig().scale) + 1e-6 and moved[:, 0].std() > 0.01
+    assert np.abs(moved[:, 2:4]).max() <= GEOMETRY_SHIFT + 1e-6
+    chex.assert_trees_all_equal(augment_geometry(jax.random.PRNGKey(0), geometry, NO_AUGMENT), geometry)
