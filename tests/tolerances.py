@@ -16,6 +16,10 @@ Adam's largest gain near g ~ eps (lr / eps = 1e6) that is ~3e-6 of lr per step, 
 (1e-7) holds for tens of steps with room, while a real fault (another data order, key or
 all-reduce) moves weights by ~lr = 1e-2. Float32 programs are compared over one step on what
 Adam does not touch (loss, gradient norm, BatchNorm statistics): ``ONE_FLOAT32_STEP``, ~1,000 ulps.
+Seeds vmapped together are compared that way only: with the library's compiler options (YNNPACK off)
+XLA:CPU (jaxlib 0.10.2) computes wrong float64 kernel gradients for the grouped convolutions a vmap
+over two or more seeds makes (correlation 0.90 with the eager gradient; float32, a population of
+one and XLA's default options are right), so ``steps.each_member`` runs float64 seeds in turn.
 What the code promises to be bit-identical (a resumed run, the same program twice) is compared exactly.
 """
 

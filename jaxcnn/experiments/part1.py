@@ -114,8 +114,7 @@ def cv_estimate(cfg: Part1Config) -> dict | None:
             **{k: cv[k] for k in ("accuracy", "accuracy_casefold", "top3_accuracy")}}
 
 
-PROTOCOLS = {"class": "class-stratified image folds (as the task's test: other characters of each writer "
-                      "in training)", "writer": "writer folds (writers never seen)"}
+PROTOCOLS = {"class": "class-stratified folds, as the task's test", "writer": "writer folds"}
 
 
 def folds_protocol(config: dict) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from jaxcnn.experiments import PARTS
+from jaxcnn.experiments.part1 import PROTOCOLS, folds_protocol
 from jaxcnn.report.document import Bullets, Section, evaluation_files, rate, read_json, stat_text
 from jaxcnn.report.render import anchor
 
@@ -32,7 +33,7 @@ def fold_estimate(results: dict, workdir: Path) -> dict | None:
     cv_run = read_json(workdir / "part1-cv" / "results.json") or {}
     found = results.get("cv") or results.get("expected_new_writers") or cv_run.get("cv")
     if isinstance(found, dict) and "accuracy" in found:
-        return {"folds_by": cv_run.get("config", {}).get("folds_by", "writer"), **found}
+        return {"folds_by": folds_protocol(cv_run.get("config", {})), **found}
     return None
 
 
@@ -51,8 +52,7 @@ def part1_glance(results: dict | None, workdir: Path) -> str:
         folds = cv.get("folds")
         count = f"{len(folds)} " if isinstance(folds, list) else ""
         folded = f", {figure_of(cv['accuracy_casefold'])} case-folded" if "accuracy_casefold" in cv else ""
-        kind = {"class": "class-stratified folds, as the task's test", "writer": "writer folds"}[cv.get("folds_by", "writer")]
-        answers.append(f"{figure_of(cv['accuracy'])}{folded} expected ({count}{kind})")
+        answers.append(f"{figure_of(cv['accuracy'])}{folded} expected ({count}{PROTOCOLS[cv['folds_by']]})")
     for path in evaluation_files(workdir):
         if path.parent.name == "part1" or path.parent.parent.name == "part1":
             answers.append(f"{rate(read_json(path)['accuracy'])} on `{path.stem.removeprefix('eval_')}`")
