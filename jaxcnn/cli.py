@@ -8,6 +8,7 @@ import functools
 import logging
 import sys
 import threading
+import warnings
 from pathlib import Path
 
 from jaxcnn import paths
@@ -267,6 +268,7 @@ def main(argv=None) -> int:
         sys.unraisablehook = lambda unraisable: None
         threading.excepthook = lambda args: None
         logging.getLogger("asyncio").setLevel(logging.CRITICAL)
+        warnings.simplefilter("ignore")  # "coroutine ... was never awaited" when those reads are collected
     return status
 
 
