@@ -277,10 +277,13 @@ def _run(args) -> int:
     try:
         from jaxcnn.processes import initialize_from_environment  # imports jax: not for --help
         initialize_from_environment()
+        if hasattr(args, "cache_dir"):  # a command that trains or evaluates
+            from jaxcnn.compilation import use_persistent_cache
+            use_persistent_cache(args.cache_dir)
         return args.func(args)
     except KeyboardInterrupt:
-        print("error: interrupted (Ctrl-C); a training run keeps every finished epoch's checkpoint: "
-              "run the same command with --resume to continue it", file=sys.stderr)
+        print("error: interrupted; a training run keeps its last checkpoint (written each minute, after the last "
+              "epoch and on SIGTERM): run the same command with --resume to continue it", file=sys.stderr)
         return EXIT_INTERRUPTED
     except (JaxcnnError, ValueError) as err:
         print(f"error: {_one_line(err)}", file=sys.stderr)

@@ -82,6 +82,7 @@ class TrainConfig:
     mixup_alpha: float = 0.0  # > 0: mixup with Beta(alpha, alpha) mixing weights (Zhang et al. 2018)
     cutmix_alpha: float = 0.0  # > 0: CutMix with Beta(alpha, alpha) box areas (Yun et al. 2019)
     devices: int = 0  # split each batch over this many devices (data parallelism); 0: all there are
+    checkpoint_every: float = 60.0  # seconds between checkpoints (0: every epoch); the last epoch always saves
     model: ModelConfig = ModelConfig()
     augment: AugmentConfig = AugmentConfig()
 
@@ -98,6 +99,7 @@ class TrainConfig:
         require(self, "loss", self.loss in LOSSES, f"one of {', '.join(LOSSES)}")
         require(self, "gce_q", 0 < self.gce_q <= 1, "in (0, 1]")
         require(self, "devices", self.devices >= 0, ">= 0 (0: every device)")
+        require(self, "checkpoint_every", 0 <= self.checkpoint_every < math.inf, ">= 0 seconds (0: every epoch)")
         require(self, "ema_decay", 0 <= self.ema_decay < 1, "in [0, 1) (0: no weight averaging)")
         for name in ("mixup_alpha", "cutmix_alpha"):
             require(self, name, math.isfinite(getattr(self, name)) and getattr(self, name) >= 0, ">= 0 (0: off)")

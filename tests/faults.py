@@ -45,7 +45,7 @@ def tiny_config():
     from jaxcnn.config import ModelConfig, TrainConfig
 
     return TrainConfig(seeds=(0, 1), epochs=EPOCHS, batch_size=16, eval_batch_size=16, warmup_epochs=1,
-                       model=ModelConfig(widths=(4, 8), hidden=16))
+                       checkpoint_every=0, model=ModelConfig(widths=(4, 8), hidden=16))  # a checkpoint per epoch
 
 
 def tiny_datasets():

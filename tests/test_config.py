@@ -144,6 +144,7 @@ RANGES = {
     "warmup_epochs": lambda v: v >= 0, "probe_every": lambda v: v >= 0,
     "learning_rate": lambda v: math.isfinite(v) and v > 0, "weight_decay": lambda v: math.isfinite(v) and v >= 0,
     "label_smoothing": lambda v: 0 <= v < 1, "gce_q": lambda v: 0 < v <= 1,
+    "checkpoint_every": lambda v: 0 <= v < math.inf,
 }
 numbers = st.one_of(st.integers(-3, 300), st.floats(allow_nan=True, allow_infinity=True, width=32))
 

@@ -1,8 +1,11 @@
-"""The training loop: seeds side by side, an Orbax checkpoint per epoch, resumable.
+"""The training loop: seeds side by side, Orbax checkpoints at epoch ends, resumable.
 
 A run lives in a work directory: ``checkpoints/`` (Orbax), ``config.json`` (the resolved config)
-and ``metrics.jsonl`` (one line per epoch, for watching a run live). Everything random is a
-function of (seed, step), so ``resume=True`` after an interruption reproduces an uninterrupted run.
+and ``metrics.jsonl`` (one line per epoch, for watching a run live). A checkpoint is written at
+the end of an epoch once ``cfg.checkpoint_every`` seconds have passed since the last one, after
+the last epoch, and after a SIGTERM (then the run stops), so fast epochs do not wait on the disk.
+Everything random is a function of (seed, step), so ``resume=True`` after an interruption
+reproduces an uninterrupted run from its last checkpoint.
 """
 
 from __future__ import annotations
@@ -11,6 +14,8 @@ import contextlib
 import json
 import logging
 import math
+import signal
+import threading
 import time
 from pathlib import Path
 from typing import Callable
@@ -42,7 +47,7 @@ def fit(train: ArrayDataset, val: ArrayDataset | None, cfg: TrainConfig, workdir
     """Trains one model per seed in ``cfg.seeds`` and validates each epoch on ``val``.
 
     ``val=None``: no data is held out (a final model trained on everything); nothing is validated
-    and the "best" checkpoint is the latest epoch.
+    and the "best" checkpoint is the latest epoch. Otherwise "best" is the best of the saved epochs.
 
     ``init`` may change the fresh population (e.g. graft a pretrained trunk) before training.
     ``meta``: more JSON saved with every checkpoint, e.g. how the images were preprocessed, so that
@@ -79,23 +84,24 @@ def _train(train, val, cfg, workdir, ckpts, resume, init, meta, parallel_seeds, 
     state = on_devices(state, mesh)
     inputs, labels = on_devices((train.inputs(cfg.model.page_geometry), train.labels), mesh)
     epoch_fn = T.train_epoch_population if scan_epochs else T.train_epoch_stepwise
+    program = T.program_config(cfg)  # runs that differ only outside the program share its compilation
     validate = _validator(val, cfg, parallel_seeds, mesh)
     steps = T.steps_per_epoch(len(train), cfg.batch_size)
+    chunk, probe_stride = epoch_chunking(steps, cfg.probe_every if val is not None else 0)
     primary = is_primary()  # of several processes, only process 0 writes the logs
+    saved_at = time.monotonic()
     with MetricWriter(workdir, first_epoch=len(history) + 1) if primary else contextlib.nullcontext() as writer, \
-            Progress(cfg.epochs, workdir.name, unit="epochs", initial=len(history)) as bar:
+            Progress(cfg.epochs, workdir.name, unit="epochs", initial=len(history)) as bar, _StopRequest() as stop:
         for epoch in range(len(history) + 1, cfg.epochs + 1):
             start = time.perf_counter()
-            chunks = epoch_chunks(steps, cfg.probe_every if epoch == 1 and val is not None else 0)
             chunk_metrics, probes = [], []
-            for i, num_steps in enumerate(chunks):
-                state, metrics = T.each_member(epoch_fn, state, inputs, labels, cfg,
-                                               None if len(chunks) == 1 else num_steps, parallel=parallel_seeds)
-                chunk_metrics.append(T.host_metrics(metrics))
-                if i < len(chunks) - 1:
+            for i in range(1, steps // chunk + 1):
+                state, metrics = T.each_member(epoch_fn, state, inputs, labels, program,
+                                               None if chunk == steps else chunk, parallel=parallel_seeds)
+                chunk_metrics.append(metrics)
+                if epoch == 1 and probe_stride and i % probe_stride == 0 and i < steps // chunk:
                     probes.append({**validate(state), "seconds": time.perf_counter() - start})
-            train_metrics = {key: np.average([m[key] for m in chunk_metrics], axis=0, weights=chunks).tolist()
-                             for key in chunk_metrics[0]}
+            train_metrics = T.host_metrics(T.mean_of(chunk_metrics))  # one transfer per epoch
             record = {"epoch": epoch, **validate(state), "train_loss": train_metrics["loss"],
                       "train_accuracy": train_metrics["accuracy"]}
             if probes:
@@ -106,9 +112,11 @@ def _train(train, val, cfg, workdir, ckpts, resume, init, meta, parallel_seeds, 
                                        f"{record['train_loss']}, validation {record.get('val_loss', '-')}); "
                                        f"kept the last good checkpoint (epoch {ckpts.latest_epoch()})")
             history.append(record)
-            ckpts.save(epoch, state, {**meta, "history": history, "config": to_dict(cfg),
-                                      "class_names": list(train.class_names)},
-                       epoch if val is None else record["val_accuracy_ensemble"])
+            if epoch == cfg.epochs or stop.requested or time.monotonic() - saved_at >= cfg.checkpoint_every:
+                ckpts.save(epoch, state, {**meta, "history": history, "config": to_dict(cfg),
+                                          "class_names": list(train.class_names)},
+                           epoch if val is None else record["val_accuracy_ensemble"])
+                saved_at = time.monotonic()
             if primary:
                 with open(workdir / "metrics.jsonl", "a") as log:
                     log.write(json.dumps(record) + "\n")
@@ -117,14 +125,39 @@ def _train(train, val, cfg, workdir, ckpts, resume, init, meta, parallel_seeds, 
             logger.info("epoch %d/%d  loss %.4f  %s  %.1fs", epoch, cfg.epochs, np.mean(record["train_loss"]),
                         note, record["seconds"])
             bar.update(note=note)
+            if stop.requested:
+                raise KeyboardInterrupt(f"{workdir}: stopped by SIGTERM after epoch {epoch}, its checkpoint saved")
     return state, history
 
 
-def epoch_chunks(steps: int, probe_every: int) -> list[int]:
-    """An epoch of ``steps`` steps cut into chunks of ``probe_every`` (the last one shorter)."""
+class _StopRequest:
+    """While active (in the main thread), SIGTERM asks the loop to save at the end of the epoch and stop."""
+
+    requested = False
+
+    def __enter__(self):
+        self._previous = None
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGTERM, self._request)
+        return self
+
+    def _request(self, signum, frame):
+        self.requested = True
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
+
+
+def epoch_chunking(steps: int, probe_every: int) -> tuple[int, int]:
+    """``(chunk, stride)``: every epoch runs as ``steps // chunk`` calls of one compiled chunk, the
+    largest divisor of ``steps`` not above ``probe_every`` (the whole epoch when 0), and the first
+    epoch is validated after every ``stride``-th chunk, about every ``probe_every`` steps (0: never).
+    Chunks of one length are one program, so probes add no compilation."""
     if probe_every <= 0 or probe_every >= steps:
-        return [steps]
-    return [probe_every] * (steps // probe_every) + ([steps % probe_every] if steps % probe_every else [])
+        return steps, 0
+    chunk = max(d for d in range(1, probe_every + 1) if steps % d == 0)
+    return chunk, max(1, round(probe_every / chunk))
 
 
 def _validator(val: ArrayDataset | None, cfg: TrainConfig, parallel_seeds, mesh):

@@ -56,8 +56,10 @@ def training_mesh(cfg: TrainConfig) -> Mesh | None:
 
 
 def on_devices(tree, mesh: Mesh | None):
-    """``tree`` on the device (no mesh) or replicated on every device of ``mesh``."""
-    return jax.device_put(tree) if mesh is None else replicate(tree, mesh)
+    """``tree`` on the device (no mesh) or replicated on every device of ``mesh``. Without a mesh
+    every array is committed to the first device: a grafted or restored state (committed) and a fresh
+    one (not) would otherwise be two signatures, and two compilations, of the same step."""
+    return jax.device_put(tree, jax.local_devices()[0]) if mesh is None else replicate(tree, mesh)
 
 
 def replicated(mesh: Mesh) -> NamedSharding:

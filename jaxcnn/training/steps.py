@@ -7,6 +7,7 @@ inside an epoch; ``population`` functions ``vmap`` it over several seeds at once
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from typing import Any
 
@@ -75,6 +76,19 @@ def make_model(num_classes: int, cfg: ModelConfig) -> CNN:
 def steps_per_epoch(num_examples: int, batch_size: int) -> int:
     """Steps in one pass over the data (at least one: a tiny set is cycled to fill a batch)."""
     return max(1, num_examples // batch_size)
+
+
+# TrainConfig fields that no compiled program reads: the seeds are the population's size (a shape),
+# probes cut an epoch into chunks (a separate argument), evaluation has its own batch argument, the
+# device count is the mesh in context and checkpoints are the loop's.
+OUTSIDE_PROGRAM = ("seeds", "probe_every", "eval_batch_size", "devices", "checkpoint_every")
+
+
+def program_config(cfg: TrainConfig) -> TrainConfig:
+    """``cfg`` with ``OUTSIDE_PROGRAM`` at their defaults: the static argument of the jitted steps, so
+    that runs differing only there (B and C, the data-size runs, cv folds) share compiled programs."""
+    defaults = {name: TrainConfig.__dataclass_fields__[name].default for name in OUTSIDE_PROGRAM}
+    return dataclasses.replace(cfg, **defaults)
 
 
 @functools.lru_cache(maxsize=None)
@@ -293,9 +307,20 @@ def train_epoch_stepwise(state: TrainState, inputs, labels, cfg: TrainConfig, nu
     first = 0 if num_steps is None else int(to_host(state.step).flat[0]) % batches.shape[1]
     metrics = []
     for i in range(first, first + (num_steps or batches.shape[1])):
-        state, m = _step_population(state, inputs, labels, batches[:, i], cfg)
+        state, m = _step_population(state, inputs, labels, _plan_column(batches, i), cfg)
         metrics.append(m)
-    return state, jax.tree.map(lambda *ms: jnp.mean(jnp.stack(ms), axis=0), *metrics)
+    return state, mean_of(metrics)
+
+
+@jax.jit
+def _plan_column(batches, i):
+    return jax.lax.dynamic_index_in_dim(batches, i, axis=1, keepdims=False)
+
+
+@jax.jit
+def mean_of(metrics: list):
+    """The mean of a list of metric pytrees (one compiled program per list length)."""
+    return jax.tree.map(lambda *ms: jnp.mean(jnp.stack(ms), axis=0), *metrics)
 
 
 def each_member(fn, state: TrainState, *args, parallel: bool | None = None):
@@ -311,28 +336,43 @@ def each_member(fn, state: TrainState, *args, parallel: bool | None = None):
     size = jax.tree.leaves(state)[0].shape[0]
     if parallel or size == 1:
         return fn(state, *args)
-    outputs = [fn(jax.tree.map(lambda x: x[i:i + 1], state), *args) for i in range(size)]
-    return jax.tree.map(lambda *xs: jnp.concatenate(xs), *outputs)
+    return _joined([fn(_member(state, i), *args) for i in range(size)])
 
 
-@functools.partial(jax.jit, static_argnums=(1, 2, 3))
-def _init_population(keys, model: CNN, tx: optax.GradientTransformation, ema: bool) -> TrainState:
-    return jax.vmap(lambda k: create_train_state(k, model, tx, ema))(keys)
+@jax.jit
+def _member(tree, index):
+    """Member ``index`` of a population, keeping its axis (one program per tree structure)."""
+    return jax.tree.map(lambda x: jax.lax.dynamic_slice_in_dim(x, index, 1), tree)
+
+
+@jax.jit
+def _joined(members: list):
+    return jax.tree.map(lambda *xs: jnp.concatenate(xs), *members)
+
+
+_init_member = jax.jit(create_train_state, static_argnums=(1, 2, 3))
+
+
+@jax.jit
+def _stacked(members: list):
+    return jax.tree.map(lambda *xs: jnp.stack(xs), *members)
 
 
 def create_population(seeds, num_classes: int, cfg: TrainConfig, num_examples: int) -> TrainState:
-    """One fresh state per seed, stacked on a leading axis.
+    """One fresh state per seed, stacked on a leading axis (initialised one by one: a single
+    program per model, whatever the population's size).
 
-    The optimiser is cached per (config, steps), so equal configs give an equal state structure
-    and the jitted steps compile once per process, not once per run.
+    The optimiser is cached per (``program_config``, steps), so runs of equal programs get an equal
+    state structure and the jitted steps compile once per process, not once per run.
     """
     model = make_model(num_classes, cfg.model)
-    tx = make_optimizer(cfg, steps_per_epoch(num_examples, cfg.batch_size))
-    return _init_population(jnp.stack([jax.random.PRNGKey(s) for s in seeds]), model, tx, cfg.ema_decay > 0)
+    tx = make_optimizer(program_config(cfg), steps_per_epoch(num_examples, cfg.batch_size))
+    return _stacked([_init_member(jax.random.PRNGKey(s), model, tx, cfg.ema_decay > 0) for s in seeds])
 
 
+@jax.jit
 def unstack(tree, index: int):
-    """The ``index``-th member of a population pytree."""
+    """The ``index``-th member of a population pytree (one program per tree structure)."""
     return jax.tree.map(lambda x: x[index], tree)
 
 

@@ -4,6 +4,7 @@ source or listed as kept fresh (``fullmatch`` patterns); anything else is an err
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from pathlib import Path
@@ -49,7 +50,14 @@ def graft(fresh: dict, source: dict, keep_fresh: tuple[str, ...] = KEEP_HEAD_FRE
     """``fresh`` with every leaf of ``transfer_plan``'s ``copied`` taken from ``source`` (broadcast to
     every seed of a population); returns the new tree and the plan."""
     plan = transfer_plan(fresh, source, keep_fresh)
-    flat_source, copied = _flat(source), set(plan["copied"])
+    logger.info("grafted %d arrays, kept %d fresh", len(plan["copied"]), len(plan["kept_fresh"]))
+    return _grafted(fresh, source, frozenset(plan["copied"])), plan
+
+
+@functools.partial(jax.jit, static_argnums=2)
+def _grafted(fresh: dict, source: dict, copied: frozenset):
+    """``fresh`` with the leaves at the ``copied`` paths taken from ``source`` (one program)."""
+    flat_source = _flat(source)
 
     def take(key, leaf):
         path = _path(key)
@@ -57,8 +65,7 @@ def graft(fresh: dict, source: dict, keep_fresh: tuple[str, ...] = KEEP_HEAD_FRE
             return leaf
         return jnp.broadcast_to(jnp.asarray(flat_source[path], leaf.dtype), leaf.shape)
 
-    logger.info("grafted %d arrays, kept %d fresh", len(plan["copied"]), len(plan["kept_fresh"]))
-    return jax.tree_util.tree_map_with_path(take, fresh), plan
+    return jax.tree_util.tree_map_with_path(take, fresh)
 
 
 def _flat(tree: dict) -> dict:

@@ -9,6 +9,7 @@ import json
 import math
 import os
 import shutil
+import signal
 
 import chex
 import jax
@@ -21,12 +22,39 @@ from jaxcnn.errors import JaxcnnError
 from jaxcnn.rundir import RunExistsError
 from jaxcnn.training import steps as T
 from jaxcnn.training.checkpoint import RunCheckpoints
-from jaxcnn.training.loop import TrainingDiverged, epoch_chunks, fit
+from jaxcnn.training.loop import TrainingDiverged, epoch_chunking, fit
 from tests.tolerances import FLOAT64_CROSS_PROGRAM
 
 CLASS_NAMES = ("0", "1", "A", "a")
-CFG = TrainConfig(seeds=(0, 1), epochs=3, batch_size=16, eval_batch_size=32, warmup_epochs=1,
+CFG = TrainConfig(seeds=(0, 1), epochs=3, batch_size=16, eval_batch_size=32, warmup_epochs=1, checkpoint_every=0,
                   model=ModelConfig(widths=(4, 8), hidden=16))  # default augmentation: resume must replay it
+
+
+def test_checkpoints_by_time_and_sigterm_saves_the_epoch_then_stops_and_resumes_exactly(finished, tmp_path,
+                                                                                         monkeypatch):
+    """Checkpoints an hour apart: only a SIGTERM (in epoch 2) and the last epoch write one."""
+    _, uninterrupted, history = finished
+    hourly = dataclasses.replace(CFG, checkpoint_every=3600)
+    real_epoch = T.train_epoch_stepwise
+    steps = T.steps_per_epoch(len(TRAIN), CFG.batch_size)
+
+    def terminated_in_epoch_2(state, *args, **kwargs):
+        if int(np.asarray(state.step)[0]) == steps:  # the first step of epoch 2
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real_epoch(state, *args, **kwargs)
+
+    monkeypatch.setattr(T, "train_epoch_stepwise", terminated_in_epoch_2)
+    handler = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(KeyboardInterrupt, match="SIGTERM after epoch 2"):
+        fit(TRAIN, VAL, hourly, tmp_path / "run")
+    monkeypatch.setattr(T, "train_epoch_stepwise", real_epoch)
+    assert signal.getsignal(signal.SIGTERM) == handler  # fit's handler only while it runs
+    assert RunCheckpoints(tmp_path / "run" / "checkpoints", read_only=True).epochs() == [2]
+    resumed, resumed_history = fit(TRAIN, VAL, hourly, tmp_path / "run", resume=True)
+    assert RunCheckpoints(tmp_path / "run" / "checkpoints", read_only=True).epochs() == [2, 3]
+    for field in ("params", "batch_stats", "opt_state", "step", "key"):
+        chex.assert_trees_all_equal(getattr(resumed, field), getattr(uninterrupted, field), strict=True)
+    assert without_seconds(resumed_history) == without_seconds(history)
 
 
 def dataset(n: int, seed: int) -> ArrayDataset:
@@ -90,14 +118,15 @@ def test_without_validation_the_same_training_keeps_the_last_epoch(finished, tmp
     ckpts.close()
 
 
-def test_epoch_chunks_cover_the_epoch():
-    assert epoch_chunks(10, 0) == [10] and epoch_chunks(10, 10) == [10]
-    assert epoch_chunks(10, 3) == [3, 3, 3, 1] and epoch_chunks(9, 3) == [3, 3, 3]
+def test_an_epoch_is_chunks_of_one_length_probed_about_every_probe_every_steps():
+    assert epoch_chunking(10, 0) == (10, 0) and epoch_chunking(10, 10) == (10, 0)
+    assert epoch_chunking(9, 3) == (3, 1) and epoch_chunking(468, 50) == (39, 1)
+    assert epoch_chunking(10, 4) == (2, 2) and epoch_chunking(467, 50) == (1, 50)  # a prime: chunks of one step
 
 
 @pytest.mark.equivalence
 def test_probes_validate_within_the_first_epoch_without_changing_training(tmp_path):
-    """Probing cuts the first epoch into chunks (other programs): compared in float64 (tests/tolerances.py)."""
+    """Probing cuts the epochs into chunks (other programs): compared in float64 (tests/tolerances.py)."""
     cfg = dataclasses.replace(CFG, model=dataclasses.replace(CFG.model, dtype="float64"))
     with jax.enable_x64(True):
         state, history = fit(TRAIN, VAL, cfg, tmp_path / "plain")
