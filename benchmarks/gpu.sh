@@ -1,130 +1,109 @@
 #!/usr/bin/env bash
-# Throughput of jaxcnn on a GPU machine (H100/H200-class), from a bare machine, in about 8 minutes.
+# The whole study on a lent GPU machine with no internet, under a deadline, in one call.
 #
-#   bash benchmarks/gpu.sh            # from anywhere; it works in the repository root
+#   bash benchmarks/gpu.sh [DATA_PACK_OR_ROOT]     # in the repository root; writes to $OUT
 #
-# 1. a virtual environment (build/venv-gpu) with jaxcnn and jax[cuda12] from PyPI, unless it
-#    already has a JAX that sees a GPU; 2. environment facts; 3. benchmarks/throughput.py at GPU sizes
-#    (steps at batch 128 and 512, augmentation on and off, bfloat16; a 60,000-image epoch with
-#    augmentation, scanned and as a loop of steps; 5 seeds vmapped against 5 runs in turn);
-#    4. `python -m jaxcnn partN --quick` for each part, if the data root exists; 5. one summary.
-# Its log and results go to $OUT (the device runner's output folder), else build/gpu-bench.
-# Environment: JAX_SPEC (default jax[cuda12]==0.10.2, the version the CPU numbers used),
-# JAXCNN_DATA (default ../shared/data), DEADLINE_S (default 470: stages past it are skipped),
-# THROUGHPUT_ARGS (replaces the GPU sizes), VENV. To rehearse the script on a CPU machine:
-#   ALLOW_CPU=1 VENV=.venv THROUGHPUT_ARGS="--quick --parts step" JAXCNN_DATA=none bash benchmarks/gpu.sh
+# 1. Python: $PYTHON (default python3) must import a JAX that sees a GPU; what else jaxcnn needs
+#    and the machine lacks is installed from carried wheels in .whl/ (no index, no internet).
+#    jaxcnn runs from this checkout (PYTHONPATH), not installed.
+# 2. Data: a pack made by `python benchmarks/carry_data.py pack DATA_ROOT .carry/data.tar.xz` is
+#    unpacked to $WORK/data; a folder is used as it is (default: $JAXCNN_DATA).
+# 3. Stages, each with --resume, stopped by SIGTERM when the deadline nears (a run then saves its
+#    epoch and exits; calling the script again continues it on the same machine):
+#    pytest on the step functions (on the GPU), part 1, part 2, part 3 on the task's mnistTask3.zip
+#    with part 1's trunk and part 2's B, part 1's cv, the report, throughput.py's bf16/population parts.
+# 4. $OUT gets at most 8 files of at most 16 MiB: study.log (every stage's log, compile lines
+#    included), gpu-utilization.csv (nvidia-smi every 0.5 s), results.tar.gz (results, configs,
+#    metrics, figures and the report; no checkpoints), pytest.log, summary.md.
+# Environment: DEADLINE_S (default 540: the study's wall budget), WORK (default /tmp/jaxcnn-study:
+# work directories, caches), PYTHON. Rehearse on a CPU with ALLOW_CPU=1 QUICK=--quick.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
-RESULTS="${OUT:-build/gpu-bench}"
-WORK="build/gpu-bench-work"  # the parts' checkpoints and caches, kept out of $OUT
-VENV="${VENV:-build/venv-gpu}"
-JAX_SPEC="${JAX_SPEC:-jax[cuda12]==0.10.2}"
-DATA="${JAXCNN_DATA:-../shared/data}"
-DEADLINE_S="${DEADLINE_S:-470}"
-THROUGHPUT_ARGS="${THROUGHPUT_ARGS:---parts step,bf16,epoch,population --batch-sizes 128,512 --steps 50 --epoch-images 60000 --epoch-batch 128 --seeds 5 --repeats 2}"
-mkdir -p "$RESULTS"
-LOG="$RESULTS/gpu-bench.log"
-: > "$LOG"
+OUT="${OUT:-build/gpu-study}"
+WORK="${WORK:-/tmp/jaxcnn-study}"
+PY="${PYTHON:-python3}"
+DEADLINE_S="${DEADLINE_S:-540}"
+QUICK="${QUICK:-}"
+SOURCE="${1:-${JAXCNN_DATA:-data}}"
+mkdir -p "$OUT" "$WORK"
+LOG="$OUT/study.log"
+: >"$LOG"
 SUMMARY=()
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 JAX_LOG_COMPILES=1 JAXCNN_CACHE="$WORK/cache"
 
-say() { echo "$*" | tee -a "$LOG"; }
-left() { echo $(( DEADLINE_S - SECONDS )); }
-# run_stage NAME CAP_SECONDS CMD...: runs CMD under min(CAP, time left), logs it, records a summary row.
-run_stage() {
-  local name="$1" cap="$2"; shift 2
-  local limit; limit=$(left); (( cap < limit )) && limit=$cap
-  if (( limit < 20 )); then SUMMARY+=("| $name | skipped: out of time | - |"); return 1; fi
+say() { echo "$(date -u +%T) $*" | tee -a "$LOG"; }
+left() { echo $((DEADLINE_S - SECONDS)); }
+# stage NAME CAP CMD...: CMD under min(CAP, time left), SIGTERM at the limit and SIGKILL 30 s later.
+stage() {
+  local name="$1" cap="$2" limit status start=$SECONDS
+  shift 2
+  limit=$(left)
+  ((cap < limit)) && limit=$cap
+  if ((limit < 15)); then SUMMARY+=("| $name | skipped: out of time | 0 |"); return 1; fi
   say ">>> $name (limit ${limit}s): $*"
-  local start=$SECONDS status
-  timeout "$limit" "$@" >>"$LOG" 2>&1; status=$?
-  local took=$(( SECONDS - start ))
-  case $status in
-    0) SUMMARY+=("| $name | ok | $took |") ;;
-    124) SUMMARY+=("| $name | timed out | $took |") ;;
-    *) SUMMARY+=("| $name | failed (exit $status) | $took |") ;;
-  esac
-  say "<<< $name: exit $status after ${took}s"
+  timeout -s TERM -k 30 "$limit" "$@" >>"$LOG" 2>&1
+  status=$?
+  SUMMARY+=("| $name | $([[ $status == 0 ]] && echo ok || echo "exit $status") | $((SECONDS - start)) |")
+  say "<<< $name: exit $status after $((SECONDS - start))s"
   return $status
 }
 
-# JAX imports and sees a GPU (any backend will do with ALLOW_CPU=1).
-jax_ready() {
-  ALLOW_CPU="${ALLOW_CPU:-0}" "$PY" -c \
-    'import jax, os, sys; sys.exit(jax.default_backend() != "gpu" and os.environ["ALLOW_CPU"] != "1")' >/dev/null 2>&1
-}
-
-# 1. Environment: reuse one that already sees a GPU, else create and install.
-if [[ ! -x "$VENV/bin/python" ]]; then
-  python3 -m venv "$VENV" >>"$LOG" 2>&1 || { say "python3 -m venv failed; see $LOG"; exit 1; }
+# 1. Python and packages.
+if [[ -d .whl ]] && ls .whl/*.whl >/dev/null 2>&1; then
+  "$PY" -m pip install -q --no-index --no-deps --no-compile --target "$WORK/site" .whl/*.whl >>"$LOG" 2>&1 &&
+    export PYTHONPATH="$PYTHONPATH:$WORK/site"
 fi
-PY="$VENV/bin/python"
-if ! jax_ready; then
-  run_stage "pip install -e . $JAX_SPEC" 300 \
-    "$PY" -m pip install --retries 1 --timeout 60 -e . "$JAX_SPEC"
-  if ! jax_ready; then
-    say "JAX in $VENV does not see a GPU (no PyPI access, or no CUDA driver?); the last lines of $LOG:"
-    tail -n 20 "$LOG"
-    exit 1
-  fi
+if ! ALLOW_CPU="${ALLOW_CPU:-0}" "$PY" -c 'import jax, os, sys; import flax, optax, orbax.checkpoint, matplotlib, PIL
+sys.exit(jax.default_backend() == "cpu" and os.environ["ALLOW_CPU"] != "1")' >>"$LOG" 2>&1; then
+  say "no usable JAX on a GPU, or a package missing (carry its wheel in .whl/); see $LOG"
+  exit 1
 fi
-
-# 2. Facts.
 {
-  echo "=== environment"
-  if command -v nvidia-smi >/dev/null; then
-    nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
-  else
-    echo "no nvidia-smi"
-  fi
-  echo "CPUs: $(nproc)"
-  "$PY" - <<'EOF'
-import importlib.metadata as md, platform, jax
-
-def version(package):
-    try:
-        return md.version(package)
-    except md.PackageNotFoundError:
-        return "not installed"
-
-print("python", platform.python_version())
-print(", ".join(f"{p} {version(p)}" for p in ("jax", "jaxlib", "jax-cuda12-plugin", "flax", "optax")))
-print("devices:", jax.devices())
-EOF
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || echo "no nvidia-smi"
+  "$PY" -c 'import os, sys; sys.path.insert(0, "benchmarks"); from machine import describe; print(describe(os.cpu_count()))'
+  "$PY" -c 'import importlib.metadata as m; print(", ".join(f"{p} {m.version(p)}" for p in
+    ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "numpy")))'
 } 2>&1 | tee -a "$LOG"
-
-# 3. Throughput at GPU sizes (the table of this stage is the heart of the summary).
-# shellcheck disable=SC2086 # THROUGHPUT_ARGS is a list of flags
-run_stage "throughput.py" 330 "$PY" benchmarks/throughput.py $THROUGHPUT_ARGS --json "$RESULTS/throughput.json"
-
-# 4. The study's parts, tiny, end to end, if the data is here.
-if [[ -d "$DATA" ]]; then
-  for part in part1 part2 part3; do
-    [[ -f "jaxcnn/$part.py" ]] || continue
-    run_stage "jaxcnn $part --quick" 120 "$PY" -m jaxcnn "$part" --quick --data-root "$DATA" \
-      --workdir "$WORK/$part" --cache-dir "$WORK/cache" --overwrite
-  done
-else
-  SUMMARY+=("| jaxcnn partN --quick | skipped: no data root at $DATA | - |")
+if command -v nvidia-smi >/dev/null; then
+  nvidia-smi --query-gpu=timestamp,utilization.gpu,memory.used --format=csv -lms 500 >"$OUT/gpu-utilization.csv" &
+  TRACE=$!
 fi
 
-# 5. One summary.
-echo
-echo "=== summary ($(date -u +%FT%TZ), ${SECONDS}s in all; full log: $LOG)"
-if [[ -f "$RESULTS/throughput.json" ]]; then
-  "$PY" - "$RESULTS/throughput.json" <<'EOF'
-import json, sys
-data = json.load(open(sys.argv[1]))
-print(data["environment"])
-print("| part | variant | batch | images/call | compile s | steady s | images/s |")
-print("|---|---|---:|---:|---:|---:|---:|")
-for r in data["rows"]:
-    print(f"| {r['part']} | {r['variant']} | {r['batch']} | {r['images']} | {r['compile_s']:.1f} | "
-          f"{r['steady_s']:.3f} | {r['images_per_s']:,.0f} |")
-print("\n" + "\n".join(data["ratios"]))
-EOF
+# 2. Data.
+DATA="$SOURCE"
+if [[ -f "$SOURCE" ]]; then
+  DATA="$WORK/data"
+  [[ -d "$DATA/mnist" ]] || stage "unpack data" 120 "$PY" benchmarks/carry_data.py unpack "$SOURCE" "$DATA"
 fi
-echo
-echo "| stage | result | seconds |"
-echo "|---|---|---:|"
-printf '%s\n' "${SUMMARY[@]}"
+
+# 3. The study.
+W="$WORK/ckpts"
+stage "pytest steps on $("$PY" -c 'import jax; print(jax.default_backend())' 2>/dev/null)" 90 \
+  "$PY" -m pytest -q -p no:cacheprovider tests/training/test_steps.py >"$OUT/pytest.log" 2>&1
+stage "part 1" 120 "$PY" -m jaxcnn part1 $QUICK --data-root "$DATA" --workdir "$W/part1" --resume \
+  --set cv_dir="$W/part1-cv"
+stage "part 2" 240 "$PY" -m jaxcnn part2 $QUICK --data-root "$DATA" --workdir "$W/part2" --resume
+stage "part 3 (mnistTask3.zip)" 240 "$PY" -m jaxcnn part3 $QUICK --data-root "$DATA" --workdir "$W/part3" \
+  --data "$DATA/mnistTask3.zip" --resume --set part1_ckpt="$W/part1" --set clean_ckpt="$W/part2/B"
+stage "part 1 cv" 150 "$PY" -m jaxcnn cv $QUICK --data-root "$DATA" --workdir "$W/part1-cv" --resume
+stage "report" 30 "$PY" -m jaxcnn report --workdir "$W"
+stage "throughput bf16, population" 60 "$PY" benchmarks/throughput.py --parts bf16,population \
+  --batch-sizes 128 --steps 50 --epoch-images 60000 --epoch-batch 128 --seeds 5 --repeats 2
+
+# 4. What comes back.
+[[ -n "${TRACE:-}" ]] && kill "$TRACE" 2>/dev/null
+(cd "$W" 2>/dev/null && find . \( -name checkpoints -prune \) -o -type f \
+  \( -name '*.json' -o -name '*.jsonl' -o -name '*.md' -o -name '*.png' -o -name '*.html' \) -print |
+  tar -czf "$OUT/results.tar.gz" -T -)
+{
+  echo "# jaxcnn study on $(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null || echo "no GPU"), $(date -u +%F)"
+  echo
+  echo "| stage | result | seconds |"
+  echo "|---|---|---:|"
+  printf '%s\n' "${SUMMARY[@]}"
+  echo
+  echo "compilations: $(grep -c 'Finished XLA compilation' "$LOG"), train-step programs:" \
+    "$(grep -cE 'Finished XLA compilation of jit\((_step_population|train_epoch_population)\)' "$LOG");" \
+    "wall ${SECONDS}s"
+} | tee "$OUT/summary.md"

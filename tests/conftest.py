@@ -30,6 +30,8 @@ def pytest_configure(config):
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
 
 
+# The compiled programs that train: the stepwise engine's step and the scanned engine's epoch chunk.
+TRAIN_STEP_PROGRAMS = ("jit(_step_population)", "jit(train_epoch_population)")
 SHARED_DATA = Path(os.environ.get("JAXCNN_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
 
 

@@ -59,7 +59,7 @@ def _restore_target(leaf) -> jax.ShapeDtypeStruct:
 
 
 class RunCheckpoints:
-    """The checkpoints of one run under ``directory``, one per finished epoch."""
+    """The checkpoints of one run under ``directory``, each of a finished epoch (``fit`` decides which)."""
 
     def __init__(self, directory: str | Path, read_only: bool = False):
         self.directory = Path(directory)

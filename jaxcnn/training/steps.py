@@ -91,19 +91,27 @@ def program_config(cfg: TrainConfig) -> TrainConfig:
     return dataclasses.replace(cfg, **defaults)
 
 
-@functools.lru_cache(maxsize=None)
 def make_optimizer(cfg: TrainConfig, steps_per_epoch: int) -> optax.GradientTransformation:
     """AdamW with linear warm-up and cosine decay (Loshchilov & Hutter 2017, 2019).
 
     Weight decay applies to kernels only, not to biases or BatchNorm scales. With
     ``freeze_trunk`` the trunk gets zero updates, so its parameters stay bit-identical.
+    Runs with equal optimiser fields get the same object (a part of the train state's structure),
+    so they share the compiled initialisation whatever their loss.
     """
-    total = max(1, cfg.epochs * steps_per_epoch)
-    warmup = min(cfg.warmup_epochs * steps_per_epoch, total // 2)
-    schedule = optax.warmup_cosine_decay_schedule(0.0, cfg.learning_rate, warmup, total)
+    return _optimizer(cfg.learning_rate, cfg.weight_decay, cfg.warmup_epochs, cfg.epochs, cfg.freeze_trunk,
+                      steps_per_epoch)
+
+
+@functools.lru_cache(maxsize=None)
+def _optimizer(learning_rate: float, weight_decay: float, warmup_epochs: int, epochs: int, freeze_trunk: bool,
+               steps_per_epoch: int) -> optax.GradientTransformation:
+    total = max(1, epochs * steps_per_epoch)
+    warmup = min(warmup_epochs * steps_per_epoch, total // 2)
+    schedule = optax.warmup_cosine_decay_schedule(0.0, learning_rate, warmup, total)
     decay_mask = lambda params: jax.tree.map(lambda p: p.ndim > 1, params)
-    tx = optax.adamw(schedule, weight_decay=cfg.weight_decay, mask=decay_mask)
-    if not cfg.freeze_trunk:
+    tx = optax.adamw(schedule, weight_decay=weight_decay, mask=decay_mask)
+    if not freeze_trunk:
         return tx
     labels = lambda params: {name: ("frozen" if name == "trunk" else "train") for name in params}
     return optax.multi_transform({"train": tx, "frozen": optax.set_to_zero()}, labels)
@@ -362,11 +370,11 @@ def create_population(seeds, num_classes: int, cfg: TrainConfig, num_examples: i
     """One fresh state per seed, stacked on a leading axis (initialised one by one: a single
     program per model, whatever the population's size).
 
-    The optimiser is cached per (``program_config``, steps), so runs of equal programs get an equal
-    state structure and the jitted steps compile once per process, not once per run.
+    The optimiser is cached per (optimiser fields, steps), so such runs get an equal state
+    structure and the jitted programs compile once per process, not once per run.
     """
     model = make_model(num_classes, cfg.model)
-    tx = make_optimizer(program_config(cfg), steps_per_epoch(num_examples, cfg.batch_size))
+    tx = make_optimizer(cfg, steps_per_epoch(num_examples, cfg.batch_size))
     return _stacked([_init_member(jax.random.PRNGKey(s), model, tx, cfg.ema_decay > 0) for s in seeds])
 
 

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from jaxcnn.data import imagefiles
 from jaxcnn.data.classfolders import load_class_folders
 from jaxcnn.data.imagefiles import MAX_PIXELS, decode_gray, list_images
 from jaxcnn.errors import DataError
@@ -266,3 +267,20 @@ def test_a_file_replaced_in_place_with_the_same_size_and_time_is_seen(tmp_path, 
     assert path.stat().st_size == size
     after = load_class_folders(tmp_path / "digits", cache_dir=tmp_path / "c")
     assert not np.array_equal(before.images, after.images)
+
+
+def test_worker_processes_preprocess_the_same_and_name_a_bad_file(tmp_path, glyph, monkeypatch):
+    for label in range(3):
+        for i in range(3):
+            save(glyph(label, writer=i, size=(60, 50)), tmp_path / "data" / str(label) / f"{i}.png")
+    alone = load_class_folders(tmp_path / "data", cache_dir=tmp_path / "alone")
+    monkeypatch.setattr("jaxcnn.data.imagefiles.PARALLEL_FROM", 1)  # two workers, however few the images
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1})
+    real_executor, started = imagefiles._executor, []
+    monkeypatch.setattr(imagefiles, "_executor", lambda workers: started.append(workers) or real_executor(workers))
+    together = load_class_folders(tmp_path / "data", cache_dir=tmp_path / "together")
+    assert started == [2]
+    np.testing.assert_array_equal(together.images, alone.images)
+    (tmp_path / "data" / "2" / "1.png").write_bytes(b"not a png")
+    with pytest.raises(DataError, match=r"2/1\.png: not a readable image"):
+        load_class_folders(tmp_path / "data", cache_dir=tmp_path / "broken")

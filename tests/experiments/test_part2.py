@@ -1,17 +1,19 @@
 """Part 2: subsets, derived metrics, grafting A's saved trunk, and the quick run end to end."""
 
+import collections
 import json
 
 import jax
 import numpy as np
 import pytest
 
+from jaxcnn.compilation import counting_compilations
 from jaxcnn.config import override
 from jaxcnn.experiments import part2 as P
 from jaxcnn.experiments.common import balanced_subset
 from jaxcnn.training import steps as T
 from jaxcnn.training.checkpoint import load_run
-from tests.conftest import digits_dataset
+from tests.conftest import TRAIN_STEP_PROGRAMS, digits_dataset
 
 DIGITS = tuple("0123456789")
 
@@ -58,7 +60,12 @@ def test_subsets_are_repeated_to_the_full_size_and_must_be_smaller_than_it():
 @pytest.mark.slow
 def test_quick_run_end_to_end(shared_data, tmp_path):
     cfg = P.get_config(quick=True)
-    results = P.run(cfg, shared_data, tmp_path, cache_dir=tmp_path / "cache")
+    jax.clear_caches()  # count as a fresh process would
+    with counting_compilations() as compiled:
+        results = P.run(cfg, shared_data, tmp_path, cache_dir=tmp_path / "cache")
+    # One train-step program each for A, B and C (and the data-size runs), C_frozen: issue 22's bound.
+    names = collections.Counter(name for name, _ in compiled)
+    assert sum(names[n] for n in TRAIN_STEP_PROGRAMS) <= 3 and len(compiled) <= 40, names
 
     saved = json.loads((tmp_path / "results.json").read_text())
     assert set(saved["models"]) == {"B", "C", "C_frozen"}
