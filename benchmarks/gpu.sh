@@ -54,7 +54,7 @@ if [[ -d .whl ]] && ls .whl/*.whl >/dev/null 2>&1; then
   "$PY" -m pip install -q --no-index --no-deps --no-compile --target "$WORK/site" .whl/*.whl >>"$LOG" 2>&1 &&
     export PYTHONPATH="$PYTHONPATH:$WORK/site"
 fi
-if ! ALLOW_CPU="${ALLOW_CPU:-0}" "$PY" -c 'import jax, os, sys; import flax, optax, orbax.checkpoint, matplotlib, PIL
+if ! ALLOW_CPU="${ALLOW_CPU:-0}" "$PY" -c 'import jax, os, sys; import flax, optax, orbax.checkpoint, matplotlib, PIL, tensorboardX
 sys.exit(jax.default_backend() == "cpu" and os.environ["ALLOW_CPU"] != "1")' >>"$LOG" 2>&1; then
   say "no usable JAX on a GPU, or a package missing (carry its wheel in .whl/); see $LOG"
   exit 1

@@ -4,10 +4,10 @@ train-test gap), each as mean ± 95% CI over seeds."""
 
 from __future__ import annotations
 
-import jax
 import numpy as np
 
 from jaxcnn.evaluation.metrics import classification_report, mean_ci95
+from jaxcnn.training.steps import softmax
 
 
 def stat(values) -> dict:
@@ -86,7 +86,7 @@ def summarise_predictions(logits, ensemble_probs, labels, class_names) -> dict:
 
     ``logits`` float [K, N, C], one row per seed, and ``ensemble_probs`` [N, C]: ``predict_probs``.
     """
-    members = [classification_report(p, labels, class_names) for p in np.asarray(jax.nn.softmax(logits, -1))]
+    members = [classification_report(p, labels, class_names) for p in softmax(logits)]
     return {"final_test_nll": stat([m["nll"] for m in members]),
             "final_test_ece": stat([m["ece"] for m in members]),
             "ensemble": classification_report(ensemble_probs, labels, class_names)}

@@ -15,7 +15,7 @@ from jaxcnn.rundir import check_output, run_dir_of
 from jaxcnn.training import steps as T
 from jaxcnn.training.augment import tta_views
 from jaxcnn.training.checkpoint import load_run
-from jaxcnn.training.steps import softmax_mean
+from jaxcnn.training.steps import softmax, softmax_mean
 
 
 def predict_probs(state, inputs: dict, batch_size: int = 1000) -> tuple[np.ndarray, np.ndarray]:
@@ -32,7 +32,7 @@ def member_probs(state, inputs: dict, batch_size: int, tta: bool = False) -> np.
     """Each member's probabilities [K, N, C]; with ``tta``, averaged over the fixed TTA views of the
     images (the page geometry stays as it is)."""
     views = np.asarray(tta_views(inputs["image"])) if tta else inputs["image"][None]
-    return np.mean([np.asarray(jax.nn.softmax(predict_probs(state, {**inputs, "image": view}, batch_size)[0], -1))
+    return np.mean([softmax(predict_probs(state, {**inputs, "image": view}, batch_size)[0])
                     for view in views], 0)
 
 

@@ -389,6 +389,13 @@ def host_metrics(metrics) -> dict:
     return {k: np.asarray(v).tolist() for k, v in flax.core.unfreeze(to_host(metrics)).items()}
 
 
+def softmax(logits) -> np.ndarray:
+    """Softmax over the last axis on the host, in float32 (NumPy: no compiled program per shape)."""
+    logits = np.asarray(logits, np.float32)
+    exp = np.exp(logits - logits.max(-1, keepdims=True))
+    return exp / exp.sum(-1, keepdims=True)
+
+
 def softmax_mean(logits) -> np.ndarray:
     """Ensemble prediction: the mean of the members' softmax, [K, N, C] -> [N, C]."""
-    return np.asarray(jax.nn.softmax(jnp.asarray(logits), -1).mean(0))
+    return softmax(logits).mean(0)

@@ -1,20 +1,23 @@
 """Part 3: the corrupted-folder study, end to end in quick mode, and its diagnosis step alone."""
 
+import collections
 import dataclasses
 import json
 import shutil
 from pathlib import Path
 
+import jax
 import numpy as np
 import pytest
 
+from jaxcnn.compilation import counting_compilations
 from jaxcnn.data import noise
 from jaxcnn.data.dataset import ArrayDataset
 from jaxcnn.errors import CheckpointError, DataError
 from jaxcnn.evaluation import evaluate, plots
 from jaxcnn.experiments import common, part3, part3_config
 from jaxcnn.experiments import part3_diagnosis
-from tests.conftest import SHARED_DATA
+from tests.conftest import SHARED_DATA, TRAIN_STEP_PROGRAMS
 
 PLANTED_SEED = 0
 
@@ -50,8 +53,19 @@ def quick_run(tmp_path_factory, real_data):
         mp.setattr(part3, "make_noisy_mnist", make_then_hide_truth)
         mp.setattr(part3, "score_estimate", restore_truth_then_score)
         cfg = dataclasses.replace(part3.get_config(quick=True), part1_ckpt=str(tmp / "no-part1-here"))
-        results = part3.run(cfg, real_data, workdir, cache_dir=tmp / "cache")
+        jax.clear_caches()  # count compilations as a fresh process would
+        with counting_compilations() as seen["compiled"]:
+            results = part3.run(cfg, real_data, workdir, cache_dir=tmp / "cache")
     return results, workdir, seen
+
+
+@pytest.mark.slow
+def test_quick_run_compiles_one_train_program_per_kind_of_model(quick_run):
+    """Part 1's (62 classes, made here), the clean reference (1 seed, 10 epochs), the diagnosis folds
+    (1 seed, 3 epochs), and one per loss: cross-entropy, forward with (J - I)/9, forward with the
+    oracle's T (another matrix, another program) and the complementary risk: issue 22's bound."""
+    names = collections.Counter(name for name, _ in quick_run[2]["compiled"])
+    assert sum(names[n] for n in TRAIN_STEP_PROGRAMS) <= 7 and sum(names.values()) <= 60, names
 
 
 @pytest.mark.slow
