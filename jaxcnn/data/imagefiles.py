@@ -219,7 +219,7 @@ def _gray(image: Image.Image) -> np.ndarray:
     return np.asarray(image.convert("L"), dtype=np.float32) / 255
 
 
-PARALLEL_FROM = 512  # images; fewer are preprocessed in this process (a worker costs a second to start)
+PARALLEL_FROM = 200  # images (part 2's 400 digits are 24 s alone); fewer stay in this process: a worker takes ~1 s to start
 
 
 def preprocess_all(listing: ImageListing, entries, preprocess: Callable[[np.ndarray], np.ndarray],
