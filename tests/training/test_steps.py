@@ -204,7 +204,7 @@ def test_seeds_trained_as_a_population_equal_each_trained_alone(population64, da
 
 @pytest.mark.equivalence
 @pytest.mark.parametrize("epoch_fn", [T.train_epoch_population, T.train_epoch_stepwise], ids=["scan", "stepwise"])
-def test_one_float32_step_of_the_population_equals_each_seed_alone(population, data, counted_step, epoch_fn):
+def test_one_float32_step_of_the_population_equals_each_seed_alone(population, data, epoch_fn):
     """The float32 vmapped programs themselves, over one step and on what rounding cannot flip: the
     loss, the gradient's norm and the BatchNorm statistics (Adam's first update is about lr * sign(g),
     which rounding flips where g is ~0, so the weights are compared in float64 above)."""
@@ -214,7 +214,8 @@ def test_one_float32_step_of_the_population_equals_each_seed_alone(population, d
         alone = T.unstack(population, i)
         index = T.epoch_batches(alone.key, 0, NUM_EXAMPLES, CFG.batch_size)[0]
         batch = {"image": images[index], "label": labels[index]}
-        alone, metrics = counted_step(alone, batch, jax.random.fold_in(alone.key, alone.step), CFG)
+        alone, metrics = jax.jit(T.train_step, static_argnames="cfg")(alone, batch,
+                                                                      jax.random.fold_in(alone.key, alone.step), CFG)
         chex.assert_trees_all_close(metrics, T.unstack(together_metrics, i), **ONE_FLOAT32_STEP)
         chex.assert_trees_all_close(alone.batch_stats, T.unstack(together, i).batch_stats, **ONE_FLOAT32_STEP)
         assert int(alone.step) == int(T.unstack(together, i).step) == 1
