@@ -2,7 +2,8 @@
 
 Layers, each importing only those before it:
 
-1. ``errors``, ``paths``, ``config``, ``processes``, ``progress``, ``rundir``: what every layer shares;
+1. ``errors``, ``paths``, ``config``, ``processes``, ``progress``, ``rundir``, ``compilation``: what every
+   layer shares;
 2. ``data``: image files, preprocessing, Chars74K, class folders, MNIST, label corruption, audits;
 3. ``model``: the CNN (a trunk and a head, by name);
 4. ``training``: steps, the loop, checkpoints, transfer, data parallelism;
