@@ -10,9 +10,9 @@
 #    unpacked to $WORK/data; a folder is used as it is (default: $JAXCNN_DATA).
 # 3. Stages, each with --resume, stopped by SIGTERM when the deadline nears (a run then saves its
 #    epoch and exits; calling the script again continues it on the same machine):
-#    pytest on the step functions (on the GPU), throughput.py's step/bf16/population parts, part 1,
-#    part 2, part 3 on the task's mnistTask3.zip with part 1's trunk and part 2's B, part 1's cv, the
-#    report (its 25 s are kept back from the stages before it).
+#    pytest on the step functions (on the GPU), part 1, part 2, part 3 on the task's mnistTask3.zip
+#    with part 1's trunk and part 2's B, part 1's cv, throughput.py's step/bf16/population parts,
+#    the report (its 25 s are kept back from the stages before it).
 # 4. $OUT gets at most 8 files of at most 16 MiB: study.log (every stage's log, compile lines
 #    included), gpu-utilization.csv (nvidia-smi every 0.5 s), results.tar.gz (results, configs,
 #    metrics, figures and the report; no checkpoints), pytest.log, summary.md.
@@ -81,17 +81,17 @@ fi
 # 3. The study (the report's 25 s are kept back from the stages before it).
 W="$WORK/ckpts"
 DEADLINE_S=$((DEADLINE_S - 25))
-stage "pytest steps on $("$PY" -c 'import jax; print(jax.default_backend())' 2>/dev/null)" 75 \
+stage "pytest steps on $("$PY" -c 'import jax; print(jax.default_backend())' 2>/dev/null)" 120 \
   bash -c "\"$PY\" -m pytest -q -p no:cacheprovider tests/training/test_steps.py >\"$OUT/pytest.log\" 2>&1"
-stage "throughput: steps at batch 128, 512; bf16; population" 60 "$PY" benchmarks/throughput.py \
-  --parts step,bf16,population --batch-sizes 128,512 --steps 50 --epoch-images 60000 --epoch-batch 128 \
-  --seeds 5 --repeats 2
 stage "part 1" 120 "$PY" -m jaxcnn part1 $QUICK --data-root "$DATA" --workdir "$W/part1" --resume \
   --set cv_dir="$W/part1-cv"
 stage "part 2" 300 "$PY" -m jaxcnn part2 $QUICK --data-root "$DATA" --workdir "$W/part2" --resume
 stage "part 3 (mnistTask3.zip)" 400 "$PY" -m jaxcnn part3 $QUICK --data-root "$DATA" --workdir "$W/part3" \
   --data "$DATA/mnistTask3.zip" --resume --set part1_ckpt="$W/part1" --set clean_ckpt="$W/part2/B"
 stage "part 1 cv" 150 "$PY" -m jaxcnn cv $QUICK --data-root "$DATA" --workdir "$W/part1-cv" --resume
+stage "throughput: steps at batch 128, 512; bf16; population" 60 "$PY" benchmarks/throughput.py \
+  --parts step,bf16,population --batch-sizes 128,512 --steps 50 --epoch-images 60000 --epoch-batch 128 \
+  --seeds 5 --repeats 2
 DEADLINE_S=$((DEADLINE_S + 25))
 stage "report" 25 "$PY" -m jaxcnn report --workdir "$W"
 
