@@ -107,7 +107,11 @@ stage "report" 25 "$PY" -m jaxcnn report --workdir "$W"
   echo "|---|---|---:|"
   printf '%s\n' "${SUMMARY[@]}"
   echo
-  echo "compilations: $(grep -c 'Finished XLA compilation' "$LOG"), train-step programs:" \
-    "$(grep -cE 'Finished XLA compilation of jit\((_step_population|train_epoch_population)\)' "$LOG");" \
-    "wall ${SECONDS}s"
+  echo "| stage | compilations | of them train-step programs | seconds compiling |"
+  echo "|---|---:|---:|---:|"
+  awk '/>>> / { sub(/.*>>> /, ""); sub(/ \(limit.*/, ""); stage = $0 }
+       /Finished XLA compilation of/ { n[stage]++; s[stage] += $(NF - 1); if ($0 ~ /_step_population|train_epoch_population/) t[stage]++ }
+       END { for (k in n) printf "| %s | %d | %d | %.1f |\n", k, n[k], t[k], s[k] }' "$LOG"
+  echo
+  echo "wall ${SECONDS}s"
 } | tee "$OUT/summary.md"
