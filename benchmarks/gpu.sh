@@ -17,7 +17,9 @@
 #    included), gpu-utilization.csv (nvidia-smi every 0.5 s), results.tar.gz (results, configs,
 #    metrics, figures and the report; no checkpoints), pytest.log, summary.md.
 # Environment: DEADLINE_S (default 540: the study's wall budget), WORK (default /tmp/jaxcnn-study:
-# work directories, caches), PYTHON. Rehearse on a CPU with ALLOW_CPU=1 QUICK=--quick.
+# work directories, caches), PYTHON; PLAN=part1 runs part 1's cv and ablate instead of the study
+# (VARIANTS="default wide ...", default every variant), whose tables come back in results.tar.gz.
+# Rehearse on a CPU with ALLOW_CPU=1 QUICK=--quick.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,6 +28,7 @@ WORK="${WORK:-/tmp/jaxcnn-study}"
 PY="${PYTHON:-python3}"
 DEADLINE_S="${DEADLINE_S:-540}"
 QUICK="${QUICK:-}"
+PLAN="${PLAN:-study}"  # study: parts 1-3 and cv; part1: cv and ablate (VARIANTS, default all)
 SOURCE="${1:-${JAXCNN_DATA:-data}}"
 mkdir -p "$OUT" "$WORK"
 LOG="$OUT/study.log"
@@ -83,12 +86,18 @@ W="$WORK/ckpts"
 DEADLINE_S=$((DEADLINE_S - 25))
 stage "pytest steps on $("$PY" -c 'import jax; print(jax.default_backend())' 2>/dev/null)" 120 \
   bash -c "\"$PY\" -m pytest -q -p no:cacheprovider tests/training/test_steps.py >\"$OUT/pytest.log\" 2>&1"
-stage "part 1" 120 "$PY" -m jaxcnn part1 $QUICK --data-root "$DATA" --workdir "$W/part1" --resume \
-  --set cv_dir="$W/part1-cv"
-stage "part 2" 300 "$PY" -m jaxcnn part2 $QUICK --data-root "$DATA" --workdir "$W/part2" --resume
-stage "part 3 (mnistTask3.zip)" 400 "$PY" -m jaxcnn part3 $QUICK --data-root "$DATA" --workdir "$W/part3" \
-  --data "$DATA/mnistTask3.zip" --resume --set part1_ckpt="$W/part1" --set clean_ckpt="$W/part2/B"
-stage "part 1 cv" 150 "$PY" -m jaxcnn cv $QUICK --data-root "$DATA" --workdir "$W/part1-cv" --resume
+if [[ "$PLAN" == part1 ]]; then  # issue 21's tables: the fold estimate, then the ablation variants
+  stage "part 1 cv" 240 "$PY" -m jaxcnn cv $QUICK --data-root "$DATA" --workdir "$W/part1-cv" --resume
+  stage "part 1 ablate ${VARIANTS:-(all variants)}" 3600 "$PY" -m jaxcnn ablate $QUICK --data-root "$DATA" \
+    --workdir "$W/part1-ablate" --resume ${VARIANTS:+--variants $VARIANTS}
+else
+  stage "part 1" 120 "$PY" -m jaxcnn part1 $QUICK --data-root "$DATA" --workdir "$W/part1" --resume \
+    --set cv_dir="$W/part1-cv"
+  stage "part 2" 300 "$PY" -m jaxcnn part2 $QUICK --data-root "$DATA" --workdir "$W/part2" --resume
+  stage "part 3 (mnistTask3.zip)" 400 "$PY" -m jaxcnn part3 $QUICK --data-root "$DATA" --workdir "$W/part3" \
+    --data "$DATA/mnistTask3.zip" --resume --set part1_ckpt="$W/part1" --set clean_ckpt="$W/part2/B"
+  stage "part 1 cv" 150 "$PY" -m jaxcnn cv $QUICK --data-root "$DATA" --workdir "$W/part1-cv" --resume
+fi
 stage "throughput: steps at batch 128, 512; bf16; population" 60 "$PY" benchmarks/throughput.py \
   --parts step,bf16,population --batch-sizes 128,512 --steps 50 --epoch-images 60000 --epoch-batch 128 \
   --seeds 5 --repeats 2
