@@ -26,11 +26,10 @@ import jax
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from machine import describe  # noqa: E402  (beside this file)
 from jaxcnn import paths  # noqa: E402
-from jaxcnn.compilation import counting_compilations  # noqa: E402
+from jaxcnn.compilation import TRAIN_STEP_PROGRAMS, counting_compilations  # noqa: E402
 from jaxcnn.experiments import part1, part2, part3  # noqa: E402
 
 PARTS = {"part1": part1, "part2": part2, "part3": part3}
-TRAIN_STEP_PROGRAMS = ("jit(_step_population)", "jit(train_epoch_population)")
 
 
 def count(name: str, data_root: Path, workdir: Path, quick: bool) -> dict:

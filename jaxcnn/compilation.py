@@ -12,6 +12,8 @@ import jax
 from jaxcnn import paths
 
 COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"  # jax's monitoring event, per program
+# The programs that train: the stepwise engine's step and the scanned engine's epoch chunk.
+TRAIN_STEP_PROGRAMS = ("jit(_step_population)", "jit(train_epoch_population)")
 
 
 def use_persistent_cache(cache_dir: str | os.PathLike | None = None) -> Path | None:

@@ -44,8 +44,6 @@ def full_float32_in_equivalence_tests(request):
         yield
 
 
-# The compiled programs that train: the stepwise engine's step and the scanned engine's epoch chunk.
-TRAIN_STEP_PROGRAMS = ("jit(_step_population)", "jit(train_epoch_population)")
 SHARED_DATA = Path(os.environ.get("JAXCNN_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
 
 

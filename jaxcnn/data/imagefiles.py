@@ -8,6 +8,7 @@ the file: a silently dropped image would change a score.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import dataclasses
 import functools
 import hashlib
@@ -237,9 +238,9 @@ def preprocess_all(listing: ImageListing, entries, preprocess: Callable[[np.ndar
     prepare = functools.partial(_prepare, preprocess=preprocess, geometry=geometry)
     files = [(data, listing.describe(entry)) for entry, data in listing.read(entries)]
     workers = min(len(os.sched_getaffinity(0)), 16) if len(files) >= PARALLEL_FROM else 1
-    with _executor(workers) as pool:
-        prepared = list(track(pool.map(prepare, *zip(*files), chunksize=32) if files else [],
-                              "preprocessing", total=len(files), unit="images"))
+    with _workers(workers) as pool:
+        results = pool.map(prepare, *zip(*files), chunksize=32) if pool else map(prepare, *zip(*files))
+        prepared = list(track(results if files else [], "preprocessing", total=len(files), unit="images"))
     blank = [entry.name for entry, (image, _) in zip(entries, prepared) if image is None]
     if blank:
         shown = ", ".join(blank[:3])
@@ -262,23 +263,12 @@ def _prepare(data: bytes, name: str, preprocess, geometry):
     return image, geometry(gray) if geometry is not None else None
 
 
-class _InProcess:
-    """The executor interface, in this process."""
-
-    map = staticmethod(lambda fn, *iterables, chunksize=1: map(fn, *iterables))
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return None
-
-
-def _executor(workers: int):
-    """Worker processes started fresh ("spawn": a fork of a process running JAX's threads can hang)."""
-    if workers <= 1:
-        return _InProcess()
-    return concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+def _workers(count: int):
+    """A pool of ``count`` worker processes started fresh ("spawn": a fork of a process running JAX's
+    threads can hang), or None (a null context) for one."""
+    if count <= 1:
+        return contextlib.nullcontext()
+    return concurrent.futures.ProcessPoolExecutor(count, mp_context=multiprocessing.get_context("spawn"))
 
 
 def fingerprint(listing: ImageListing, entries, *settings) -> str:

@@ -26,7 +26,7 @@ import numpy as np
 from jaxcnn.config import TrainConfig, to_dict
 from jaxcnn.data.dataset import ArrayDataset
 from jaxcnn.errors import JaxcnnError
-from jaxcnn.processes import is_primary, to_host
+from jaxcnn.processes import agree, is_primary, to_host
 from jaxcnn.progress import MetricWriter, Progress
 from jaxcnn.rundir import claim, write_json
 from jaxcnn.training import steps as T
@@ -112,7 +112,8 @@ def _train(train, val, cfg, workdir, ckpts, resume, init, meta, parallel_seeds, 
                                        f"{record['train_loss']}, validation {record.get('val_loss', '-')}); "
                                        f"kept the last good checkpoint (epoch {ckpts.latest_epoch()})")
             history.append(record)
-            if epoch == cfg.epochs or stop.requested or time.monotonic() - saved_at >= cfg.checkpoint_every:
+            stopping = agree(stop.requested)  # process 0 decides for all: a save is collective
+            if agree(epoch == cfg.epochs or stopping or time.monotonic() - saved_at >= cfg.checkpoint_every):
                 ckpts.save(epoch, state, {**meta, "history": history, "config": to_dict(cfg),
                                           "class_names": list(train.class_names)},
                            epoch if val is None else record["val_accuracy_ensemble"])
@@ -125,7 +126,7 @@ def _train(train, val, cfg, workdir, ckpts, resume, init, meta, parallel_seeds, 
             logger.info("epoch %d/%d  loss %.4f  %s  %.1fs", epoch, cfg.epochs, np.mean(record["train_loss"]),
                         note, record["seconds"])
             bar.update(note=note)
-            if stop.requested:
+            if stopping:
                 raise KeyboardInterrupt(f"{workdir}: stopped by SIGTERM after epoch {epoch}, its checkpoint saved")
     return state, history
 

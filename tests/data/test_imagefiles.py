@@ -276,8 +276,8 @@ def test_worker_processes_preprocess_the_same_and_name_a_bad_file(tmp_path, glyp
     alone = load_class_folders(tmp_path / "data", cache_dir=tmp_path / "alone")
     monkeypatch.setattr("jaxcnn.data.imagefiles.PARALLEL_FROM", 1)  # two workers, however few the images
     monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1})
-    real_executor, started = imagefiles._executor, []
-    monkeypatch.setattr(imagefiles, "_executor", lambda workers: started.append(workers) or real_executor(workers))
+    real_workers, started = imagefiles._workers, []
+    monkeypatch.setattr(imagefiles, "_workers", lambda count: started.append(count) or real_workers(count))
     together = load_class_folders(tmp_path / "data", cache_dir=tmp_path / "together")
     assert started == [2]
     np.testing.assert_array_equal(together.images, alone.images)

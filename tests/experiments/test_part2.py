@@ -7,13 +7,13 @@ import jax
 import numpy as np
 import pytest
 
-from jaxcnn.compilation import counting_compilations
+from jaxcnn.compilation import TRAIN_STEP_PROGRAMS, counting_compilations
 from jaxcnn.config import override
 from jaxcnn.experiments import part2 as P
 from jaxcnn.experiments.common import balanced_subset
 from jaxcnn.training import steps as T
 from jaxcnn.training.checkpoint import load_run
-from tests.conftest import TRAIN_STEP_PROGRAMS, digits_dataset
+from tests.conftest import digits_dataset
 
 DIGITS = tuple("0123456789")
 

@@ -10,14 +10,14 @@ import jax
 import numpy as np
 import pytest
 
-from jaxcnn.compilation import counting_compilations
+from jaxcnn.compilation import TRAIN_STEP_PROGRAMS, counting_compilations
 from jaxcnn.data import noise
 from jaxcnn.data.dataset import ArrayDataset
 from jaxcnn.errors import CheckpointError, DataError
 from jaxcnn.evaluation import evaluate, plots
 from jaxcnn.experiments import common, part3, part3_config
 from jaxcnn.experiments import part3_diagnosis
-from tests.conftest import SHARED_DATA, TRAIN_STEP_PROGRAMS
+from tests.conftest import SHARED_DATA
 
 PLANTED_SEED = 0
 
