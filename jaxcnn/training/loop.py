@@ -85,6 +85,7 @@ def _train(train, val, cfg, workdir, ckpts, resume, init, meta, parallel_seeds, 
     inputs, labels = on_devices((train.inputs(cfg.model.page_geometry), train.labels), mesh)
     epoch_fn = T.train_epoch_population if scan_epochs else T.train_epoch_stepwise
     program = T.program_config(cfg)  # runs that differ only outside the program share its compilation
+    loss = on_devices(T.objective(cfg, train.num_classes), mesh)
     validate = _validator(val, cfg, parallel_seeds, mesh)
     steps = T.steps_per_epoch(len(train), cfg.batch_size)
     chunk, probe_stride = epoch_chunking(steps, cfg.probe_every if val is not None else 0)
@@ -97,7 +98,7 @@ def _train(train, val, cfg, workdir, ckpts, resume, init, meta, parallel_seeds, 
             chunk_metrics, probes = [], []
             for i in range(1, steps // chunk + 1):
                 state, metrics = T.each_member(epoch_fn, state, inputs, labels, program,
-                                               None if chunk == steps else chunk, parallel=parallel_seeds)
+                                               None if chunk == steps else chunk, loss, parallel=parallel_seeds)
                 chunk_metrics.append(metrics)
                 if epoch == 1 and probe_stride and i % probe_stride == 0 and i < steps // chunk:
                     probes.append({**validate(state), "seconds": time.perf_counter() - start})

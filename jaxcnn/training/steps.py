@@ -18,8 +18,9 @@ import numpy as np
 import optax
 from flax.training import train_state
 
-from jaxcnn.config import ModelConfig, TrainConfig
+from jaxcnn.config import LOSSES, ModelConfig, TrainConfig
 from jaxcnn.data.preprocess import GEOMETRY_FEATURES
+from jaxcnn.errors import ConfigError
 from jaxcnn.model import CNN
 from jaxcnn.processes import to_host
 from jaxcnn.training.augment import augment_batch, augment_geometry, mix_batch
@@ -80,13 +81,16 @@ def steps_per_epoch(num_examples: int, batch_size: int) -> int:
 
 # TrainConfig fields that no compiled program reads: the seeds are the population's size (a shape),
 # probes cut an epoch into chunks (a separate argument), evaluation has its own batch argument, the
-# device count is the mesh in context and checkpoints are the loop's.
-OUTSIDE_PROGRAM = ("seeds", "probe_every", "eval_batch_size", "devices", "checkpoint_every")
+# device count is the mesh in context, checkpoints are the loop's, and the loss is an argument
+# (``objective``).
+OUTSIDE_PROGRAM = ("seeds", "probe_every", "eval_batch_size", "devices", "checkpoint_every",
+                   "loss", "label_transition", "gce_q", "label_smoothing")
 
 
 def program_config(cfg: TrainConfig) -> TrainConfig:
     """``cfg`` with ``OUTSIDE_PROGRAM`` at their defaults: the static argument of the jitted steps, so
-    that runs differing only there (B and C, the data-size runs, cv folds) share compiled programs."""
+    that runs differing only there (B and C, the data-size runs, cv folds, part 3's losses) share
+    compiled programs."""
     defaults = {name: TrainConfig.__dataclass_fields__[name].default for name in OUTSIDE_PROGRAM}
     return dataclasses.replace(cfg, **defaults)
 
@@ -139,40 +143,58 @@ def cross_entropy(logits, labels, label_smoothing: float = 0.0):
     return optax.softmax_cross_entropy(logits, targets)
 
 
-def training_loss(logits, labels, cfg: TrainConfig):
-    """Per-example training loss: cross-entropy, or a loss robust to noisy labels.
+def objective(cfg: TrainConfig, num_classes: int) -> dict:
+    """The training loss as data: ``{"weights": float32 [len(LOSSES)]`` (one-hot of ``cfg.loss``),
+    ``"transition"`` [K, K] (``cfg.label_transition``, else the identity), ``"gce_q"`` and
+    ``"label_smoothing"`` (scalars)}.
+
+    As an argument of the compiled step rather than part of its static config, it lets runs that
+    differ only in their loss (part 3's models) share one program; the losses are weighed rather
+    than branched on, as a conditional would read its branch back to the host on a GPU.
+    """
+    transition = np.asarray(cfg.label_transition or np.eye(num_classes), np.float32)
+    if transition.shape != (num_classes, num_classes):
+        raise ConfigError(f"TrainConfig.label_transition must be {num_classes}x{num_classes} for "
+                          f"{num_classes} classes, got {transition.shape[0]}x{transition.shape[1]}")
+    return {"weights": np.eye(len(LOSSES), dtype=np.float32)[LOSSES.index(cfg.loss)],
+            "transition": transition, "gce_q": np.float32(cfg.gce_q),
+            "label_smoothing": np.float32(cfg.label_smoothing)}
+
+
+def training_loss(logits, labels, loss: dict):
+    """Per-example losses, float [len(LOSSES) - 1, B]: cross-entropy, and two robust to noisy labels.
 
     ``forward``: cross-entropy of the noisy label under softmax(logits) @ T, with T the label
     transition matrix (Patrini et al. 2017). ``gce``: generalised cross-entropy (1 - p_y^q) / q
     (Zhang & Sabuncu 2018), between cross-entropy (q -> 0) and the noise-robust MAE (q = 1).
+    ``loss``: an ``objective``.
     """
-    if cfg.loss == "cross_entropy":
-        return cross_entropy(logits, labels, cfg.label_smoothing)
     probs = jax.nn.softmax(logits)
-    if cfg.loss == "forward":
-        noisy = probs @ jnp.asarray(cfg.label_transition, jnp.float32)
-        return -jnp.log(jnp.take_along_axis(noisy, labels[:, None], -1)[:, 0] + 1e-8)
-    if cfg.loss == "gce":
-        p_label = jnp.take_along_axis(probs, labels[:, None], -1)[:, 0]
-        return (1.0 - (p_label + 1e-8) ** cfg.gce_q) / cfg.gce_q
-    raise ValueError(f"unknown loss {cfg.loss!r}: use cross_entropy, forward, gce or complementary_nn")
+    noisy = probs @ loss["transition"].astype(probs.dtype)
+    p_label = jnp.take_along_axis(probs, labels[:, None], -1)[:, 0]
+    return jnp.stack([cross_entropy(logits, labels, loss["label_smoothing"]),
+                      -jnp.log(jnp.take_along_axis(noisy, labels[:, None], -1)[:, 0] + 1e-8),
+                      (1.0 - (p_label + 1e-8) ** loss["gce_q"]) / loss["gce_q"]])
 
 
-def batch_loss(logits, labels, cfg: TrainConfig):
-    """The loss of one batch: the mean of ``training_loss``, or for ``complementary_nn`` (labels are
-    complementary: a class the example is not) the non-negative risk of Ishida et al. 2019.
+def complementary_risk(logits, labels):
+    """The non-negative risk of Ishida et al. 2019 for complementary labels (a class the example is not).
 
     With uniform complementary labels the risk of class k is ``R_k = E[l_k] - (K-1) E[[y_bar = k] l_k]``
     (``l_k`` the cross-entropy towards k), an unbiased estimate of ``P(k) E[l_k | y = k] >= 0``; a
     flexible model drives it below zero on a batch and overfits, so each is clipped at zero.
     """
-    if cfg.loss != "complementary_nn":
-        return training_loss(logits, labels, cfg).mean()
     k = logits.shape[-1]
     neglog = -jax.nn.log_softmax(logits)
     weights = 1.0 - (k - 1) * jax.nn.one_hot(labels, k)
-    risks = jnp.mean(neglog * weights, axis=0)
-    return jnp.sum(jnp.maximum(risks, 0.0))
+    return jnp.sum(jnp.maximum(jnp.mean(neglog * weights, axis=0), 0.0))
+
+
+def batch_loss(logits, labels, loss: dict):
+    """The loss of one batch: every loss of ``LOSSES`` (the per-example ones averaged), weighed by
+    ``loss["weights"]`` (an ``objective``): a zero weight adds exactly nothing, value or gradient."""
+    losses = jnp.concatenate([training_loss(logits, labels, loss).mean(1), complementary_risk(logits, labels)[None]])
+    return losses @ loss["weights"].astype(losses.dtype)
 
 
 def split_over_devices(batch):
@@ -184,11 +206,12 @@ def split_over_devices(batch):
     return jax.lax.with_sharding_constraint(batch, jax.sharding.PartitionSpec(DATA_AXIS))
 
 
-def train_step(state: TrainState, batch, rng, cfg: TrainConfig):
+def train_step(state: TrainState, batch, rng, cfg: TrainConfig, loss: dict | None = None):
     """One optimiser step on ``batch = {"image": uint8 [B,28,28], "label": int [B]}`` (and
     ``"geometry": float [B, F]`` for a model that takes page geometry).
 
-    Augmentation, mixing and dropout draw from ``rng``. Returns the new state and batch metrics.
+    Augmentation, mixing and dropout draw from ``rng``. ``loss``: the ``objective`` to minimise
+    (default: ``cfg``'s). Returns the new state and batch metrics.
     """
     batch = split_over_devices(batch)
     aug_key, dropout_key = jax.random.split(rng)
@@ -209,16 +232,17 @@ def train_step(state: TrainState, batch, rng, cfg: TrainConfig):
         logits, updates = state.apply_fn(
             {"params": params, "batch_stats": state.batch_stats}, images, train=True, geometry=geometry,
             train_trunk=not cfg.freeze_trunk, rngs={"dropout": dropout_key}, mutable=["batch_stats"])
-        loss = batch_loss(logits, labels, cfg)
+        terms = objective(cfg, logits.shape[-1]) if loss is None else loss
+        value = batch_loss(logits, labels, terms)
         if cfg.mixup_alpha or cfg.cutmix_alpha:
-            loss = weight * loss + (1 - weight) * batch_loss(logits, labels[partner], cfg)
-        return loss, (logits, updates["batch_stats"])
+            value = weight * value + (1 - weight) * batch_loss(logits, labels[partner], terms)
+        return value, (logits, updates["batch_stats"])
 
-    (loss, (logits, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    (value, (logits, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     state = state.apply_gradients(grads=grads, batch_stats=batch_stats)
     if cfg.ema_decay:
         state = update_ema(state, cfg.ema_decay)
-    metrics = {"loss": loss, "accuracy": jnp.mean(jnp.argmax(logits, -1) == batch["label"]),
+    metrics = {"loss": value, "accuracy": jnp.mean(jnp.argmax(logits, -1) == batch["label"]),
                "grad_norm": optax.global_norm(grads)}
     return state, metrics
 
@@ -240,7 +264,7 @@ def epoch_batches(key, epoch, num_examples: int, batch_size: int):
     return jnp.resize(perm, (steps * batch_size,)).reshape(steps, batch_size)
 
 
-def _indexed_step(state: TrainState, inputs, labels, index, cfg: TrainConfig):
+def _indexed_step(state: TrainState, inputs, labels, index, cfg: TrainConfig, loss: dict | None = None):
     """``train_step`` on the examples at ``index``; the step's key is a function of (key, step).
 
     ``inputs``: the data set on the device, ``{"image": uint8 [N,28,28]}`` and optionally
@@ -248,7 +272,7 @@ def _indexed_step(state: TrainState, inputs, labels, index, cfg: TrainConfig):
     """
     rng = jax.random.fold_in(state.key, state.step)
     batch = {name: values[index] for name, values in inputs.items()}
-    return train_step(state, {**batch, "label": labels[index]}, rng, cfg)
+    return train_step(state, {**batch, "label": labels[index]}, rng, cfg, loss)
 
 
 def _epoch_plan(state: TrainState, num_examples: int, cfg: TrainConfig):
@@ -256,17 +280,18 @@ def _epoch_plan(state: TrainState, num_examples: int, cfg: TrainConfig):
     return epoch_batches(state.key, state.step // steps, num_examples, cfg.batch_size)
 
 
-def train_epoch(state: TrainState, inputs, labels, cfg: TrainConfig, num_steps: int | None = None):
+def train_epoch(state: TrainState, inputs, labels, cfg: TrainConfig, num_steps: int | None = None,
+                loss: dict | None = None):
     """One epoch as a single scan over steps; returns the state and the steps' mean metrics.
 
     With ``num_steps``, only the next ``num_steps`` steps of the state's current epoch, from where
     the state stands in it (they must not pass the epoch's end): an epoch in chunks is the same
-    epoch as in one piece.
+    epoch as in one piece. ``loss``: the ``objective`` (default: ``cfg``'s).
     """
     plan = _epoch_plan(state, labels.shape[0], cfg)
     batches = plan if num_steps is None else jax.lax.dynamic_slice_in_dim(
         plan, state.step % plan.shape[0], num_steps)
-    state, metrics = jax.lax.scan(lambda s, index: _indexed_step(s, inputs, labels, index, cfg),
+    state, metrics = jax.lax.scan(lambda s, index: _indexed_step(s, inputs, labels, index, cfg, loss),
                                   state, batches)
     return state, jax.tree.map(jnp.mean, metrics)
 
@@ -284,9 +309,11 @@ def evaluate(state: TrainState, inputs, labels, batch_size: int):
 # Population versions: the same functions vmapped over a leading seed axis of the state.
 @functools.partial(jax.jit, static_argnames=("cfg", "num_steps"), donate_argnames="state",
                    compiler_options=COMPILER_OPTIONS)
-def train_epoch_population(state: TrainState, inputs, labels, cfg: TrainConfig, num_steps: int | None = None):
+def train_epoch_population(state: TrainState, inputs, labels, cfg: TrainConfig, num_steps: int | None = None,
+                           loss: dict | None = None):
     """``train_epoch`` for every seed in one compiled program (the fast path on GPUs)."""
-    return jax.vmap(train_epoch, in_axes=(0, None, None, None, None))(state, inputs, labels, cfg, num_steps)
+    return jax.vmap(train_epoch, in_axes=(0, None, None, None, None, None))(state, inputs, labels, cfg, num_steps,
+                                                                            loss)
 
 
 @functools.partial(jax.jit, static_argnames="batch_size", compiler_options=COMPILER_OPTIONS)
@@ -300,11 +327,12 @@ def _epoch_plan_population(state: TrainState, num_examples, cfg: TrainConfig):
 
 
 @functools.partial(jax.jit, static_argnames="cfg", donate_argnames="state", compiler_options=COMPILER_OPTIONS)
-def _step_population(state: TrainState, inputs, labels, index, cfg: TrainConfig):
-    return jax.vmap(_indexed_step, in_axes=(0, None, None, 0, None))(state, inputs, labels, index, cfg)
+def _step_population(state: TrainState, inputs, labels, index, cfg: TrainConfig, loss: dict | None = None):
+    return jax.vmap(_indexed_step, in_axes=(0, None, None, 0, None, None))(state, inputs, labels, index, cfg, loss)
 
 
-def train_epoch_stepwise(state: TrainState, inputs, labels, cfg: TrainConfig, num_steps: int | None = None):
+def train_epoch_stepwise(state: TrainState, inputs, labels, cfg: TrainConfig, num_steps: int | None = None,
+                         loss: dict | None = None):
     """The same steps as ``train_epoch_population``, one dispatched step at a time.
 
     XLA:CPU runs kernel-gradient convolutions inside a while loop far slower than outside one
@@ -315,7 +343,7 @@ def train_epoch_stepwise(state: TrainState, inputs, labels, cfg: TrainConfig, nu
     first = 0 if num_steps is None else int(to_host(state.step).flat[0]) % batches.shape[1]
     metrics = []
     for i in range(first, first + (num_steps or batches.shape[1])):
-        state, m = _step_population(state, inputs, labels, _plan_column(batches, i), cfg)
+        state, m = _step_population(state, inputs, labels, _plan_column(batches, i), cfg, loss)
         metrics.append(m)
     return state, mean_of(metrics)
 

@@ -182,12 +182,12 @@ def blow_up_weights(monkeypatch, epoch: int, when: str):
     real_epoch = T.train_epoch_stepwise
     steps = T.steps_per_epoch(len(TRAIN), CFG.batch_size)
 
-    def epoch_fn(state, images, labels, cfg, num_steps=None):
+    def epoch_fn(state, *args):
         this_epoch = int(np.asarray(state.step)[0]) // steps + 1
         nan = lambda s: s.replace(params=jax.tree.map(lambda p: p * np.nan, s.params))
         if this_epoch == epoch and when == "before":
             state = nan(state)
-        state, metrics = real_epoch(state, images, labels, cfg, num_steps)
+        state, metrics = real_epoch(state, *args)
         return (nan(state) if this_epoch == epoch and when == "after" else state), metrics
 
     monkeypatch.setattr(T, "train_epoch_stepwise", epoch_fn)

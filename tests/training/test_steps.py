@@ -15,6 +15,7 @@ import pytest
 
 from jaxcnn.config import ModelConfig, TrainConfig
 from jaxcnn.config import NO_AUGMENT, AugmentConfig
+from jaxcnn.errors import ConfigError
 from jaxcnn.training import steps as T
 from jaxcnn.training.augment import _cutmix_box, augment_batch, mix_batch
 from tests.tolerances import FLOAT64_CROSS_PROGRAM, ONE_FLOAT32_STEP
@@ -260,7 +261,7 @@ def test_the_library_compiles_the_cpu_step_without_ynnpack_and_equal_to_xla_defa
         def loss(p):
             logits, _ = member.apply_fn({"params": p, "batch_stats": member.batch_stats}, T.to_float(images[:16]),
                                         train=True, rngs={"dropout": member.key}, mutable=["batch_stats"])
-            return T.training_loss(logits, labels[:16], cfg).mean()
+            return T.batch_loss(logits, labels[:16], T.objective(cfg, NUM_CLASSES))
         return jax.grad(loss)(params)
 
     library_grads = jax.jit(grads, compiler_options=T.COMPILER_OPTIONS)(member.params)
@@ -336,3 +337,60 @@ def test_page_geometry_is_jittered_with_one_scale_for_its_sizes_and_a_small_shif
     assert np.abs(moved[:, 0]).max() <= -np.log1p(-AugmentConfig().scale) + 1e-6 and moved[:, 0].std() > 0.01
     assert np.abs(moved[:, 2:4]).max() <= GEOMETRY_SHIFT + 1e-6
     chex.assert_trees_all_equal(augment_geometry(jax.random.PRNGKey(0), geometry, NO_AUGMENT), geometry)
+
+
+def reference_loss(logits, labels, cfg: TrainConfig):
+    """Each loss of ``config.LOSSES`` written out on its own, in float64 NumPy."""
+    logits, k = np.asarray(logits, np.float64), logits.shape[-1]
+    log_probs = logits - logits.max(-1, keepdims=True)
+    log_probs -= np.log(np.exp(log_probs).sum(-1, keepdims=True))
+    probs, rows = np.exp(log_probs), np.arange(len(labels))
+    if cfg.loss == "cross_entropy":
+        targets = np.eye(k)[labels] * (1 - cfg.label_smoothing) + cfg.label_smoothing / k
+        return -(targets * log_probs).sum(-1).mean()
+    if cfg.loss == "forward":
+        return -np.log((probs @ np.asarray(cfg.label_transition))[rows, labels] + 1e-8).mean()
+    if cfg.loss == "gce":
+        return ((1 - (probs[rows, labels] + 1e-8) ** cfg.gce_q) / cfg.gce_q).mean()
+    risks = (-log_probs * (1 - (k - 1) * np.eye(k)[labels])).mean(0)
+    return np.maximum(risks, 0).sum()
+
+
+FLIP = tuple(tuple(0.8 if i == j else 0.2 / 3 for j in range(NUM_CLASSES)) for i in range(NUM_CLASSES))
+LOSS_CONFIGS = [TrainConfig(loss="cross_entropy", label_smoothing=0.1), TrainConfig(loss="forward", label_transition=FLIP),
+                TrainConfig(loss="gce", gce_q=0.5), TrainConfig(loss="complementary_nn")]
+
+
+@pytest.mark.parametrize("cfg", LOSS_CONFIGS, ids=[c.loss for c in LOSS_CONFIGS])
+def test_the_objective_as_data_is_each_loss_and_adds_nothing_of_the_others(cfg):
+    """The step weighs every loss by a one-hot of ``cfg.loss``: the value is that loss alone, and
+    the other losses add exactly nothing to the gradient (float64, one program against another)."""
+    with jax.enable_x64(True):
+        rng = np.random.default_rng(1)
+        logits = jnp.asarray(rng.normal(size=(32, NUM_CLASSES)) * 3)
+        labels = jnp.asarray(rng.integers(0, NUM_CLASSES, 32), jnp.int32)
+        loss = T.objective(cfg, NUM_CLASSES)
+        np.testing.assert_allclose(T.batch_loss(logits, labels, loss), reference_loss(logits, labels, cfg), rtol=1e-6)
+        weighed = jax.grad(lambda x: T.batch_loss(x, labels, loss))(logits)
+        index = list(loss["weights"]).index(1.0)
+        alone = jax.grad(lambda x: jnp.concatenate([T.training_loss(x, labels, loss).mean(1),
+                                                    T.complementary_risk(x, labels)[None]])[index])(logits)
+        np.testing.assert_array_equal(weighed, alone)
+
+
+def test_runs_that_differ_only_in_their_loss_share_one_compiled_step(population, data):
+    """Part 3's models (one per loss) reuse one program: the loss is an argument, not the static config."""
+    inputs, labels = jax.device_put(as_inputs(data))
+    index = jnp.arange(2 * 16).reshape(2, 16) % NUM_EXAMPLES
+    before = T._step_population._cache_size()
+    for cfg in LOSS_CONFIGS:
+        cfg = dataclasses.replace(CFG, **{f: getattr(cfg, f) for f in ("loss", "label_transition", "gce_q",
+                                                                       "label_smoothing")})
+        T._step_population(copy(population), inputs, labels, index, T.program_config(cfg),
+                           jax.device_put(T.objective(cfg, NUM_CLASSES)))
+    assert T._step_population._cache_size() - before <= 1
+
+
+def test_a_transition_matrix_of_another_size_is_one_line():
+    with pytest.raises(ConfigError, match=r"TrainConfig.label_transition must be 3x3 for 3 classes, got 4x4"):
+        T.objective(TrainConfig(loss="forward", label_transition=FLIP), 3)
