@@ -123,13 +123,29 @@ def _optimizer(learning_rate: float, weight_decay: float, warmup_epochs: int, ep
 
 def create_train_state(seed_key, model: CNN, tx: optax.GradientTransformation, ema: bool = False) -> TrainState:
     """A fresh state; ``seed_key`` (a raw uint32[2] key) gives both the init and the run's key.
-    With ``ema``, the weight average starts at the initial weights."""
+    With ``ema``, the weight average starts at the initial weights.
+
+    The weights come from one compiled program per architecture, the optimiser's state from another
+    per optimiser (small): runs that differ only in their optimiser (part 3's reference, diagnosis
+    and models) share the first, whose random draws take seconds to compile.
+    """
     init_key, run_key = jax.random.split(seed_key)
+    variables = initial_variables(init_key, model)
+    return TrainState(step=0, apply_fn=model.apply, params=variables["params"], tx=tx,
+                      opt_state=_optimizer_state(tx, variables["params"]), batch_stats=variables["batch_stats"],
+                      key=run_key, ema=dict(variables) if ema else None)
+
+
+@functools.partial(jax.jit, static_argnums=1)
+def initial_variables(init_key, model: CNN) -> dict:
+    """``{"params", "batch_stats"}`` of a fresh ``model`` drawn from ``init_key``."""
     geometry = jnp.zeros((1, model.geometry_features)) if model.geometry_features else None
-    variables = model.init(init_key, jnp.zeros((1, 28, 28, 1)), train=False, geometry=geometry)
-    return TrainState.create(apply_fn=model.apply, params=variables["params"], tx=tx,
-                             batch_stats=variables["batch_stats"], key=run_key,
-                             ema=dict(variables) if ema else None)
+    return model.init(init_key, jnp.zeros((1, 28, 28, 1)), train=False, geometry=geometry)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _optimizer_state(tx: optax.GradientTransformation, params):
+    return tx.init(params)
 
 
 def to_float(images):
@@ -386,9 +402,6 @@ def _joined(members: list):
     return jax.tree.map(lambda *xs: jnp.concatenate(xs), *members)
 
 
-_init_member = jax.jit(create_train_state, static_argnums=(1, 2, 3))
-
-
 @jax.jit
 def _stacked(members: list):
     return jax.tree.map(lambda *xs: jnp.stack(xs), *members)
@@ -403,7 +416,7 @@ def create_population(seeds, num_classes: int, cfg: TrainConfig, num_examples: i
     """
     model = make_model(num_classes, cfg.model)
     tx = make_optimizer(cfg, steps_per_epoch(num_examples, cfg.batch_size))
-    return _stacked([_init_member(jax.random.PRNGKey(s), model, tx, cfg.ema_decay > 0) for s in seeds])
+    return _stacked([create_train_state(jax.random.PRNGKey(s), model, tx, cfg.ema_decay > 0) for s in seeds])
 
 
 @jax.jit
