@@ -70,6 +70,13 @@ def make_model(num_classes: int, cfg: ModelConfig) -> CNN:
     """The CNN of ``cfg``; float64 needs 64-bit JAX (``JAX_ENABLE_X64=1`` or ``jax.enable_x64``)."""
     if cfg.dtype == "float64" and not jax.config.jax_enable_x64:
         raise ValueError("model.dtype float64 needs 64-bit JAX: set JAX_ENABLE_X64=1 (or use float32)")
+    return _model(num_classes, cfg)
+
+
+@functools.lru_cache(maxsize=None)
+def _model(num_classes: int, cfg: ModelConfig) -> CNN:
+    """One instance per architecture: a train state holds its ``apply`` (a method bound to the instance,
+    compared by identity), so runs of one architecture get an equal state structure and share programs."""
     return CNN(num_classes, tuple(cfg.widths), cfg.hidden, cfg.dropout, jnp.dtype(cfg.dtype),
                len(GEOMETRY_FEATURES) if cfg.page_geometry else 0)
 
@@ -166,7 +173,7 @@ def objective(cfg: TrainConfig, num_classes: int) -> dict:
 
     As an argument of the compiled step rather than part of its static config, it lets runs that
     differ only in their loss (part 3's models) share one program; the losses are weighed rather
-    than branched on, as a conditional would read its branch back to the host on a GPU.
+    than branched on, as an XLA conditional may read its branch back to the host on a GPU.
     """
     transition = np.asarray(cfg.label_transition or np.eye(num_classes), np.float32)
     if transition.shape != (num_classes, num_classes):
