@@ -294,6 +294,7 @@ def ablation_variants(cfg: Part1Config) -> dict[str, tuple[str, ...]]:
                    f"train.model.hidden={model.hidden // 2}"),
         "wide": ("train.model.widths=" + ",".join(str(w * 3 // 2) for w in model.widths),
                  f"train.model.hidden={model.hidden * 3 // 2}"),
+        "half_batch": (f"train.batch_size={max(1, cfg.train.batch_size // 2)}",),
         "half_schedule": (f"train.epochs={max(1, epochs // 2)}",),
         "double_schedule": (f"train.epochs={epochs * 2}",),
         "keep_stroke_width": ("preprocess=keep_stroke_width",),
