@@ -59,16 +59,16 @@ def test_evaluate_writes_figures_and_a_confusion_plot(tiny_run, tmp_path, capsys
 
 
 def test_evaluate_prepares_images_as_the_run_was_trained(tiny_run, tmp_path):
-    """A run trained on plain-resized images saves that with its checkpoints; ``evaluate`` scores
+    """A run trained on stretched images saves that with its checkpoints; ``evaluate`` scores
     new images resized the same way (the MNIST convention would give other inputs)."""
     _, folder = tiny_run
-    plain = load_chars74k(folder, classes=list(CLASSES), cache_dir=tmp_path / "cache", preprocess="plain")
-    fit(plain, plain, CFG, tmp_path / "plain_run", meta={"preprocess": "plain"})
-    assert main(["evaluate", "--ckpt", str(tmp_path / "plain_run"), "--data", str(folder), "--json",
-                 str(tmp_path / "plain.json"), "--cache-dir", str(tmp_path / "cache")]) == 0
-    report = json.loads((tmp_path / "plain.json").read_text())
-    assert report["accuracy"] == pytest.approx(evaluate_run(tmp_path / "plain_run", plain)["accuracy"])
-    assert run_inputs(tmp_path / "plain_run")[1] == "plain"
+    stretched = load_chars74k(folder, classes=list(CLASSES), cache_dir=tmp_path / "cache", preprocess="stretch")
+    fit(stretched, stretched, CFG, tmp_path / "stretched_run", meta={"preprocess": "stretch"})
+    assert main(["evaluate", "--ckpt", str(tmp_path / "stretched_run"), "--data", str(folder), "--json",
+                 str(tmp_path / "stretched.json"), "--cache-dir", str(tmp_path / "cache")]) == 0
+    report = json.loads((tmp_path / "stretched.json").read_text())
+    assert report["accuracy"] == pytest.approx(evaluate_run(tmp_path / "stretched_run", stretched)["accuracy"])
+    assert run_inputs(tmp_path / "stretched_run")[1] == "stretch"
     assert run_inputs(tiny_run[0]) == (CLASSES, "mnist")  # runs that do not say were preprocessed the MNIST way
 
 

@@ -18,7 +18,7 @@ import numpy as np
 
 from jaxcnn.data.dataset import ArrayDataset
 from jaxcnn.data.imagefiles import ImageListing, cached_dataset, fingerprint, list_images, preprocess_all
-from jaxcnn.data.preprocess import (PREPROCESS_VERSION, keep_stroke_width, page_geometry, plain_resize,
+from jaxcnn.data.preprocess import (PREPROCESS_VERSION, keep_stroke_width, page_geometry, stretch_to_box,
                                     to_mnist_convention)
 from jaxcnn.errors import DataError
 from jaxcnn.paths import DOWNLOAD_HINT
@@ -27,7 +27,7 @@ logger = logging.getLogger("jaxcnn")
 
 CLASS_NAMES = tuple(string.digits + string.ascii_uppercase + string.ascii_lowercase)
 DIGIT_CLASSES = CLASS_NAMES[:10]
-PREPROCESSORS = {"mnist": to_mnist_convention, "keep_stroke_width": keep_stroke_width, "plain": plain_resize}
+PREPROCESSORS = {"mnist": to_mnist_convention, "keep_stroke_width": keep_stroke_width, "stretch": stretch_to_box}
 
 _SAMPLE_FOLDER = re.compile(r"Sample(\d{3})")
 _FILE_NAME = re.compile(r"img(\d{3})-(\d{3})\.\w+")
@@ -78,8 +78,9 @@ def load_chars74k(
     """Chars74K images in the MNIST convention with their page geometry; labels index ``classes``,
     groups are writers (parsed from the file names, for splits and reports only: never an input).
 
-    ``classes``: class names to load (default all 62, e.g. DIGIT_CLASSES for 10). ``preprocess``:
-    "mnist" (crop, fit, centre) or "plain" (resize only). Results are cached in ``cache_dir``.
+    ``classes``: class names to load (default all 62, e.g. DIGIT_CLASSES for 10). ``preprocess``: a
+    name in ``PREPROCESSORS``: "mnist" (crop, fit, centre), "keep_stroke_width" or "stretch" (crop,
+    stretch to 20x20). Results are cached in ``cache_dir``.
     """
     class_names = _check_classes(classes)
     if preprocess not in PREPROCESSORS:

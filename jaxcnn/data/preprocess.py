@@ -63,6 +63,19 @@ def to_mnist_convention(gray: np.ndarray, min_stroke_px: float = MIN_STROKE_PX) 
 
     Strokes thinner than ``min_stroke_px`` output pixels are thickened before the downscale.
     """
+    return _centre_by_mass(_fit(_ink_crop(gray, min_stroke_px), BOX))
+
+
+def stretch_to_box(gray: np.ndarray) -> np.ndarray:
+    """The plain baseline's input: the ink box stretched to 20x20 (aspect ratio not kept) with a
+    4 px margin, no centring by mass; strokes thickened as in ``to_mnist_convention``."""
+    margin = (SIZE - BOX) // 2
+    return _to_uint8(np.pad(_normalise(_resize(_ink_crop(gray, MIN_STROKE_PX), BOX, BOX)), margin))
+
+
+def _ink_crop(gray: np.ndarray, min_stroke_px: float) -> np.ndarray:
+    """The character's ink box at page resolution, strokes thickened so they stay ``min_stroke_px``
+    wide once the box's longer side is fitted to ``BOX``."""
     ink = ink_signal(gray)
     mask = ink > INK_THRESHOLD
     top, bottom, left, right = _character_box(mask)
@@ -71,9 +84,7 @@ def to_mnist_convention(gray: np.ndarray, min_stroke_px: float = MIN_STROKE_PX) 
     window = np.s_[top : bottom + 2 * margin, left : right + 2 * margin]  # the box plus margin, once padded
     crop_mask = np.pad(mask, margin)[window]
     crop = np.where(_dilate(crop_mask, 1), np.pad(ink, margin)[window], 0)  # strokes and rims, not paper noise
-    if margin:
-        crop = _dilate(crop, margin)
-    return _centre_by_mass(_fit(crop, BOX))
+    return _dilate(crop, margin) if margin else crop
 
 
 GEOMETRY_FEATURES = ("log_height", "log_width", "centre_row", "centre_col", "log_stroke")
@@ -103,11 +114,6 @@ def keep_stroke_width(gray: np.ndarray) -> np.ndarray:
     """The MNIST convention, thickening only strokes that would fade out: a small (lower-case) letter
     scaled up keeps its thicker strokes, a cue for its case that thickening to 2.5 px evens out."""
     return to_mnist_convention(gray, VISIBLE_STROKE_PX)
-
-
-def plain_resize(gray: np.ndarray) -> np.ndarray:
-    """The ablation baseline: invert and resize the whole image to 28x28, no crop, no centring."""
-    return _to_uint8(_normalise(_resize(ink_signal(gray), SIZE, SIZE)))
 
 
 def _character_box(mask: np.ndarray) -> tuple[int, int, int, int]:

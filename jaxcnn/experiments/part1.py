@@ -283,11 +283,15 @@ def paired_difference(accuracy: dict, reference: dict) -> dict:
 def ablation_variants(cfg: Part1Config) -> dict[str, tuple[str, ...]]:
     """Each trained variant: the ``--set`` assignments that change one choice of ``cfg``."""
     model, epochs = cfg.train.model, cfg.train.epochs
+    no_augmentation = ("train.augment.rotate_deg=0", "train.augment.scale=0", "train.augment.shear_deg=0",
+                       "train.augment.shift_px=0")
     return {
         "default": (),
-        "plain_resize": ("preprocess=plain",),
-        "no_augmentation": ("train.augment.rotate_deg=0", "train.augment.scale=0", "train.augment.shear_deg=0",
-                            "train.augment.shift_px=0"),
+        "plain_baseline": ("preprocess=stretch", "train.model.page_geometry=false", "train.label_smoothing=0",
+                           "train.batch_size=64", "train.learning_rate=0.003", "train.epochs=40",
+                           "train.warmup_epochs=12", *no_augmentation),
+        "stretch": ("preprocess=stretch",),
+        "no_augmentation": no_augmentation,
         "elastic": ("train.augment.elastic_alpha=34",),
         "no_label_smoothing": ("train.label_smoothing=0",),
         "narrow": ("train.model.widths=" + ",".join(str(w // 2) for w in model.widths),

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from jaxcnn.data.preprocess import CENTRE, NoInkError, keep_stroke_width, plain_resize, to_mnist_convention
+from jaxcnn.data.preprocess import CENTRE, NoInkError, keep_stroke_width, stretch_to_box, to_mnist_convention
 from jaxcnn.errors import DataError
 
 
@@ -139,12 +139,17 @@ def test_real_scans_are_centred_and_fitted(shared_data):
         assert max(ink_box(out)) in (19, 20), path.name
 
 
-def test_plain_resize_inverts_but_does_not_move_the_character(glyph):
-    out = plain_resize(scan(glyph, 0, box=(20, 20, 200, 200)))  # top-left corner of the page
+@pytest.mark.parametrize("shape", [(40, 400), (400, 40), (150, 300)])
+def test_stretch_fills_the_20x20_box_whatever_the_aspect(shape):
+    """The plain baseline's input: a bar of any proportions anywhere on the page becomes the
+    same 20x20 square of ink inside a 4 px margin."""
+    page = Image.new("L", (1200, 900), 255)
+    width, height = shape
+    ImageDraw.Draw(page).rectangle([50, 600, 50 + width - 1, 600 + height - 1], fill=0)
+    out = stretch_to_box(gray(page))
     assert out.dtype == np.uint8 and out.shape == (28, 28)
-    assert out.max() == 255 and out[-10:].max() == 0 and out[:, -10:].max() == 0
-    com_y, com_x = centre_of_mass(out)
-    assert com_y < 7 and com_x < 7
+    assert (out[4:24, 4:24] > 127).all() and out[:4].max() == 0 and out[24:].max() == 0
+    assert out[:, :4].max() == 0 and out[:, 24:].max() == 0
 
 
 def test_rejects_colour_arrays():
