@@ -12,6 +12,7 @@
 #    epoch and exits; calling the script again continues it on the same machine):
 #    pytest on the step functions (on the GPU), part 1, part 2, part 3 on the task's mnistTask3.zip
 #    with part 1's trunk and part 2's B, part 1's cv, throughput.py's step/bf16/population parts,
+#    mnist_to_99.py twice (cold, then warm compilation cache),
 #    the report (its 25 s are kept back from the stages before it).
 # 4. $OUT gets at most 8 files of at most 16 MiB: study.log (every stage's log, compile lines
 #    included), gpu-utilization.csv (nvidia-smi every 0.5 s), results.tar.gz (results, configs,
@@ -101,6 +102,10 @@ fi
 stage "throughput: steps at batch 128, 512; bf16; population" 60 "$PY" benchmarks/throughput.py \
   --parts step,bf16,population --batch-sizes 128,512 --steps 50 --epoch-images 60000 --epoch-batch 128 \
   --seeds 5 --repeats 2
+for cache in cold warm; do  # the second process finds the first one's programs in the compilation cache
+  stage "MNIST to 99% ($cache cache)" 40 "$PY" benchmarks/mnist_to_99.py --data-root "$DATA" \
+    --json "$W/mnist_to_99_$cache.json"
+done
 DEADLINE_S=$((DEADLINE_S + 25))
 stage "report" 25 "$PY" -m jaxcnn report --workdir "$W"
 
