@@ -198,7 +198,7 @@ def score_folds(data: ArrayDataset, folds: list[dict], *, members: int | None = 
         "folds": per_fold,
         "per_writer_accuracy": per_writer, "writer_accuracy_spread": spread(per_writer.values()),
         "confusable_groups": group_confusion(confusion, data.class_names),
-        "case_pairs": case_pair_resolution(confusion, data.class_names),
+        "case_pairs": case_pair_resolution(confusion, data.class_names, geometry_alone(data, folds)),
         "confusion": confusion.tolist(),
         "mean_val_accuracy_by_epoch": None if curve is None else curve.tolist(),
         "best_mean_epoch": None if curve is None else int(curve.argmax()) + 1,
@@ -209,9 +209,10 @@ def score_folds(data: ArrayDataset, folds: list[dict], *, members: int | None = 
 CASE_PAIRS = ("Cc", "Kk", "Mm", "Oo", "Pp", "Ss", "Uu", "Vv", "Ww", "Xx", "Yy", "Zz")
 
 
-def case_pair_resolution(confusion: np.ndarray, class_names) -> dict:
+def case_pair_resolution(confusion: np.ndarray, class_names, by_geometry: dict | None = None) -> dict:
     """For each case pair whose letters look alike but for their size (``CASE_PAIRS``), the share of
-    its images not taken for the other case: what the page's size cue is there to fix."""
+    its images not taken for the other case: what the page's size cue is there to fix; beside it
+    the share ``geometry_alone`` gets right, where given."""
     index = {name: i for i, name in enumerate(class_names)}
     rows = {}
     for pair in CASE_PAIRS:
@@ -219,8 +220,39 @@ def case_pair_resolution(confusion: np.ndarray, class_names) -> dict:
             upper, lower = index[pair[0]], index[pair[1]]
             n = int(confusion[upper].sum() + confusion[lower].sum())
             crossed = int(confusion[upper, lower] + confusion[lower, upper])
-            rows[pair] = {"n": n, "crossed": crossed, "resolved": 1 - crossed / n if n else None}
+            rows[pair] = {"n": n, "crossed": crossed, "resolved": 1 - crossed / n if n else None,
+                          **({"resolved_by_geometry_alone": by_geometry.get(pair)} if by_geometry is not None else {})}
     return rows
+
+
+def geometry_alone(data: ArrayDataset, folds: list[dict]) -> dict[str, float]:
+    """For each case pair, the share of its held-out images that a linear discriminant on the page
+    geometry alone (Fisher 1936: two Gaussians with one covariance), fitted on the same folds'
+    training images of the pair, gives the right case: what the page's cue is worth by itself,
+    beside the network that also sees the shape. Empty without geometry."""
+    if data.geometry is None:
+        return {}
+    index = {name: i for i, name in enumerate(data.class_names)}
+    features, labels = data.geometry.astype(np.float64), data.labels
+    held_out = [np.isin(np.arange(len(data)), f["val_index"]) for f in folds]
+    resolved = {}
+    for pair in (p for p in CASE_PAIRS if all(c in index for c in p)):
+        upper, lower = index[pair[0]], index[pair[1]]
+        right = total = 0
+        for test in held_out:
+            a, b = features[~test & (labels == upper)], features[~test & (labels == lower)]
+            if len(a) < 2 or len(b) < 2:
+                continue
+            covariance = np.cov(np.vstack([a - a.mean(0), b - b.mean(0)]).T) + 1e-6 * np.eye(features.shape[1])
+            direction = np.linalg.solve(covariance, a.mean(0) - b.mean(0))
+            threshold = direction @ (a.mean(0) + b.mean(0)) / 2
+            for label, is_upper in ((upper, True), (lower, False)):
+                scores = features[test & (labels == label)] @ direction - threshold
+                right += int(np.sum((scores > 0) == is_upper))
+                total += len(scores)
+        if total:
+            resolved[pair] = right / total
+    return resolved
 
 
 def run_cv(cfg: Part1Config, data_root: Path, workdir: Path, *, resume=False, overwrite=False,

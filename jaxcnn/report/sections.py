@@ -148,10 +148,12 @@ def cv_blocks(cv: dict, protocol: str) -> list:
                       for name, row in cv.get("scorings", {}).items()],
                      "The same fold models scored other ways (no training): ensembles of fewer seeds, and "
                      "test-time augmentation; the difference is paired per writer.")
-    pairs = Table(["case pair", "images", "taken for the other case", "resolved"],
-                  [[f"`{pair}`", str(row["n"]), str(row["crossed"]), rate(row["resolved"])]
+    pairs = Table(["case pair", "images", "taken for the other case", "resolved", "page geometry alone"],
+                  [[f"`{pair}`", str(row["n"]), str(row["crossed"]), rate(row["resolved"]),
+                    rate(row.get("resolved_by_geometry_alone"))]
                    for pair, row in cv.get("case_pairs", {}).items() if row["n"]],
-                  "Case pairs that differ mostly by size: the share of their images given the right case.")
+                  "Case pairs that differ mostly by size: the share of their images given the right case, "
+                  "by the model and by a linear discriminant on the page geometry alone (the same folds).")
     return [folds, writers, groups, *([pairs] if cv.get("case_pairs") else []),
             *([scorings] if cv.get("scorings") else [])]
 

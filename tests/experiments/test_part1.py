@@ -9,6 +9,7 @@ import pytest
 from jaxcnn.config import ModelConfig, TrainConfig, override
 from jaxcnn.config import NO_AUGMENT
 from jaxcnn.data.chars74k import CLASS_NAMES
+from jaxcnn.data.dataset import ArrayDataset
 from jaxcnn.experiments import part1
 from jaxcnn.training.checkpoint import run_inputs
 
@@ -54,6 +55,7 @@ def test_cv_scores_each_image_once_and_the_final_model_learns_from_all(setup, tm
     assert scorings["tta"]["vs_recipe"]["n"] == len(WRITERS)
     assert any("ensemble_1: accuracy" in line for line in part1.cv_lines(cv))
     assert cv["case_pairs"]["Oo"]["n"] == 2 * len(WRITERS)
+    assert 0 <= cv["case_pairs"]["Oo"]["resolved_by_geometry_alone"] <= 1  # the page alone, same folds
 
     by_writer = part1.run_cv(override(cfg, "folds_by=writer"), data_root, tmp_path / "cv-writers")["cv"]
     assert [f["held_out"] for f in by_writer["folds"]] == ["writers 1-2", "writers 3-4", "writers 5-6"]
@@ -109,3 +111,20 @@ def test_every_ablation_variant_is_a_valid_change_of_the_full_recipe():
     for changes in variants.values():  # every variant is a valid configuration
         for assignment in changes:
             override(recipe, assignment)
+
+
+def test_geometry_alone_resolves_a_case_pair_by_size_and_nothing_without_a_cue():
+    """The linear discriminant beside the case-pair table: an ``O`` twice the height of an ``o``
+    is always told apart on its held-out fold; with the same geometry for both, about half."""
+    rng = np.random.default_rng(0)
+    labels = np.repeat([CLASS_NAMES.index("O"), CLASS_NAMES.index("o")], 40)
+    noise = rng.normal(0, 0.05, (80, 5)).astype(np.float32)
+    folds = [{"val_index": np.flatnonzero(np.arange(80) % 4 == k).tolist()} for k in range(4)]
+
+    def with_geometry(geometry):
+        return ArrayDataset(np.zeros((80, 28, 28), np.uint8), labels, np.arange(80), CLASS_NAMES, geometry)
+
+    sized = noise + np.where(labels[:, None] == labels[0], np.log(2), 0) * (np.arange(5) == 0)
+    assert part1.geometry_alone(with_geometry(sized), folds) == {"Oo": 1.0}
+    assert 0.3 < part1.geometry_alone(with_geometry(noise), folds)["Oo"] < 0.7
+    assert part1.geometry_alone(with_geometry(None), folds) == {}
