@@ -52,6 +52,7 @@ class ModelConfig:
     dropout: float = 0.5
     dtype: str = "float32"
     page_geometry: bool = False  # the head also sees where the character sat on its page (part 1)
+    geometry_skip: bool = False  # with page_geometry: also a linear path from the geometry to the logits
 
     def __post_init__(self):
         require(self, "widths", len(self.widths) > 0 and all(w >= 1 for w in self.widths),
@@ -59,6 +60,7 @@ class ModelConfig:
         require(self, "hidden", self.hidden >= 1, ">= 1")
         require(self, "dropout", 0 <= self.dropout < 1, "in [0, 1)")
         require(self, "dtype", self.dtype in DTYPES, f"one of {', '.join(DTYPES)}")
+        require(self, "geometry_skip", self.page_geometry or not self.geometry_skip, "false without page_geometry")
 
 
 @dataclasses.dataclass(frozen=True)

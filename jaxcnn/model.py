@@ -69,20 +69,25 @@ class Head(nn.Module):
     hidden: int = 256
     dropout: float = 0.5
     dtype: jnp.dtype = jnp.float32
+    geometry_skip: bool = False  # the standardised geometry also reaches the logits linearly
 
     @nn.compact
     def __call__(self, x, train: bool, geometry=None):
         x = x.reshape((x.shape[0], -1))
         wide = param_dtype(self.dtype)
+        skip = 0.0
         if geometry is not None:  # a few numbers beside ~1,000 features: standardised, then embedded
-            g = batch_norm(self.dtype, train, "geometry_bn")(geometry.astype(self.dtype))
-            g = nn.relu(nn.Dense(GEOMETRY_EMBEDDING, dtype=self.dtype, param_dtype=wide, name="geometry")(g))
+            standard = batch_norm(self.dtype, train, "geometry_bn")(geometry.astype(self.dtype))
+            g = nn.relu(nn.Dense(GEOMETRY_EMBEDDING, dtype=self.dtype, param_dtype=wide, name="geometry")(standard))
             x = jnp.concatenate([x, g], axis=-1)
+            if self.geometry_skip:  # a linear discriminant on the page alone, past the dropout
+                skip = nn.Dense(self.num_classes, use_bias=False, dtype=self.dtype, param_dtype=wide,
+                                name="geometry_logits")(standard)
         x = nn.Dense(self.hidden, use_bias=False, dtype=self.dtype, param_dtype=wide, name="dense")(x)
         x = batch_norm(self.dtype, train, "bn")(x)
         x = nn.relu(x)
         x = nn.Dropout(self.dropout, deterministic=not train)(x)
-        return nn.Dense(self.num_classes, dtype=self.dtype, param_dtype=wide, name="logits")(x)
+        return nn.Dense(self.num_classes, dtype=self.dtype, param_dtype=wide, name="logits")(x) + skip
 
 
 GEOMETRY_EMBEDDING = 32
@@ -98,11 +103,13 @@ class CNN(nn.Module):
     dropout: float = 0.5
     dtype: jnp.dtype = jnp.float32
     geometry_features: int = 0  # F > 0: the head takes page geometry float [B, F]
+    geometry_skip: bool = False  # and a linear path from it to the logits
 
     @nn.compact
     def __call__(self, x, train: bool = False, train_trunk: bool | None = None, geometry=None):
         """``train_trunk=False`` keeps the trunk in inference mode (frozen BatchNorm statistics)."""
         trunk_train = train if train_trunk is None else train_trunk
         x = Trunk(self.widths, self.dtype, name="trunk")(x.astype(self.dtype), trunk_train)
-        logits = Head(self.num_classes, self.hidden, self.dropout, self.dtype, name="head")(x, train, geometry)
+        logits = Head(self.num_classes, self.hidden, self.dropout, self.dtype, self.geometry_skip,
+                      name="head")(x, train, geometry)
         return logits.astype(param_dtype(self.dtype))

@@ -173,3 +173,9 @@ def test_seeds_dropout_and_widths_are_valid_exactly_in_range(seeds, dropout, wid
         assert not valid
     else:
         assert valid
+
+
+def test_a_geometry_skip_needs_the_page_geometry():
+    assert ModelConfig(page_geometry=True, geometry_skip=True).geometry_skip
+    with pytest.raises(ConfigError, match="ModelConfig.geometry_skip must be false without page_geometry"):
+        ModelConfig(geometry_skip=True)

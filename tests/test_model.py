@@ -2,6 +2,7 @@
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -19,3 +20,24 @@ def test_max_pool_2x2_and_its_gradient_after_a_relu_equal_nn_max_pool(side):
     np.testing.assert_array_equal(ours(x), stock(x))
     grad = lambda f: jax.vjp(f, x)[1](g)[0]
     np.testing.assert_array_equal(grad(ours), grad(stock))
+
+
+def test_geometry_skip_adds_a_linear_path_from_the_page_to_the_logits():
+    """With ``geometry_skip`` the logits are the plain head's plus a linear map of the standardised
+    geometry (inference mode: the BatchNorm is affine, so the difference is linear in the geometry)."""
+    from jaxcnn.model import CNN
+
+    images = jnp.zeros((3, 28, 28, 1))
+    geometry = jnp.asarray(np.random.default_rng(0).standard_normal((3, 5)), jnp.float32)
+    model = CNN(62, (4, 8), 16, geometry_features=5, geometry_skip=True)
+    variables = model.init(jax.random.PRNGKey(0), images, geometry=geometry)
+    plain_variables = CNN(62, (4, 8), 16, geometry_features=5).init(jax.random.PRNGKey(0), images, geometry=geometry)
+    head = variables["params"]["head"]
+    assert head["geometry_logits"]["kernel"].shape == (5, 62)
+    assert set(head) - set(plain_variables["params"]["head"]) == {"geometry_logits"}
+    without = {**variables, "params": {**variables["params"], "head": {
+        **head, "geometry_logits": {"kernel": jnp.zeros((5, 62))}}}}
+    skip = model.apply(variables, images, geometry=geometry) - model.apply(without, images, geometry=geometry)
+    bn = variables["batch_stats"]["head"]["geometry_bn"]
+    standard = (geometry - bn["mean"]) / jnp.sqrt(bn["var"] + 1e-5) * head["geometry_bn"]["scale"] + head["geometry_bn"]["bias"]
+    np.testing.assert_allclose(skip, standard @ head["geometry_logits"]["kernel"], rtol=1e-5, atol=1e-5)

@@ -335,6 +335,7 @@ def ablation_variants(cfg: Part1Config) -> dict[str, tuple[str, ...]]:
         "double_schedule": (f"train.epochs={epochs * 2}",),
         "keep_stroke_width": ("preprocess=keep_stroke_width",),
         "no_page_geometry": ("train.model.page_geometry=false",),
+        "geometry_skip": ("train.model.geometry_skip=true",),
         "ema": (f"train.ema_decay={1 - 1 / (3 * epochs):.4f}",),
         "mixup": ("train.mixup_alpha=0.2",),
         "cutmix": ("train.cutmix_alpha=1",),

@@ -78,7 +78,7 @@ def _model(num_classes: int, cfg: ModelConfig) -> CNN:
     """One instance per architecture: a train state holds its ``apply`` (a method bound to the instance,
     compared by identity), so runs of one architecture get an equal state structure and share programs."""
     return CNN(num_classes, tuple(cfg.widths), cfg.hidden, cfg.dropout, jnp.dtype(cfg.dtype),
-               len(GEOMETRY_FEATURES) if cfg.page_geometry else 0)
+               len(GEOMETRY_FEATURES) if cfg.page_geometry else 0, cfg.geometry_skip)
 
 
 def steps_per_epoch(num_examples: int, batch_size: int) -> int:
