@@ -152,8 +152,8 @@ def test_cache_hit_returns_identical_arrays_without_decoding(tmp_path, make_char
 def test_cache_misses_when_a_file_or_a_setting_changes(tmp_path, make_chars74k, glyph):
     root = make_chars74k(tmp_path / "data")
     first = load(root, tmp_path, classes=SMALL)
-    plain = load(root, tmp_path, classes=SMALL, preprocess="plain")
-    assert not np.array_equal(plain.images, first.images)
+    stretched = load(root, tmp_path, classes=SMALL, preprocess="stretch")
+    assert not np.array_equal(stretched.images, first.images)
     glyph(4, size=(40, 30)).save(root / "Sample001" / "img001-001.png")
     changed = load(root, tmp_path, classes=SMALL)
     assert not np.array_equal(changed.images[0], first.images[0])
