@@ -387,10 +387,13 @@ def run_ablation(cfg: Part1Config, data_root: Path, workdir: Path, variants=None
                        "eval_seconds": time.perf_counter() - start,
                        "folds": len(cv["folds"]), "epochs": variant.train.epochs,
                        "seeds": len(variant.train.seeds[:cv["members"]]), "tta": cv["tta"],
-                       "per_writer_accuracy": cv["per_writer_accuracy"]}
+                       "per_writer_accuracy": cv["per_writer_accuracy"],
+                       "fold_accuracy": [f["accuracy"] for f in cv["folds"]]}
         if "default" in table:
-            table[name]["vs_default"] = paired_difference(cv["per_writer_accuracy"],
-                                                          table["default"]["per_writer_accuracy"])
+            default = table["default"]
+            table[name]["vs_default"] = paired_difference(cv["per_writer_accuracy"], default["per_writer_accuracy"])
+            table[name]["vs_default_per_fold"] = mean_ci95(
+                [a - b for a, b in zip(table[name]["fold_accuracy"], default["fold_accuracy"])])
         write_json(workdir / "ablation.json", {"config": to_dict(cfg), "variants": table})
         logger.info("ablation %s: accuracy %.4f case-folded %.4f", name, cv["accuracy"]["mean"],
                     cv["accuracy_casefold"]["mean"])

@@ -193,14 +193,18 @@ def confused_table(report: dict) -> Table:
 
 
 def ablation_table(ablation: dict) -> Table:
+    """One row per variant; the paired differences read "n/a" where no default was trained beside it."""
+    paired = lambda row, key: stat_text(row[key]) if key in row else "n/a"
     rows = [[name, ", ".join(f"`{c}`" for c in row["changes"]) or "(none)", stat_text(row["accuracy"]),
-             stat_text(row["accuracy_casefold"]), stat_text(row.get("vs_default")),
+             stat_text(row["accuracy_casefold"]), paired(row, "vs_default"), paired(row, "vs_default_per_fold"),
              f"{row['folds']} / {row['epochs']} / {row['seeds']}", seconds(row["train_seconds"])]
             for name, row in ablation["variants"].items()]
+    folds_by = ablation["config"].get("folds_by", "writer")
     return Table(["variant", "changes", "accuracy", "case-folded", "vs default (per writer)",
-                  "folds / epochs / seeds", "train seconds"], rows,
-                 "Writer folds, last epoch: fold mean ± 95% CI; the difference to the default is paired per "
-                 "writer (mean ± 95% CI over writers). Evaluation-only variants reuse the default's fold models.")
+                  "vs default (per fold)", "folds / epochs / seeds", "train seconds"], rows,
+                 f"{folds_by.capitalize()} folds, last epoch: fold mean ± 95% CI; the difference to the default is "
+                 "paired per writer and per fold (mean ± 95% CI). Evaluation-only variants reuse the default's "
+                 "fold models.")
 
 
 def learning_curve_figure(history: list[dict], path: Path) -> Figure:

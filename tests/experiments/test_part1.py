@@ -96,6 +96,9 @@ def test_ablation_trains_each_variant_under_the_folds_and_reuses_models_for_tta(
     assert sorted(p.name for p in (tmp_path / "ablate" / "no_label_smoothing").iterdir()) == ["fold0", "fold1",
                                                                                                 "fold2"]
     assert rows["default"]["vs_default"] == {"mean": 0.0, "ci95": 0.0, "n": len(WRITERS)}
+    assert rows["default"]["vs_default_per_fold"] == {"mean": 0.0, "ci95": 0.0, "n": 3}
+    assert rows["tta"]["vs_default_per_fold"]["mean"] == pytest.approx(
+        np.mean(rows["tta"]["fold_accuracy"]) - np.mean(rows["default"]["fold_accuracy"]))
     for row in rows.values():
         assert row["folds"] == 3 and row["accuracy"]["n"] == 3 and row["vs_default"]["n"] == len(WRITERS)
     assert json.loads((tmp_path / "ablate" / "ablation.json").read_text())["variants"] == rows
