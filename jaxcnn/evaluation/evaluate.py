@@ -63,6 +63,7 @@ def evaluate_ensemble(paths, data: ArrayDataset, which: str = "best", *, members
     probs = np.concatenate(probs)
     report = classification_report(probs.mean(0), data.labels, data.class_names, data.groups)
     report["members_accuracy"] = [float(np.mean(p.argmax(-1) == data.labels)) for p in probs]
+    report["wrong_for_every_member"] = int(np.sum((probs.argmax(-1) != data.labels).all(0)))
     report.update(checkpoint=str(paths[0]) if len(paths) == 1 else [str(p) for p in paths],
                   epoch=epochs[0] if len(paths) == 1 else epochs, seeds=seeds, tta=tta)
     return report

@@ -190,6 +190,7 @@ def score_folds(data: ArrayDataset, folds: list[dict], *, members: int | None = 
             correct[w][0] += accuracy * n
             correct[w][1] += n
     per_writer = {w: hits / n for w, (hits, n) in correct.items()}
+    unanimous = sum(r["wrong_for_every_member"] for r in reports)
     confusion = np.sum([r["confusion"] for r in reports], axis=0)
     validated = all(f["history"] for f in folds)  # the nested fold ensembles validate nothing
     curve = np.mean([[e["val_accuracy_ensemble"] for e in f["history"]] for f in folds], axis=0) if validated else None
@@ -200,6 +201,8 @@ def score_folds(data: ArrayDataset, folds: list[dict], *, members: int | None = 
         "confusable_groups": group_confusion(confusion, data.class_names),
         "case_pairs": case_pair_resolution(confusion, data.class_names, geometry_alone(data, folds)),
         "confusion": confusion.tolist(),
+        "wrong_for_every_member": {"n": unanimous, "share": unanimous / sum(r["n"] for r in reports),
+                                   "members": len(reports[0]["members_accuracy"])},
         "mean_val_accuracy_by_epoch": None if curve is None else curve.tolist(),
         "best_mean_epoch": None if curve is None else int(curve.argmax()) + 1,
         "members": members, "tta": tta, "train_seconds": sum(p["train_seconds"] for p in per_fold),
@@ -292,7 +295,17 @@ def cv_lines(cv: dict, what: str = "folds") -> list[str]:
                                                  for g in cv["confusable_groups"][:6]),
             "case pairs resolved: " + ", ".join(f"{pair} {row['resolved']:.2f}" for pair, row in
                                                 cv.get("case_pairs", {}).items() if row["resolved"] is not None),
+            *unanimous_lines(cv),
             *scorings]
+
+
+def unanimous_lines(cv: dict) -> list[str]:
+    """How many held-out images every member got wrong: the errors more seeds cannot vote away."""
+    wrong = cv.get("wrong_for_every_member")
+    if wrong is None or wrong["members"] < 2:
+        return []
+    return [f"wrong for all {wrong['members']} members: {wrong['n']} images ({wrong['share']:.4f}); "
+            f"right for at least one: {1 - wrong['share']:.4f}"]
 
 
 def summary_lines(results: dict) -> list[str]:

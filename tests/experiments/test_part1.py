@@ -55,6 +55,11 @@ def test_cv_scores_each_image_once_and_the_final_model_learns_from_all(setup, tm
     assert scorings["tta"]["vs_recipe"]["n"] == len(WRITERS)
     assert any("ensemble_1: accuracy" in line for line in part1.cv_lines(cv))
     assert cv["case_pairs"]["Oo"]["n"] == 2 * len(WRITERS)
+    wrong, errors = cv["wrong_for_every_member"], [[round((1 - a) * f["n"]) for a in f["members_accuracy"]]
+                                                   for f in cv["folds"]]
+    assert wrong["members"] == 2 and wrong["share"] == pytest.approx(wrong["n"] / np.sum(cv["confusion"]))
+    assert sum(max(0, sum(e) - f["n"]) for e, f in zip(errors, cv["folds"])) <= wrong["n"] <= sum(map(min, errors))
+    assert any(line.startswith("wrong for all 2 members") for line in part1.cv_lines(cv))
     assert 0 <= cv["case_pairs"]["Oo"]["resolved_by_geometry_alone"] <= 1  # the page alone, same folds
 
     by_writer = part1.run_cv(override(cfg, "folds_by=writer"), data_root, tmp_path / "cv-writers")["cv"]

@@ -72,7 +72,7 @@ def cv_summary(accuracy):
             "writer_accuracy_spread": {"min": 0.3125, "max": 0.875, "mean": accuracy, "std": 0.1, "n": 40},
             "confusable_groups": [{"group": "0Oo", "n": 120, "confused": 31, "rate": 0.2583, "pairs": {"o->0": 31}},
                                   {"group": "Xx", "n": 80, "confused": 0, "rate": 0.0, "pairs": {}}],
-            "train_seconds": 10.0}
+            "wrong_for_every_member": {"n": 123, "share": 0.05, "members": 3}, "train_seconds": 10.0}
 
 
 def ablation_row(changes, accuracy, vs_default):
@@ -165,6 +165,7 @@ def test_report_from_handmade_results_shows_every_section_and_number(study_dir, 
     assert table_value(part1, "mean ± 95% CI", 3) == "0.6400 ± 0.0500"  # the writer folds
     assert table_value(part1, "writers 1-20", 3) == "0.6300"
     assert "from 0.3125 to 0.8750" in part1
+    assert "every one of the 3 members got wrong: 123 (0.0500)" in part1 and "score at most 0.9500" in part1
     assert table_value(part1, "`0Oo`", 2) == "31" and "`Xx`" not in part1  # groups never confused are left out
     assert table_value(part1, "no_augmentation", 2) == "0.5012 ± 0.0300"
     assert table_value(part1, "no_augmentation", 4) == "-0.1531 ± 0.0200"
