@@ -12,7 +12,7 @@
 #    epoch and exits; calling the script again continues it on the same machine):
 #    pytest on the step functions (on the GPU), part 1, part 2, part 3 on the task's mnistTask3.zip
 #    with part 1's trunk and part 2's B, part 1's cv, throughput.py's step/bf16/population parts,
-#    mnist_to_99.py twice (cold, then warm compilation cache),
+#    mnist_to_99.py twice (cold, then warm compilation cache) and once at batch 256,
 #    the report (its 25 s are kept back from the stages before it).
 # 4. $OUT gets at most 8 files of at most 16 MiB: study.log (every stage's log, compile lines
 #    included), gpu-utilization.csv (nvidia-smi every 0.5 s), results.tar.gz (results, configs,
@@ -106,6 +106,8 @@ for cache in cold warm; do  # the second process finds the first one's programs 
   stage "MNIST to 99% ($cache cache)" 40 "$PY" benchmarks/mnist_to_99.py --data-root "$DATA" \
     --json "$W/mnist_to_99_$cache.json"
 done
+stage "MNIST to 99% (batch 256)" 40 "$PY" benchmarks/mnist_to_99.py --data-root "$DATA" \
+  --set batch_size=256 --json "$W/mnist_to_99_batch256.json"  # twice the steps, half the images per step
 DEADLINE_S=$((DEADLINE_S + 25))
 stage "report" 25 "$PY" -m jaxcnn report --workdir "$W"
 
