@@ -134,14 +134,13 @@ def cv_blocks(cv: dict, protocol: str) -> list:
                   f"Protocol: {PROTOCOLS[protocol]}. Each fold's model (last epoch) on the images it never saw; "
                   "Student-t interval over folds.")
     w = cv["writer_accuracy_spread"]
+    wrong = cv.get("wrong_for_every_member") or {"members": 0}
+    unanimous = (f" Images that every one of the {wrong['members']} members got wrong: {wrong['n']} "
+                 f"({rate(wrong['share'])}); even a member chosen by hand for each image would score at most "
+                 f"{rate(1 - wrong['share'])}. More seeds cannot vote these errors away.") if wrong["members"] > 1 else ""
     writers = Text(f"Accuracy per writer ({w['n']} writers, each scored by the fold model that never saw it): "
                    f"mean {rate(w['mean'])}, standard deviation {rate(w['std'])}, from {rate(w['min'])} "
-                   f"to {rate(w['max'])}.")
-    wrong = cv.get("wrong_for_every_member") or {"members": 0}
-    if wrong["members"] > 1:
-        writers = Text(f"{writers.text} Images that every one of the {wrong['members']} members got wrong: "
-                       f"{wrong['n']} ({rate(wrong['share'])}); even a member chosen by hand for each image would "
-                       f"score at most {rate(1 - wrong['share'])}. More seeds cannot vote these errors away.")
+                   f"to {rate(w['max'])}.{unanimous}")
     groups = Table(["group", "images", "taken for another member", "rate", "which way"],
                    [[f"`{g['group']}`", str(g["n"]), str(g["confused"]), rate(g["rate"]),
                      ", ".join(f"`{k}` x{v}" for k, v in g["pairs"].items())]
