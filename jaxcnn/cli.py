@@ -185,7 +185,8 @@ def build_parser() -> argparse.ArgumentParser:
         _common(p, f"ckpts/{name}")
         if name == "part3":
             p.add_argument("--data", metavar="DIR_OR_ZIP",
-                           help="the corrupted class-folder set (default: make one in WORKDIR/noisy-mnist)")
+                           help="the corrupted class-folder set (default: DATA_ROOT/mnistTask3.zip or mnistTask3/, "
+                                "else a replica made in WORKDIR/noisy-mnist.zip; 'replica' asks for the replica)")
 
     p = _command(sub, cmd_cv, "cv", help="estimate part 1's accuracy on unseen images with folds",
                  description="Train part 1's recipe once per fold (--set folds=K, default 5) and score each "

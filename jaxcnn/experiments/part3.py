@@ -41,15 +41,16 @@ from jaxcnn.evaluation.evaluate import predict_probs
 from jaxcnn.evaluation.plots import (
     plot_confusion, plot_curves, plot_folder_samples, plot_step_curves, plot_transition,
 )
+from jaxcnn.evaluation.transitions import transition_error
 from jaxcnn.experiments import part1
 from jaxcnn.experiments.common import balanced_subset, load_mnist_split
 from jaxcnn.experiments.part3_config import (
-    COMPLEMENTARY_T, K, MADE_DIR, METHODS, Method, Part3Config, fits, get_config, labels_for, method_of, teacher_of,
+    COMPLEMENTARY_T, K, MADE_DIR, METHODS, REPLICA, TASK_SET, Method, Part3Config, fits, get_config, labels_for, method_of, teacher_of,
     train_config,
 )
 from jaxcnn.experiments.part3_diagnosis import (
-    audit_images, compare_views, diagnose, free_diagnosis, free_posteriors, least_likely_accuracy, renamed_accuracy,
-    score_estimate,
+    audit_images, compare_views, diagnose, free_diagnosis, free_posteriors, least_likely_accuracy, matched_view,
+    renamed_accuracy, score_estimate,
 )
 from jaxcnn.processes import on_primary
 from jaxcnn.rundir import claim
@@ -64,6 +65,20 @@ logger = logging.getLogger("jaxcnn")
 
 
 # --- data -------------------------------------------------------------------------------------
+
+
+def noisy_source(cfg: Part3Config, data_root: Path, workdir: Path, *, overwrite=False) -> tuple[Path, str]:
+    """Where the corrupted set is, and its origin: ``given`` (``cfg.data``, a folder or zip), ``task``
+    (the task's own set in the data root, ``mnistTask3.zip`` or ``mnistTask3/``), or ``replica``
+    (made here: ``cfg.data == "replica"``, or no task set in the data root)."""
+    if cfg.data and cfg.data != REPLICA:
+        return Path(cfg.data), "given"
+    found = [] if cfg.data == REPLICA else [data_root / name for name in TASK_SET if (data_root / name).exists()]
+    if found:
+        return found[0], "task"
+    if cfg.data != REPLICA:
+        logger.info("part 3: no %s in %s, so part 3 runs on a replica made here", " or ".join(TASK_SET), data_root)
+    return make_default_set(cfg, data_root, workdir, overwrite=overwrite), "replica"
 
 
 def make_default_set(cfg: Part3Config, data_root: Path, workdir: Path, *, overwrite=False) -> Path:
@@ -91,7 +106,7 @@ def _make_default_set(cfg: Part3Config, data_root: Path, workdir: Path, overwrit
     train = load_mnist(data_root, "train")
     if cfg.noisy_size:
         train = train.subset(balanced_subset(train.labels, cfg.noisy_size, cfg.draw_seed))
-    logger.info("part 3: no --data given, so making the default corrupted set: %d MNIST training images, "
+    logger.info("part 3: making the replica: %d MNIST training images, "
                 "corruption %s, seed %d, in %s", len(train), settings["corruption"], cfg.corruption_seed, out)
     make_noisy_mnist(train.images, train.labels, out, cfg.corruption, cfg.corruption_seed, overwrite=True, as_zip=True)
     write_json(record, settings)
@@ -175,7 +190,7 @@ def run(cfg: Part3Config, data_root: Path, workdir: Path, *, resume=False, overw
     model trains), then results.json and the figures."""
     workdir = claim(workdir, "part3", to_dict(cfg), resume=resume, overwrite=overwrite)
     flags = {"resume": resume, "overwrite": overwrite}
-    source = Path(cfg.data) if cfg.data else make_default_set(cfg, data_root, workdir, overwrite=overwrite)
+    source, origin = noisy_source(cfg, data_root, workdir, overwrite=overwrite)
     noisy = load_noisy(cfg, source, cache_dir)
     test = load_mnist_split(data_root, "test", cfg.test_size, cfg.draw_seed)
     logger.info("part 3: %d corrupted images from %s, clean MNIST test %d", len(noisy), source, len(test))
@@ -183,6 +198,8 @@ def run(cfg: Part3Config, data_root: Path, workdir: Path, *, resume=False, overw
     logger.info("part 3: audit: %d near-duplicates of MNIST test images, %d inside the set, %d stray files",
                 audited["duplicates_in_mnist_test"]["near"], audited["duplicates_inside"]["near"],
                 audited["files"]["stray_files"]["count"])
+    matched = matched_view(noisy.labels, noisy.images, load_mnist(data_root, "train"))
+    logger.info("part 3: %s", matched_line(matched))
 
     variables, part1_source = part1_variables(cfg, data_root, workdir, cache_dir=cache_dir, **flags)
     trunk_init = graft_init(variables)
@@ -192,7 +209,10 @@ def run(cfg: Part3Config, data_root: Path, workdir: Path, *, resume=False, overw
     chosen, q = free_posteriors(cfg, noisy, workdir, flags)
     diagnoses = {"oracle": diagnose(noisy.labels, oracle_probs, cfg.min_confidence),
                  "oracle_free": free_diagnosis(noisy.labels[chosen], q)}
-    diagnosis = {"kind": diagnoses["oracle"]["kind"], **diagnoses, **compare_views(*diagnoses.values())}
+    diagnosis = {"kind": diagnoses["oracle"]["kind"], **diagnoses, **compare_views(*diagnoses.values()),
+                 "matched": matched}
+    if matched.get("transition"):
+        diagnosis["oracle"]["vs_matched_T"] = transition_error(diagnoses["oracle"]["transition"], matched["transition"])
     for view, d in diagnoses.items():
         logger.info("part 3: %s view: %s (%s); mapping %s, noise rate %s", view, d["kind"], d["reason"],
                     d.get("mapping"), d.get("noise_rate"))
@@ -248,9 +268,9 @@ def run(cfg: Part3Config, data_root: Path, workdir: Path, *, resume=False, overw
     models = {name: models[name] for name in ("scratch", "pretrained", *cfg.models) if name in models}
     results = {
         "config": to_dict(cfg),
-        "data": {"source": str(source), "made_here": not cfg.data,
+        "data": {"source": str(source), "origin": origin,
                  **({"corruption": str(parse_corruption(cfg.corruption)), "seed": cfg.corruption_seed}
-                    if not cfg.data else {}),
+                    if origin == "replica" else {}),
                  "noisy_images": len(noisy), "folder_counts": np.bincount(noisy.labels, minlength=K).tolist(),
                  "mnist_test": len(test)},
         "audit": audited,
@@ -308,11 +328,22 @@ def view_line(name: str, d: dict) -> str:
             f"{'n/a' if rate is None else f'{rate:.3f}'}; {figures}")
 
 
+def matched_line(matched: dict) -> str:
+    """Where the images come from and how many sit in their own digit's folder (the matched view)."""
+    own, spread = matched["own_folder"], matched["nearest_difference"]
+    line = (f"matched view (MNIST's labels of each image's nearest {matched['pool']} image): "
+            f"{matched['near_copies']} of {matched['images']} images are near copies (difference <= "
+            f"{matched['near_threshold']}; median {spread['median']:.3f}, max {spread['max']:.3f}), of "
+            f"{matched['distinct_nearest']} distinct images; {own['images']} ({own['share']:.2%}) sit in their own "
+            f"digit's folder, per digit {own['per_digit']}")
+    return line + (f"; {matched['kind']} ({matched['reason']})" if matched["kind"] else f"; no reading: {matched['reason']}")
+
+
 def summary_lines(results: dict) -> list[str]:
     """The audit, both diagnoses, the clean-test table (mean ± 95% CI over seeds, last epoch) and the truth check."""
     data, diag, models, oracle = results["data"], results["diagnosis"], results["models"], results["oracle"]
     audited = results["audit"]
-    made = (f"; made here: corruption {data['corruption']}, seed {data['seed']}" if data["made_here"] else "")
+    made = (f"; made here: corruption {data['corruption']}, seed {data['seed']}" if data["origin"] == "replica" else "")
     files = audited["files"]
     lines = [f"part 3: {data['noisy_images']} corrupted images from {data['source']}{made}",
              f"audit: {files['image_files']} image files ({', '.join(files['formats'])}; JPEG quality "
@@ -326,6 +357,7 @@ def summary_lines(results: dict) -> list[str]:
              f"clean oracle: {oracle['source']}, MNIST test accuracy {oracle['test_accuracy']:.4f}; "
              f"estimate from {diag['oracle']['kept_fraction']:.1%} of the images (confidence >= "
              f"{diag['oracle']['min_confidence']})",
+             matched_line(diag["matched"]),
              view_line("oracle view", diag["oracle"]),
              view_line("oracle-free view", diag["oracle_free"]),
              f"views: {diag['note']}"]

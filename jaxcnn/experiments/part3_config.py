@@ -87,6 +87,8 @@ def train_config(cfg: Part3Config, method: Method, diagnosis: dict, epochs: int 
 
 
 MADE_DIR = "noisy-mnist"  # made as WORKDIR/noisy-mnist.zip, in the original's form
+TASK_SET = ("mnistTask3.zip", "mnistTask3")  # the task's own set, looked for in the data root
+REPLICA = "replica"  # ``data`` that asks for the replica even where the task's set is present
 MNIST_TRAIN = TrainConfig(seeds=(0, 1, 2, 3, 4), epochs=15, batch_size=128, learning_rate=2e-3, weight_decay=5e-4,
                           warmup_epochs=1, label_smoothing=0.0, augment=MNIST_AUGMENT, probe_every=50)
 
@@ -95,8 +97,9 @@ MNIST_TRAIN = TrainConfig(seeds=(0, 1, 2, 3, 4), epochs=15, batch_size=128, lear
 class Part3Config:
     """What part 3 trains on and how.
 
-    ``data``: the corrupted class-folder set (folder or zip); empty means make one,
-    ``WORKDIR/noisy-mnist.zip``, from MNIST train with ``corruption`` and ``corruption_seed``.
+    ``data``: the corrupted class-folder set (folder or zip); empty means the task's own set in the
+    data root (``TASK_SET``), and where it is absent, or with ``"replica"``, a replica made as
+    ``WORKDIR/noisy-mnist.zip`` from MNIST train with ``corruption`` and ``corruption_seed``.
     ``noisy_size``/``test_size``/``reference_size``: 0 uses everything, else a class-balanced subset
     (of the folders by folder label, of MNIST test, of MNIST train for the oracle) drawn with ``draw_seed``.
     ``part1_ckpt``: part 1's work directory, whose trunk is grafted; if it holds no checkpoint

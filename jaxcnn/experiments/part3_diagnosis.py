@@ -37,6 +37,37 @@ def diagnose(folder_labels, oracle_probs, min_confidence: float) -> dict:
             "rows_seen": rows_seen.tolist(), **classify_transition(T_est, rows_seen, rows_seen)}
 
 
+COPIES_FOR_VIEW = 0.9  # the matched view reads the folders only where this share of images are near copies
+
+
+def matched_view(folder_labels, images, mnist_train: ArrayDataset) -> dict:
+    """The matched view: where the images come from, and what their folders hold by the label of
+    each image's nearest MNIST training image (``audit.nearest``).
+
+    Where the set is made of MNIST training images (at least ``COPIES_FOR_VIEW`` of them near
+    copies), these are MNIST's own labels of the very same images: the exact T, and the number of
+    images that sit in their own digit's folder. Clean labels: no model learns from them.
+    """
+    folders = np.asarray(folder_labels)
+    index, distance = audit.nearest(images, mnist_train.images)
+    digits = mnist_train.labels[index]
+    own = digits == folders
+    copies = float(np.mean(distance <= audit.NEAR))
+    record = {"pool": f"MNIST train ({len(mnist_train)} images)", "images": len(folders),
+              "near_copies": int(np.sum(distance <= audit.NEAR)), "near_threshold": audit.NEAR,
+              "distinct_nearest": int(len(np.unique(index))),
+              "nearest_difference": {"median": float(np.median(distance)), "p99": float(np.percentile(distance, 99)),
+                                     "max": float(distance.max())},
+              "own_folder": {"images": int(own.sum()), "share": float(own.mean()),
+                             "per_digit": np.bincount(digits[own], minlength=K).tolist()},
+              "digits": np.bincount(digits, minlength=K).tolist()}
+    if copies < COPIES_FOR_VIEW or not np.all(record["digits"]):
+        return {**record, "kind": None, "reason": f"only {copies:.1%} of the images are near copies of MNIST "
+                f"training images (the view needs {COPIES_FOR_VIEW:.0%}) or a digit has none"}
+    T = estimate_transition(folders, digits, num_classes=K)
+    return {**record, "transition": T.tolist(), **classify_transition(T, record["digits"], record["digits"])}
+
+
 FREE_Z = 3.0  # standard errors a folder frequency must lie from 1/K to count as signal (one-sided 0.13% each)
 
 

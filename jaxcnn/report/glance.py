@@ -89,8 +89,14 @@ def part3_glance(results: dict | None) -> str:
     head = "**Part 3, what is wrong with the corrupted set?**"
     if results is None:
         return f"{head} not run yet {see(title)}."
-    diagnosis = results["diagnosis"]
-    found = f"{diagnosis['kind']}: {diagnosis['oracle']['reason']} (clean model's view)"
+    diagnosis, data = results["diagnosis"], results["data"]
+    found = f"{ORIGINS[data['origin']]}, {diagnosis['kind']}: {diagnosis['oracle']['reason']} (clean model's view)"
+    matched = diagnosis.get("matched")
+    if matched:
+        leaked = results["audit"]["duplicates_in_mnist_test"]["near"]
+        found += (f"; {matched['near_copies']} of {matched['images']} images are near copies of {matched['pool']} "
+                  f"images ({matched['distinct_nearest']} distinct), {leaked} of MNIST test; by MNIST's labels "
+                  f"{matched['own_folder']['images']} sit in their own digit's folder")
     free = diagnosis.get("oracle_free")
     if free:
         found += f"; from the folders alone: {free['kind']} ({diagnosis['note']})"
@@ -104,6 +110,9 @@ def part3_glance(results: dict | None) -> str:
             answers.append(f"best recovery {what}: {best[0]}, {stat_text(best[1]['final_test_accuracy'])} "
                            "on clean MNIST test")
     return f"{head} {'; '.join(answers)} {see(title)}."
+
+
+ORIGINS = {"task": "the task's own set", "replica": "a replica made here", "given": "a set given with --data"}
 
 
 def best_model(models: dict, clean: bool) -> tuple[str, dict] | None:

@@ -272,7 +272,7 @@ def part3_sections(part_dir: Path) -> list[Section]:
     if results is None:
         return [Section(title, [not_run("part3")])]
     data, diag, models, audited = results["data"], results["diagnosis"], results["models"], results["audit"]
-    made = f", made here with corruption `{data['corruption']}` (seed {data['seed']})" if data["made_here"] else ""
+    made = f", made here with corruption `{data['corruption']}` (seed {data['seed']})" if data["origin"] == "replica" else ""
     overview = Text(f"{data['noisy_images']} images in class folders from `{data['source']}`{made}; every model is "
                     f"scored on the clean MNIST test set ({data['mnist_test']} images) at its last epoch, and none "
                     "is selected on it.")
@@ -292,21 +292,26 @@ def part3_sections(part_dir: Path) -> list[Section]:
                   ["duplicates in the MNIST test set (exact / near)",
                    f"{audited['duplicates_in_mnist_test']['exact']} / {audited['duplicates_in_mnist_test']['near']}"]]
     audit_table = Table(["what", "value"], audit_rows, "The images against clean MNIST (no label read).")
-    oracle, free = diag["oracle"], diag["oracle_free"]
-    view = lambda d, key, fmt=str: fmt(d[key]) if d.get(key) is not None else "n/a"
-    rows = [["kind", oracle["kind"], free["kind"]],
-            ["why", oracle["reason"], free["reason"]],
-            ["mapping (digit -> folder)", view(oracle, "mapping"), view(free, "mapping")],
-            ["noise rate", view(oracle, "noise_rate", rate), view(free, "noise_rate", rate)],
-            ["peak mass", view(oracle, "peak_mass", rate), view(free, "peak_mass", rate)],
-            ["hole mass", view(oracle, "hole_mass", rate), view(free, "hole_mass", rate)],
-            ["rests on", f"a clean model ({results['oracle']['source']}, clean test accuracy "
-                         f"{rate(results['oracle']['test_accuracy'])}) names each digit",
+    oracle, free, matched = diag["oracle"], diag["oracle_free"], diag["matched"]
+    views = (matched, oracle, free)
+    view = lambda key, fmt=str: [fmt(d[key]) if d.get(key) is not None else "n/a" for d in views]
+    own = matched["own_folder"]
+    rows = [["kind", *view("kind")], ["why", *view("reason")], ["mapping (digit -> folder)", *view("mapping")],
+            ["noise rate", *view("noise_rate", rate)], ["peak mass", *view("peak_mass", rate)],
+            ["hole mass", *view("hole_mass", rate)],
+            ["images in their own digit's folder", f"{own['images']} ({rate(own['share'])}); per digit "
+                                                   f"{', '.join(map(str, own['per_digit']))}", "", ""],
+            ["rests on", f"each image's nearest {matched['pool']} image ({matched['near_copies']} of "
+                         f"{matched['images']} near copies, {matched['distinct_nearest']} distinct): MNIST's labels",
+             f"a clean model ({results['oracle']['source']}, clean test accuracy "
+             f"{rate(results['oracle']['test_accuracy'])}) names each digit",
              f"the folder model's {free['anchor']} folder names the digit (held-out folds)"]]
     truth = results.get("truth_check")
     if truth:
-        rows.append(["planted (truth file, read after training)", f"{truth['planted_spec']} ({truth['planted_kind']})", ""])
-    diagnosis = Table(["", "oracle view", "oracle-free view"], rows, f"What the folders hold. {diag['note'].capitalize()}.")
+        rows.append(["planted (truth file, read after training)", f"{truth['planted_spec']} ({truth['planted_kind']})",
+                     "", ""])
+    diagnosis = Table(["", "matched view (clean labels)", "oracle view", "oracle-free view"], rows,
+                      f"What the folders hold. {diag['note'].capitalize()}.")
     table = models_table(models, results["config"]["thresholds"],
                          "Clean MNIST test set, mean ± 95% CI over seeds (Student t), last epoch.")
     table.rows.insert(0, ["uses clean labels", *("yes" if m["uses_clean_labels"] else "no" for m in models.values())])

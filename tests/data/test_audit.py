@@ -71,6 +71,18 @@ def test_duplicates_find_a_jpeg_copy_of_a_test_image_and_exact_copies_inside():
     assert inside["exact"] == 1 and inside["near"] == 2  # each of the pair finds the other
 
 
+def test_nearest_finds_a_copy_of_a_thin_stroke_that_the_coarse_blocks_cannot_place():
+    # bars two pixels wide at columns 12-13, 13-14 and 14-15 all fall in one 4x4 block column:
+    # equal coarse means, so only the fine check tells them apart (MNIST's vertical ones do this)
+    bars = np.zeros((3, 28, 28), np.uint8)
+    for i, column in enumerate((12, 13, 14)):
+        bars[i, 5:24, column:column + 2] = 255
+    pool = np.concatenate([_digits(100), bars])
+    copies = np.stack([_jpeg_roundtrip(bar) for bar in bars])
+    index, distance = audit.nearest(copies, pool)
+    assert index.tolist() == [100, 101, 102] and np.all(distance <= audit.NEAR)
+
+
 def test_on_real_mnist_jpeg_copies_of_test_digits_are_found_and_nothing_else(shared_data):
     from jaxcnn.data.mnist import load_mnist
     train, test = load_mnist(shared_data, "train"), load_mnist(shared_data, "test")

@@ -62,7 +62,8 @@ def quick_run(tmp_path_factory, real_data):
         mp.setattr(part3, "part1_variables", part1_apart)
         mp.setattr(part3, "make_noisy_mnist", make_then_hide_truth)
         mp.setattr(part3, "score_estimate", restore_truth_then_score)
-        cfg = dataclasses.replace(part3.get_config(quick=True), part1_ckpt=str(tmp / "no-part1-here"))
+        cfg = dataclasses.replace(part3.get_config(quick=True), data=part3_config.REPLICA,
+                                  part1_ckpt=str(tmp / "no-part1-here"))
         jax.clear_caches()  # count compilations as a fresh process would
         with counting_compilations() as seen["compiled"]:
             results = part3.run(cfg, real_data, workdir, cache_dir=tmp / "cache")
@@ -98,7 +99,7 @@ def test_quick_run_writes_every_model_and_figure(quick_run):
     for name in ("transition_estimate.png", "transition_free.png", "folder_samples.png", "audit_samples.png",
                  "learning_curves.png", "confusion_scratch.png"):
         assert (workdir / name).stat().st_size > 5000, name
-    assert on_disk["data"]["made_here"] and (workdir / "noisy-mnist.zip").is_file()
+    assert on_disk["data"]["origin"] == "replica" and (workdir / "noisy-mnist.zip").is_file()
     assert on_disk["part1_checkpoint"]["checkpoint"].endswith("part1-quick")
     grafted = on_disk["models"]["pretrained"]["transfer"]
     assert grafted["checkpoint"].endswith("part1-quick") and grafted["kept_fresh"]
@@ -253,6 +254,39 @@ def test_a_part1_trunk_that_does_not_fit_the_model_is_refused(tmp_path, monkeypa
         part3.part1_variables(part3.get_config(), tmp_path, tmp_path / "work")
 
 
+def test_part3_runs_on_the_task_set_in_the_data_root_and_on_a_replica_only_when_asked_or_absent(tmp_path,
+                                                                                               monkeypatch):
+    monkeypatch.setattr(part3, "make_default_set", lambda cfg, root, workdir, overwrite: workdir / "made.zip")
+    cfg, work = part3.get_config(), tmp_path / "work"
+    assert part3.noisy_source(cfg, tmp_path, work) == (work / "made.zip", "replica")  # no task set here
+    (tmp_path / "mnistTask3").mkdir()
+    assert part3.noisy_source(cfg, tmp_path, work) == (tmp_path / "mnistTask3", "task")
+    (tmp_path / "mnistTask3.zip").write_bytes(b"")
+    assert part3.noisy_source(cfg, tmp_path, work) == (tmp_path / "mnistTask3.zip", "task")
+    replica = dataclasses.replace(cfg, data=part3_config.REPLICA)
+    assert part3.noisy_source(replica, tmp_path, work) == (work / "made.zip", "replica")
+    given = dataclasses.replace(cfg, data=str(tmp_path / "given.zip"))
+    assert part3.noisy_source(given, tmp_path, work) == (tmp_path / "given.zip", "given")
+
+
+def test_the_matched_view_counts_the_images_in_their_own_digits_folder():
+    rng = np.random.default_rng(0)
+    train = ArrayDataset(rng.integers(0, 256, (2000, 28, 28), dtype=np.uint8), np.arange(2000, dtype=np.int32) % 10,
+                         np.full(2000, -1, np.int32), part3_config.DIGITS)
+    order = rng.permutation(2000)[:1500]  # 1,500 of the training images, shuffled, in other digits' folders ...
+    digits = train.labels[order]
+    folders = (digits + rng.integers(1, 10, 1500)) % 10
+    own = np.flatnonzero(digits == 3)[:2].tolist() + np.flatnonzero(digits == 7)[:1].tolist()
+    folders[own] = digits[own]  # ... but for two threes and a seven
+    noisy = np.clip(train.images[order].astype(int) + rng.integers(-2, 3, (1500, 28, 28)), 0, 255).astype(np.uint8)
+    matched = part3_diagnosis.matched_view(folders, noisy, train)
+    assert matched["near_copies"] == 1500 and matched["distinct_nearest"] == 1500
+    assert matched["own_folder"]["images"] == 3 and matched["own_folder"]["per_digit"] == [0, 0, 0, 2, 0, 0, 0, 1, 0, 0]
+    assert matched["kind"] == "complementary"
+    strangers = part3_diagnosis.matched_view(folders, rng.integers(0, 256, (1500, 28, 28), dtype=np.uint8), train)
+    assert strangers["near_copies"] == 0 and strangers["kind"] is None and "near copies" in strangers["reason"]
+
+
 def test_a_given_folder_is_loaded_with_its_folder_labels(tmp_path):
     images = np.random.default_rng(0).integers(0, 256, (40, 28, 28), dtype=np.uint8)
     labels = np.repeat(np.arange(10), 4)
@@ -321,8 +355,33 @@ def test_quick_run_on_generated_data_without_the_real_data_set(generated_data, t
     """The whole part 3 (its quick part 1, the replica of the task's set, audit, diagnosis, every
     model) on printed digits and characters: no file of the real data set is read."""
     results = part3.run(part3.get_config(quick=True), generated_data, tmp_path, cache_dir=tmp_path / "cache")
-    assert results["data"]["made_here"] and results["part1_checkpoint"]["checkpoint"].endswith("part1-quick")
+    assert results["data"]["origin"] == "replica" and results["part1_checkpoint"]["checkpoint"].endswith("part1-quick")
     assert results["diagnosis"]["oracle"]["kind"] == "complementary"
     assert {"scratch", "pretrained"} <= set(results["models"])
     assert results["models"]["pretrained"]["transfer"]["copied"]
     assert (tmp_path / "results.json").is_file() and (tmp_path / "transition_estimate.png").is_file()
+
+
+@pytest.mark.slow
+def test_on_the_task_set_the_program_finds_mnist_train_and_the_images_in_their_own_folder(real_data, tmp_path):
+    """The task's own set against what its file names tell (``image_NNNNNN.jpg`` is MNIST train's
+    image NNNNNN): read here to check the program, which never reads a name."""
+    from jaxcnn.data.audit import duplicates
+    from jaxcnn.data.imagefiles import list_images
+    from jaxcnn.data.mnist import load_mnist
+    task = real_data / "mnistTask3.zip"
+    if not task.is_file():
+        pytest.skip(f"{task} not staged")
+    noisy = part3.load_noisy(part3.get_config(), task, cache_dir=tmp_path)
+    train, test = load_mnist(real_data, "train"), load_mnist(real_data, "test")
+    matched = part3_diagnosis.matched_view(noisy.labels, noisy.images, train)
+    names = [e.name for e in list_images(task).entries]  # the loader's order: folder by folder, as listed
+    names = [n for digit in part3_config.DIGITS for n in names if n.rpartition("/")[0].endswith(f"/{digit}")]
+    numbers = np.array([int(n.rpartition("_")[2].removesuffix(".jpg")) for n in names])
+    truth = train.labels[numbers]
+    in_own = truth == noisy.labels
+    assert matched["distinct_nearest"] == len(noisy) == 60000 and matched["near_copies"] > 0.99 * len(noisy)
+    assert matched["own_folder"]["images"] == in_own.sum()
+    assert matched["own_folder"]["per_digit"] == np.bincount(truth[in_own], minlength=10).tolist()
+    assert matched["kind"] == "complementary" and matched["mapping"] == list(range(10))
+    assert duplicates(noisy.images, test.images)["near"] == 0  # nothing of MNIST test: the test score is fair

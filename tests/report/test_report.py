@@ -101,7 +101,7 @@ def part3_results():
             "noise_rate": 0.0034, "peak_mass": 0.1234, "hole_mass": 0.0034}
     pixels = {"mean_intensity": 33.3, "ink_fraction": 0.1912}
     return {"config": {"thresholds": [0.98]},
-            "data": {"source": "ckpts/part3/noisy-mnist.zip", "made_here": True, "corruption": "complementary",
+            "data": {"source": "ckpts/part3/noisy-mnist.zip", "origin": "replica", "corruption": "complementary",
                      "seed": 0, "noisy_images": 3000, "mnist_test": 1000},
             "audit": {"files": {"image_files": 3000, "formats": {"JPEG L 28x28": 500}, "header_sample": 500,
                                 "jpeg_quality_estimate": {"75": 500}, "folder_sizes": {"0": 300, "1": 300},
@@ -110,7 +110,10 @@ def part3_results():
                       "duplicates_inside": {"exact": 0, "near": 2}, "duplicates_in_mnist_test": {"exact": 0, "near": 0}},
             "oracle": {"source": "ckpts/part3/reference", "test_accuracy": 0.9456},
             "diagnosis": {"kind": "complementary", "oracle": view, "agree": True, "note": "the two views agree",
-                          "oracle_free": {**view, "anchor": "least likely", "noise_rate": 0.0456}},
+                          "oracle_free": {**view, "anchor": "least likely", "noise_rate": 0.0456},
+                          "matched": {**view, "noise_rate": 0.0011, "pool": "MNIST train (60000 images)",
+                                      "images": 3000, "near_copies": 2990, "distinct_nearest": 3000,
+                                      "own_folder": {"images": 3, "share": 0.001, "per_digit": [1, 2, 0]}}},
             "models": {"scratch": {**model, "uses_clean_labels": False,
                                    "least_likely": {"final_test_accuracy": stat(0.9111), "ensemble_accuracy": 0.92}},
                        "oracle_relabel": {**model, "uses_clean_labels": True, "final_test_accuracy": stat(0.9622)}},
@@ -195,7 +198,9 @@ def test_report_shows_part3_diagnosis_and_models(study_dir, tmp_path):
     write_png(study_dir / "part3" / "transition_estimate.png", 4)
     markdown = report.write_report(study_dir, tmp_path / "REPORT.md")[0].read_text()
     part3 = section(markdown, "## Part 3: label-corrupted MNIST")
-    assert table_value(part3, "kind") == "complementary" and table_value(part3, "noise rate", 2) == "0.0456"
+    assert table_value(part3, "kind") == "complementary" and table_value(part3, "noise rate", 3) == "0.0456"
+    assert table_value(part3, "noise rate") == "0.0011"  # the matched view: MNIST's own labels
+    assert table_value(part3, "images in their own digit's folder") == "3 (0.0010); per digit 1, 2, 0"
     assert table_value(part3, "duplicates in the MNIST test set (exact / near)") == "0 / 0"
     assert table_value(part3, "uses clean labels", 2) == "yes" and table_value(part3, "uses clean labels") == "no"
     assert table_value(part3, "final test accuracy", 2) == "0.9622 ± 0.0123"
