@@ -19,6 +19,22 @@ def stat(values) -> dict:
     return {**mean_ci95(present), "values": values}
 
 
+def paired(a: dict, b: dict) -> dict:
+    """``a - b`` seed by seed, as a ``stat``: two runs of the same seeds share their data order and
+    head initialisation, so the pair cancels that noise. A seed that lacks either value is left out."""
+    if len(a["values"]) != len(b["values"]):
+        raise ValueError(f"cannot pair {len(a['values'])} seeds with {len(b['values'])}")
+    return stat([None if None in (x, y) else x - y for x, y in zip(a["values"], b["values"])])
+
+
+def verdict(difference: dict, lower_is_better: bool = False) -> str:
+    """What a paired ``difference`` (a minus b) says: ``better``, ``worse`` (its 95% CI excludes 0),
+    or ``no difference measured`` (it does not, or fewer than two pairs)."""
+    if difference["n"] < 2 or difference["ci95"] is None or abs(difference["mean"]) <= difference["ci95"]:
+        return "no difference measured"
+    return "better" if (difference["mean"] < 0) == lower_is_better else "worse"
+
+
 def validation_points(history: list[dict]) -> list[tuple[int, float, list[float]]]:
     """Every validation of a run in order, the first epoch's probes included: (step, wall seconds
     since training began, test accuracy per seed).

@@ -8,6 +8,8 @@ import dataclasses
 import json
 from pathlib import Path
 
+from jaxcnn.evaluation.convergence import paired, verdict
+
 
 RATE = "{:.4f}"  # accuracies, losses, ECE
 SECONDS = "{:.1f}"
@@ -50,6 +52,15 @@ def rate(x) -> str:
 
 def seconds(x) -> str:
     return "n/a" if x is None else SECONDS.format(x)
+
+
+def paired_text(a: dict, b: dict, fmt: str = RATE, lower_is_better: bool = False) -> str:
+    """``a - b`` paired over seeds (``convergence.paired``) as ``+mean ± ci (verdict)``."""
+    difference = paired(a, b)
+    if difference["n"] == 0:
+        return "not reached"
+    sign = "+" if difference["mean"] >= 0 else ""
+    return f"{sign}{stat_text(difference, fmt)} ({verdict(difference, lower_is_better)})"
 
 
 def stat_text(summary: dict, fmt: str = RATE) -> str:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from jaxcnn.experiments import PARTS
 from jaxcnn.experiments.part1 import PROTOCOLS, folds_protocol
-from jaxcnn.report.document import Bullets, Section, evaluation_files, rate, read_json, stat_text
+from jaxcnn.report.document import Bullets, Section, evaluation_files, paired_text, rate, read_json, stat_text
 from jaxcnn.report.render import anchor
 
 
@@ -66,14 +66,14 @@ def part2_glance(results: dict | None) -> str:
     if "B" not in models or "C" not in models:
         return f"{head} not run yet {see(title)}."
     b, c = models["B"], models["C"]
-    answers = [f"final test accuracy C {stat_text(c['final_test_accuracy'])} "
-               f"vs B {stat_text(b['final_test_accuracy'])}"]
-    steps = sorted((k for k in b if k.startswith("steps_to_") and k in c),
-                   key=lambda k: float(k.removeprefix("steps_to_")))
-    if steps:
-        key = "steps_to_99" if "steps_to_99" in steps else steps[-1]
+    answers = [f"final test accuracy C {stat_text(c['final_test_accuracy'])} vs B "
+               f"{stat_text(b['final_test_accuracy'])}, C - B paired over seeds "
+               f"{paired_text(c['final_test_accuracy'], b['final_test_accuracy'])}",
+               f"test NLL C - B {paired_text(c['final_test_nll'], b['final_test_nll'], lower_is_better=True)}"]
+    for key in sorted((k for k in b if k.startswith("steps_to_") and k in c),
+                      key=lambda k: float(k.removeprefix("steps_to_"))):
         answers.append(f"steps to {key.removeprefix('steps_to_')}%: C {stat_text(c[key], '{:.0f}')} vs "
-                       f"B {stat_text(b[key], '{:.0f}')}")
+                       f"B {stat_text(b[key], '{:.0f}')}, C - B {paired_text(c[key], b[key], '{:.0f}', True)}")
     sizes = results.get("data_size", {})
     common = sorted(set(sizes.get("B", {})) & set(sizes.get("C", {})), key=int)
     gaps = [(n, sizes["C"][n]["final_test_accuracy"]["mean"], sizes["B"][n]["final_test_accuracy"]["mean"])
@@ -91,15 +91,15 @@ def part3_glance(results: dict | None) -> str:
         return f"{head} not run yet {see(title)}."
     diagnosis, data = results["diagnosis"], results["data"]
     found = f"{ORIGINS[data['origin']]}, {diagnosis['kind']}: {diagnosis['oracle']['reason']} (clean model's view)"
-    matched = diagnosis.get("matched")
-    if matched:
-        leaked = results["audit"]["duplicates_in_mnist_test"]["near"]
-        found += (f"; {matched['near_copies']} of {matched['images']} images are near copies of {matched['pool']} "
-                  f"images ({matched['distinct_nearest']} distinct), {leaked} of MNIST test; by MNIST's labels "
-                  f"{matched['own_folder']['images']} sit in their own digit's folder")
     free = diagnosis.get("oracle_free")
     if free:
         found += f"; from the folders alone: {free['kind']} ({diagnosis['note']})"
+    matched = diagnosis.get("matched")
+    if matched:
+        leaked = results["audit"]["duplicates_in_mnist_test"]["near"]
+        found += (f"; {matched['near_copies']} of {matched['images']} images are near copies of "
+                  f"{matched['distinct_nearest']} distinct images of {matched['pool']}, {leaked} of MNIST test; "
+                  f"by MNIST's labels {matched['own_folder']['images']} sit in their own digit's folder")
     truth = results.get("truth_check")
     if truth:
         found += f"; the truth file (read after training) planted {truth['planted_spec']} ({truth['planted_kind']})"

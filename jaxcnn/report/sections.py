@@ -14,7 +14,8 @@ from jaxcnn.evaluation.plots import plot_learning_curves
 from jaxcnn.experiments import PARTS
 from jaxcnn.experiments.part1 import PROTOCOLS, folds_protocol
 from jaxcnn.report.document import (
-    RATE, SECONDS, Bullets, Figure, Section, Table, Text, evaluation_files, rate, read_json, seconds, stat_text,
+    RATE, SECONDS, Bullets, Figure, Section, Table, Text, evaluation_files, paired_text, rate, read_json, seconds,
+    stat_text,
 )
 from jaxcnn.report.glance import glance_section
 
@@ -240,6 +241,23 @@ def models_table(models: dict, thresholds, caption: str) -> Table:
     return Table(["", *models], table, caption)
 
 
+def paired_table(models: dict, thresholds) -> list[Table]:
+    """Each transferred model minus B, seed by seed (the same seeds: same data order and head), with
+    what its 95% CI says; empty where B is missing."""
+    if "B" not in models:
+        return []
+    others = {name: m for name, m in models.items() if name != "B"}
+    rows = [("first-epoch test accuracy", "first_epoch_test_accuracy", RATE, False),
+            *((f"steps to {100 * t:g}%", f"steps_to_{100 * t:g}", "{:.0f}", True) for t in thresholds),
+            ("final test accuracy", "final_test_accuracy", RATE, False), ("final test NLL", "final_test_nll", RATE, True),
+            ("final test ECE", "final_test_ece", RATE, True)]
+    table = [[label, *(paired_text(m[key], models["B"][key], fmt, lower) for m in others.values())]
+             for label, key, fmt, lower in rows]
+    return [Table(["", *(f"{name} - B" for name in others)], table,
+                  "Paired over seeds (each seed's run minus B's of the same seed), mean ± 95% CI; "
+                  "'no difference measured' where the interval holds 0.")]
+
+
 def part2_sections(part_dir: Path) -> list[Section]:
     results = read_json(part_dir / "results.json")
     title = "Part 2: transfer to MNIST"
@@ -255,12 +273,13 @@ def part2_sections(part_dir: Path) -> list[Section]:
         f"({data['mnist_test']} images) at their last epoch.")
     table = models_table(models, results["config"]["thresholds"],
                          "MNIST test set, mean ± 95% CI over seeds (Student t), last epoch.")
+    against_b = paired_table(models, results["config"]["thresholds"])
     sizes = sorted({size for points in results["data_size"].values() for size in points}, key=int)
     curve = Table(["training images", *results["data_size"]],
                   [[size, *(stat_text(points[size]["final_test_accuracy"]) if size in points else "n/a"
                             for points in results["data_size"].values())] for size in sizes],
                   "Final MNIST test accuracy by training-set size, mean ± 95% CI over seeds.")
-    return [Section(title, [overview, table, *part_figures(part_dir, "part2")]),
+    return [Section(title, [overview, table, *against_b, *part_figures(part_dir, "part2")]),
             Section("Part 2: data size", [curve], 3),
             *([Section("Part 2: A, the digits model",
                        [validation_table(a, a.get("seeds", []), "validation writers' digits")], 3)] if a else [])]
@@ -374,15 +393,17 @@ def is_bibliography(heading: str) -> bool:
 
 def bibliography(docs_dir: Path) -> list[str]:
     """The entries of every design document's Bibliography (or References) section, merged and sorted."""
-    entries = set()
+    entries = []
     for doc in sorted(docs_dir.glob("*.md")):
         inside = False
         for line in doc.read_text().splitlines():
             if line.startswith("## "):
                 inside = is_bibliography(line[3:])
             elif inside and line.startswith("- "):
-                entries.add(line[2:].strip())
-    return sorted(entries, key=str.casefold)
+                entries.append(line[2:].strip())
+            elif inside and entries and line.startswith("  ") and line.strip():  # an entry's next line
+                entries[-1] += " " + line.strip()
+    return sorted(set(entries), key=str.casefold)
 
 
 def readable(part_dir: Path, sections, *args):

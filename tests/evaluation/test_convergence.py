@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from jaxcnn.evaluation.convergence import (
-    epochs_to_accuracy, format_stat, seconds_to_accuracy, stat, steps_to_accuracy, summarise_history,
-    summarise_predictions,
+    epochs_to_accuracy, format_stat, paired, seconds_to_accuracy, stat, steps_to_accuracy, summarise_history,
+    summarise_predictions, verdict,
 )
 from jaxcnn.training.steps import softmax_mean
 
@@ -64,3 +64,16 @@ def test_summarise_predictions_scores_each_seed_and_their_softmax_ensemble():
     assert summary["final_test_nll"]["values"] == pytest.approx(expected_nll, abs=1e-6)
     assert summary["ensemble"]["accuracy"] == 1.0  # mean probs: (.675, .325), (.3, .7), (.45, .55)
     assert summary["ensemble"]["per_class_f1"] == {"a": 1.0, "b": 1.0}
+
+
+def test_pairing_seeds_cancels_what_they_share_and_the_verdict_reads_the_interval():
+    b, c = stat([0.990, 0.995, 0.980]), stat([0.991, 0.996, 0.981])  # each seed of C 0.001 above its B
+    difference = paired(c, b)
+    assert difference["n"] == 3 and difference["mean"] == pytest.approx(0.001) and difference["ci95"] < 1e-9
+    assert verdict(difference) == "better" and verdict(difference, lower_is_better=True) == "worse"
+    assert c["mean"] - b["mean"] < c["ci95"]  # unpaired, the two intervals overlap
+    assert verdict(paired(stat([0.99, 0.98, 0.995]), b)) == "no difference measured"
+    one_pair = paired(stat([None, 100, 200]), stat([150, None, 250]))  # steps: a seed that never got there
+    assert one_pair["n"] == 1 and one_pair["mean"] == -50 and verdict(one_pair) == "no difference measured"
+    with pytest.raises(ValueError, match="cannot pair 1 seeds with 2"):
+        paired(stat([1.0]), stat([1.0, 2.0]))

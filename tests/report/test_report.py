@@ -192,6 +192,13 @@ def test_report_from_handmade_results_shows_every_section_and_number(study_dir, 
     assert "0.9712 ± 0.0123" in page
 
 
+def test_report_pairs_each_transferred_model_with_b_seed_by_seed(study_dir):
+    part2 = section(report.write_report(study_dir)[0].read_text(), "## Part 2: transfer to MNIST")
+    assert "| C - B |" in part2 and "| final test accuracy | +0.0121 ± 0.0000 (better) |" in part2
+    assert "| final test NLL | +0.0000 ± 0.0000 (no difference measured) |" in part2
+    assert "| steps to 98% | not reached |" in part2
+
+
 def test_report_shows_part3_diagnosis_and_models(study_dir, tmp_path):
     (study_dir / "part3").mkdir()
     (study_dir / "part3" / "results.json").write_text(json.dumps(part3_results()))
@@ -234,11 +241,13 @@ def test_report_leads_with_the_three_answers_linked_to_their_sections(study_dir,
     top = glance(markdown)
     assert "0.6543 ± 0.0123, 0.7000 ± 0.0123 case-folded expected (writer folds)" in top
     assert "0.4321 on `testPart1`" in top  # the hidden-test evaluation of part 1's run
-    assert "final test accuracy C 0.9833 ± 0.0123 vs B 0.9712 ± 0.0123" in top
+    assert "final test accuracy C 0.9833 ± 0.0123 vs B 0.9712 ± 0.0123, C - B paired over seeds +0.0121" in top
     assert "steps to 98%: C not reached vs B not reached" in top
     assert "C - B by training images, 100: +0.0900, 2000: +0.0121" in top
-    assert ("complementary: every digit is missing from one folder (clean model's view); from the folders "
-            "alone: complementary (the two views agree)") in top
+    assert ("a replica made here, complementary: every digit is missing from one folder (clean model's view); "
+            "from the folders alone: complementary (the two views agree); 2990 of 3000 images are near copies of "
+            "3000 distinct images of MNIST train (60000 images), 0 of MNIST test; by MNIST's labels 3 sit in their "
+            "own digit's folder") in top
     assert "the truth file (read after training) planted complementary (complementary)" in top
     assert "best recovery without clean labels: scratch, 0.9712 ± 0.0123" in top
     assert "best recovery with the clean oracle's labels: oracle_relabel, 0.9622 ± 0.0123" in top
@@ -292,8 +301,9 @@ def test_report_names_the_file_whose_results_lack_a_field(tmp_path):
 
 def test_bibliography_merges_and_sorts_every_document(tmp_path):
     (tmp_path / "part1.md").write_text("# P1\n## Model\n- not a reference\n## Bibliography\n- Zed (2000). Z.\n- Abe (1999). A.\n")
-    (tmp_path / "part2.md").write_text("# P2\n## References\n- abe (2001). B.\n- Zed (2000). Z.\n## After\n- no\n")
-    assert sections.bibliography(tmp_path) == ["Abe (1999). A.", "abe (2001). B.", "Zed (2000). Z."]
+    (tmp_path / "part2.md").write_text("# P2\n## References\n- abe (2001). B,\n  continued.\n- Zed (2000). Z.\n"
+                                       "## After\n- no\n")
+    assert sections.bibliography(tmp_path) == ["Abe (1999). A.", "abe (2001). B, continued.", "Zed (2000). Z."]
 
 
 def test_inline_html_escapes_text_and_renders_code_and_links():
