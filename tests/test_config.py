@@ -116,6 +116,8 @@ def test_from_dict_rejects_an_unknown_key():
     ("preprocess=fancy", "Part1Config.preprocess must be one of"),
     ("train.ema_decay=1", "TrainConfig.ema_decay must be in [0, 1)"),
     ("train.mixup_alpha=-1", "TrainConfig.mixup_alpha must be >= 0"),
+    ("train.trunk_lr_scale=0", "TrainConfig.trunk_lr_scale must be > 0, got 0.0"),
+    ("train.decay_to_start=-0.1", "TrainConfig.decay_to_start must be >= 0 (0: off), got -0.1"),
 ])
 def test_an_out_of_range_value_is_refused_when_the_config_is_built(assignment, named):
     with pytest.raises(ConfigError) as err:
@@ -136,6 +138,8 @@ def test_part2_ranges_are_checked():
         override(Part2Config(), "subset_sizes=0,100")
     with pytest.raises(ConfigError, match="Part2Config.thresholds must be"):
         override(Part2Config(), "thresholds=1.5")
+    with pytest.raises(ConfigError, match="Part2Config.variants must be a list of C_slow, C_l2sp"):
+        override(Part2Config(), "variants=C_fast")
 
 
 # Each numeric field and the range the docs promise it accepts.
@@ -145,6 +149,7 @@ RANGES = {
     "learning_rate": lambda v: math.isfinite(v) and v > 0, "weight_decay": lambda v: math.isfinite(v) and v >= 0,
     "label_smoothing": lambda v: 0 <= v < 1, "gce_q": lambda v: 0 < v <= 1,
     "checkpoint_every": lambda v: 0 <= v < math.inf,
+    "trunk_lr_scale": lambda v: math.isfinite(v) and v > 0, "decay_to_start": lambda v: math.isfinite(v) and v >= 0,
 }
 numbers = st.one_of(st.integers(-3, 300), st.floats(allow_nan=True, allow_infinity=True, width=32))
 

@@ -33,7 +33,12 @@ from jaxcnn.training.transfer import graft_init, pretrained_variables, transfer_
 logger = logging.getLogger("jaxcnn")
 
 CURVE_MODELS = ("B", "C")
-LABELS = {"B": "B: scratch", "C": "C: A's trunk, fine-tuned", "C_frozen": "C_frozen: A's trunk, frozen"}
+VARIANTS = {  # C with one change to how A's trunk learns MNIST: what makes the transfer pay, or not
+    "C_slow": ("C_slow: A's trunk at a tenth of the learning rate", {"trunk_lr_scale": 0.1}),
+    "C_l2sp": ("C_l2sp: A's trunk decayed toward A's weights (L2-SP)", {"decay_to_start": 0.1}),
+}
+LABELS = {"B": "B: scratch", "C": "C: A's trunk, fine-tuned", "C_frozen": "C_frozen: A's trunk, frozen",
+          **{name: label for name, (label, _) in VARIANTS.items()}}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,6 +71,7 @@ class Part2Config:
     subset_epoch_images: int = 0
     subset_draw_seed: int = 0
     thresholds: tuple[float, ...] = (0.98, 0.99)
+    variants: tuple[str, ...] = tuple(VARIANTS)
 
     def __post_init__(self):
         object.__setattr__(self, "digits", dataclasses.replace(self.digits, model=self.model))
@@ -76,6 +82,7 @@ class Part2Config:
         require(self, "subset_seeds", len(self.subset_seeds) > 0 and len(set(self.subset_seeds)) == len(
             self.subset_seeds) and all(s >= 0 for s in self.subset_seeds), "a non-empty list of distinct integers >= 0")
         require(self, "thresholds", all(0 < t <= 1 for t in self.thresholds), "a list of accuracies in (0, 1]")
+        require(self, "variants", set(self.variants) <= set(VARIANTS), f"a list of {', '.join(VARIANTS)} (or empty)")
 
 
 def get_config(quick: bool = False) -> Part2Config:
@@ -132,7 +139,8 @@ def data_size_subsets(cfg: Part2Config, train: ArrayDataset) -> dict[int, ArrayD
 # --- the experiment ---------------------------------------------------------------------------
 
 def run(cfg: Part2Config, data_root: Path, workdir: Path, *, resume=False, overwrite=False, cache_dir=None) -> dict:
-    """Trains A, then B, C, C_frozen and the data-size runs; writes results.json and the plots."""
+    """Trains A, then B, C, C_frozen, C's ``variants`` and the data-size runs; writes results.json and
+    the plots."""
     workdir = claim(workdir, "part2", to_dict(cfg), resume=resume, overwrite=overwrite)
     digits_train, digits_val = load_digits(cfg, data_root, cache_dir)
     train, test = load_mnist_splits(cfg, data_root)
@@ -149,7 +157,8 @@ def run(cfg: Part2Config, data_root: Path, workdir: Path, *, resume=False, overw
     grafted = {"init": graft_init(variables), "meta": {"transfer": trunk_source}}  # fit's arguments
 
     frozen = dataclasses.replace(cfg.mnist, freeze_trunk=True)
-    runs = {"B": (cfg.mnist, {}), "C": (cfg.mnist, grafted), "C_frozen": (frozen, grafted)}
+    runs = {"B": (cfg.mnist, {}), "C": (cfg.mnist, grafted), "C_frozen": (frozen, grafted),
+            **{name: (dataclasses.replace(cfg.mnist, **VARIANTS[name][1]), grafted) for name in cfg.variants}}
     models = {}
     for name, (train_cfg, start) in runs.items():
         logger.info("part 2: model %s", LABELS[name])

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Any
+from typing import Any, NamedTuple
 
 import flax
 import jax
@@ -107,25 +107,59 @@ def make_optimizer(cfg: TrainConfig, steps_per_epoch: int) -> optax.GradientTran
 
     Weight decay applies to kernels only, not to biases or BatchNorm scales. With
     ``freeze_trunk`` the trunk gets zero updates, so its parameters stay bit-identical.
+    ``trunk_lr_scale`` scales the trunk's learning rate (a grafted trunk kept closer to its
+    source); ``decay_to_start`` pulls the trunk's kernels toward the weights they started from
+    (L2-SP, Li et al. 2018, decoupled as AdamW decouples its decay).
     Runs with equal optimiser fields get the same object (a part of the train state's structure),
     so they share the compiled initialisation whatever their loss.
     """
     return _optimizer(cfg.learning_rate, cfg.weight_decay, cfg.warmup_epochs, cfg.epochs, cfg.freeze_trunk,
-                      steps_per_epoch)
+                      steps_per_epoch, cfg.trunk_lr_scale, cfg.decay_to_start)
 
 
 @functools.lru_cache(maxsize=None)
 def _optimizer(learning_rate: float, weight_decay: float, warmup_epochs: int, epochs: int, freeze_trunk: bool,
-               steps_per_epoch: int) -> optax.GradientTransformation:
+               steps_per_epoch: int, trunk_lr_scale: float = 1.0, decay_to_start: float = 0.0
+               ) -> optax.GradientTransformation:
     total = max(1, epochs * steps_per_epoch)
     warmup = min(warmup_epochs * steps_per_epoch, total // 2)
     schedule = optax.warmup_cosine_decay_schedule(0.0, learning_rate, warmup, total)
-    decay_mask = lambda params: jax.tree.map(lambda p: p.ndim > 1, params)
-    tx = optax.adamw(schedule, weight_decay=weight_decay, mask=decay_mask)
-    if not freeze_trunk:
-        return tx
-    labels = lambda params: {name: ("frozen" if name == "trunk" else "train") for name in params}
-    return optax.multi_transform({"train": tx, "frozen": optax.set_to_zero()}, labels)
+    kernels = lambda params: jax.tree.map(lambda p: p.ndim > 1, params)
+
+    def adamw(scale: float = 1.0, to_start: float = 0.0):
+        rate = schedule if scale == 1 else lambda step: scale * schedule(step)
+        if to_start == 0:
+            return optax.adamw(rate, weight_decay=weight_decay, mask=kernels)
+        return optax.chain(optax.scale_by_adam(), optax.add_decayed_weights(weight_decay, kernels),
+                           decay_toward_start(to_start, kernels), optax.scale_by_learning_rate(rate))
+
+    if freeze_trunk:
+        trunk_label, trunk = "frozen", optax.set_to_zero()
+    elif trunk_lr_scale != 1 or decay_to_start:
+        trunk_label, trunk = "trunk", adamw(trunk_lr_scale, decay_to_start)
+    else:
+        return adamw()
+    labels = lambda params: {name: (trunk_label if name == "trunk" else "train") for name in params}
+    return optax.multi_transform({"train": adamw(), trunk_label: trunk}, labels)
+
+
+class StartState(NamedTuple):
+    start: optax.Params  # the weights of the first update (zeros before it)
+    started: jax.Array
+
+
+def decay_toward_start(rate: float, mask) -> optax.GradientTransformation:
+    """Adds ``rate * (params - start)`` to the masked updates, ``start`` being the weights at the
+    first update: after a graft, the source's weights, so the decay keeps them near it (L2-SP)."""
+    def init(params):
+        return StartState(jax.tree.map(jnp.zeros_like, params), jnp.zeros([], bool))
+
+    def update(updates, state, params):
+        start = jax.tree.map(lambda s, p: jnp.where(state.started, s, p), state.start, params)
+        updates = jax.tree.map(lambda u, p, s, m: u + rate * (p - s) if m else u, updates, params, start, mask(params))
+        return updates, StartState(start, jnp.ones([], bool))
+
+    return optax.GradientTransformation(init, update)
 
 
 def create_train_state(seed_key, model: CNN, tx: optax.GradientTransformation, ema: bool = False) -> TrainState:

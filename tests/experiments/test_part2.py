@@ -63,12 +63,13 @@ def test_quick_run_end_to_end(shared_data, tmp_path):
     jax.clear_caches()  # count as a fresh process would
     with counting_compilations() as compiled:
         results = P.run(cfg, shared_data, tmp_path, cache_dir=tmp_path / "cache")
-    # One train-step program each for A, B and C (and the data-size runs), C_frozen: issue 22's bound.
+    # One train-step program each for A, B and C (and the data-size runs), C_frozen: issue 22's bound;
+    # and one for each variant's optimiser (a scaled trunk rate, L2-SP: another optimiser state)
     names = collections.Counter(name for name, _ in compiled)
-    assert sum(names[n] for n in TRAIN_STEP_PROGRAMS) <= 3 and len(compiled) <= 40, names
+    assert sum(names[n] for n in TRAIN_STEP_PROGRAMS) <= 3 + len(cfg.variants) and len(compiled) <= 52, names
 
     saved = json.loads((tmp_path / "results.json").read_text())
-    assert set(saved["models"]) == {"B", "C", "C_frozen"}
+    assert set(saved["models"]) == {"B", "C", "C_frozen", *P.VARIANTS} and cfg.variants
     for name, model in saved["models"].items():
         assert len(model["history"]) == cfg.mnist.epochs
         for key in ("first_epoch_test_accuracy", "epochs_to_98", "seconds_to_99", "final_test_accuracy",
@@ -103,13 +104,18 @@ def test_quick_run_end_to_end(shared_data, tmp_path):
                          T.unstack(getattr(frozen, collection)["trunk"], member), a_trunk)
     c_kernel = np.asarray(c_state.params["trunk"]["conv0_0"]["kernel"][0])
     assert not np.array_equal(c_kernel, np.asarray(a_state.params["trunk"]["conv0_0"]["kernel"][0]))
+    # L2-SP pulls every member's trunk toward A's weights: the optimiser's anchor is A's best member 0
+    l2sp, _, _, _ = load_run(tmp_path / "C_l2sp", "latest")
+    anchor = l2sp.opt_state.inner_states["trunk"].inner_state[2].start["trunk"]
+    for member in range(len(cfg.mnist.seeds)):
+        jax.tree.map(np.testing.assert_array_equal, T.unstack(anchor, member), T.unstack(a_state.params["trunk"], 0))
 
 
 @pytest.mark.slow
 def test_quick_run_on_generated_data_without_the_real_data_set(generated_data, tmp_path):
     cfg = P.get_config(quick=True)
     results = P.run(cfg, generated_data, tmp_path, cache_dir=tmp_path / "cache")
-    assert set(results["models"]) == {"B", "C", "C_frozen"}
+    assert set(results["models"]) == {"B", "C", "C_frozen", *P.VARIANTS}
     assert results["A"]["writers"] == list(range(1, 7)) and results["data"]["mnist_test"] == cfg.mnist_test_size
     assert results["models"]["C"]["transfer"]["checkpoint"] == str(tmp_path / "A")
     for model in results["models"].values():  # two tiny epochs learn printed digits well above chance (0.1)

@@ -239,6 +239,51 @@ def test_frozen_trunk_stays_bit_identical_while_the_head_learns(population, data
         assert all(not np.array_equal(a, b) for a, b in zip(jax.tree.leaves(after), jax.tree.leaves(before)))
 
 
+def _one_step(population, data, cfg, graft_from=None):
+    """One train step of member 0 from a fresh optimiser state (its trunk replaced by ``graft_from``'s)."""
+    member = T.unstack(population, 0)
+    params = member.params if graft_from is None else {**member.params, "trunk": graft_from["trunk"]}
+    state = T.TrainState.create(apply_fn=member.apply_fn, params=params, batch_stats=member.batch_stats,
+                                key=member.key, tx=T.make_optimizer(cfg, T.steps_per_epoch(NUM_EXAMPLES, 16)))
+    batch = {"image": data[0][:16], "label": data[1][:16]}
+    return state, jax.jit(T.train_step, static_argnames="cfg")(state, batch, state.key, cfg)[0]
+
+
+def test_a_scaled_trunk_learning_rate_scales_the_trunks_first_update_only(population, data):
+    """Adam's first update is the learning rate times a gradient-size-free ratio: a tenth of the
+    rate moves the trunk a tenth as far, and the head exactly as far."""
+    start, plain = _one_step(population, data, CFG)
+    _, slow = _one_step(population, data, dataclasses.replace(CFG, trunk_lr_scale=0.1))
+    moved = lambda after, part: jax.tree.map(lambda a, b: np.asarray(a, np.float64) - np.asarray(b, np.float64),
+                                             after.params[part], start.params[part])
+    chex.assert_trees_all_close(moved(slow, "trunk"), jax.tree.map(lambda d: 0.1 * d, moved(plain, "trunk")),
+                                rtol=1e-4, atol=1e-9)
+    chex.assert_trees_all_equal(slow.params["head"], plain.params["head"])
+
+
+def test_decay_to_start_pulls_toward_the_first_weights_it_saw():
+    mask = lambda params: {"kernel": True, "bias": False}
+    tx = T.decay_toward_start(0.5, mask)
+    first = {"kernel": jnp.array([1.0, 2.0]), "bias": jnp.array([3.0])}
+    zero = jax.tree.map(jnp.zeros_like, first)
+    updates, state = tx.update(zero, tx.init(first), first)
+    chex.assert_trees_all_equal(updates, zero)  # nothing to pull back at the start
+    moved = {"kernel": jnp.array([2.0, 2.0]), "bias": jnp.array([5.0])}
+    updates, state = tx.update(zero, state, moved)
+    chex.assert_trees_all_equal(updates, {"kernel": jnp.array([0.5, 0.0]), "bias": jnp.array([0.0])})
+    chex.assert_trees_all_equal(state.start, first)
+
+
+def test_decay_to_start_anchors_a_grafted_trunk_at_the_graft_not_the_random_init(population, data):
+    source = T.unstack(population, 1).params  # another seed's weights stand in for a pretrained trunk
+    cfg = dataclasses.replace(CFG, decay_to_start=0.1)
+    state, trained = _one_step(population, data, cfg, graft_from=source)
+    anchor = trained.opt_state.inner_states["trunk"].inner_state[2].start["trunk"]  # the head: masked out
+    chex.assert_trees_all_equal(anchor, source["trunk"])
+    _, plain = _one_step(population, data, CFG, graft_from=source)  # the first step: no pull yet
+    chex.assert_trees_all_close(trained.params, plain.params, rtol=1e-6, atol=1e-7)
+
+
 @pytest.mark.equivalence
 def test_the_library_compiles_the_cpu_step_without_ynnpack_and_equal_to_xla_defaults(data):
     """``COMPILER_OPTIONS`` swap XLA:CPU's convolution kernels (YNNPACK for Eigen), not the numbers.
