@@ -76,11 +76,10 @@ def part2_glance(results: dict | None) -> str:
                        f"B {stat_text(b[key], '{:.0f}')}, C - B {paired_text(c[key], b[key], '{:.0f}', True)}")
     sizes = results.get("data_size", {})
     common = sorted(set(sizes.get("B", {})) & set(sizes.get("C", {})), key=int)
-    gaps = [(n, sizes["C"][n]["final_test_accuracy"]["mean"], sizes["B"][n]["final_test_accuracy"]["mean"])
-            for n in common]
-    shown = [f"{n}: {c_mean - b_mean:+.4f}" for n, c_mean, b_mean in gaps if None not in (c_mean, b_mean)]
+    shown = [f"{n}: {paired_text(sizes['C'][n]['final_test_accuracy'], sizes['B'][n]['final_test_accuracy'])}"
+             for n in common]
     if shown:
-        answers.append("C - B by training images, " + ", ".join(shown))
+        answers.append("C - B by training images, paired over seeds, " + ", ".join(shown))
     return f"{head} {'; '.join(answers)} {see(title)}."
 
 
