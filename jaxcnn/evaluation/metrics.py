@@ -1,9 +1,12 @@
-"""Classification figures from predicted probabilities: accuracy, confusion, F1, calibration."""
+"""Classification figures from predicted probabilities: accuracy, confusion, F1, calibration
+(``training.steps.expected_calibration_error``, which the training loop also reports per epoch)."""
 
 from __future__ import annotations
 
 import numpy as np
 import scipy.stats  # a dependency of jax itself
+
+from jaxcnn.training.steps import expected_calibration_error
 
 
 def confusion_matrix(labels, predictions, num_classes: int) -> np.ndarray:
@@ -18,20 +21,6 @@ def per_class_f1(confusion: np.ndarray) -> np.ndarray:
     precision = tp / np.maximum(confusion.sum(0), 1)
     recall = tp / np.maximum(confusion.sum(1), 1)
     return 2 * precision * recall / np.maximum(precision + recall, 1e-12)
-
-
-def expected_calibration_error(probs, labels, bins: int = 15) -> float:
-    """ECE with equal-width confidence bins (Guo et al. 2017)."""
-    confidence = probs.max(-1)
-    correct = probs.argmax(-1) == labels
-    edges = np.linspace(0, 1, bins + 1)
-    which = np.clip(np.digitize(confidence, edges[1:-1]), 0, bins - 1)
-    ece = 0.0
-    for b in range(bins):
-        in_bin = which == b
-        if in_bin.any():
-            ece += in_bin.mean() * abs(correct[in_bin].mean() - confidence[in_bin].mean())
-    return float(ece)
 
 
 def most_confused(confusion: np.ndarray, class_names, top: int = 10) -> list[dict]:

@@ -22,10 +22,13 @@ def _save(fig: Figure, path: Path, dpi: int = 120) -> None:
 
 
 def plot_curves(models: dict, key: str, ylabel: str, path: Path, labels: dict) -> None:
-    """``key`` (a per-seed history field) against epoch: the seeds' mean, their min-max as a band."""
+    """``key`` (a per-seed history field) against epoch: the seeds' mean, their min-max as a band.
+    A model whose history lacks ``key`` (written before it was recorded) is left out."""
     fig = Figure(figsize=(6.5, 4))
     ax = fig.subplots()
     for name, result in models.items():
+        if not all(key in r for r in result["history"]):
+            continue
         epochs = [r["epoch"] for r in result["history"]]
         values = np.array([r[key] for r in result["history"]])
         line, = ax.plot(epochs, values.mean(1), marker="o", ms=3, label=labels[name])

@@ -197,12 +197,14 @@ def run(cfg: Part2Config, data_root: Path, workdir: Path, *, resume=False, overw
 
 
 def write_plots(results: dict, class_names, workdir: Path) -> None:
-    """learning_curves.png, step_curves.png, test_loss_curves.png, data_size_curve.png, confusion_B.png,
+    """learning_curves.png, step_curves.png, test_loss_curves.png, test_ece_curves.png, data_size_curve.png,
+    confusion_B.png,
     confusion_C.png."""
     models = results["models"]
     plot_curves(models, "val_accuracy", "MNIST test accuracy", workdir / "learning_curves.png", LABELS)
     plot_step_curves(models, workdir / "step_curves.png", "MNIST test accuracy", LABELS)
     plot_curves(models, "val_loss", "MNIST test loss (NLL)", workdir / "test_loss_curves.png", LABELS)
+    plot_curves(models, "val_ece", "MNIST test calibration error (ECE)", workdir / "test_ece_curves.png", LABELS)
     plot_data_size(results["data_size"], workdir / "data_size_curve.png", LABELS)
     for name in CURVE_MODELS:
         plot_confusion(models[name]["ensemble"]["confusion"], class_names, workdir / f"confusion_{name}.png",

@@ -298,7 +298,7 @@ def view_title(d: dict, what: str) -> str:
 def write_figures(results: dict, noisy: ArrayDataset, oracle_probs, workdir: Path, per_folder: int) -> None:
     """transition_estimate.png (oracle view), transition_free.png (oracle-free view), audit_samples.png
     (images per folder, no label), folder_samples.png (the same, titled with the oracle's digit),
-    learning_curves.png, step_curves.png, test_loss_curves.png and confusion_<model>.png."""
+    learning_curves.png, step_curves.png, test_loss_curves.png, test_ece_curves.png and confusion_<model>.png."""
     oracle, free = results["diagnosis"]["oracle"], results["diagnosis"]["oracle_free"]
     plot_transition(oracle["transition"], workdir / "transition_estimate.png", view_title(oracle, "oracle view"))
     if free.get("transition") is not None:
@@ -313,6 +313,7 @@ def write_figures(results: dict, noisy: ArrayDataset, oracle_probs, workdir: Pat
     plot_curves(models, "val_accuracy", "clean MNIST test accuracy", workdir / "learning_curves.png", labels)
     plot_step_curves(models, workdir / "step_curves.png", "clean MNIST test accuracy", labels)
     plot_curves(models, "val_loss", "clean MNIST test loss (NLL)", workdir / "test_loss_curves.png", labels)
+    plot_curves(models, "val_ece", "clean MNIST test calibration error (ECE)", workdir / "test_ece_curves.png", labels)
     for name, result in models.items():
         plot_confusion(result["ensemble"]["confusion"], DIGITS, workdir / f"confusion_{name}.png",
                        f"part 3, {name}: clean MNIST test (ensemble)")

@@ -17,7 +17,7 @@ from jaxcnn.report.document import (
     RATE, SECONDS, Bullets, Figure, Section, Table, Text, evaluation_files, paired_text, rate, read_json, seconds,
     stat_text,
 )
-from jaxcnn.report.glance import glance_section
+from jaxcnn.report.glance import ORIGINS, glance_section
 
 
 DOCS_DIR = Path(__file__).resolve().parents[2] / "docs"
@@ -30,6 +30,7 @@ FIGURE_CAPTIONS = {
         "learning_curves.png": "MNIST test accuracy per epoch (mean of seeds, min-max band).",
         "step_curves.png": "MNIST test accuracy against optimiser steps, first-epoch probes included (log scale).",
         "test_loss_curves.png": "MNIST test loss per epoch (mean of seeds, min-max band).",
+        "test_ece_curves.png": "MNIST test calibration error (ECE, 15 bins) per epoch (mean of seeds, min-max band).",
         "data_size_curve.png": "Final MNIST test accuracy against training-set size (mean ± 95% CI over seeds).",
         "confusion_B.png": "Confusion matrix of B (scratch) on the MNIST test set (ensemble, rows normalised).",
         "confusion_C.png": "Confusion matrix of C (A's trunk, fine-tuned) on the MNIST test set (ensemble, rows normalised).",
@@ -42,6 +43,7 @@ FIGURE_CAPTIONS = {
         "learning_curves.png": "Clean MNIST test accuracy per epoch (mean of seeds, min-max band).",
         "step_curves.png": "Clean MNIST test accuracy against optimiser steps, first-epoch probes included (log scale).",
         "test_loss_curves.png": "Clean MNIST test loss per epoch (mean of seeds, min-max band).",
+        "test_ece_curves.png": "Clean MNIST test calibration error (ECE, 15 bins) per epoch (mean of seeds, min-max band).",
     },
 }
 
@@ -291,8 +293,9 @@ def part3_sections(part_dir: Path) -> list[Section]:
     if results is None:
         return [Section(title, [not_run("part3")])]
     data, diag, models, audited = results["data"], results["diagnosis"], results["models"], results["audit"]
-    made = f", made here with corruption `{data['corruption']}` (seed {data['seed']})" if data["origin"] == "replica" else ""
-    overview = Text(f"{data['noisy_images']} images in class folders from `{data['source']}`{made}; every model is "
+    made = f", corruption `{data['corruption']}`, seed {data['seed']}" if data["origin"] == "replica" else ""
+    overview = Text(f"{data['noisy_images']} images in class folders from `{data['source']}` "
+                    f"({ORIGINS[data['origin']]}{made}); every model is "
                     f"scored on the clean MNIST test set ({data['mnist_test']} images) at its last epoch, and none "
                     "is selected on it.")
     files, pixels = audited["files"], audited["pixels"]

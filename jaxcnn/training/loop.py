@@ -173,12 +173,13 @@ def _validator(val: ArrayDataset | None, cfg: TrainConfig, parallel_seeds, mesh)
 
 
 def _validation_record(state, outputs, val_labels) -> dict:
-    """Step, per-seed validation loss and accuracy, and the seeds' ensemble accuracy."""
+    """Step, per-seed validation loss, accuracy and calibration error (ECE), and the seeds' ensemble accuracy."""
     logits, losses = to_host(outputs)
     return {
         "step": int(to_host(state.step)[0]),
         "val_loss": losses.mean(1).tolist(),
         "val_accuracy": (logits.argmax(-1) == val_labels).mean(1).tolist(),
+        "val_ece": [T.expected_calibration_error(probs, val_labels) for probs in T.softmax(logits)],
         "val_accuracy_ensemble": float((T.softmax_mean(logits).argmax(-1) == val_labels).mean()),
     }
 

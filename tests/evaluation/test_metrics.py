@@ -9,11 +9,11 @@ from jaxcnn.evaluation.metrics import (
     casefold_accuracy,
     classification_report,
     confusion_matrix,
-    expected_calibration_error,
     mean_ci95,
     most_confused,
     per_class_f1,
 )
+from jaxcnn.training.steps import expected_calibration_error
 
 
 def one_hot_probs(predictions, num_classes, confidence=1.0):

@@ -107,6 +107,14 @@ def test_a_finished_run_leaves_checkpoints_config_and_log(finished):
     assert all(math.isfinite(x) for r in history for x in r["train_loss"] + r["val_loss"])
 
 
+def test_each_validation_records_every_seeds_calibration_error(finished):
+    workdir, state, history = finished
+    logits, _ = T.each_member(T.evaluate_population, state, VAL.inputs(), VAL.labels, CFG.eval_batch_size)
+    expected = [T.expected_calibration_error(p, VAL.labels) for p in T.softmax(np.asarray(logits))]
+    np.testing.assert_allclose(history[-1]["val_ece"], expected, rtol=1e-6)  # the final state's, per seed
+    assert all(len(r["val_ece"]) == len(CFG.seeds) and all(0 <= e <= 1 for e in r["val_ece"]) for r in history)
+
+
 def test_without_validation_the_same_training_keeps_the_last_epoch(finished, tmp_path):
     _, state, history = finished
     alone, plain = fit(TRAIN, None, CFG, tmp_path / "run")
