@@ -77,6 +77,7 @@ class TrainConfig:
     eval_batch_size: int = 1000
     probe_every: int = 0  # also validate every this many steps during the first epoch (0: epoch ends only)
     freeze_trunk: bool = False
+    train_trunk_batch_norm: bool = False  # with freeze_trunk: the trunk's BatchNorm still learns (AdaBN and more)
     trunk_lr_scale: float = 1.0  # the trunk's learning rate, a multiple of the rest's (e.g. 0.1 for a grafted trunk)
     decay_to_start: float = 0.0  # > 0: decoupled decay of the trunk's kernels toward their first weights (L2-SP)
     loss: str = "cross_entropy"  # or "forward" (needs label_transition), "gce" or "complementary_nn"
@@ -98,6 +99,8 @@ class TrainConfig:
         require(self, "learning_rate", math.isfinite(self.learning_rate) and self.learning_rate > 0, "> 0")
         require(self, "weight_decay", math.isfinite(self.weight_decay) and self.weight_decay >= 0, ">= 0")
         require(self, "warmup_epochs", self.warmup_epochs >= 0, ">= 0")
+        require(self, "train_trunk_batch_norm", self.freeze_trunk or not self.train_trunk_batch_norm,
+                "false unless freeze_trunk (a trunk that trains trains its BatchNorm too)")
         require(self, "trunk_lr_scale", math.isfinite(self.trunk_lr_scale) and self.trunk_lr_scale > 0, "> 0")
         require(self, "decay_to_start", math.isfinite(self.decay_to_start) and self.decay_to_start >= 0, ">= 0 (0: off)")
         require(self, "label_smoothing", 0 <= self.label_smoothing < 1, "in [0, 1)")

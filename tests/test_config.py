@@ -117,6 +117,7 @@ def test_from_dict_rejects_an_unknown_key():
     ("train.ema_decay=1", "TrainConfig.ema_decay must be in [0, 1)"),
     ("train.mixup_alpha=-1", "TrainConfig.mixup_alpha must be >= 0"),
     ("train.trunk_lr_scale=0", "TrainConfig.trunk_lr_scale must be > 0, got 0.0"),
+    ("train.train_trunk_batch_norm=true", "TrainConfig.train_trunk_batch_norm must be false unless freeze_trunk"),
     ("train.decay_to_start=-0.1", "TrainConfig.decay_to_start must be >= 0 (0: off), got -0.1"),
 ])
 def test_an_out_of_range_value_is_refused_when_the_config_is_built(assignment, named):
@@ -138,7 +139,7 @@ def test_part2_ranges_are_checked():
         override(Part2Config(), "subset_sizes=0,100")
     with pytest.raises(ConfigError, match="Part2Config.thresholds must be"):
         override(Part2Config(), "thresholds=1.5")
-    with pytest.raises(ConfigError, match="Part2Config.variants must be a list of C_slow, C_l2sp"):
+    with pytest.raises(ConfigError, match="Part2Config.variants must be a list of C_slow, C_l2sp, C_frozen_bn"):
         override(Part2Config(), "variants=C_fast")
 
 

@@ -36,6 +36,8 @@ CURVE_MODELS = ("B", "C")
 VARIANTS = {  # C with one change to how A's trunk learns MNIST: what makes the transfer pay, or not
     "C_slow": ("C_slow: A's trunk at a tenth of the learning rate", {"trunk_lr_scale": 0.1}),
     "C_l2sp": ("C_l2sp: A's trunk decayed toward A's weights (L2-SP)", {"decay_to_start": 0.1}),
+    "C_frozen_bn": ("C_frozen_bn: A's convolutions frozen, its BatchNorm retrained",
+                    {"freeze_trunk": True, "train_trunk_batch_norm": True}),
 }
 LABELS = {"B": "B: scratch", "C": "C: A's trunk, fine-tuned", "C_frozen": "C_frozen: A's trunk, frozen",
           **{name: label for name, (label, _) in VARIANTS.items()}}
@@ -67,10 +69,10 @@ class Part2Config:
     mnist_train_size: int = 0
     mnist_test_size: int = 0
     subset_sizes: tuple[int, ...] = (100, 1000, 10000)
-    subset_seeds: tuple[int, ...] = (0, 1, 2)
+    subset_seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
     subset_epoch_images: int = 0
     subset_draw_seed: int = 0
-    thresholds: tuple[float, ...] = (0.98, 0.99)
+    thresholds: tuple[float, ...] = (0.98, 0.99, 0.995)
     variants: tuple[str, ...] = tuple(VARIANTS)
 
     def __post_init__(self):

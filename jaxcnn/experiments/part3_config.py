@@ -142,7 +142,7 @@ class Part3Config:
     teacher: str = "comp_forward"
     self_train_confidence: float = 0.9
     self_train_epochs: int = 0
-    thresholds: tuple[float, ...] = (0.98, 0.99)
+    thresholds: tuple[float, ...] = (0.98, 0.99, 0.995)
     samples_per_folder: int = 8
 
     def __post_init__(self):

@@ -106,7 +106,8 @@ def make_optimizer(cfg: TrainConfig, steps_per_epoch: int) -> optax.GradientTran
     """AdamW with linear warm-up and cosine decay (Loshchilov & Hutter 2017, 2019).
 
     Weight decay applies to kernels only, not to biases or BatchNorm scales. With
-    ``freeze_trunk`` the trunk gets zero updates, so its parameters stay bit-identical.
+    ``freeze_trunk`` the trunk gets zero updates, so its parameters stay bit-identical (but for
+    its BatchNorm scales and offsets with ``train_trunk_batch_norm``).
     ``trunk_lr_scale`` scales the trunk's learning rate (a grafted trunk kept closer to its
     source); ``decay_to_start`` pulls the trunk's kernels toward the weights they started from
     (L2-SP, Li et al. 2018, decoupled as AdamW decouples its decay).
@@ -114,13 +115,13 @@ def make_optimizer(cfg: TrainConfig, steps_per_epoch: int) -> optax.GradientTran
     so they share the compiled initialisation whatever their loss.
     """
     return _optimizer(cfg.learning_rate, cfg.weight_decay, cfg.warmup_epochs, cfg.epochs, cfg.freeze_trunk,
-                      steps_per_epoch, cfg.trunk_lr_scale, cfg.decay_to_start)
+                      steps_per_epoch, cfg.trunk_lr_scale, cfg.decay_to_start, cfg.train_trunk_batch_norm)
 
 
 @functools.lru_cache(maxsize=None)
 def _optimizer(learning_rate: float, weight_decay: float, warmup_epochs: int, epochs: int, freeze_trunk: bool,
-               steps_per_epoch: int, trunk_lr_scale: float = 1.0, decay_to_start: float = 0.0
-               ) -> optax.GradientTransformation:
+               steps_per_epoch: int, trunk_lr_scale: float = 1.0, decay_to_start: float = 0.0,
+               train_trunk_batch_norm: bool = False) -> optax.GradientTransformation:
     total = max(1, epochs * steps_per_epoch)
     warmup = min(warmup_epochs * steps_per_epoch, total // 2)
     schedule = optax.warmup_cosine_decay_schedule(0.0, learning_rate, warmup, total)
@@ -139,8 +140,24 @@ def _optimizer(learning_rate: float, weight_decay: float, warmup_epochs: int, ep
         trunk_label, trunk = "trunk", adamw(trunk_lr_scale, decay_to_start)
     else:
         return adamw()
-    labels = lambda params: {name: (trunk_label if name == "trunk" else "train") for name in params}
+
+    def labels(params):
+        trunk_labels = {layer: ("train" if train_trunk_batch_norm and is_batch_norm(layer) else trunk_label)
+                        for layer in params["trunk"]}
+        return {name: (trunk_labels if name == "trunk" else "train") for name in params}
+
     return optax.multi_transform({"train": adamw(), trunk_label: trunk}, labels)
+
+
+def is_batch_norm(layer: str) -> bool:
+    """Whether a trunk layer (``conv0_0``, ``bn0_0``, ...: ``model.Trunk``'s names) is a BatchNorm."""
+    return layer.startswith("bn")
+
+
+def frozen_trunk(trunk: dict, train_batch_norm: bool) -> dict:
+    """The trunk's parameters with no gradient through them (but for BatchNorm's, with ``train_batch_norm``)."""
+    return {layer: value if train_batch_norm and is_batch_norm(layer) else jax.lax.stop_gradient(value)
+            for layer, value in trunk.items()}
 
 
 class StartState(NamedTuple):
@@ -285,10 +302,11 @@ def train_step(state: TrainState, batch, rng, cfg: TrainConfig, loss: dict | Non
 
     def loss_fn(params):
         if cfg.freeze_trunk:  # no gradient through the trunk: XLA then skips its backward pass
-            params = {**params, "trunk": jax.lax.stop_gradient(params["trunk"])}
+            params = {**params, "trunk": frozen_trunk(params["trunk"], cfg.train_trunk_batch_norm)}
         logits, updates = state.apply_fn(
             {"params": params, "batch_stats": state.batch_stats}, images, train=True, geometry=geometry,
-            train_trunk=not cfg.freeze_trunk, rngs={"dropout": dropout_key}, mutable=["batch_stats"])
+            train_trunk=not cfg.freeze_trunk or cfg.train_trunk_batch_norm, rngs={"dropout": dropout_key},
+            mutable=["batch_stats"])
         terms = objective(cfg, logits.shape[-1]) if loss is None else loss
         value = batch_loss(logits, labels, terms)
         if cfg.mixup_alpha or cfg.cutmix_alpha:

@@ -239,6 +239,18 @@ def test_frozen_trunk_stays_bit_identical_while_the_head_learns(population, data
         assert all(not np.array_equal(a, b) for a, b in zip(jax.tree.leaves(after), jax.tree.leaves(before)))
 
 
+def test_a_frozen_trunk_may_still_train_its_batch_norm_and_re_estimate_its_statistics(population, data):
+    cfg = dataclasses.replace(CFG, freeze_trunk=True, train_trunk_batch_norm=True)
+    state, trained = _one_step(population, data, cfg)
+    for layer, before in state.params["trunk"].items():
+        after = trained.params["trunk"][layer]
+        if T.is_batch_norm(layer):  # scale and offset learn, the statistics follow the new data
+            assert all(not np.array_equal(a, b) for a, b in zip(jax.tree.leaves(after), jax.tree.leaves(before)))
+            assert not np.array_equal(trained.batch_stats["trunk"][layer]["mean"], state.batch_stats["trunk"][layer]["mean"])
+        else:
+            chex.assert_trees_all_equal(after, before)  # the convolutions stay exactly as they were
+
+
 def _one_step(population, data, cfg, graft_from=None):
     """One train step of member 0 from a fresh optimiser state (its trunk replaced by ``graft_from``'s)."""
     member = T.unstack(population, 0)
