@@ -13,6 +13,7 @@ from jaxcnn.errors import JaxcnnError
 from jaxcnn.evaluation.plots import plot_learning_curves
 from jaxcnn.experiments import PARTS
 from jaxcnn.experiments.part1 import PROTOCOLS, folds_protocol
+from jaxcnn.experiments.part3_config import TRUNK
 from jaxcnn.report.document import (
     RATE, SECONDS, Bullets, Figure, Section, Table, Text, evaluation_files, paired_text, rate, read_json, seconds,
     stat_text,
@@ -243,21 +244,21 @@ def models_table(models: dict, thresholds, caption: str) -> Table:
     return Table(["", *models], table, caption)
 
 
-def paired_table(models: dict, thresholds) -> list[Table]:
-    """Each transferred model minus B, seed by seed (the same seeds: same data order and head), with
-    what its 95% CI says; empty where B is missing."""
-    if "B" not in models:
+def paired_table(models: dict, thresholds, pairs: dict[str, str], caption: str) -> list[Table]:
+    """Each model of ``pairs`` minus its partner (``{model: partner}``), seed by seed (the same seeds:
+    the same data order and head initialisation), with what its 95% CI says; empty without pairs."""
+    pairs = {a: b for a, b in pairs.items() if a in models and b in models}
+    if not pairs:
         return []
-    others = {name: m for name, m in models.items() if name != "B"}
     rows = [("first-epoch test accuracy", "first_epoch_test_accuracy", RATE, False),
             *((f"steps to {100 * t:g}%", f"steps_to_{100 * t:g}", "{:.0f}", True) for t in thresholds),
             ("final test accuracy", "final_test_accuracy", RATE, False), ("final test NLL", "final_test_nll", RATE, True),
             ("final test ECE", "final_test_ece", RATE, True)]
-    table = [[label, *(paired_text(m[key], models["B"][key], fmt, lower) for m in others.values())]
+    table = [[label, *(paired_text(models[a][key], models[b][key], fmt, lower) for a, b in pairs.items())]
              for label, key, fmt, lower in rows]
-    return [Table(["", *(f"{name} - B" for name in others)], table,
-                  "Paired over seeds (each seed's run minus B's of the same seed), mean ± 95% CI; "
-                  "'no difference measured' where the interval holds 0.")]
+    return [Table(["", *(f"{a} - {b}" for a, b in pairs.items())], table,
+                  f"{caption}, paired over seeds (each seed's run minus its partner's of the same seed), mean ± "
+                  "95% CI; 'no difference measured' where the interval holds 0.")]
 
 
 def part2_sections(part_dir: Path) -> list[Section]:
@@ -275,7 +276,8 @@ def part2_sections(part_dir: Path) -> list[Section]:
         f"({data['mnist_test']} images) at their last epoch.")
     table = models_table(models, results["config"]["thresholds"],
                          "MNIST test set, mean ± 95% CI over seeds (Student t), last epoch.")
-    against_b = paired_table(models, results["config"]["thresholds"])
+    against_b = paired_table(models, results["config"]["thresholds"], {name: "B" for name in models if name != "B"},
+                             "Each model against B")
     sizes = sorted({size for points in results["data_size"].values() for size in points}, key=int)
     curve = Table(["training images", *results["data_size"]],
                   [[size, *(stat_text(points[size]["final_test_accuracy"]) if size in points else "n/a"
@@ -343,7 +345,12 @@ def part3_sections(part_dir: Path) -> list[Section]:
                              for m in models.values())])
     skipped = [Text(f"Not trained: {', '.join(f'`{n}` ({why})' for n, why in results['skipped'].items())}.")] \
         if results.get("skipped") else []
-    return [Section(title, [overview, audit_table, diagnosis, table, *skipped, *part_figures(part_dir, "part3")])]
+    trunk_pairs = {"pretrained": "scratch",
+                   **{name: name.removesuffix(TRUNK) for name in models if name.endswith(TRUNK)}}
+    against_scratch = paired_table(models, results["config"]["thresholds"], trunk_pairs,
+                                   "The part-1 trunk against a random start, method by method")
+    return [Section(title, [overview, audit_table, diagnosis, table, *against_scratch, *skipped,
+                            *part_figures(part_dir, "part3")])]
 
 
 def evaluation_sections(workdir: Path) -> list[Section]:

@@ -116,7 +116,8 @@ def part3_results():
                                       "own_folder": {"images": 3, "share": 0.001, "per_digit": [1, 2, 0]}}},
             "models": {"scratch": {**model, "uses_clean_labels": False,
                                    "least_likely": {"final_test_accuracy": stat(0.9111), "ensemble_accuracy": 0.92}},
-                       "oracle_relabel": {**model, "uses_clean_labels": True, "final_test_accuracy": stat(0.9622)}},
+                       "oracle_relabel": {**model, "uses_clean_labels": True, "final_test_accuracy": stat(0.9622)},
+                       "pretrained": {**model, "uses_clean_labels": False, "final_test_accuracy": stat(0.9612)}},
             "skipped": {"relabel": "the mapping is not a permutation"},
             "truth_check": {"planted_spec": "complementary", "planted_kind": "complementary"}}
 
@@ -194,7 +195,7 @@ def test_report_from_handmade_results_shows_every_section_and_number(study_dir, 
 
 def test_report_pairs_each_transferred_model_with_b_seed_by_seed(study_dir):
     part2 = section(report.write_report(study_dir)[0].read_text(), "## Part 2: transfer to MNIST")
-    assert "| C - B |" in part2 and "| final test accuracy | +0.0121 ± 0.0000 (better) |" in part2
+    assert "| | C - B |" in part2.replace("|  |", "| |") and "| final test accuracy | +0.0121 ± 0.0000 (better) |" in part2
     assert "| final test NLL | +0.0000 ± 0.0000 (no difference measured) |" in part2
     assert "| steps to 98% | not reached |" in part2
 
@@ -214,6 +215,7 @@ def test_report_shows_part3_diagnosis_and_models(study_dir, tmp_path):
     assert table_value(part3, "accuracy, least likely folder as the digit", 1) == "0.9111 ± 0.0123"
     assert table_value(part3, "accuracy, least likely folder as the digit", 2) == "n/a"
     assert "Not trained: `relabel`" in part3
+    assert "| pretrained - scratch |" in part3 and "| final test accuracy | -0.0100 ± 0.0000 (worse) |" in part3
     assert "](ckpts/part3/transition_estimate.png)" in part3
 
 
