@@ -96,7 +96,7 @@ else
     --set cv_dir="$W/part1-cv"
   stage "part 2" 300 "$PY" -m jaxcnn part2 $QUICK --data-root "$DATA" --workdir "$W/part2" --resume
   stage "part 3 (mnistTask3.zip)" 400 "$PY" -m jaxcnn part3 $QUICK --data-root "$DATA" --workdir "$W/part3" \
-    --data "$DATA/mnistTask3.zip" --resume --set part1_ckpt="$W/part1" --set clean_ckpt="$W/part2/B"
+    --resume --set part1_ckpt="$W/part1" --set clean_ckpt="$W/part2/B"  # the data root's task set, by default
   stage "part 1 cv" 150 "$PY" -m jaxcnn cv $QUICK --data-root "$DATA" --workdir "$W/part1-cv" --resume
 fi
 stage "throughput: steps at batch 128, 512; bf16; population" 60 "$PY" benchmarks/throughput.py \
