@@ -127,6 +127,11 @@ def to_dict(cfg) -> dict:
     return json.loads(json.dumps(dataclasses.asdict(cfg)))
 
 
+def defaults_of(cfg) -> dict:
+    """``to_dict`` of ``cfg``'s class with every field at its default (``rundir.claim``'s ``defaults``)."""
+    return to_dict(type(cfg)())
+
+
 def from_dict(cls, data: dict):
     """Rebuilds a config dataclass from ``to_dict`` output; unknown keys are an error."""
     hints = typing.get_type_hints(cls)

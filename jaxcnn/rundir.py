@@ -58,6 +58,15 @@ def run_files(workdir: Path) -> list[str]:
     return found
 
 
+def with_defaults(saved, defaults):
+    """``saved`` with each field it lacks taken from ``defaults`` (at any depth): a field added to the
+    code since the run was saved counts as its default, which is what the run did without it."""
+    if not isinstance(saved, dict) or not isinstance(defaults, dict):
+        return saved
+    return {**{k: v for k, v in defaults.items() if k not in saved},
+            **{k: with_defaults(v, defaults.get(k)) for k, v in saved.items()}}
+
+
 def config_diff(saved, new, prefix: str = "") -> list[str]:
     """``field: saved -> new`` for every leaf that differs between two config dicts (dotted paths)."""
     if isinstance(saved, dict) and isinstance(new, dict):
@@ -66,30 +75,32 @@ def config_diff(saved, new, prefix: str = "") -> list[str]:
     return [] if saved == new else [f"{prefix.rstrip('.')}: {json.dumps(saved)} -> {json.dumps(new)}"]
 
 
-def claim(workdir: str | Path, role: str, config: dict, *, resume: bool = False, overwrite: bool = False) -> Path:
+def claim(workdir: str | Path, role: str, config: dict, *, defaults: dict | None = None, resume: bool = False,
+          overwrite: bool = False) -> Path:
     """Makes ``workdir`` the directory of this run (``role`` with ``config``), or refuses.
 
     Nothing is written before every check has passed. A fresh directory must be missing or empty;
-    ``resume`` needs the saved config of ``role`` to equal ``config``; ``overwrite`` empties a
+    ``resume`` needs the saved config of ``role`` to equal ``config`` (a field it lacks counts as its
+    value in ``defaults``, ``to_dict`` of a default config, if given); ``overwrite`` empties a
     marked directory, never another. ``fit`` may join a directory its part has claimed.
     Raises RunExistsError, ConfigMismatchError or JaxcnnError (unusable directory), one line each.
     Of several processes, process 0 checks and writes; the others wait for its answer.
     """
-    on_primary(lambda: _claim(Path(workdir), role, config, resume, overwrite), f"{workdir}: claiming it")
+    on_primary(lambda: _claim(Path(workdir), role, config, defaults, resume, overwrite), f"{workdir}: claiming it")
     return Path(workdir)
 
 
-def _claim(workdir: Path, role: str, config: dict, resume: bool, overwrite: bool) -> None:
+def _claim(workdir: Path, role: str, config: dict, defaults: dict | None, resume: bool, overwrite: bool) -> None:
     try:
         marker = read_marker(workdir)
         existing = sorted(p.name for p in workdir.iterdir() if p.name != MARKER_TMP) if workdir.is_dir() else []
         if workdir.exists() and not workdir.is_dir():
             raise JaxcnnError(f"{workdir}: is a file, not a work directory: choose another --workdir")
         if marker is None:
-            _check_unmarked(workdir, role, config, existing, resume)
+            _check_unmarked(workdir, role, config, defaults, existing, resume)
         elif role in marker:
             if resume:
-                _check_same_config(workdir, marker[role], config)
+                _check_same_config(workdir, marker[role], config, defaults)
                 return
             if not overwrite:
                 raise RunExistsError(f"{workdir} already holds a run: pass --resume to continue it "
@@ -106,7 +117,8 @@ def _claim(workdir: Path, role: str, config: dict, resume: bool, overwrite: bool
         raise _cannot_use(workdir, err) from err
 
 
-def _check_unmarked(workdir: Path, role: str, config: dict, existing: list[str], resume: bool) -> None:
+def _check_unmarked(workdir: Path, role: str, config: dict, defaults: dict | None, existing: list[str],
+                    resume: bool) -> None:
     """An unmarked directory is used when empty, or resumed when it holds a run of an older jaxcnn
     (before markers) with the same config."""
     found = run_files(workdir)
@@ -117,7 +129,7 @@ def _check_unmarked(workdir: Path, role: str, config: dict, existing: list[str],
                 saved = json.loads(legacy.read_text())
             except ValueError as err:
                 raise JaxcnnError(f"{legacy}: unreadable ({err}); cannot check the config to resume") from None
-            _check_same_config(workdir, saved if role == "fit" else saved.get("config"), config)
+            _check_same_config(workdir, saved if role == "fit" else saved.get("config"), config, defaults)
         return
     if found:
         raise RunExistsError(f"{workdir}: holds a run's files ({', '.join(found)}) but no {MARKER} marker (an "
@@ -128,8 +140,8 @@ def _check_unmarked(workdir: Path, role: str, config: dict, existing: list[str],
                              "choose a new or empty work directory (--workdir)")
 
 
-def _check_same_config(workdir: Path, saved: dict, config: dict) -> None:
-    diff = config_diff(saved, config)
+def _check_same_config(workdir: Path, saved: dict, config: dict, defaults: dict | None) -> None:
+    diff = config_diff(with_defaults(saved, defaults), config)
     if diff:
         raise ConfigMismatchError(f"{workdir}: --resume with a config that differs from the saved one "
                                   f"({'; '.join(diff)}); resume with the same settings, or use another "

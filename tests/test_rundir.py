@@ -73,6 +73,19 @@ def test_resume_with_the_same_config_continues(finished):
     assert snapshot(finished) == before
 
 
+def test_a_field_added_since_the_run_resumes_at_its_default_and_only_there(finished):
+    """A config field the code gained after the run was saved counts as its default (what the run
+    did without it); set to anything else, it is a change like any other."""
+    grown = {**CFG, "train": {**CFG["train"], "trunk_lr_scale": 1.0}, "variants": ["C_slow"]}
+    defaults = {"train": {"epochs": 60, "trunk_lr_scale": 1.0}, "variants": ["C_slow"], "classes": []}
+    assert claim(finished, "part1", grown, defaults=defaults, resume=True) == finished
+    with pytest.raises(ConfigMismatchError, match=r"train.trunk_lr_scale: 1.0 -> 0.1"):  # what the run did
+        claim(finished, "part1", {**grown, "train": {**grown["train"], "trunk_lr_scale": 0.1}}, defaults=defaults,
+              resume=True)
+    with pytest.raises(ConfigMismatchError, match="variants"):
+        claim(finished, "part1", grown, resume=True)  # without the defaults, strict as before
+
+
 def test_overwrite_empties_a_marked_run(finished):
     claim(finished, "part1", {**CFG, "classes": ["A"]}, overwrite=True)
     assert [p.name for p in finished.iterdir()] == [rundir.MARKER]

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxcnn.config import ModelConfig, TrainConfig, override, to_dict
+from jaxcnn.config import ModelConfig, TrainConfig, defaults_of, override, to_dict
 from jaxcnn.data.chars74k import CLASS_NAMES, FOLD_PROTOCOLS, PREPROCESSORS, fold_indices, load_chars74k
 from jaxcnn.data.dataset import ArrayDataset
 from jaxcnn.errors import require
@@ -88,7 +88,8 @@ def run(cfg: Part1Config, data_root: Path, workdir: Path, *, resume=False, overw
     Its expected accuracy on new writers is the cross-validated one of ``cfg.cv_dir``, when that
     run used the same recipe; otherwise None (run ``python -m jaxcnn cv``).
     """
-    workdir = claim(workdir, "part1", to_dict(cfg), resume=resume, overwrite=overwrite)
+    workdir = claim(workdir, "part1", to_dict(cfg), defaults=defaults_of(cfg), resume=resume,
+                    overwrite=overwrite)
     data = load_data(cfg, data_root, cache_dir)
     writers = sorted(int(w) for w in np.unique(data.groups))
     logger.info("part 1: %d training images of %d writers, %d classes; none held out",
@@ -261,7 +262,8 @@ def geometry_alone(data: ArrayDataset, folds: list[dict]) -> dict[str, float]:
 def run_cv(cfg: Part1Config, data_root: Path, workdir: Path, *, resume=False, overwrite=False,
            cache_dir=None) -> dict:
     """The recipe under ``cfg.folds_by`` folds; writes ``workdir/results.json``, the estimate under ``cv``."""
-    workdir = claim(workdir, "cv", to_dict(cfg), resume=resume, overwrite=overwrite)
+    workdir = claim(workdir, "cv", to_dict(cfg), defaults=defaults_of(cfg), resume=resume,
+                    overwrite=overwrite)
     data = load_data(cfg, data_root, cache_dir)
     folds = train_folds(cfg, data, workdir, resume=resume, overwrite=overwrite)
     cv = score_folds(data, folds)
@@ -377,7 +379,8 @@ def run_ablation(cfg: Part1Config, data_root: Path, workdir: Path, variants=None
     unknown = [n for n in names if n not in trained and n not in scored]
     if unknown:
         raise ValueError(f"unknown ablation variants {unknown}; choose from {[*trained, *scored]}")
-    workdir = claim(workdir, "ablation", to_dict(cfg), resume=resume, overwrite=overwrite)
+    workdir = claim(workdir, "ablation", to_dict(cfg), defaults=defaults_of(cfg), resume=resume,
+                    overwrite=overwrite)
     flags = {"resume": resume, "overwrite": overwrite}
     table, fold_runs = {}, {}
     for name in names:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxcnn.config import ModelConfig, TrainConfig, to_dict
+from jaxcnn.config import ModelConfig, TrainConfig, defaults_of, to_dict
 from jaxcnn.data.chars74k import DIGIT_CLASSES, load_chars74k, writer_split
 from jaxcnn.data.dataset import ArrayDataset
 from jaxcnn.data.mnist import load_mnist
@@ -143,7 +143,8 @@ def data_size_subsets(cfg: Part2Config, train: ArrayDataset) -> dict[int, ArrayD
 def run(cfg: Part2Config, data_root: Path, workdir: Path, *, resume=False, overwrite=False, cache_dir=None) -> dict:
     """Trains A, then B, C, C_frozen, C's ``variants`` and the data-size runs; writes results.json and
     the plots."""
-    workdir = claim(workdir, "part2", to_dict(cfg), resume=resume, overwrite=overwrite)
+    workdir = claim(workdir, "part2", to_dict(cfg), defaults=defaults_of(cfg), resume=resume,
+                    overwrite=overwrite)
     digits_train, digits_val = load_digits(cfg, data_root, cache_dir)
     train, test = load_mnist_splits(cfg, data_root)
     subsets = data_size_subsets(cfg, train)

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxcnn.config import to_dict
+from jaxcnn.config import defaults_of, to_dict
 from jaxcnn.data.classfolders import load_class_folders
 from jaxcnn.data.dataset import ArrayDataset
 from jaxcnn.data.mnist import CLASS_NAMES as DIGITS, load_mnist
@@ -188,7 +188,8 @@ def run(cfg: Part3Config, data_root: Path, workdir: Path, *, resume=False, overw
     """Audits and diagnoses the corrupted folders (with and without the oracle), trains every model,
     scores them on clean MNIST test; writes diagnosis.json (the audit and the diagnosis, before any
     model trains), then results.json and the figures."""
-    workdir = claim(workdir, "part3", to_dict(cfg), resume=resume, overwrite=overwrite)
+    workdir = claim(workdir, "part3", to_dict(cfg), defaults=defaults_of(cfg), resume=resume,
+                    overwrite=overwrite)
     flags = {"resume": resume, "overwrite": overwrite}
     source, origin = noisy_source(cfg, data_root, workdir, overwrite=overwrite)
     noisy = load_noisy(cfg, source, cache_dir)

@@ -23,7 +23,7 @@ from typing import Callable
 import jax
 import numpy as np
 
-from jaxcnn.config import TrainConfig, to_dict
+from jaxcnn.config import TrainConfig, defaults_of, to_dict
 from jaxcnn.data.dataset import ArrayDataset
 from jaxcnn.errors import JaxcnnError
 from jaxcnn.processes import agree, is_primary, to_host
@@ -63,7 +63,8 @@ def fit(train: ArrayDataset, val: ArrayDataset | None, cfg: TrainConfig, workdir
     mesh = training_mesh(cfg)  # before anything is written: a bad device count is refused first
     on_cpu = jax.default_backend() == "cpu"
     scan_epochs = (not on_cpu) if scan_epochs is None else scan_epochs
-    claim(workdir, "fit", {**to_dict(cfg), **({"meta": meta} if meta else {})}, resume=resume, overwrite=overwrite)
+    claim(workdir, "fit", {**to_dict(cfg), **({"meta": meta} if meta else {})}, defaults=defaults_of(cfg),
+          resume=resume, overwrite=overwrite)
     write_json(workdir / "config.json", to_dict(cfg))
     with RunCheckpoints(workdir / "checkpoints") as ckpts, jax.set_mesh(mesh) if mesh else contextlib.nullcontext():
         return _train(train, val, cfg, workdir, ckpts, resume, init, meta or {}, parallel_seeds, scan_epochs, mesh)
