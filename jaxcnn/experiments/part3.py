@@ -45,8 +45,8 @@ from jaxcnn.evaluation.transitions import transition_error
 from jaxcnn.experiments import part1
 from jaxcnn.experiments.common import balanced_subset, load_mnist_split
 from jaxcnn.experiments.part3_config import (
-    COMPLEMENTARY_T, K, MADE_DIR, METHODS, REPLICA, TASK_SET, Method, Part3Config, fits, get_config, labels_for, method_of, teacher_of,
-    train_config,
+    COMPLEMENTARY_T, K, MADE_DIR, METHODS, REPLICA, TASK_SET, Method, Part3Config, fits, get_config, labels_for,
+    method_of, teacher_of, train_config,
 )
 from jaxcnn.experiments.part3_diagnosis import (
     audit_images, compare_views, diagnose, free_diagnosis, free_posteriors, least_likely_accuracy, matched_view,
