@@ -51,10 +51,10 @@ def matched_view(folder_labels, images, mnist_train: ArrayDataset) -> dict:
     folders = np.asarray(folder_labels)
     index, distance = audit.nearest(images, mnist_train.images)
     digits = mnist_train.labels[index]
-    own = digits == folders
-    copies = float(np.mean(distance <= audit.NEAR))
+    own, near = digits == folders, distance <= audit.NEAR
+    copies = float(near.mean())
     record = {"pool": f"MNIST train ({len(mnist_train)} images)", "images": len(folders),
-              "near_copies": int(np.sum(distance <= audit.NEAR)), "near_threshold": audit.NEAR,
+              "near_copies": int(near.sum()), "near_threshold": audit.NEAR,
               "distinct_nearest": int(len(np.unique(index))),
               "nearest_difference": {"median": float(np.median(distance)), "p99": float(np.percentile(distance, 99)),
                                      "max": float(distance.max())},

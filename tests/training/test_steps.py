@@ -239,9 +239,9 @@ def test_frozen_trunk_stays_bit_identical_while_the_head_learns(population, data
         assert all(not np.array_equal(a, b) for a, b in zip(jax.tree.leaves(after), jax.tree.leaves(before)))
 
 
-def test_a_frozen_trunk_may_still_train_its_batch_norm_and_re_estimate_its_statistics(population, data):
-    cfg = dataclasses.replace(CFG, freeze_trunk=True, train_trunk_batch_norm=True)
-    state, trained = _one_step(population, data, cfg)
+def test_a_frozen_trunk_may_still_train_its_batch_norm_and_re_estimate_its_statistics(population64, data):
+    cfg = dataclasses.replace(CFG64, freeze_trunk=True, train_trunk_batch_norm=True)
+    state, trained = _one_step(population64, data, cfg)
     for layer, before in state.params["trunk"].items():
         after = trained.params["trunk"][layer]
         if T.is_batch_norm(layer):  # scale and offset learn, the statistics follow the new data
@@ -251,26 +251,29 @@ def test_a_frozen_trunk_may_still_train_its_batch_norm_and_re_estimate_its_stati
             chex.assert_trees_all_equal(after, before)  # the convolutions stay exactly as they were
 
 
-def _one_step(population, data, cfg, graft_from=None):
-    """One train step of member 0 from a fresh optimiser state (its trunk replaced by ``graft_from``'s)."""
-    member = T.unstack(population, 0)
-    params = member.params if graft_from is None else {**member.params, "trunk": graft_from["trunk"]}
-    state = T.TrainState.create(apply_fn=member.apply_fn, params=params, batch_stats=member.batch_stats,
-                                key=member.key, tx=T.make_optimizer(cfg, T.steps_per_epoch(NUM_EXAMPLES, 16)))
-    batch = {"image": data[0][:16], "label": data[1][:16]}
-    return state, jax.jit(T.train_step, static_argnames="cfg")(state, batch, state.key, cfg)[0]
+def _one_step(population64, data, cfg, graft_from=None):
+    """One float64 train step of member 0 from a fresh optimiser state (its trunk replaced by
+    ``graft_from``'s). Two configs give two programs, so their results are compared in float64."""
+    with jax.enable_x64(True):
+        member = T.unstack(population64, 0)
+        params = member.params if graft_from is None else {**member.params, "trunk": graft_from["trunk"]}
+        state = T.TrainState.create(apply_fn=member.apply_fn, params=params, batch_stats=member.batch_stats,
+                                    key=member.key, tx=T.make_optimizer(cfg, T.steps_per_epoch(NUM_EXAMPLES, 16)))
+        batch = {"image": data[0][:16], "label": data[1][:16]}
+        return state, jax.jit(T.train_step, static_argnames="cfg")(state, batch, state.key, cfg)[0]
 
 
-def test_a_scaled_trunk_learning_rate_scales_the_trunks_first_update_only(population, data):
+@pytest.mark.equivalence
+def test_a_scaled_trunk_learning_rate_scales_the_trunks_first_update_only(population64, data):
     """Adam's first update is the learning rate times a gradient-size-free ratio: a tenth of the
-    rate moves the trunk a tenth as far, and the head exactly as far."""
-    start, plain = _one_step(population, data, CFG)
-    _, slow = _one_step(population, data, dataclasses.replace(CFG, trunk_lr_scale=0.1))
-    moved = lambda after, part: jax.tree.map(lambda a, b: np.asarray(a, np.float64) - np.asarray(b, np.float64),
+    rate moves the trunk a tenth as far, and the head as far."""
+    start, plain = _one_step(population64, data, CFG64)
+    _, slow = _one_step(population64, data, dataclasses.replace(CFG64, trunk_lr_scale=0.1))
+    moved = lambda after, part: jax.tree.map(lambda a, b: np.asarray(a) - np.asarray(b),  # on the host, in float64
                                              after.params[part], start.params[part])
     chex.assert_trees_all_close(moved(slow, "trunk"), jax.tree.map(lambda d: 0.1 * d, moved(plain, "trunk")),
-                                rtol=1e-4, atol=1e-9)
-    chex.assert_trees_all_equal(slow.params["head"], plain.params["head"])
+                                **TOLERANCE)
+    chex.assert_trees_all_close(slow.params["head"], plain.params["head"], **TOLERANCE)
 
 
 def test_decay_to_start_pulls_toward_the_first_weights_it_saw():
@@ -286,14 +289,17 @@ def test_decay_to_start_pulls_toward_the_first_weights_it_saw():
     chex.assert_trees_all_equal(state.start, first)
 
 
-def test_decay_to_start_anchors_a_grafted_trunk_at_the_graft_not_the_random_init(population, data):
-    source = T.unstack(population, 1).params  # another seed's weights stand in for a pretrained trunk
-    cfg = dataclasses.replace(CFG, decay_to_start=0.1)
-    state, trained = _one_step(population, data, cfg, graft_from=source)
+@pytest.mark.equivalence
+def test_decay_to_start_anchors_a_grafted_trunk_at_the_graft_not_the_random_init(population64, data):
+    with jax.enable_x64(True):
+        source = T.unstack(population64, 1).params  # another seed's weights stand in for a pretrained trunk
+    assert jax.tree.leaves(source)[0].dtype == np.float64
+    cfg = dataclasses.replace(CFG64, decay_to_start=0.1)
+    state, trained = _one_step(population64, data, cfg, graft_from=source)
     anchor = trained.opt_state.inner_states["trunk"].inner_state[2].start["trunk"]  # the head: masked out
     chex.assert_trees_all_equal(anchor, source["trunk"])
-    _, plain = _one_step(population, data, CFG, graft_from=source)  # the first step: no pull yet
-    chex.assert_trees_all_close(trained.params, plain.params, rtol=1e-6, atol=1e-7)
+    _, plain = _one_step(population64, data, CFG64, graft_from=source)  # the first step: no pull yet
+    chex.assert_trees_all_close(trained.params, plain.params, **TOLERANCE)
 
 
 @pytest.mark.equivalence
