@@ -90,13 +90,13 @@ stage "pytest steps on $("$PY" -c 'import jax; print(jax.default_backend())' 2>/
 if [[ "$PLAN" == part1 ]]; then  # issue 21's tables: the fold estimate, then the ablation variants
   stage "part 1 cv" 240 "$PY" -m jaxcnn cv $QUICK --data-root "$DATA" --workdir "$W/part1-cv" --resume
   stage "part 1 ablate ${VARIANTS:-(all variants)}" 3600 "$PY" -m jaxcnn ablate $QUICK --data-root "$DATA" \
-    --workdir "$W/part1-ablate" --resume ${VARIANTS:+--variants $VARIANTS}
+    --workdir "$W/part1-ablation" --resume ${VARIANTS:+--variants $VARIANTS}
 else
   stage "part 1" 120 "$PY" -m jaxcnn part1 $QUICK --data-root "$DATA" --workdir "$W/part1" --resume \
-    --set cv_dir="$W/part1-cv"
+    --cv-run "$W/part1-cv"
   stage "part 2" 300 "$PY" -m jaxcnn part2 $QUICK --data-root "$DATA" --workdir "$W/part2" --resume
   stage "part 3 (mnistTask3.zip)" 400 "$PY" -m jaxcnn part3 $QUICK --data-root "$DATA" --workdir "$W/part3" \
-    --resume --set part1_ckpt="$W/part1" --set clean_ckpt="$W/part2/B"  # the data root's task set, by default
+    --resume --part1-run "$W/part1" --oracle-run "$W/part2/B"  # the data root's task set, by default
   stage "part 1 cv" 150 "$PY" -m jaxcnn cv $QUICK --data-root "$DATA" --workdir "$W/part1-cv" --resume
 fi
 stage "throughput: steps at batch 128, 512; bf16; population" 60 "$PY" benchmarks/throughput.py \

@@ -14,7 +14,7 @@ from pathlib import Path
 from jaxcnn import paths
 from jaxcnn.config import override
 from jaxcnn.errors import DataError, JaxcnnError
-from jaxcnn.experiments import PARTS, part_module
+from jaxcnn.experiments import PARTS, STUDY_RUNS, UPSTREAM, part_module
 
 logger = logging.getLogger("jaxcnn")
 
@@ -62,8 +62,9 @@ def _configured(module, args):
 def cmd_part(args) -> int:
     """Runs one part of the study: its module offers get_config, run and summary_lines."""
     module = part_module(args.command)
+    upstream = {argument: Path(getattr(args, argument)) for argument in UPSTREAM[args.command]}
     results = module.run(_configured(module, args), paths.data_root(args.data_root), Path(args.workdir),
-                         resume=args.resume, overwrite=args.overwrite, cache_dir=args.cache_dir)
+                         resume=args.resume, overwrite=args.overwrite, cache_dir=args.cache_dir, **upstream)
     print("\n".join(module.summary_lines(results)))
     print(f"results: {Path(args.workdir) / 'results.json'}")
     return 0
@@ -183,6 +184,9 @@ def build_parser() -> argparse.ArgumentParser:
         p = _command(sub, cmd_part, name, help=description.split(":")[1].strip(), description=description,
                      epilog=f"example: python -m jaxcnn {name} --data-root ../shared/data --quick")
         _common(p, f"ckpts/{name}")
+        for argument, (place, what) in UPSTREAM[name].items():
+            p.add_argument(f"--{argument.replace('_', '-')}", default=f"ckpts/{place}",
+                           help=f"{what} (default: %(default)s)")
         if name == "part3":
             p.add_argument("--data", metavar="DIR_OR_ZIP",
                            help="the corrupted class-folder set (default: DATA_ROOT/mnistTask3.zip or mnistTask3/, "
@@ -194,7 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "Folds are class-stratified images, as the task's test (--folds-by class), or "
                              "whole writers (--folds-by writer).",
                  epilog="example: python -m jaxcnn cv --data-root ../shared/data --quick")
-    _common(p, "ckpts/part1-cv")
+    _common(p, f"ckpts/{STUDY_RUNS['cv']}")
     _folds_by(p)
 
     p = _command(sub, cmd_ablate, "ablate", help="measure the effect of part 1's main design choices",
@@ -202,7 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "and tabulate the fold mean and 95% CI in WORKDIR/ablation.json. Budget: part "
                              "1's full recipe per fold model unless --set says otherwise.",
                  epilog="example: python -m jaxcnn ablate --variants default tta --set folds=3")
-    _common(p, "ckpts/part1-ablation")
+    _common(p, f"ckpts/{STUDY_RUNS['ablation']}")
     _folds_by(p)
     p.add_argument("--variants", nargs="*", help="which variants (default: all)")
 

@@ -163,7 +163,10 @@ def _coerce(hint, value):
 
 
 def override(cfg, assignment: str):
-    """Returns ``cfg`` with one ``dotted.path=value`` assignment applied (value as JSON or text)."""
+    """Returns ``cfg`` with one ``dotted.path=value`` assignment applied (value as JSON or text).
+
+    A nested config whose model the parent shares (``SHARES_MODEL``) is refused a model of its own.
+    """
     path, sep, text = assignment.partition("=")
     if not sep:
         raise ValueError(f"override {assignment!r} is not of the form path.to.field=value")
@@ -182,6 +185,9 @@ def _replace_path(cfg, keys, value):
     if head not in hints:
         names = ", ".join(f.name for f in dataclasses.fields(cfg))
         raise ValueError(f"{type(cfg).__name__} has no field {head!r} (fields: {names})")
+    if len(keys) > 1 and keys[1] == "model" and head in getattr(cfg, "SHARES_MODEL", ()):
+        raise ValueError(f"{'.'.join(keys)}: {head} trains {type(cfg).__name__}'s one model; "
+                         f"set {'.'.join(['model', *keys[2:]])} instead")
     if len(keys) > 1:
         new = _replace_path(getattr(cfg, head), keys[1:], value)
     else:

@@ -21,7 +21,6 @@ from jaxcnn.processes import is_primary, on_primary
 MARKER = ".jaxcnn-run"
 MARKER_TMP = MARKER + ".tmp"  # written, then renamed to MARKER: a leftover is an interrupted claim
 RECORDS = ("config.json", "results.json", "metrics.jsonl", MARKER)  # a run's records, never written by others
-PART_ROLES = ("part1", "part2", "part3", "cv", "ablation")
 
 
 class RunExistsError(JaxcnnError):
@@ -108,7 +107,7 @@ def _claim(workdir: Path, role: str, config: dict, defaults: dict | None, resume
             for path in sorted(workdir.iterdir(), key=lambda p: p.name == MARKER):  # the marker last
                 shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
             marker = None
-        elif role != "fit" or not set(marker) <= set(PART_ROLES):
+        elif role != "fit":  # the training loop joins its part's directory; parts never share one
             raise RunExistsError(f"{workdir} holds a run of {', '.join(sorted(marker))}, not of {role}: "
                                  "choose another --workdir")
         workdir.mkdir(parents=True, exist_ok=True)

@@ -3,35 +3,29 @@
 Each part runs in ``WORKDIR/partN`` through its module's ``get_config`` and ``run``. A part whose
 ``results.json`` holds the requested configuration is finished and is not run again; a part not
 written yet is skipped with a message. An interrupted part is continued with ``resume=True``;
-without it, ``fit`` refuses to touch the interrupted run, as every command does. Paths from one
-part's config into another's runs (``ckpts/part1``) are taken inside ``WORKDIR``.
+without it, ``fit`` refuses to touch the interrupted run, as every command does. The runs a part
+reads from another (its ``UPSTREAM``: part 1's trunk, part 2's B) are passed as arguments, from
+their places in ``WORKDIR``.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 from pathlib import Path
 
 from jaxcnn.config import to_dict
 from jaxcnn.errors import JaxcnnError
-from jaxcnn.experiments import PARTS, part_module
+from jaxcnn.experiments import PARTS, UPSTREAM, part_module
 from jaxcnn.report import write_report
 
 logger = logging.getLogger("jaxcnn")
 
 
-def in_workdir(cfg, workdir: Path):
-    """``cfg`` with its paths into other parts' runs (``ckpts/...`` by default) moved under ``workdir``.
-
-    Part 3 reads part 1's and part 2's checkpoints (``part1_ckpt="ckpts/part1"``); in a study those
-    are ``WORKDIR/part1``, whatever ``--workdir`` is.
-    """
-    moved = {field.name: str(workdir / value.removeprefix("ckpts/"))
-             for field in dataclasses.fields(cfg)
-             if isinstance(value := getattr(cfg, field.name), str) and value.startswith("ckpts/")}
-    return dataclasses.replace(cfg, **moved)
+def upstream_runs(part: str, workdir: Path) -> dict[str, Path]:
+    """The runs of other parts that ``part`` reads (``UPSTREAM``), at their places in ``workdir``:
+    its ``run``'s keyword arguments."""
+    return {argument: workdir / place for argument, (place, _) in UPSTREAM[part].items()}
 
 
 def finished(part_dir: Path, cfg) -> bool:
@@ -59,14 +53,15 @@ def run_study(data_root: Path, workdir: Path, *, quick: bool = False, resume: bo
     status = {}
     for name in parts:
         module = part_module(name)
-        cfg = in_workdir(module.get_config(quick), workdir)
+        cfg = module.get_config(quick)
         part_dir = workdir / name
         if finished(part_dir, cfg):
             logger.info("%s: finished run in %s reused", name, part_dir)
             status[name] = "reused"
             continue
         logger.info("%s: running in %s%s", name, part_dir, " (resuming)" if resume else "")
-        module.run(cfg, Path(data_root), part_dir, resume=resume, cache_dir=cache_dir)
+        module.run(cfg, Path(data_root), part_dir, resume=resume, cache_dir=cache_dir,
+                   **upstream_runs(name, workdir))
         status[name] = "ran"
     markdown, page = write_report(workdir, out)
     logger.info("report: %s and %s", markdown, page)

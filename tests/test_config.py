@@ -9,6 +9,7 @@ from hypothesis import assume, given, strategies as st
 from jaxcnn.config import AugmentConfig
 from jaxcnn.config import ModelConfig, TrainConfig, from_dict, override, to_dict
 from jaxcnn.errors import ConfigError
+from jaxcnn.experiments import part_module
 from jaxcnn.experiments.part1 import Part1Config
 
 
@@ -82,7 +83,7 @@ def test_a_fractional_value_for_an_integer_field_is_an_error():
     TrainConfig(),
     TrainConfig(seeds=(3, 4), freeze_trunk=True, model=ModelConfig(widths=(4, 8), hidden=16),
                 augment=AugmentConfig(elastic_alpha=3.0)),
-    Part1Config(classes=("A", "b"), folds=4, cv_dir="elsewhere"),
+    Part1Config(classes=("A", "b"), folds=4, folds_by="writer"),
 ])
 def test_to_dict_from_dict_round_trip_through_json(cfg):
     data = json.loads(json.dumps(to_dict(cfg)))
@@ -185,3 +186,11 @@ def test_a_geometry_skip_needs_the_page_geometry():
     assert ModelConfig(page_geometry=True, geometry_skip=True).geometry_skip
     with pytest.raises(ConfigError, match="ModelConfig.geometry_skip must be false without page_geometry"):
         ModelConfig(geometry_skip=True)
+
+
+@pytest.mark.parametrize("part, field", [("part2", "digits"), ("part2", "mnist"), ("part3", "reference")])
+def test_a_model_that_a_part_shares_is_refused_for_one_of_its_trainings(part, field):
+    cfg = part_module(part).get_config()
+    with pytest.raises(ValueError, match=rf"^{field}.model.widths: .* set model.widths instead$"):
+        override(cfg, f"{field}.model.widths=8,16,32")
+    assert getattr(override(cfg, "model.widths=8,16,32"), field).model.widths == (8, 16, 32)

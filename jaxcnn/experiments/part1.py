@@ -37,8 +37,7 @@ class Part1Config:
     """What part 1 trains on and how; ``classes`` empty means all 62.
 
     ``folds``: the folds of ``cv`` and ``ablate``, ``folds_by`` "class" (class-stratified images, as
-    the task's test) or "writer". ``cv_dir``: where ``cv`` wrote its results, whose estimate the
-    final model's results carry when the recipe matches.
+    the task's test) or "writer".
     """
 
     train: TrainConfig = TrainConfig(seeds=(0, 1, 2), model=ModelConfig(page_geometry=True))
@@ -47,7 +46,6 @@ class Part1Config:
     data_subdir: str = "trainPart1"
     folds: int = 5
     folds_by: str = "class"
-    cv_dir: str = "ckpts/part1-cv"
 
     def __post_init__(self):
         require(self, "classes", all(c in CLASS_NAMES for c in self.classes) and len(set(self.classes)) == len(
@@ -77,16 +75,12 @@ def input_meta(cfg: Part1Config) -> dict:
     return {"preprocess": cfg.preprocess}
 
 
-def recipe(config: dict) -> dict:
-    """The part of a saved config (``to_dict``) that decides the trained model, not where results go."""
-    return {k: v for k, v in config.items() if k != "cv_dir"}
-
-
-def run(cfg: Part1Config, data_root: Path, workdir: Path, *, resume=False, overwrite=False, cache_dir=None) -> dict:
+def run(cfg: Part1Config, data_root: Path, workdir: Path, *, cv_run: Path | None = None, resume=False,
+        overwrite=False, cache_dir=None) -> dict:
     """The final model: the recipe trained on every writer, last epoch kept; writes results.json.
 
-    Its expected accuracy on new writers is the cross-validated one of ``cfg.cv_dir``, when that
-    run used the same recipe; otherwise None (run ``python -m jaxcnn cv``).
+    Its expected accuracy on new writers is the cross-validated one of ``cv_run``, when that run
+    used the same recipe; otherwise None (run ``python -m jaxcnn cv``).
     """
     workdir = claim(workdir, "part1", to_dict(cfg), defaults=defaults_of(cfg), resume=resume,
                     overwrite=overwrite)
@@ -97,18 +91,18 @@ def run(cfg: Part1Config, data_root: Path, workdir: Path, *, resume=False, overw
     _, history = fit(data, None, cfg.train, workdir, resume=resume, overwrite=overwrite, meta=input_meta(cfg))
     results = {"config": to_dict(cfg), "writers": writers, "num_train": len(data), "history": history,
                "epoch": len(history), "train_seconds": sum(r["seconds"] for r in history),
-               "expected_new_writers": cv_estimate(cfg)}
+               "expected_new_writers": cv_estimate(cfg, cv_run)}
     write_json(workdir / "results.json", results)
     return results
 
 
-def cv_estimate(cfg: Part1Config) -> dict | None:
-    """The cross-validated figures of ``cfg.cv_dir`` if it ran this recipe, else None."""
-    path = Path(cfg.cv_dir) / "results.json"
-    saved = json.loads(path.read_text()) if path.is_file() else None
-    if saved is None or recipe(saved["config"]) != recipe(to_dict(cfg)):
+def cv_estimate(cfg: Part1Config, cv_run: Path | None) -> dict | None:
+    """The cross-validated figures of ``cv_run`` if it ran this recipe, else None."""
+    path = Path(cv_run or "") / "results.json"
+    saved = json.loads(path.read_text()) if cv_run and path.is_file() else None
+    if saved is None or saved["config"] != to_dict(cfg):
         logger.info("part 1: no cross-validation of this recipe in %s; run `python -m jaxcnn cv` for the "
-                    "expected accuracy on unseen images", cfg.cv_dir)
+                    "expected accuracy on unseen images", cv_run)
         return None
     cv = saved["cv"]
     return {"source": str(path), "folds_by": folds_protocol(saved["config"]),

@@ -58,6 +58,8 @@ class Part2Config:
     whose epochs, steps and seconds to reach are reported.
     """
 
+    SHARES_MODEL = ("digits", "mnist")  # their ``model`` is ``model``: ``override`` refuses to set it apart
+
     model: ModelConfig = ModelConfig()
     digits: TrainConfig = TrainConfig(seeds=(0, 1, 2), epochs=60, batch_size=32)
     mnist: TrainConfig = TrainConfig(seeds=(0, 1, 2, 3, 4), epochs=15, batch_size=128, learning_rate=2e-3,

@@ -135,24 +135,23 @@ def trunk_widths(variables: dict) -> tuple[int, ...]:
     return tuple(int(trunk[k]["kernel"].shape[-1]) for k in firsts)
 
 
-def part1_variables(cfg: Part3Config, data_root: Path, workdir: Path, *, resume=False, overwrite=False,
-                    cache_dir=None) -> tuple[dict, dict]:
+def part1_variables(cfg: Part3Config, part1_run: Path | None, data_root: Path, workdir: Path, *, resume=False,
+                    overwrite=False, cache_dir=None) -> tuple[dict, dict]:
     """Part 1's best checkpoint (its first seed) and where it came from (see ``pretrained_variables``).
 
     With ``train_part1_if_missing``, a missing checkpoint, or one whose trunk does not fit
     ``cfg.model`` (a full part 1 for a quick part 3), is replaced by a quick part 1 trained in
     ``WORKDIR/part1-quick``; without it, either is an error that says what to do.
     """
-    source = Path(cfg.part1_ckpt)
-    if has_checkpoints(source):
-        variables, record = pretrained_variables(source, "best")
+    if part1_run and has_checkpoints(part1_run):
+        variables, record = pretrained_variables(part1_run, "best")
         if trunk_widths(variables) == tuple(cfg.model.widths):
             return variables, record
-        problem = (f"{source}: its trunk has widths {trunk_widths(variables)}, part 3's model "
+        problem = (f"{part1_run}: its trunk has widths {trunk_widths(variables)}, part 3's model "
                    f"{tuple(cfg.model.widths)}; set model.widths to match")
     else:
-        problem = (f"{source}: no part-1 checkpoint; run part 1 first (python experiments/part1.py) "
-                   "or point --set part1_ckpt=DIR at its work directory")
+        problem = (f"{part1_run or 'no part-1 run given'}: no part-1 checkpoint; run part 1 first "
+                   "(python experiments/part1.py) or point --part1-run at its work directory")
     if not cfg.train_part1_if_missing:
         raise CheckpointError(problem)
     source = workdir / "part1-quick"
@@ -163,18 +162,18 @@ def part1_variables(cfg: Part3Config, data_root: Path, workdir: Path, *, resume=
     return pretrained_variables(source, "best")
 
 
-def clean_oracle(cfg: Part3Config, data_root: Path, test: ArrayDataset, workdir: Path, *, resume=False,
-                 overwrite=False):
+def clean_oracle(cfg: Part3Config, oracle_run: Path | None, data_root: Path, test: ArrayDataset, workdir: Path, *,
+                 resume=False, overwrite=False):
     """A model of clean MNIST: ``(state, eval_batch_size, description)``.
 
-    ``cfg.clean_ckpt`` (its last epoch) if it holds a run, else a reference trained here on
-    clean MNIST train; the test set only draws its learning curve.
+    ``oracle_run`` (its last epoch) if it holds a run and ``cfg.use_oracle_run``, else a reference
+    trained here on clean MNIST train; the test set only draws its learning curve.
     """
-    if cfg.clean_ckpt and has_checkpoints(cfg.clean_ckpt):
-        state, ref_cfg, class_names, epoch = load_run(cfg.clean_ckpt, "latest")
+    if cfg.use_oracle_run and oracle_run and has_checkpoints(oracle_run):
+        state, ref_cfg, class_names, epoch = load_run(oracle_run, "latest")
         if tuple(class_names) != DIGITS:
-            raise CheckpointError(f"{cfg.clean_ckpt}: classifies {class_names}, not the digits 0-9")
-        return state, ref_cfg.eval_batch_size, f"{cfg.clean_ckpt} (epoch {epoch})"
+            raise CheckpointError(f"{oracle_run}: classifies {class_names}, not the digits 0-9")
+        return state, ref_cfg.eval_batch_size, f"{oracle_run} (epoch {epoch})"
     train = load_mnist_split(data_root, "train", cfg.reference_size, cfg.draw_seed + 1)
     logger.info("part 3: training a clean reference (the oracle) on %d MNIST training images", len(train))
     state, _ = fit(train, test, cfg.reference, workdir / "reference", resume=resume, overwrite=overwrite)
@@ -184,7 +183,8 @@ def clean_oracle(cfg: Part3Config, data_root: Path, test: ArrayDataset, workdir:
 # --- the experiment ---------------------------------------------------------------------------
 
 
-def run(cfg: Part3Config, data_root: Path, workdir: Path, *, resume=False, overwrite=False, cache_dir=None) -> dict:
+def run(cfg: Part3Config, data_root: Path, workdir: Path, *, part1_run: Path | None = None,
+        oracle_run: Path | None = None, resume=False, overwrite=False, cache_dir=None) -> dict:
     """Audits and diagnoses the corrupted folders (with and without the oracle), trains every model,
     scores them on clean MNIST test; writes diagnosis.json (the audit and the diagnosis, before any
     model trains), then results.json and the figures."""
@@ -202,9 +202,9 @@ def run(cfg: Part3Config, data_root: Path, workdir: Path, *, resume=False, overw
     matched = matched_view(noisy.labels, noisy.images, load_mnist(data_root, "train"))
     logger.info("part 3: %s", matched_line(matched))
 
-    variables, part1_source = part1_variables(cfg, data_root, workdir, cache_dir=cache_dir, **flags)
+    variables, part1_source = part1_variables(cfg, part1_run, data_root, workdir, cache_dir=cache_dir, **flags)
     trunk_init = graft_init(variables)
-    oracle, batch, oracle_source = clean_oracle(cfg, data_root, test, workdir, **flags)
+    oracle, batch, oracle_source = clean_oracle(cfg, oracle_run, data_root, test, workdir, **flags)
     _, oracle_probs = predict_probs(oracle, noisy.inputs(), batch)
     _, oracle_test_probs = predict_probs(oracle, test.inputs(), batch)
     chosen, q = free_posteriors(cfg, noisy, workdir, flags)

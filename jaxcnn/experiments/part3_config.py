@@ -102,11 +102,11 @@ class Part3Config:
     ``WORKDIR/noisy-mnist.zip`` from MNIST train with ``corruption`` and ``corruption_seed``.
     ``noisy_size``/``test_size``/``reference_size``: 0 uses everything, else a class-balanced subset
     (of the folders by folder label, of MNIST test, of MNIST train for the oracle) drawn with ``draw_seed``.
-    ``part1_ckpt``: part 1's work directory, whose trunk is grafted; if it holds no checkpoint
-    whose trunk fits ``model``, ``train_part1_if_missing`` trains a quick part 1 in
-    ``WORKDIR/part1-quick``, else it is an error.
-    ``clean_ckpt``: a model trained on clean MNIST (part 2's B) used as the oracle; empty or
-    missing, a reference is trained on clean MNIST train with ``reference`` in ``WORKDIR/reference``.
+    Part 1's run (``part1_run``, whose trunk is grafted) and the oracle's (``oracle_run``, part 2's
+    B) are ``run``'s arguments, not fields. Without a part-1 checkpoint whose trunk fits ``model``,
+    ``train_part1_if_missing`` trains a quick part 1 in ``WORKDIR/part1-quick``, else it is an error.
+    ``use_oracle_run``: the oracle is ``oracle_run`` when it holds a run; false, or without one, a
+    reference is trained on clean MNIST train with ``reference`` in ``WORKDIR/reference``.
     ``min_confidence``: oracle predictions below it are left out of the estimate.
     ``free_size``/``free_folds``/``free_train``: the oracle-free diagnosis, a ``free_folds``-fold
     cross-validation of a model of the folder labels on ``free_size`` images (0: all).
@@ -119,6 +119,8 @@ class Part3Config:
     ``model`` replaces ``train.model``, ``reference.model`` and ``free_train.model``.
     """
 
+    SHARES_MODEL = ("train", "reference", "free_train")  # their ``model`` is ``model`` (see ``override``)
+
     data: str = ""
     corruption: str = "complementary"
     corruption_seed: int = 0
@@ -126,9 +128,8 @@ class Part3Config:
     test_size: int = 0
     reference_size: int = 0
     draw_seed: int = 0
-    part1_ckpt: str = "ckpts/part1"
     train_part1_if_missing: bool = False
-    clean_ckpt: str = "ckpts/part2/B"
+    use_oracle_run: bool = True
     model: ModelConfig = ModelConfig()
     train: TrainConfig = MNIST_TRAIN
     reference: TrainConfig = dataclasses.replace(MNIST_TRAIN, seeds=(0,), epochs=10, probe_every=0)
@@ -171,7 +172,7 @@ def get_config(quick: bool = False) -> Part3Config:
         reference=dataclasses.replace(cfg.reference, epochs=2, batch_size=32, warmup_epochs=0,
                                       augment=AugmentConfig(0.0, 0.0, 0.0, 0.0)),
         free_train=dataclasses.replace(cfg.free_train, epochs=8, batch_size=32, warmup_epochs=0),
-        noisy_size=3000, test_size=1000, reference_size=3000, free_size=3000, clean_ckpt="",
+        noisy_size=3000, test_size=1000, reference_size=3000, free_size=3000, use_oracle_run=False,
         train_part1_if_missing=True, min_confidence=0.5,
         models=("comp_forward", "comp_forward_trunk", "comp_nn", "self_train", "relabel", "forward",
                 "oracle_relabel"))

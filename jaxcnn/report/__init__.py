@@ -26,7 +26,7 @@ def report_path(workdir: str | Path, out: str | Path | None = None) -> Path:
     return Path(out) if out else Path(workdir) / "REPORT.md"
 
 
-def write_report(workdir: str | Path = "ckpts", out: str | Path | None = None,
+def write_report(workdir: str | Path, out: str | Path | None = None,
                  docs_dir: Path = DOCS_DIR) -> tuple[Path, Path]:
     """Writes ``out`` (default ``WORKDIR/REPORT.md``) and ``report.html`` beside it from the results
     under ``workdir``; figure links are relative to ``out``. Of several processes, process 0 writes."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from jaxcnn.experiments import PARTS
+from jaxcnn.experiments import PARTS, STUDY_RUNS
 from jaxcnn.experiments.part1 import PROTOCOLS, folds_protocol
 from jaxcnn.report.document import Bullets, Section, evaluation_files, paired_text, rate, read_json, stat_text
 from jaxcnn.report.render import anchor
@@ -29,8 +29,8 @@ def see(title: str) -> str:
 
 def fold_estimate(results: dict, workdir: Path) -> dict | None:
     """Part 1's writer-fold estimate, wherever this version of part 1 keeps it (``cv`` or
-    ``expected_new_writers`` in its results, or ``part1-cv/results.json``), else None."""
-    cv_run = read_json(workdir / "part1-cv" / "results.json") or {}
+    ``expected_new_writers`` in its results, or the study's cv run), else None."""
+    cv_run = read_json(workdir / STUDY_RUNS["cv"] / "results.json") or {}
     found = results.get("cv") or results.get("expected_new_writers") or cv_run.get("cv")
     if isinstance(found, dict) and "accuracy" in found:
         return {"folds_by": folds_protocol(cv_run.get("config", {})), **found}

@@ -11,7 +11,7 @@ import numpy as np
 
 from jaxcnn.errors import JaxcnnError
 from jaxcnn.evaluation.plots import plot_learning_curves
-from jaxcnn.experiments import PARTS
+from jaxcnn.experiments import PARTS, STUDY_RUNS
 from jaxcnn.experiments.part1 import PROTOCOLS, folds_protocol
 from jaxcnn.experiments.part3_config import TRUNK
 from jaxcnn.report.document import (
@@ -430,7 +430,7 @@ def build_sections(workdir: Path, out_dir: Path, docs_dir: Path = DOCS_DIR) -> l
     workdir, out_dir = Path(workdir), Path(out_dir)
     parts = [read_json(workdir / part / "results.json") for part in PARTS]
     return [readable(workdir, glance_section), task_section(), design_section(docs_dir, out_dir),
-            *readable(workdir / "part1", part1_sections, workdir / "part1-cv", workdir / "part1-ablation",
+            *readable(workdir / "part1", part1_sections, workdir / STUDY_RUNS["cv"], workdir / STUDY_RUNS["ablation"],
                       out_dir / "report"),
             *readable(workdir / "part2", part2_sections), *readable(workdir / "part3", part3_sections),
             *evaluation_sections(workdir), environment_section(parts),

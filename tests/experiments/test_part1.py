@@ -25,13 +25,13 @@ def setup(tmp_path, make_chars74k):
     cfg = part1.Part1Config(
         train=TrainConfig(seeds=(0, 1), epochs=1, batch_size=8, eval_batch_size=16, augment=NO_AUGMENT,
                           model=ModelConfig(widths=(4, 8), hidden=16)),
-        classes=CLASSES, folds=3, cv_dir=str(tmp_path / "cv"))
+        classes=CLASSES, folds=3)
     return cfg, tmp_path / "data"
 
 
 def test_cv_scores_each_image_once_and_the_final_model_learns_from_all(setup, tmp_path):
     cfg, data_root = setup
-    final = part1.run(cfg, data_root, tmp_path / "final")
+    final = part1.run(cfg, data_root, tmp_path / "final", cv_run=tmp_path / "cv")
     assert final["writers"] == list(WRITERS) and final["expected_new_writers"] is None  # no cv yet
     assert final["num_train"] == len(WRITERS) * len(CLASSES)
     assert run_inputs(tmp_path / "final") == (CLASSES, cfg.preprocess)  # what `evaluate` prepares new images with
@@ -65,9 +65,9 @@ def test_cv_scores_each_image_once_and_the_final_model_learns_from_all(setup, tm
     by_writer = part1.run_cv(override(cfg, "folds_by=writer"), data_root, tmp_path / "cv-writers")["cv"]
     assert [f["held_out"] for f in by_writer["folds"]] == ["writers 1-2", "writers 3-4", "writers 5-6"]
 
-    again = part1.run(cfg, data_root, tmp_path / "final", overwrite=True)
+    again = part1.run(cfg, data_root, tmp_path / "final", cv_run=tmp_path / "cv", overwrite=True)
     assert again["expected_new_writers"]["accuracy"] == cv["accuracy"]  # the same recipe: its estimate
-    other = part1.run(override(cfg, "train.label_smoothing=0"), data_root, tmp_path / "other")
+    other = part1.run(override(cfg, "train.label_smoothing=0"), data_root, tmp_path / "other", cv_run=tmp_path / "cv")
     assert other["expected_new_writers"] is None  # another recipe: the estimate does not apply
 
 

@@ -62,11 +62,10 @@ def quick_run(tmp_path_factory, real_data):
         mp.setattr(part3, "part1_variables", part1_apart)
         mp.setattr(part3, "make_noisy_mnist", make_then_hide_truth)
         mp.setattr(part3, "score_estimate", restore_truth_then_score)
-        cfg = dataclasses.replace(part3.get_config(quick=True), data=part3_config.REPLICA,
-                                  part1_ckpt=str(tmp / "no-part1-here"))
+        cfg = dataclasses.replace(part3.get_config(quick=True), data=part3_config.REPLICA)
         jax.clear_caches()  # count compilations as a fresh process would
         with counting_compilations() as seen["compiled"]:
-            results = part3.run(cfg, real_data, workdir, cache_dir=tmp / "cache")
+            results = part3.run(cfg, real_data, workdir, part1_run=tmp / "no-part1-here", cache_dir=tmp / "cache")
     return results, workdir, seen
 
 
@@ -241,9 +240,8 @@ def test_bad_part3_configs_are_refused(change, message):
 
 
 def test_missing_part1_checkpoint_says_to_run_part1_first(tmp_path):
-    cfg = dataclasses.replace(part3.get_config(), part1_ckpt=str(tmp_path / "nothing"))
     with pytest.raises(CheckpointError, match="run part 1 first"):
-        part3.part1_variables(cfg, tmp_path, tmp_path / "work")
+        part3.part1_variables(part3.get_config(), tmp_path / "nothing", tmp_path, tmp_path / "work")
 
 
 def test_a_part1_trunk_that_does_not_fit_the_model_is_refused(tmp_path, monkeypatch):
@@ -251,7 +249,7 @@ def test_a_part1_trunk_that_does_not_fit_the_model_is_refused(tmp_path, monkeypa
     monkeypatch.setattr(part3, "has_checkpoints", lambda path: True)
     monkeypatch.setattr(part3, "pretrained_variables", lambda path, which: ({"params": {"trunk": trunk}}, {}))
     with pytest.raises(CheckpointError, match=r"widths \(8, 16\), part 3's model \(32, 64, 128\)"):
-        part3.part1_variables(part3.get_config(), tmp_path, tmp_path / "work")
+        part3.part1_variables(part3.get_config(), tmp_path / "part1", tmp_path, tmp_path / "work")
 
 
 def test_part3_runs_on_the_task_set_in_the_data_root_and_on_a_replica_only_when_asked_or_absent(tmp_path,
@@ -341,9 +339,9 @@ def test_the_oracle_free_view_reads_a_weak_folder_model_right(spec, kind):
 def test_the_quick_oracle_names_every_kind_on_a_quick_sized_set(quick_run, real_data, spec, kind):
     """The quick run's own tiny oracle and a quick-sized set (3,000 images): as noisy as --quick gets."""
     _, workdir, _ = quick_run
-    cfg = dataclasses.replace(part3.get_config(quick=True), clean_ckpt=str(workdir / "reference"))
+    cfg = dataclasses.replace(part3.get_config(quick=True), use_oracle_run=True)
     train = common.load_mnist_split(real_data, "train", cfg.noisy_size, cfg.draw_seed)
-    oracle, batch, _ = part3.clean_oracle(cfg, real_data, None, workdir)
+    oracle, batch, _ = part3.clean_oracle(cfg, workdir / "reference", real_data, None, workdir)
     _, probs = evaluate.predict_probs(oracle, train.inputs(), batch)
     folders = noise.corrupt_labels(train.labels, spec, seed=PLANTED_SEED)
     diagnosis = part3_diagnosis.diagnose(folders, probs, cfg.min_confidence)

@@ -381,6 +381,7 @@ def fake_part(calls: list):
 def test_study_runs_each_part_once(tmp_path, monkeypatch):
     calls = []
     monkeypatch.setattr(study, "part_module", lambda name: fake_part(calls))
+    monkeypatch.setitem(study.UPSTREAM, "fake1", {})
     out = tmp_path / "REPORT.md"
     first = study.run_study(tmp_path, tmp_path / "ckpts", quick=True, parts=("fake1",))
     assert first == {"fake1": "ran"}
@@ -391,15 +392,16 @@ def test_study_runs_each_part_once(tmp_path, monkeypatch):
         study.run_study(tmp_path, tmp_path / "ckpts", quick=False, out=out, parts=("fake1",))
 
 
-def test_study_moves_paths_into_other_parts_under_its_workdir(tmp_path):
-    @dataclasses.dataclass(frozen=True)
-    class LinkedConfig:
-        part1_ckpt: str = "ckpts/part1"
-        data: str = "elsewhere/data"
-        epochs: int = 3
-
-    assert study.in_workdir(LinkedConfig(), tmp_path) == LinkedConfig(part1_ckpt=str(tmp_path / "part1"))
-    assert study.in_workdir(LinkedConfig(), Path("ckpts")) == LinkedConfig()
+def test_study_passes_each_part_the_runs_it_reads_from_its_workdir(tmp_path, monkeypatch):
+    seen = {}
+    monkeypatch.setattr(study, "part_module", lambda name: types.SimpleNamespace(
+        get_config=lambda quick: FakeConfig(), run=lambda cfg, data_root, workdir, **kwargs: seen.update({name: kwargs})))
+    monkeypatch.setattr(study, "finished", lambda part_dir, cfg: False)
+    monkeypatch.setattr(study, "write_report", lambda workdir, out: (tmp_path / "r.md", tmp_path / "r.html"))
+    study.run_study(tmp_path, tmp_path / "w")
+    assert seen["part3"]["part1_run"] == tmp_path / "w" / "part1"
+    assert seen["part3"]["oracle_run"] == tmp_path / "w" / "part2" / "B"
+    assert seen["part1"]["cv_run"] == tmp_path / "w" / "part1-cv" and "part1_run" not in seen["part2"]
 
 
 def test_every_part_offers_the_protocol_and_an_unknown_part_is_refused():
