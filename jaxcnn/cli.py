@@ -60,33 +60,36 @@ def _configured(module, args):
 
 
 def cmd_part(args) -> int:
-    """Runs one part of the study: its module offers get_config, run and summary_lines."""
+    """Runs one part of the study (its module's get_config and run) and prints its report sections."""
+    from jaxcnn.experiments.results import RESULTS_FILE
+    from jaxcnn.report.render import render_text
     module = part_module(args.command)
     upstream = {argument: Path(getattr(args, argument)) for argument in UPSTREAM[args.command]}
     results = module.run(_configured(module, args), paths.data_root(args.data_root), Path(args.workdir),
                          resume=args.resume, overwrite=args.overwrite, cache_dir=args.cache_dir, **upstream)
-    print("\n".join(module.summary_lines(results)))
-    print(f"results: {Path(args.workdir) / 'results.json'}")
+    print(render_text(module.sections(results, Path(args.workdir))))
+    print(f"results: {Path(args.workdir) / RESULTS_FILE}")
     return 0
 
 
 def cmd_cv(args) -> int:
     from jaxcnn.experiments import part1
+    from jaxcnn.experiments.results import RESULTS_FILE
+    from jaxcnn.report.render import render_text
     results = part1.run_cv(_configured(part1, args), paths.data_root(args.data_root), Path(args.workdir),
                            resume=args.resume, overwrite=args.overwrite, cache_dir=args.cache_dir)
-    print("\n".join(part1.cv_lines(results["cv"])))
-    print(f"results: {Path(args.workdir) / 'results.json'}")
+    print(render_text([part1.folds_section(results)]))
+    print(f"results: {Path(args.workdir) / RESULTS_FILE}")
     return 0
 
 
 def cmd_ablate(args) -> int:
     from jaxcnn.experiments import part1
+    from jaxcnn.report.render import render_text
     table = part1.run_ablation(_configured(part1, args), paths.data_root(args.data_root),
                                Path(args.workdir), args.variants, resume=args.resume, overwrite=args.overwrite,
                                cache_dir=args.cache_dir)
-    for name, row in table["variants"].items():
-        print(f"{name:20s} accuracy {row['accuracy']['mean']:.4f} ± {row['accuracy']['ci95'] or 0:.4f}  "
-              f"case-folded {row['accuracy_casefold']['mean']:.4f} ± {row['accuracy_casefold']['ci95'] or 0:.4f}")
+    print(render_text([part1.ablation_section(table)]))
     return 0
 
 

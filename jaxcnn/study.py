@@ -10,13 +10,13 @@ their places in ``WORKDIR``.
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
 from jaxcnn.config import to_dict
 from jaxcnn.errors import JaxcnnError
 from jaxcnn.experiments import PARTS, UPSTREAM, part_module
+from jaxcnn.experiments.results import RESULTS_FILE, results_of
 from jaxcnn.report import write_report
 
 logger = logging.getLogger("jaxcnn")
@@ -33,11 +33,11 @@ def finished(part_dir: Path, cfg) -> bool:
 
     Results of another configuration are an error: the study would otherwise mix two studies.
     """
-    path = part_dir / "results.json"
-    if not path.is_file():
+    results = results_of(part_dir)
+    if results is None:
         return False
-    if json.loads(path.read_text())["config"] != to_dict(cfg):
-        raise JaxcnnError(f"{path}: a finished run of another configuration (--quick or not?); "
+    if results["config"] != to_dict(cfg):
+        raise JaxcnnError(f"{part_dir / RESULTS_FILE}: a finished run of another configuration (--quick or not?); "
                           f"use another --workdir, or delete {part_dir} to run it again")
     return True
 

@@ -1,13 +1,11 @@
-"""Training-quality figures of a run, read from ``fit``'s history and its test predictions: how fast
-it converges (epochs, steps and seconds to an accuracy) and how well it ends (accuracy, NLL, ECE,
-train-test gap), each as mean ± 95% CI over seeds."""
+"""How fast a run converges, read from ``fit``'s history (epochs, steps and seconds to an accuracy),
+and figures over seeds: mean ± 95% CI (``stat``), paired differences and what they say."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from jaxcnn.evaluation.metrics import classification_report, mean_ci95
-from jaxcnn.training.steps import softmax
+from jaxcnn.evaluation.metrics import mean_ci95
 
 
 def stat(values) -> dict:
@@ -71,50 +69,3 @@ def seconds_to_accuracy(history: list[dict], threshold: float) -> list[float | N
     """For each seed, wall seconds of training (and testing) until its first validation at ``threshold``."""
     points = validation_points(history)
     return first_reaching([p[1] for p in points], [p[2] for p in points], threshold)
-
-
-def threshold_key(threshold: float) -> str:
-    """``0.98`` -> ``"98"``: the suffix of ``epochs_to_98`` and ``seconds_to_98``."""
-    return f"{100 * threshold:g}"
-
-
-def summarise_history(history: list[dict], thresholds=(0.98, 0.99)) -> dict:
-    """Convergence figures from ``fit``'s history, each over seeds.
-
-    ``train_test_gap`` is the last epoch's train accuracy minus its test accuracy; the train
-    accuracy is the running mean over the epoch's augmented batches with dropout on.
-    """
-    first, last = history[0], history[-1]
-    summary = {"first_epoch_test_accuracy": stat(first["val_accuracy"])}
-    for threshold in thresholds:
-        summary[f"epochs_to_{threshold_key(threshold)}"] = stat(epochs_to_accuracy(history, threshold))
-        summary[f"steps_to_{threshold_key(threshold)}"] = stat(steps_to_accuracy(history, threshold))
-        summary[f"seconds_to_{threshold_key(threshold)}"] = stat(seconds_to_accuracy(history, threshold))
-    summary["final_test_accuracy"] = stat(last["val_accuracy"])
-    summary["final_train_accuracy"] = stat(last["train_accuracy"])
-    summary["train_test_gap"] = stat(np.subtract(last["train_accuracy"], last["val_accuracy"]).tolist())
-    summary["train_seconds"] = float(sum(r["seconds"] for r in history))
-    return summary
-
-
-def summarise_predictions(logits, ensemble_probs, labels, class_names) -> dict:
-    """Per-seed test NLL and ECE (mean ± CI) and the full report of the seeds' ensemble.
-
-    ``logits`` float [K, N, C], one row per seed, and ``ensemble_probs`` [N, C]: ``predict_probs``.
-    """
-    members = [classification_report(p, labels, class_names) for p in softmax(logits)]
-    return {"final_test_nll": stat([m["nll"] for m in members]),
-            "final_test_ece": stat([m["ece"] for m in members]),
-            "ensemble": classification_report(ensemble_probs, labels, class_names)}
-
-
-def format_stat(summary: dict, digits: int = 4) -> str:
-    """``mean ± ci`` ("not reached" when no seed has a value; "(n/K seeds)" when only some do)."""
-    if summary["n"] == 0:
-        return "not reached"
-    text = f"{summary['mean']:.{digits}f}"
-    if summary["ci95"] is not None:
-        text += f" ± {summary['ci95']:.{digits}f}"
-    if summary["n"] < len(summary["values"]):
-        text += f" ({summary['n']}/{len(summary['values'])} seeds)"
-    return text

@@ -9,6 +9,7 @@ import jax
 import numpy as np
 
 from jaxcnn.data.dataset import ArrayDataset
+from jaxcnn.document import Table, rate
 from jaxcnn.errors import CheckpointError, JaxcnnError
 from jaxcnn.evaluation.metrics import classification_report
 from jaxcnn.rundir import check_output, run_dir_of
@@ -121,3 +122,34 @@ def summary_lines(report: dict, top: int = 8) -> list[str]:
     lines.append("confusable groups (images taken for another member): " + ", ".join(
         f"{g['group']} {g['confused']}/{g['n']}" for g in groups))
     return lines
+
+
+WEAKEST_CLASSES = 10
+
+
+def validation_table(report: dict, seeds, what: str) -> Table:
+    """The headline figures of an ``evaluate_run`` report: ensemble, then each seed."""
+    rows = [["images", str(report["n"])],
+            ["ensemble accuracy", rate(report["accuracy"])],
+            ["ensemble accuracy, case-folded", rate(report["accuracy_casefold"])],
+            ["ensemble NLL", rate(report["nll"])],
+            ["ensemble ECE", rate(report["ece"])]]
+    rows += [[f"seed {seed} accuracy", rate(a)] for seed, a in zip(seeds, report["members_accuracy"])]
+    epoch = f", checkpoint of epoch {report['epoch']}" if "epoch" in report else ""
+    return Table(["metric", "value"], rows, f"Scores on the {what}{epoch}.")
+
+
+def weakest_classes_table(report: dict) -> Table:
+    worst = sorted(report["per_class_accuracy"].items(), key=lambda kv: kv[1])[:WEAKEST_CLASSES]
+    rows = [[f"`{name}`", rate(acc), rate(report["per_class_f1"][name])] for name, acc in worst]
+    return Table(["class", "accuracy", "F1"], rows, f"The {len(rows)} classes with the lowest accuracy (ensemble).")
+
+
+def confused_table(report: dict) -> Table:
+    rows = [[f"`{p['true']}`", f"`{p['predicted']}`", str(p["count"])] for p in report["most_confused"]]
+    return Table(["true", "predicted", "count"], rows, "The most frequent confusions (ensemble).")
+
+
+def evaluation_files(workdir: Path) -> list[Path]:
+    """``eval_*.json`` written by ``python -m jaxcnn evaluate`` beside any run's checkpoint under ``workdir``."""
+    return sorted({*workdir.glob("*/eval_*.json"), *workdir.glob("*/checkpoints/eval_*.json")})

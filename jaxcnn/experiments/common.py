@@ -1,4 +1,5 @@
-"""What parts 2 and 3 share: MNIST's augmentation and class-balanced subsets."""
+"""What the parts share: MNIST's training recipe and class-balanced subsets, and the pieces of
+their report sections (a part not run yet, the figures a part wrote)."""
 
 from __future__ import annotations
 
@@ -6,13 +7,17 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxcnn.config import AugmentConfig
+from jaxcnn.config import AugmentConfig, TrainConfig
 from jaxcnn.data.dataset import ArrayDataset
 from jaxcnn.data.mnist import load_mnist
+from jaxcnn.document import Figure, Text
 
 # MNIST digits are already size-normalised and centred, so they vary less than the part-1 images:
 # milder distortions than part 1's, still enough to regularise a 15-epoch run.
 MNIST_AUGMENT = AugmentConfig(rotate_deg=8.0, scale=0.08, shear_deg=8.0, shift_px=2.0)
+# How parts 2 (B, C) and 3 (every model) learn MNIST: 15 epochs of batch 128, 5 seeds side by side.
+MNIST_TRAIN = TrainConfig(seeds=(0, 1, 2, 3, 4), epochs=15, batch_size=128, learning_rate=2e-3, weight_decay=5e-4,
+                          warmup_epochs=1, label_smoothing=0.0, augment=MNIST_AUGMENT, probe_every=50)
 
 
 def balanced_subset(labels, size: int, seed: int) -> np.ndarray:
@@ -41,3 +46,21 @@ def load_mnist_split(data_root: Path, split: str, size: int, seed: int) -> Array
     """A clean MNIST split, whole or as a class-balanced subset of ``size``."""
     data = load_mnist(data_root, split)
     return data.subset(balanced_subset(data.labels, size, seed)) if size else data
+
+
+def not_run(part: str) -> Text:
+    return Text(f"Not run yet: run `python experiments/{part}.py` (or `python -m jaxcnn study` for the whole study).")
+
+
+def part_figures(part_dir: Path, captions: dict[str, str]) -> list[Figure]:
+    """The PNGs a part wrote in its work directory (evaluation figures excepted), those of
+    ``captions`` first, in its order; the others follow, captioned from their names."""
+    paths = sorted((p for p in Path(part_dir).glob("*.png") if not p.name.startswith("eval_")),
+                   key=lambda p: (list(captions).index(p.name) if p.name in captions else len(captions), p.name))
+    return [Figure(p, captions.get(p.name) or figure_caption(p)) for p in paths]
+
+
+def figure_caption(path: Path) -> str:
+    if path.stem.startswith("confusion_"):
+        return f"Confusion matrix of {path.stem.removeprefix('confusion_')} (ensemble, rows normalised)."
+    return path.stem.replace("_", " ").capitalize() + "."

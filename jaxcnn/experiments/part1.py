@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import json
 import logging
 import time
 from pathlib import Path
@@ -22,11 +21,14 @@ import numpy as np
 from jaxcnn.config import ModelConfig, TrainConfig, defaults_of, override, to_dict
 from jaxcnn.data.chars74k import CLASS_NAMES, FOLD_PROTOCOLS, PREPROCESSORS, fold_indices, load_chars74k
 from jaxcnn.data.dataset import ArrayDataset
+from jaxcnn.document import Figure, Section, Table, Text, rate, seconds, stat_text
 from jaxcnn.errors import require
 from jaxcnn.evaluation.evaluate import evaluate_ensemble
 from jaxcnn.evaluation.metrics import group_confusion, mean_ci95, spread
+from jaxcnn.evaluation.plots import plot_learning_curves
+from jaxcnn.experiments.common import not_run, part_figures
+from jaxcnn.experiments.results import ABLATION_FILE, RESULTS_FILE, results_of, write_results
 from jaxcnn.rundir import claim
-from jaxcnn.rundir import write_json
 from jaxcnn.training.loop import fit
 
 logger = logging.getLogger("jaxcnn")
@@ -92,20 +94,18 @@ def run(cfg: Part1Config, data_root: Path, workdir: Path, *, cv_run: Path | None
     results = {"config": to_dict(cfg), "writers": writers, "num_train": len(data), "history": history,
                "epoch": len(history), "train_seconds": sum(r["seconds"] for r in history),
                "expected_new_writers": cv_estimate(cfg, cv_run)}
-    write_json(workdir / "results.json", results)
-    return results
+    return write_results(workdir / RESULTS_FILE, results)
 
 
 def cv_estimate(cfg: Part1Config, cv_run: Path | None) -> dict | None:
     """The cross-validated figures of ``cv_run`` if it ran this recipe, else None."""
-    path = Path(cv_run or "") / "results.json"
-    saved = json.loads(path.read_text()) if cv_run and path.is_file() else None
+    saved = results_of(cv_run) if cv_run else None
     if saved is None or saved["config"] != to_dict(cfg):
         logger.info("part 1: no cross-validation of this recipe in %s; run `python -m jaxcnn cv` for the "
                     "expected accuracy on unseen images", cv_run)
         return None
     cv = saved["cv"]
-    return {"source": str(path), "folds_by": folds_protocol(saved["config"]),
+    return {"source": str(Path(cv_run) / RESULTS_FILE), "folds_by": folds_protocol(saved["config"]),
             **{k: cv[k] for k in ("accuracy", "accuracy_casefold", "top3_accuracy")}}
 
 
@@ -262,8 +262,7 @@ def run_cv(cfg: Part1Config, data_root: Path, workdir: Path, *, resume=False, ov
     folds = train_folds(cfg, data, workdir, resume=resume, overwrite=overwrite)
     cv = score_folds(data, folds)
     results = {"config": to_dict(cfg), "cv": {**cv, "scorings": scoring_variants(data, folds, cv, len(cfg.train.seeds))}}
-    write_json(workdir / "results.json", results)
-    return results
+    return write_results(workdir / RESULTS_FILE, results)
 
 
 def scoring_variants(data: ArrayDataset, folds: list[dict], cv: dict, seeds: int) -> dict:
@@ -276,43 +275,6 @@ def scoring_variants(data: ArrayDataset, folds: list[dict], cv: dict, seeds: int
         rows[name] = {**{k: scored[k] for k in ("accuracy", "accuracy_casefold", "top3_accuracy")},
                       "vs_recipe": paired_difference(scored["per_writer_accuracy"], cv["per_writer_accuracy"])}
     return rows
-
-
-def cv_lines(cv: dict, what: str = "folds") -> list[str]:
-    """What ``cv`` prints: the fold means with their 95% CI."""
-    figure = lambda s: f"{s['mean']:.4f}" + (f" ± {s['ci95']:.4f}" if s["ci95"] is not None else "")
-    w = cv["writer_accuracy_spread"]
-    scorings = [f"{name}: accuracy {figure(row['accuracy'])} (vs recipe {figure(row['vs_recipe'])})"
-                for name, row in (cv.get("scorings") or {}).items()]
-    return [f"{what} ({len(cv['folds'])} folds, last epoch): accuracy {figure(cv['accuracy'])}  "
-            f"case-folded {figure(cv['accuracy_casefold'])}  top-3 {figure(cv['top3_accuracy'])}",
-            f"per writer: min {w['min']:.4f}  max {w['max']:.4f}  std {w['std']:.4f}",
-            "most confused groups: " + ", ".join(f"{g['group']} {g['confused']}/{g['n']}"
-                                                 for g in cv["confusable_groups"][:6]),
-            "case pairs resolved: " + ", ".join(f"{pair} {row['resolved']:.2f}" for pair, row in
-                                                cv.get("case_pairs", {}).items() if row["resolved"] is not None),
-            *unanimous_lines(cv),
-            *scorings]
-
-
-def unanimous_lines(cv: dict) -> list[str]:
-    """How many held-out images every member got wrong: the errors more seeds cannot vote away."""
-    wrong = cv.get("wrong_for_every_member")
-    if wrong is None or wrong["members"] < 2:
-        return []
-    return [f"wrong for all {wrong['members']} members: {wrong['n']} images ({wrong['share']:.4f}); "
-            f"right for at least one: {1 - wrong['share']:.4f}"]
-
-
-def summary_lines(results: dict) -> list[str]:
-    lines = [f"part 1: final model trained on all {results['num_train']} images ({len(results['writers'])} writers), "
-             f"{results['epoch']} epochs (last kept)"]
-    expected = results["expected_new_writers"]
-    if expected is None:
-        return lines + ["expected accuracy: not measured (run `python -m jaxcnn cv`)"]
-    return lines + [f"expected ({expected.get('folds_by', 'writer')} folds, {expected['source']}): accuracy "
-                    f"{expected['accuracy']['mean']:.4f} ± {expected['accuracy']['ci95'] or 0:.4f}, "
-                    f"case-folded {expected['accuracy_casefold']['mean']:.4f}"]
 
 
 def paired_difference(accuracy: dict, reference: dict) -> dict:
@@ -377,6 +339,7 @@ def run_ablation(cfg: Part1Config, data_root: Path, workdir: Path, variants=None
                     overwrite=overwrite)
     flags = {"resume": resume, "overwrite": overwrite}
     table, fold_runs = {}, {}
+    written = {"config": to_dict(cfg), "variants": table}
     for name in names:
         base, options = scored.get(name, (name, {}))
         variant = cfg
@@ -404,7 +367,148 @@ def run_ablation(cfg: Part1Config, data_root: Path, workdir: Path, variants=None
             table[name]["vs_default"] = paired_difference(cv["per_writer_accuracy"], default["per_writer_accuracy"])
             table[name]["vs_default_per_fold"] = mean_ci95(
                 [a - b for a, b in zip(table[name]["fold_accuracy"], default["fold_accuracy"])])
-        write_json(workdir / "ablation.json", {"config": to_dict(cfg), "variants": table})
+        written = write_results(workdir / ABLATION_FILE, {"config": to_dict(cfg), "variants": table})
         logger.info("ablation %s: accuracy %.4f case-folded %.4f", name, cv["accuracy"]["mean"],
                     cv["accuracy_casefold"]["mean"])
-    return {"config": to_dict(cfg), "variants": table}
+    return written
+
+# --- the report -------------------------------------------------------------------------------
+
+TITLE = "Part 1: characters from scratch"
+SHOWN_GROUPS = 10  # confusable groups shown, most confused first
+
+
+def sections(results: dict | None, part_dir: Path, cv: dict | None = None, ablation: dict | None = None,
+             figure_dir: Path | None = None) -> list[Section]:
+    """Part 1's report: the final model (with its learning curves drawn into ``figure_dir``), the
+    folds of the ``cv`` run and the ``ablation``'s table."""
+    if results is None:
+        final = [Section(TITLE, [not_run("part1")])]
+    else:
+        train = results["config"]["train"]
+        overview = Text(
+            f"The final model learns from all {results['num_train']} training images ({len(results['writers'])} writers; "
+            f"none held out, so its last epoch is kept): {len(train['seeds'])} seeds {train['seeds']} trained side "
+            f"by side and ensembled; {train['epochs']} epochs of batch {train['batch_size']}, peak learning rate "
+            f"{train['learning_rate']}, model widths {train['model']['widths']} and hidden "
+            f"{train['model']['hidden']}; training took {seconds(results['train_seconds'])} s.")
+        figures = [*([learning_curve_figure(results["history"], figure_dir / "part1_learning_curves.png")]
+                     if figure_dir else []), *part_figures(part_dir, {})]
+        final = [Section(TITLE, [overview, expected_text(results["expected_new_writers"]), *figures]),
+                 Section("Part 1: per epoch", [history_table(results["history"])], 3)]
+    return [*final, folds_section(cv), ablation_section(ablation)]
+
+
+def folds_section(cv: dict | None) -> Section:
+    """The ``cv`` run's results: the expected accuracy fold by fold, writers, confusions."""
+    return Section("Part 1: folds", cv_blocks(cv["cv"], folds_protocol(cv["config"])) if cv else [
+        Text("Not run yet: run `python -m jaxcnn cv` (the recipe under class-stratified folds, as the task's "
+             "test: the expected accuracy).")], 3)
+
+
+def ablation_section(ablation: dict | None) -> Section:
+    return Section("Part 1: ablation", [ablation_table(ablation)] if ablation else [
+        Text("Not run yet: run `python -m jaxcnn ablate` (each variant changes one choice of part 1, "
+             "judged by the folds).")], 3)
+
+
+def expected_text(expected: dict | None) -> Text:
+    if expected is None:
+        return Text("Expected accuracy: not measured for this recipe (run `python -m jaxcnn cv`).")
+    return Text(f"Expected accuracy ({PROTOCOLS[expected.get('folds_by', 'writer')]}, `{expected['source']}`): "
+                f"{stat_text(expected['accuracy'])} case-sensitive, {stat_text(expected['accuracy_casefold'])} "
+                f"case-folded, {stat_text(expected['top3_accuracy'])} top-3 (fold mean ± 95% CI).")
+
+
+def cv_blocks(cv: dict, protocol: str) -> list:
+    """The fold estimate: a row per fold and the mean, the writers' spread, the confusable groups."""
+    rows = [[f.get("held_out") or "writers " + "-".join(map(str, (f["writers"][0], f["writers"][-1]))), str(f["n"]),
+             str(f["epoch"]), rate(f["accuracy"]), rate(f["accuracy_casefold"]), rate(f["top3_accuracy"])]
+            for f in cv["folds"]]
+    rows.append(["mean ± 95% CI", "", "", stat_text(cv["accuracy"]), stat_text(cv["accuracy_casefold"]),
+                 stat_text(cv["top3_accuracy"])])
+    folds = Table(["held out", "images", "epoch", "accuracy", "case-folded", "top-3"], rows,
+                  f"Protocol: {PROTOCOLS[protocol]}. Each fold's model (last epoch) on the images it never saw; "
+                  "Student-t interval over folds.")
+    w = cv["writer_accuracy_spread"]
+    wrong = cv.get("wrong_for_every_member") or {"members": 0}
+    unanimous = (f" Images that every one of the {wrong['members']} members got wrong: {wrong['n']} "
+                 f"({rate(wrong['share'])}); even a member chosen by hand for each image would score at most "
+                 f"{rate(1 - wrong['share'])}. More seeds cannot vote these errors away.") if wrong["members"] > 1 else ""
+    writers = Text(f"Accuracy per writer ({w['n']} writers, each scored by the fold model that never saw it): "
+                   f"mean {rate(w['mean'])}, standard deviation {rate(w['std'])}, from {rate(w['min'])} "
+                   f"to {rate(w['max'])}.{unanimous}")
+    groups = Table(["group", "images", "taken for another member", "rate", "which way"],
+                   [[f"`{g['group']}`", str(g["n"]), str(g["confused"]), rate(g["rate"]),
+                     ", ".join(f"`{k}` x{v}" for k, v in g["pairs"].items())]
+                    for g in cv["confusable_groups"] if g["confused"]][:SHOWN_GROUPS],
+                   "Confusions inside case pairs and look-alike groups, all folds pooled.")
+    scorings = Table(["scored as", "accuracy", "case-folded", "top-3", "vs the recipe (per writer)"],
+                     [[name.replace("_", " "), stat_text(row["accuracy"]), stat_text(row["accuracy_casefold"]),
+                       stat_text(row["top3_accuracy"]), stat_text(row["vs_recipe"])]
+                      for name, row in cv.get("scorings", {}).items()],
+                     "The same fold models scored other ways (no training): ensembles of fewer seeds, and "
+                     "test-time augmentation; the difference is paired per writer.")
+    pairs = Table(["case pair", "images", "taken for the other case", "resolved", "page geometry alone"],
+                  [[f"`{pair}`", str(row["n"]), str(row["crossed"]), rate(row["resolved"]),
+                    rate(row.get("resolved_by_geometry_alone"))]
+                   for pair, row in cv.get("case_pairs", {}).items() if row["n"]],
+                  "Case pairs that differ mostly by size: the share of their images given the right case, "
+                  "by the model and by a linear discriminant on the page geometry alone (the same folds).")
+    return [folds, writers, groups, *([pairs] if cv.get("case_pairs") else []),
+            *([scorings] if cv.get("scorings") else [])]
+
+
+def history_table(history: list[dict]) -> Table:
+    """One row per epoch, per-seed figures averaged over the seeds (validation columns if validated)."""
+    keys = [k for k in ("train_loss", "train_accuracy", "val_loss", "val_accuracy") if k in history[0]]
+    ensemble = "val_accuracy_ensemble" in history[0]
+    rows = [[str(r["epoch"]), *(rate(np.mean(r[k])) for k in keys),
+             *([rate(r["val_accuracy_ensemble"])] if ensemble else []), seconds(r["seconds"])] for r in history]
+    return Table(["epoch", *(k.replace("_", " ") for k in keys),
+                  *(["val accuracy (ensemble)"] if ensemble else []), "seconds"], rows,
+                 "Mean over seeds; train figures are running means over the augmented batches.")
+
+
+def ablation_table(ablation: dict) -> Table:
+    """One row per variant; the paired differences read "n/a" where no default was trained beside it."""
+    paired = lambda row, key: stat_text(row[key]) if key in row else "n/a"
+    rows = [[name, ", ".join(f"`{c}`" for c in row["changes"]) or "(none)", stat_text(row["accuracy"]),
+             stat_text(row["accuracy_casefold"]), paired(row, "vs_default"), paired(row, "vs_default_per_fold"),
+             f"{row['folds']} / {row['epochs']} / {row['seeds']}", seconds(row["train_seconds"])]
+            for name, row in ablation["variants"].items()]
+    folds_by = ablation["config"].get("folds_by", "writer")
+    return Table(["variant", "changes", "accuracy", "case-folded", "vs default (per writer)",
+                  "vs default (per fold)", "folds / epochs / seeds", "train seconds"], rows,
+                 f"{folds_by.capitalize()} folds, last epoch: fold mean ± 95% CI; the difference to the default is "
+                 "paired per writer and per fold (mean ± 95% CI). Evaluation-only variants reuse the default's "
+                 "fold models.")
+
+
+def learning_curve_figure(history: list[dict], path: Path) -> Figure:
+    plot_learning_curves(history, path)
+    return Figure(path, "Part 1 learning curves of the final model (augmented training batches; no writer held out).")
+
+
+def fold_estimate(results: dict, cv: dict | None) -> dict | None:
+    """Part 1's fold estimate: the one its results carry (a cv run of the same recipe), else the
+    ``cv`` run's, else None."""
+    if results.get("expected_new_writers"):
+        return {"folds_by": "writer", **results["expected_new_writers"]}  # writer: before class folds
+    return {"folds_by": folds_protocol(cv["config"]), **cv["cv"]} if cv else None
+
+
+def headline(results: dict | None, cv: dict | None = None, evaluations: dict[str, float] | None = None) -> str:
+    """Part 1's answer in a sentence: the expected accuracy (folds) and any scored evaluation
+    (``evaluations``: data set name -> accuracy)."""
+    if results is None:
+        return "**Part 1, 62 characters**: not run yet"
+    answers = []
+    cv = fold_estimate(results, cv)
+    if cv:
+        folds = cv.get("folds")
+        count = f"{len(folds)} " if isinstance(folds, list) else ""
+        folded = f", {stat_text(cv['accuracy_casefold'])} case-folded" if "accuracy_casefold" in cv else ""
+        answers.append(f"{stat_text(cv['accuracy'])}{folded} expected ({count}{PROTOCOLS[cv['folds_by']]})")
+    answers += [f"{rate(accuracy)} on `{name}`" for name, accuracy in (evaluations or {}).items()]
+    return f"**Part 1, 62 characters**: {'; '.join(answers) or 'no score recorded'}"

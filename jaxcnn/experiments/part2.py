@@ -19,16 +19,17 @@ import numpy as np
 from jaxcnn.config import ModelConfig, TrainConfig, defaults_of, to_dict
 from jaxcnn.data.chars74k import DIGIT_CLASSES, load_chars74k, writer_split
 from jaxcnn.data.dataset import ArrayDataset
-from jaxcnn.data.mnist import load_mnist
 from jaxcnn.errors import require
-from jaxcnn.evaluation.convergence import format_stat, stat, summarise_history, summarise_predictions, threshold_key
-from jaxcnn.evaluation.evaluate import evaluate_run, predict_probs
+from jaxcnn.document import Section, Table, Text, stat_text
+from jaxcnn.evaluation.convergence import stat
+from jaxcnn.evaluation.evaluate import evaluate_run, validation_table
 from jaxcnn.evaluation.plots import plot_confusion, plot_curves, plot_data_size, plot_step_curves
-from jaxcnn.experiments.common import MNIST_AUGMENT, balanced_subset
+from jaxcnn.experiments.common import MNIST_TRAIN, balanced_subset, load_mnist_split, not_run, part_figures
 from jaxcnn.rundir import claim
-from jaxcnn.rundir import write_json
+from jaxcnn.experiments.records import model_record, models_table, paired_lines, paired_table, paired_text
+from jaxcnn.experiments.results import RESULTS_FILE, write_results
 from jaxcnn.training.loop import fit
-from jaxcnn.training.transfer import graft_init, pretrained_variables, transfer_record
+from jaxcnn.training.transfer import KEEP_HEAD_FRESH, graft_init, pretrained_variables, transfer_record
 
 logger = logging.getLogger("jaxcnn")
 
@@ -50,6 +51,7 @@ class Part2Config:
     ``model`` is the one architecture of A, B and C (A's trunk must fit B/C to be grafted): it
     replaces ``digits.model`` and ``mnist.model``, so set ``model.*``, not ``digits.model.*``.
     ``digits`` trains A; ``mnist`` trains B, C and C_frozen (C_frozen with ``freeze_trunk``).
+    ``keep_fresh``: the layers C and its variants do not take from A (``fullmatch`` patterns).
     ``mnist_train_size``/``mnist_test_size``: 0 uses the whole split, else a class-balanced subset.
     ``subset_sizes``: the data-size curve's training-set sizes, each run with ``subset_seeds``.
     ``subset_epoch_images``: each subset is repeated to an epoch of this many images (0: as many as
@@ -62,9 +64,8 @@ class Part2Config:
 
     model: ModelConfig = ModelConfig()
     digits: TrainConfig = TrainConfig(seeds=(0, 1, 2), epochs=60, batch_size=32)
-    mnist: TrainConfig = TrainConfig(seeds=(0, 1, 2, 3, 4), epochs=15, batch_size=128, learning_rate=2e-3,
-                                     weight_decay=5e-4, warmup_epochs=1, label_smoothing=0.0,
-                                     augment=MNIST_AUGMENT, probe_every=50)
+    mnist: TrainConfig = MNIST_TRAIN
+    keep_fresh: tuple[str, ...] = KEEP_HEAD_FRESH
     val_writers: tuple[int, ...] = ()  # held out from A for its validation; empty: A sees every writer
     preprocess: str = "mnist"
     data_subdir: str = "trainPart1"
@@ -118,11 +119,8 @@ def load_digits(cfg: Part2Config, data_root: Path, cache_dir=None) -> tuple[Arra
 
 def load_mnist_splits(cfg: Part2Config, data_root: Path) -> tuple[ArrayDataset, ArrayDataset]:
     """MNIST train and test, each the whole split or a class-balanced subset of the configured size."""
-    splits = []
-    for split, size in (("train", cfg.mnist_train_size), ("test", cfg.mnist_test_size)):
-        data = load_mnist(data_root, split)
-        splits.append(data.subset(balanced_subset(data.labels, size, cfg.subset_draw_seed)) if size else data)
-    return splits[0], splits[1]
+    return (load_mnist_split(data_root, "train", cfg.mnist_train_size, cfg.subset_draw_seed),
+            load_mnist_split(data_root, "test", cfg.mnist_test_size, cfg.subset_draw_seed))
 
 
 def data_size_subsets(cfg: Part2Config, train: ArrayDataset) -> dict[int, ArrayDataset]:
@@ -135,9 +133,6 @@ def data_size_subsets(cfg: Part2Config, train: ArrayDataset) -> dict[int, ArrayD
         subsets[size] = repeat_to(train.subset(balanced_subset(train.labels, size, cfg.subset_draw_seed)),
                                   cfg.subset_epoch_images or len(train))
     return subsets
-
-
-# --- derived metrics --------------------------------------------------------------------------
 
 
 # --- the experiment ---------------------------------------------------------------------------
@@ -159,7 +154,7 @@ def run(cfg: Part2Config, data_root: Path, workdir: Path, *, resume=False, overw
                        **flags)
     a_report = evaluate_run(workdir / "A", digits_val) if digits_val is not None else None
     variables, trunk_source = pretrained_variables(workdir / "A", "best")
-    grafted = {"init": graft_init(variables), "meta": {"transfer": trunk_source}}  # fit's arguments
+    grafted = {"init": graft_init(variables, cfg.keep_fresh), "meta": {"transfer": trunk_source}}  # fit's arguments
 
     frozen = dataclasses.replace(cfg.mnist, freeze_trunk=True)
     runs = {"B": (cfg.mnist, {}), "C": (cfg.mnist, grafted), "C_frozen": (frozen, grafted),
@@ -168,10 +163,8 @@ def run(cfg: Part2Config, data_root: Path, workdir: Path, *, resume=False, overw
     for name, (train_cfg, start) in runs.items():
         logger.info("part 2: model %s", LABELS[name])
         state, history = fit(train, test, train_cfg, workdir / name, **start, **flags)
-        logits, probs = predict_probs(state, test.inputs(), train_cfg.eval_batch_size)
-        models[name] = {"history": history, **summarise_history(history, cfg.thresholds),
-                        **summarise_predictions(logits, probs, test.labels, test.class_names),
-                        "transfer": transfer_record(trunk_source, variables, state) if start else None}
+        transfer = transfer_record(trunk_source, variables, state, cfg.keep_fresh) if start else None
+        models[name] = model_record(state, history, test, cfg.thresholds, train_cfg.eval_batch_size, transfer=transfer)
 
     subset_cfg = dataclasses.replace(cfg.mnist, seeds=cfg.subset_seeds)
     data_size = {name: {} for name in CURVE_MODELS}
@@ -194,8 +187,7 @@ def run(cfg: Part2Config, data_root: Path, workdir: Path, *, resume=False, overw
                      "writers": sorted(int(w) for w in np.unique(digits_train.groups))},
                "models": models, "data_size": data_size}
     write_plots(results, test.class_names, workdir)
-    write_json(workdir / "results.json", results)
-    return results
+    return write_results(workdir / RESULTS_FILE, results)
 
 
 # --- figures ----------------------------------------------------------------------------------
@@ -216,31 +208,57 @@ def write_plots(results: dict, class_names, workdir: Path) -> None:
                        f"part 2: {LABELS[name]}, MNIST test (ensemble, last epoch)")
 
 
-# --- summary ----------------------------------------------------------------------------------
+# --- the report -------------------------------------------------------------------------------
+
+TITLE = "Part 2: transfer to MNIST"
+FIGURE_CAPTIONS = {
+    "learning_curves.png": "MNIST test accuracy per epoch (mean of seeds, min-max band).",
+    "step_curves.png": "MNIST test accuracy against optimiser steps, first-epoch probes included (log scale).",
+    "test_loss_curves.png": "MNIST test loss per epoch (mean of seeds, min-max band).",
+    "test_ece_curves.png": "MNIST test calibration error (ECE, 15 bins) per epoch (mean of seeds, min-max band).",
+    "data_size_curve.png": "Final MNIST test accuracy against training-set size (mean ± 95% CI over seeds).",
+    "confusion_B.png": "Confusion matrix of B (scratch) on the MNIST test set (ensemble, rows normalised).",
+    "confusion_C.png": "Confusion matrix of C (A's trunk, fine-tuned) on the MNIST test set (ensemble, rows normalised).",
+}
 
 
-def summary_lines(results: dict) -> list[str]:
-    """The B vs C vs C_frozen table (mean ± 95% CI over seeds, last epoch) and the data-size curve."""
-    models = results["models"]
-    thresholds = results["config"]["thresholds"]
-    rows = [("first-epoch test accuracy", "first_epoch_test_accuracy", 4)]
-    for t in thresholds:
-        rows += [(f"epochs to {threshold_key(t)}%", f"epochs_to_{threshold_key(t)}", 1),
-                 (f"steps to {threshold_key(t)}%", f"steps_to_{threshold_key(t)}", 0),
-                 (f"seconds to {threshold_key(t)}%", f"seconds_to_{threshold_key(t)}", 1)]
-    rows += [("final test accuracy", "final_test_accuracy", 4), ("final test NLL", "final_test_nll", 4),
-             ("final test ECE", "final_test_ece", 4), ("train - test accuracy", "train_test_gap", 4)]
-    row = lambda cells: "".join(f"{c:<26}" for c in cells).rstrip()
-    lines = [f"part 2, MNIST test set ({results['data']['mnist_test']} images), mean ± 95% CI over seeds, "
-             "last epoch:", row(("", *models))]
-    lines += [row((label, *(format_stat(m[key], digits) for m in models.values()))) for label, key, digits in rows]
-    lines.append(row(("ensemble accuracy", *(f"{m['ensemble']['accuracy']:.4f}" for m in models.values()))))
-    for name, points in results["data_size"].items():
-        by_size = sorted(points.items(), key=lambda kv: int(kv[0]))
-        lines.append(f"data size, {name}: " + ", ".join(f"{n}: {format_stat(p['final_test_accuracy'])}"
-                                                         for n, p in by_size))
+def sections(results: dict | None, part_dir: Path) -> list[Section]:
+    """Part 2's report: the models side by side, each against B, the data-size curve, A, the figures."""
+    if results is None:
+        return [Section(TITLE, [not_run("part2")])]
+    data, models, thresholds = results["data"], results["models"], results["config"]["thresholds"]
     a = results["A"]["validation"]
-    if a is not None:
-        lines.append(f"A (digits, validation writers, ensemble of {len(a['seeds'])}, epoch {a['epoch']}): "
-                     f"accuracy {a['accuracy']:.4f}")
-    return lines
+    overview = Text(
+        f"A learns the ten digits of the part-1 data ({data['digits_train']} training, {data['digits_val']} "
+        f"validation images{'' if a else ': every writer, last epoch'}); B (scratch), C (A's trunk, fine-tuned) "
+        f"and C_frozen (A's trunk, frozen) learn "
+        f"MNIST ({data['mnist_train']} training images) and are scored on the MNIST test set "
+        f"({data['mnist_test']} images) at their last epoch.")
+    table = models_table(models, thresholds, "MNIST test set, mean ± 95% CI over seeds (Student t), last epoch.")
+    against_b = paired_table(models, thresholds, {name: "B" for name in models if name != "B"}, "Each model against B")
+    sizes = sorted({size for points in results["data_size"].values() for size in points}, key=int)
+    curve = Table(["training images", *results["data_size"]],
+                  [[size, *(stat_text(points[size]["final_test_accuracy"]) if size in points else "n/a"
+                            for points in results["data_size"].values())] for size in sizes],
+                  "Final MNIST test accuracy by training-set size, mean ± 95% CI over seeds.")
+    return [Section(TITLE, [overview, table, *against_b, *part_figures(part_dir, FIGURE_CAPTIONS)]),
+            Section("Part 2: data size", [curve], 3),
+            *([Section("Part 2: A, the digits model",
+                       [validation_table(a, a.get("seeds", []), "validation writers' digits")], 3)] if a else [])]
+
+
+def headline(results: dict | None) -> str:
+    """Part 2's answer in a sentence: C against B, paired over seeds, at the end, on the way and by data size."""
+    head = "**Part 2, does A's trunk help on MNIST (C) against scratch (B)?**"
+    models = (results or {}).get("models", {})
+    if "B" not in models or "C" not in models:
+        return f"{head} not run yet"
+    b, c = models["B"], models["C"]
+    answers = paired_lines(c, b, "C", "B")
+    sizes = results.get("data_size", {})
+    common = sorted(set(sizes.get("B", {})) & set(sizes.get("C", {})), key=int)
+    shown = [f"{n}: {paired_text(sizes['C'][n]['final_test_accuracy'], sizes['B'][n]['final_test_accuracy'])}"
+             for n in common]
+    if shown:
+        answers.append("C - B by training images, paired over seeds, " + ", ".join(shown))
+    return f"{head} {'; '.join(answers)}"

@@ -30,22 +30,23 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxcnn.config import defaults_of, to_dict
+from jaxcnn.config import TrainConfig, defaults_of, to_dict
 from jaxcnn.data.classfolders import load_class_folders
 from jaxcnn.data.dataset import ArrayDataset
 from jaxcnn.data.mnist import CLASS_NAMES as DIGITS, load_mnist
 from jaxcnn.data.noise import make_noisy_mnist, parse_corruption
 from jaxcnn.errors import CheckpointError, DataError
-from jaxcnn.evaluation.convergence import format_stat, summarise_history, summarise_predictions, threshold_key
+from jaxcnn.document import Section, Table, Text, rate, stat_text
 from jaxcnn.evaluation.evaluate import predict_probs
 from jaxcnn.evaluation.plots import (
     plot_confusion, plot_curves, plot_folder_samples, plot_step_curves, plot_transition,
 )
 from jaxcnn.evaluation.transitions import transition_error
 from jaxcnn.experiments import part1
-from jaxcnn.experiments.common import balanced_subset, load_mnist_split
+from jaxcnn.experiments.common import balanced_subset, load_mnist_split, not_run, part_figures
 from jaxcnn.experiments.part3_config import (
-    COMPLEMENTARY_T, K, MADE_DIR, METHODS, REPLICA, TASK_SET, Method, Part3Config, fits, get_config, labels_for,
+    COMPLEMENTARY_T, K, MADE_DIR, METHODS, REPLICA, TASK_SET, TRUNK, Method, Part3Config, fits, get_config,
+    labels_for,
     method_of, teacher_of, train_config,
 )
 from jaxcnn.experiments.part3_diagnosis import (
@@ -54,12 +55,14 @@ from jaxcnn.experiments.part3_diagnosis import (
 )
 from jaxcnn.processes import on_primary
 from jaxcnn.rundir import claim
+from jaxcnn.experiments.records import model_record, models_table, paired_table
+from jaxcnn.experiments.results import RESULTS_FILE, write_results
 from jaxcnn.rundir import write_json
 from jaxcnn.training.checkpoint import has_checkpoints, load_run
 from jaxcnn.training.loop import fit
 from jaxcnn.training.transfer import graft_init, pretrained_variables, transfer_record
 
-__all__ = ["Part3Config", "get_config", "run", "summary_lines"]  # the part protocol (jaxcnn.experiments)
+__all__ = ["Part3Config", "get_config", "run", "sections", "headline"]  # the part protocol (jaxcnn.experiments)
 
 logger = logging.getLogger("jaxcnn")
 
@@ -180,14 +183,51 @@ def clean_oracle(cfg: Part3Config, oracle_run: Path | None, data_root: Path, tes
     return state, cfg.reference.eval_batch_size, f"trained here on {len(train)} clean MNIST training images"
 
 
+# --- the plan ---------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Step:
+    """One model of the plan: how it learns, whether from the part-1 trunk, its training config, and
+    (self-training) the model whose pseudo-labels it learns."""
+
+    method: Method
+    from_trunk: bool
+    train: TrainConfig
+    teacher: str | None = None
+
+
+def plan_models(cfg: Part3Config, diagnoses: dict) -> tuple[dict[str, Step], dict[str, str]]:
+    """Which models to train, in order, and why the others are not: ``(plan, skipped)``.
+
+    A model of ``cfg.models`` is planned when its method (a self-trained one: its teacher's) fits
+    the diagnosed kind; ``scratch`` and ``pretrained``, the models of the folder labels, come last.
+    Pure: a test can check it without training anything.
+    """
+    plan, skipped = {}, {}
+    for name in cfg.models:
+        method, from_trunk = method_of(name)
+        pseudo = method.labels == "pseudo"
+        why = fits(METHODS[cfg.teacher] if pseudo else method, diagnoses)
+        if why:
+            skipped[name] = why
+            continue
+        epochs = cfg.self_train_epochs if pseudo else 0
+        plan[name] = Step(method, from_trunk, train_config(cfg, method, diagnoses["oracle"], epochs),
+                          teacher_of(cfg, name) if pseudo else None)
+    baseline = dataclasses.replace(cfg.train, epochs=cfg.baseline_epochs or cfg.train.epochs)
+    plan |= {"scratch": Step(METHODS["folder"], False, baseline), "pretrained": Step(METHODS["folder"], True, baseline)}
+    return plan, skipped
+
+
 # --- the experiment ---------------------------------------------------------------------------
 
 
 def run(cfg: Part3Config, data_root: Path, workdir: Path, *, part1_run: Path | None = None,
         oracle_run: Path | None = None, resume=False, overwrite=False, cache_dir=None) -> dict:
-    """Audits and diagnoses the corrupted folders (with and without the oracle), trains every model,
-    scores them on clean MNIST test; writes diagnosis.json (the audit and the diagnosis, before any
-    model trains), then results.json and the figures."""
+    """Audits and diagnoses the corrupted folders (with and without the oracle), trains every model
+    of the plan, scores them on clean MNIST test; writes diagnosis.json (the audit and the diagnosis,
+    before any model trains), then results.json and the figures."""
     workdir = claim(workdir, "part3", to_dict(cfg), defaults=defaults_of(cfg), resume=resume,
                     overwrite=overwrite)
     flags = {"resume": resume, "overwrite": overwrite}
@@ -195,18 +235,55 @@ def run(cfg: Part3Config, data_root: Path, workdir: Path, *, part1_run: Path | N
     noisy = load_noisy(cfg, source, cache_dir)
     test = load_mnist_split(data_root, "test", cfg.test_size, cfg.draw_seed)
     logger.info("part 3: %d corrupted images from %s, clean MNIST test %d", len(noisy), source, len(test))
+    audited, matched = examine(cfg, source, noisy, test, data_root)
+    part1_trunk = part1_variables(cfg, part1_run, data_root, workdir, cache_dir=cache_dir, **flags)
+    oracle, batch, oracle_source = clean_oracle(cfg, oracle_run, data_root, test, workdir, **flags)
+    _, oracle_probs = predict_probs(oracle, noisy.inputs(), batch)
+    _, oracle_test_probs = predict_probs(oracle, test.inputs(), batch)
+    diagnoses, diagnosis = diagnose_views(cfg, noisy, oracle_probs, matched, workdir, flags)
+    write_json(workdir / "diagnosis.json", {"audit": audited, "diagnosis": diagnosis})  # before the long part
+
+    plan, skipped = plan_models(cfg, diagnoses)
+    for name, why in skipped.items():
+        logger.warning("part 3: skipping %s: %s", name, why)
+    labelled = {name: with_labels(noisy, labels_for(step.method, noisy.labels, diagnoses["oracle"],
+                                                    oracle_probs.argmax(1)))
+                for name, step in plan.items() if step.teacher is None}
+    models = train_models(cfg, plan, labelled, noisy, test, part1_trunk, diagnoses, workdir, flags, skipped)
+    results = {
+        "config": to_dict(cfg),
+        "data": {"source": str(source), "origin": origin,
+                 **({"corruption": str(parse_corruption(cfg.corruption)), "seed": cfg.corruption_seed}
+                    if origin == "replica" else {}),
+                 "noisy_images": len(noisy), "folder_counts": np.bincount(noisy.labels, minlength=K).tolist(),
+                 "mnist_test": len(test)},
+        "audit": audited,
+        "part1_checkpoint": part1_trunk[1],
+        "oracle": {"source": oracle_source,
+                   "test_accuracy": float(np.mean(oracle_test_probs.argmax(1) == test.labels))},
+        "diagnosis": diagnosis,
+        "models": {name: models[name] for name in ("scratch", "pretrained", *cfg.models) if name in models},
+        "skipped": skipped,
+    }
+    write_figures(results, noisy, oracle_probs, workdir, cfg.samples_per_folder)
+    results["truth_check"] = score_estimate(source, diagnoses["oracle"])
+    return write_results(workdir / RESULTS_FILE, results)
+
+
+def examine(cfg: Part3Config, source: Path, noisy: ArrayDataset, test: ArrayDataset, data_root: Path):
+    """The images alone, before any label is read: ``(audit, matched view)``."""
     audited = audit_images(source, noisy, test, data_root, cfg.reference_size, cfg.draw_seed + 1)
     logger.info("part 3: audit: %d near-duplicates of MNIST test images, %d inside the set, %d stray files",
                 audited["duplicates_in_mnist_test"]["near"], audited["duplicates_inside"]["near"],
                 audited["files"]["stray_files"]["count"])
     matched = matched_view(noisy.labels, noisy.images, load_mnist(data_root, "train"))
     logger.info("part 3: %s", matched_line(matched))
+    return audited, matched
 
-    variables, part1_source = part1_variables(cfg, part1_run, data_root, workdir, cache_dir=cache_dir, **flags)
-    trunk_init = graft_init(variables)
-    oracle, batch, oracle_source = clean_oracle(cfg, oracle_run, data_root, test, workdir, **flags)
-    _, oracle_probs = predict_probs(oracle, noisy.inputs(), batch)
-    _, oracle_test_probs = predict_probs(oracle, test.inputs(), batch)
+
+def diagnose_views(cfg: Part3Config, noisy: ArrayDataset, oracle_probs, matched: dict, workdir: Path, flags: dict):
+    """The oracle view and the oracle-free one: ``(views, diagnosis)``, the diagnosis as recorded
+    (both views, how they compare, and the matched view)."""
     chosen, q = free_posteriors(cfg, noisy, workdir, flags)
     diagnoses = {"oracle": diagnose(noisy.labels, oracle_probs, cfg.min_confidence),
                  "oracle_free": free_diagnosis(noisy.labels[chosen], q)}
@@ -217,75 +294,56 @@ def run(cfg: Part3Config, data_root: Path, workdir: Path, *, part1_run: Path | N
     for view, d in diagnoses.items():
         logger.info("part 3: %s view: %s (%s); mapping %s, noise rate %s", view, d["kind"], d["reason"],
                     d.get("mapping"), d.get("noise_rate"))
-    write_json(workdir / "diagnosis.json", {"audit": audited, "diagnosis": diagnosis})  # before the long part
+    return diagnoses, diagnosis
 
-    plan, skipped = {}, {}
-    for name in cfg.models:
-        method, from_trunk = method_of(name)
-        why = fits(METHODS[cfg.teacher], diagnoses) if method.labels == "pseudo" else fits(method, diagnoses)
-        if why:
-            skipped[name] = why
-            logger.warning("part 3: skipping %s: %s", name, why)
-            continue
-        epochs = cfg.self_train_epochs if method.labels == "pseudo" else 0
-        plan[name] = (method, trunk_init if from_trunk else None, train_config(cfg, method, diagnoses["oracle"], epochs))
-    baseline = dataclasses.replace(cfg.train, epochs=cfg.baseline_epochs or cfg.train.epochs)
-    plan |= {"scratch": (METHODS["folder"], None, baseline), "pretrained": (METHODS["folder"], trunk_init, baseline)}
-    teachers = {teacher_of(cfg, name) for name, (method, _, _) in plan.items() if method.labels == "pseudo"}
+
+def train_models(cfg: Part3Config, plan: dict[str, Step], labelled: dict, noisy: ArrayDataset, test: ArrayDataset,
+                 part1_trunk: tuple[dict, dict], diagnoses: dict, workdir: Path, flags: dict, skipped: dict) -> dict:
+    """Trains the plan in order and records each model; a self-trained model whose teacher is
+    confident about too few images joins ``skipped``."""
+    variables, source = part1_trunk
+    teachers = {step.teacher for step in plan.values() if step.teacher}
     models, states = {}, {}
-    for name, (method, init, train_cfg) in plan.items():
-        logger.info("part 3: model %s: %s", name, method.label)
-        train = noisy
-        if method.labels == "pseudo":
-            teacher = teacher_of(cfg, name)
-            keep, labels = pseudo_labels(states[teacher], cfg, METHODS[cfg.teacher], noisy, diagnoses["oracle"])
-            if len(keep) < train_cfg.batch_size:
-                skipped[name] = (f"its teacher {teacher} is confident (>= {cfg.self_train_confidence}) about "
+    for name, step in plan.items():
+        logger.info("part 3: model %s: %s", name, step.method.label)
+        train = labelled.get(name)
+        if step.teacher:
+            keep, labels = pseudo_labels(states[step.teacher], cfg, METHODS[cfg.teacher], noisy, diagnoses["oracle"])
+            if len(keep) < step.train.batch_size:
+                skipped[name] = (f"its teacher {step.teacher} is confident (>= {cfg.self_train_confidence}) about "
                                  f"only {len(keep)} images")
                 logger.warning("part 3: skipping %s: %s", name, skipped[name])
                 continue
             train = with_labels(noisy.subset(keep), labels)
-        else:
-            train = with_labels(noisy, labels_for(method, noisy.labels, diagnoses["oracle"], oracle_probs.argmax(1)))
-        state, history = fit(train, test, train_cfg, workdir / name, init=init,
-                             meta={"transfer": part1_source} if init else {}, **flags)
+        init = graft_init(variables, cfg.keep_fresh) if step.from_trunk else None
+        state, history = fit(train, test, step.train, workdir / name, init=init,
+                             meta={"transfer": source} if init else {}, **flags)
         if name in teachers:
             states[name] = state
-        logits, probs = predict_probs(state, test.inputs(), train_cfg.eval_batch_size)
-        uses_clean = method.uses_clean_labels or (method.labels == "pseudo" and METHODS[cfg.teacher].uses_clean_labels)
-        models[name] = {"method": method.label, "uses_clean_labels": uses_clean,
-                        "init": "part-1 trunk" if init else "scratch", "train_images": len(train),
-                        "history": history, **summarise_history(history, cfg.thresholds),
-                        **summarise_predictions(logits, probs, test.labels, DIGITS),
-                        "transfer": transfer_record(part1_source, variables, state) if init else None}
-        if method.labels == "pseudo":
-            models[name]["pseudo_labels"] = {"teacher": teacher, "kept": len(train), "of": len(noisy)}
-        if method is METHODS["folder"]:
-            if diagnoses["oracle"]["is_permutation"] and diagnoses["oracle"]["kind"] != "complementary":
-                models[name]["renamed"] = renamed_accuracy(logits, test.labels, diagnoses["oracle"]["mapping"])
-            if diagnoses["oracle_free"]["kind"] == "complementary":
-                models[name]["least_likely"] = least_likely_accuracy(logits, test.labels)
+        models[name] = record_model(cfg, name, step, state, history, train, test, part1_trunk, diagnoses, len(noisy))
+    return models
 
-    models = {name: models[name] for name in ("scratch", "pretrained", *cfg.models) if name in models}
-    results = {
-        "config": to_dict(cfg),
-        "data": {"source": str(source), "origin": origin,
-                 **({"corruption": str(parse_corruption(cfg.corruption)), "seed": cfg.corruption_seed}
-                    if origin == "replica" else {}),
-                 "noisy_images": len(noisy), "folder_counts": np.bincount(noisy.labels, minlength=K).tolist(),
-                 "mnist_test": len(test)},
-        "audit": audited,
-        "part1_checkpoint": part1_source,
-        "oracle": {"source": oracle_source,
-                   "test_accuracy": float(np.mean(oracle_test_probs.argmax(1) == test.labels))},
-        "diagnosis": diagnosis,
-        "models": models,
-        "skipped": skipped,
-    }
-    write_figures(results, noisy, oracle_probs, workdir, cfg.samples_per_folder)
-    results["truth_check"] = score_estimate(source, diagnoses["oracle"])
-    write_json(workdir / "results.json", results)
-    return results
+
+def record_model(cfg: Part3Config, name: str, step: Step, state, history: list[dict], train: ArrayDataset,
+                 test: ArrayDataset, part1_trunk: tuple[dict, dict], diagnoses: dict, images: int) -> dict:
+    """A part-3 model's record: ``model_record`` with its method, start, labels and the readings of
+    its outputs that the diagnosis suggests (renamed by the mapping, least likely folder)."""
+    method = step.method
+    variables, source = part1_trunk
+    uses_clean = method.uses_clean_labels or (step.teacher is not None and METHODS[cfg.teacher].uses_clean_labels)
+    record = model_record(state, history, test, cfg.thresholds, step.train.eval_batch_size,
+                          method=method.label, uses_clean_labels=uses_clean,
+                          init="part-1 trunk" if step.from_trunk else "scratch", train_images=len(train),
+                          transfer=transfer_record(source, variables, state, cfg.keep_fresh) if step.from_trunk else None)
+    if step.teacher:
+        record["pseudo_labels"] = {"teacher": step.teacher, "kept": len(train), "of": images}
+    if method is METHODS["folder"]:
+        logits, _ = predict_probs(state, test.inputs(), step.train.eval_batch_size)
+        if diagnoses["oracle"]["is_permutation"] and diagnoses["oracle"]["kind"] != "complementary":
+            record["renamed"] = renamed_accuracy(logits, test.labels, diagnoses["oracle"]["mapping"])
+        if diagnoses["oracle_free"]["kind"] == "complementary":
+            record["least_likely"] = least_likely_accuracy(logits, test.labels)
+    return record
 
 
 # --- figures ----------------------------------------------------------------------------------
@@ -320,14 +378,20 @@ def write_figures(results: dict, noisy: ArrayDataset, oracle_probs, workdir: Pat
                        f"part 3, {name}: clean MNIST test (ensemble)")
 
 
-# --- summary ----------------------------------------------------------------------------------
+# --- the report -------------------------------------------------------------------------------
 
-def view_line(name: str, d: dict) -> str:
-    figures = (f"peak mass {d['peak_mass']:.3f}, hole mass {d['hole_mass']:.3f}, diagonal mass {d['diagonal_mass']:.3f}"
-               if "peak_mass" in d else "")
-    rate = d.get("noise_rate")
-    return (f"{name}: {d['kind']} ({d['reason']}); mapping {d.get('mapping')}, noise rate "
-            f"{'n/a' if rate is None else f'{rate:.3f}'}; {figures}")
+TITLE = "Part 3: label-corrupted MNIST"
+ORIGINS = {"task": "the task's own set", "replica": "a replica made here", "given": "a set given with --data"}
+FIGURE_CAPTIONS = {
+    "audit_samples.png": "Images of each folder, as they are.",
+    "transition_estimate.png": "The oracle view: P(folder | digit), rows the clean oracle's digit, columns the folder.",
+    "transition_free.png": "The oracle-free view: P(folder | anchor), rows the held-out folder model's anchor.",
+    "folder_samples.png": "Images of each folder, titled with the clean oracle's digit.",
+    "learning_curves.png": "Clean MNIST test accuracy per epoch (mean of seeds, min-max band).",
+    "step_curves.png": "Clean MNIST test accuracy against optimiser steps, first-epoch probes included (log scale).",
+    "test_loss_curves.png": "Clean MNIST test loss per epoch (mean of seeds, min-max band).",
+    "test_ece_curves.png": "Clean MNIST test calibration error (ECE, 15 bins) per epoch (mean of seeds, min-max band).",
+}
 
 
 def matched_line(matched: dict) -> str:
@@ -341,63 +405,110 @@ def matched_line(matched: dict) -> str:
     return line + (f"; {matched['kind']} ({matched['reason']})" if matched["kind"] else f"; no reading: {matched['reason']}")
 
 
-def summary_lines(results: dict) -> list[str]:
-    """The audit, both diagnoses, the clean-test table (mean ± 95% CI over seeds, last epoch) and the truth check."""
-    data, diag, models, oracle = results["data"], results["diagnosis"], results["models"], results["oracle"]
-    audited = results["audit"]
-    made = (f"; made here: corruption {data['corruption']}, seed {data['seed']}" if data["origin"] == "replica" else "")
-    files = audited["files"]
-    lines = [f"part 3: {data['noisy_images']} corrupted images from {data['source']}{made}",
-             f"audit: {files['image_files']} image files ({', '.join(files['formats'])}; JPEG quality "
-             f"{files['jpeg_quality_estimate'] or 'n/a'}), {files['stray_files']['count']} stray files "
-             f"({files['stray_files']['by_reason']}); folder sizes {list(files['folder_sizes'].values())}; "
-             f"mean intensity {audited['pixels']['set']['mean_intensity']:.1f} (MNIST test "
-             f"{audited['pixels']['mnist_test']['mean_intensity']:.1f}); duplicates: "
-             f"{audited['duplicates_inside']['exact']} exact / {audited['duplicates_inside']['near']} near inside, "
-             f"{audited['duplicates_in_mnist_test']['exact']} exact / {audited['duplicates_in_mnist_test']['near']} "
-             f"near in MNIST test",
-             f"clean oracle: {oracle['source']}, MNIST test accuracy {oracle['test_accuracy']:.4f}; "
-             f"estimate from {diag['oracle']['kept_fraction']:.1%} of the images (confidence >= "
-             f"{diag['oracle']['min_confidence']})",
-             matched_line(diag["matched"]),
-             view_line("oracle view", diag["oracle"]),
-             view_line("oracle-free view", diag["oracle_free"]),
-             f"views: {diag['note']}"]
-    rows = [("final test accuracy", "final_test_accuracy", 4), ("final test NLL", "final_test_nll", 4),
-            ("final test ECE", "final_test_ece", 4), ("first-epoch test acc.", "first_epoch_test_accuracy", 4)]
-    rows += [row for t in results["config"]["thresholds"]
-             for row in ((f"epochs to {threshold_key(t)}%", f"epochs_to_{threshold_key(t)}", 1),
-                         (f"steps to {threshold_key(t)}%", f"steps_to_{threshold_key(t)}", 0))]
-    width = 24
-    cells = lambda row: "".join(f"{c:<{width}}" for c in row)
-    lines += [f"clean MNIST test set ({data['mnist_test']} images), mean ± 95% CI over seeds, last epoch:",
-              cells(("", *models)),
-              cells(("uses clean labels", *("yes" if m["uses_clean_labels"] else "no" for m in models.values()))),
-              cells(("epochs", *(str(len(m["history"])) for m in models.values())))]
-    for label, key, digits in rows:
-        lines.append(cells((label, *(format_stat(m[key], digits) for m in models.values()))))
-    lines.append(cells(("ensemble accuracy", *(f"{m['ensemble']['accuracy']:.4f}" for m in models.values()))))
-    for name, m in models.items():
-        for key, what in (("renamed", "outputs renamed by the oracle's mapping"),
-                          ("least_likely", "its least likely folder taken as the digit")):
-            if key in m:
-                lines.append(f"{name}, {what}: {format_stat(m[key]['final_test_accuracy'])} "
-                             f"(ensemble {m[key]['ensemble_accuracy']:.4f})")
-    free = [(name, m) for name, m in models.items() if not m["uses_clean_labels"]]
-    if free:
-        name, best = max(free, key=lambda item: item[1]["final_test_accuracy"]["mean"])
-        lines.append(f"best model without any clean label: {name}, {format_stat(best['final_test_accuracy'])}")
-    for name, why in results["skipped"].items():
-        lines.append(f"skipped {name}: {why}")
+def sections(results: dict | None, part_dir: Path) -> list[Section]:
+    """Part 3's report: the set, its audit, the three views of its labels, the models on clean
+    MNIST test, each trunk model against its random start, and the figures."""
+    if results is None:
+        return [Section(TITLE, [not_run("part3")])]
+    data, models, thresholds = results["data"], results["models"], results["config"]["thresholds"]
+    made = f", corruption `{data['corruption']}`, seed {data['seed']}" if data["origin"] == "replica" else ""
+    overview = Text(f"{data['noisy_images']} images in class folders from `{data['source']}` "
+                    f"({ORIGINS[data['origin']]}{made}); every model is "
+                    f"scored on the clean MNIST test set ({data['mnist_test']} images) at its last epoch, and none "
+                    "is selected on it.")
+    uses_clean = ["uses clean labels", *("yes" if m["uses_clean_labels"] else "no" for m in models.values())]
+    table = models_table(models, thresholds, "Clean MNIST test set, mean ± 95% CI over seeds (Student t), last epoch.",
+                         [uses_clean])
+    for key, label in (("renamed", "accuracy, outputs renamed by the estimate"),
+                       ("least_likely", "accuracy, least likely folder as the digit")):
+        if any(key in m for m in models.values()):
+            table.rows.append([label, *(stat_text(m[key]["final_test_accuracy"]) if key in m else "n/a"
+                                        for m in models.values())])
+    skipped = [Text(f"Not trained: {', '.join(f'`{n}` ({why})' for n, why in results['skipped'].items())}.")] \
+        if results.get("skipped") else []
+    trunk_pairs = {"pretrained": "scratch", **{name: name.removesuffix(TRUNK) for name in models if name.endswith(TRUNK)}}
+    against_scratch = paired_table(models, thresholds, trunk_pairs,
+                                   "The part-1 trunk against a random start, method by method")
+    return [Section(TITLE, [overview, audit_table(results["audit"]), views_table(results), table, *against_scratch,
+                            *skipped, *part_figures(part_dir, FIGURE_CAPTIONS)])]
+
+
+def audit_table(audited: dict) -> Table:
+    """What the images are, against clean MNIST, before any label is read."""
+    files, pixels = audited["files"], audited["pixels"]
+    inside, in_test = audited["duplicates_inside"], audited["duplicates_in_mnist_test"]
+    rows = [["image files", f"{files['image_files']} ({', '.join(f'{k}: {v}' for k, v in files['formats'].items())} "
+             f"of {files['header_sample']} read)"],
+            ["JPEG quality (estimated)", ", ".join(f"{q} ({n} files)" for q, n in files["jpeg_quality_estimate"].items())
+             or "not JPEG"],
+            ["folder sizes", ", ".join(f"{k}: {v}" for k, v in files["folder_sizes"].items())],
+            ["stray files skipped", f"{files['stray_files']['count']} ({files['stray_files']['mac']})"],
+            ["mean intensity, set / MNIST test",
+             f"{pixels['set']['mean_intensity']:.1f} / {pixels['mnist_test']['mean_intensity']:.1f}"],
+            ["ink fraction, set / MNIST test", f"{pixels['set']['ink_fraction']:.4f} / {pixels['mnist_test']['ink_fraction']:.4f}"],
+            ["duplicates inside the set (exact / near)", f"{inside['exact']} / {inside['near']}"],
+            ["duplicates in the MNIST test set (exact / near)", f"{in_test['exact']} / {in_test['near']}"]]
+    return Table(["what", "value"], rows, "The images against clean MNIST (no label read).")
+
+
+def views_table(results: dict) -> Table:
+    """The three views of the folders side by side: MNIST's own labels, the oracle's, the folders'."""
+    diag = results["diagnosis"]
+    oracle, free, matched = diag["oracle"], diag["oracle_free"], diag["matched"]
+    views = (matched, oracle, free)
+    view = lambda key, fmt=str: [fmt(d[key]) if d.get(key) is not None else "n/a" for d in views]
+    own = matched["own_folder"]
+    rows = [["kind", *view("kind")], ["why", *view("reason")], ["mapping (digit -> folder)", *view("mapping")],
+            ["noise rate", *view("noise_rate", rate)], ["peak mass", *view("peak_mass", rate)],
+            ["hole mass", *view("hole_mass", rate)],
+            ["images in their own digit's folder", f"{own['images']} ({rate(own['share'])}); per digit "
+                                                   f"{', '.join(map(str, own['per_digit']))}", "", ""],
+            ["rests on", f"each image's nearest {matched['pool']} image ({matched['near_copies']} of "
+                         f"{matched['images']} near copies, {matched['distinct_nearest']} distinct): MNIST's labels",
+             f"a clean model ({results['oracle']['source']}, clean test accuracy "
+             f"{rate(results['oracle']['test_accuracy'])}) names each digit",
+             f"the folder model's {free['anchor']} folder names the digit (held-out folds)"]]
     truth = results.get("truth_check")
-    if truth is None:
-        lines.append("truth check: no truth file beside the data")
-    else:
-        lines.append(f"truth check (truth file read after training): planted {truth['planted_spec']} "
-                     f"({truth['planted_kind']}), the oracle view's kind {'matches' if truth['kind_matches'] else 'DIFFERS'}; "
-                     f"planted noise rate {truth['planted_noise_rate']:.3f}; max |T_est - T_measured| "
-                     f"{truth['vs_measured_T']['max_abs_error']:.3f}")
-    return lines
+    if truth:
+        rows.append(["planted (truth file, read after training)", f"{truth['planted_spec']} ({truth['planted_kind']})",
+                     "", ""])
+    return Table(["", "matched view (clean labels)", "oracle view", "oracle-free view"], rows,
+                 f"What the folders hold. {diag['note'].capitalize()}.")
+
+
+def headline(results: dict | None) -> str:
+    """Part 3's answer in a sentence: what the set is and holds, and the best model with and without clean labels."""
+    head = "**Part 3, what is wrong with the corrupted set?**"
+    if results is None:
+        return f"{head} not run yet"
+    diagnosis, data = results["diagnosis"], results["data"]
+    found = f"{ORIGINS[data['origin']]}, {diagnosis['kind']}: {diagnosis['oracle']['reason']} (clean model's view)"
+    free = diagnosis.get("oracle_free")
+    if free:
+        found += f"; from the folders alone: {free['kind']} ({diagnosis['note']})"
+    matched = diagnosis.get("matched")
+    if matched:
+        leaked = results["audit"]["duplicates_in_mnist_test"]["near"]
+        found += (f"; {matched['near_copies']} of {matched['images']} images are near copies of "
+                  f"{matched['distinct_nearest']} distinct images of {matched['pool']}, {leaked} of MNIST test; "
+                  f"by MNIST's labels {matched['own_folder']['images']} sit in their own digit's folder")
+    truth = results.get("truth_check")
+    if truth:
+        found += f"; the truth file (read after training) planted {truth['planted_spec']} ({truth['planted_kind']})"
+    answers = [found]
+    for clean, what in ((False, "without clean labels"), (True, "with the clean oracle's labels")):
+        best = best_model(results["models"], clean)
+        if best:
+            answers.append(f"best recovery {what}: {best[0]}, {stat_text(best[1]['final_test_accuracy'])} "
+                           "on clean MNIST test")
+    return f"{head} {'; '.join(answers)}"
+
+
+def best_model(models: dict, clean: bool) -> tuple[str, dict] | None:
+    """The model with the highest mean final test accuracy among those that do (or do not) use clean labels."""
+    chosen = [(name, m) for name, m in models.items() if m["uses_clean_labels"] == clean
+              and m["final_test_accuracy"].get("mean") is not None]
+    return max(chosen, key=lambda item: item[1]["final_test_accuracy"]["mean"], default=None)
 
 
 def pseudo_labels(teacher_state, cfg: Part3Config, teacher: Method, noisy: ArrayDataset,

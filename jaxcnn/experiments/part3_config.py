@@ -10,7 +10,8 @@ import numpy as np
 from jaxcnn.config import AugmentConfig, ModelConfig, TrainConfig
 from jaxcnn.data.mnist import CLASS_NAMES as DIGITS
 from jaxcnn.evaluation.transitions import correct_labels
-from jaxcnn.experiments.common import MNIST_AUGMENT
+from jaxcnn.experiments.common import MNIST_TRAIN
+from jaxcnn.training.transfer import KEEP_HEAD_FRESH
 
 
 K = len(DIGITS)
@@ -89,8 +90,6 @@ def train_config(cfg: Part3Config, method: Method, diagnosis: dict, epochs: int 
 MADE_DIR = "noisy-mnist"  # made as WORKDIR/noisy-mnist.zip, in the original's form
 TASK_SET = ("mnistTask3.zip", "mnistTask3")  # the task's own set, looked for in the data root
 REPLICA = "replica"  # ``data`` that asks for the replica even where the task's set is present
-MNIST_TRAIN = TrainConfig(seeds=(0, 1, 2, 3, 4), epochs=15, batch_size=128, learning_rate=2e-3, weight_decay=5e-4,
-                          warmup_epochs=1, label_smoothing=0.0, augment=MNIST_AUGMENT, probe_every=50)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,7 +115,8 @@ class Part3Config:
     ``teacher``: the method whose model (same start) labels the data for ``self_train``; pseudo-labels
     are the teacher's posterior given the image and its folder, kept at ``self_train_confidence``;
     the student trains ``self_train_epochs`` (0: ``train.epochs``), from its own start.
-    ``model`` replaces ``train.model``, ``reference.model`` and ``free_train.model``.
+    ``model`` replaces ``train.model``, ``reference.model`` and ``free_train.model``; ``keep_fresh``:
+    the layers a model from the part-1 trunk does not take from it (``fullmatch`` patterns).
     """
 
     SHARES_MODEL = ("train", "reference", "free_train")  # their ``model`` is ``model`` (see ``override``)
@@ -131,6 +131,7 @@ class Part3Config:
     train_part1_if_missing: bool = False
     use_oracle_run: bool = True
     model: ModelConfig = ModelConfig()
+    keep_fresh: tuple[str, ...] = KEEP_HEAD_FRESH
     train: TrainConfig = MNIST_TRAIN
     reference: TrainConfig = dataclasses.replace(MNIST_TRAIN, seeds=(0,), epochs=10, probe_every=0)
     min_confidence: float = 0.9

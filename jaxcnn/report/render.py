@@ -9,7 +9,7 @@ import os
 import re
 from pathlib import Path
 
-from jaxcnn.report.document import Bullets, Figure, Section, Table, Text
+from jaxcnn.document import Bullets, Figure, Section, Table, Text
 
 
 def anchor(title: str) -> str:
@@ -44,6 +44,28 @@ def render_markdown(sections: list[Section], out_dir: Path, title: str) -> str:
             elif isinstance(block, Figure):
                 lines += [f"![{block.caption}]({Path(os.path.relpath(block.path, out_dir)).as_posix()})",
                           "", f"*{block.caption}*", ""]
+    return "\n".join(lines)
+
+
+def render_text(sections: list[Section]) -> str:
+    """The sections as plain text for a terminal (what a part's command prints): headings, paragraphs,
+    tables in aligned columns, figures by path."""
+    lines = []
+    for section in sections:
+        lines += [section.title, ("=" if section.level == 2 else "-") * len(section.title)]
+        for block in section.blocks:
+            if isinstance(block, Text):
+                lines.append(block.text)
+            elif isinstance(block, Bullets):
+                lines += [f"- {item}" for item in block.items]
+            elif isinstance(block, Table):
+                rows = [block.header, *block.rows]
+                widths = [max(len(row[i]) for row in rows if i < len(row)) for i in range(len(block.header))]
+                lines += [*([block.caption] if block.caption else []),
+                          *("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows)]
+            elif isinstance(block, Figure):
+                lines.append(f"figure: {block.path}")
+            lines.append("")
     return "\n".join(lines)
 
 

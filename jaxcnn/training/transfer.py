@@ -85,19 +85,22 @@ def pretrained_variables(run_dir: str | Path, which: str = "best", member: int =
                                                               "member": member}
 
 
-def graft_init(source: dict):
-    """``fit``'s ``init``: every member gets ``source``'s trunk (parameters and BatchNorm statistics).
+def graft_init(source: dict, keep_fresh: tuple[str, ...] = KEEP_HEAD_FRESH):
+    """``fit``'s ``init``: every member gets ``source``'s layers (parameters and BatchNorm statistics)
+    but those of ``keep_fresh`` (by default the head).
 
-    The head stays freshly initialised, and so does the optimiser state (Adam's moments start at
-    zero, as they should for a new task).
+    The kept layers stay freshly initialised, and so does the optimiser state (Adam's moments start
+    at zero, as they should for a new task).
     """
     def init(state: T.TrainState) -> T.TrainState:
-        grafted, _ = graft({"params": state.params, "batch_stats": state.batch_stats}, source)
+        grafted, _ = graft({"params": state.params, "batch_stats": state.batch_stats}, source, keep_fresh)
         return state.replace(params=grafted["params"], batch_stats=grafted["batch_stats"],
                              ema=None if state.ema is None else grafted)
     return init
 
 
-def transfer_record(source: dict, variables: dict, state: T.TrainState) -> dict:
+def transfer_record(source: dict, variables: dict, state: T.TrainState,
+                    keep_fresh: tuple[str, ...] = KEEP_HEAD_FRESH) -> dict:
     """What a grafted run received: its source and ``transfer_plan`` (copied and fresh leaves)."""
-    return {**source, **transfer_plan({"params": state.params, "batch_stats": state.batch_stats}, variables)}
+    return {**source, **transfer_plan({"params": state.params, "batch_stats": state.batch_stats}, variables,
+                                      keep_fresh)}

@@ -1,13 +1,11 @@
-"""Convergence and final-quality figures read from fit's history and test predictions."""
+"""Convergence read from fit's history; figures over seeds and their paired differences."""
 
 import numpy as np
 import pytest
 
 from jaxcnn.evaluation.convergence import (
-    epochs_to_accuracy, format_stat, paired, seconds_to_accuracy, stat, steps_to_accuracy, summarise_history,
-    summarise_predictions, verdict,
+    epochs_to_accuracy, paired, seconds_to_accuracy, stat, steps_to_accuracy, verdict,
 )
-from jaxcnn.training.steps import softmax_mean
 
 DIGITS = tuple("0123456789")
 
@@ -39,31 +37,6 @@ def test_steps_and_seconds_to_accuracy_count_the_first_epochs_probes():
     assert steps_to_accuracy(probed, 0.98) == [200, 20]
     assert seconds_to_accuracy(probed, 0.99) == [None, 20.0]
     assert epochs_to_accuracy(probed, 0.98) == [2, 3]  # end-of-epoch validations only
-
-
-def test_summarise_history_reports_first_final_gap_and_unreached_thresholds():
-    summary = summarise_history(HISTORY, thresholds=(0.98, 0.99, 0.999))
-    assert summary["first_epoch_test_accuracy"]["mean"] == pytest.approx(0.96)
-    assert summary["final_test_accuracy"]["values"] == [0.989, 0.986]
-    assert summary["train_test_gap"]["values"] == pytest.approx([0.006, 0.004])
-    assert summary["epochs_to_98"]["mean"] == 2.5 and summary["epochs_to_98"]["n"] == 2
-    assert summary["epochs_to_99"] == {"mean": 3.0, "ci95": None, "n": 1, "values": [None, 3]}
-    assert summary["seconds_to_99.9"]["n"] == 0
-    assert summary["train_seconds"] == 60.0
-    assert format_stat(summary["epochs_to_99"], 1) == "3.0 (1/2 seeds)"
-    assert format_stat(summary["seconds_to_99.9"]) == "not reached"
-    assert format_stat(stat([1.0, 2.0, 3.0]), 2) == "2.00 ± 2.48"
-
-
-def test_summarise_predictions_scores_each_seed_and_their_softmax_ensemble():
-    labels = np.array([0, 1, 1])
-    logits = np.log(np.array([[[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]],
-                              [[0.45, 0.55], [0.4, 0.6], [0.3, 0.7]]]))  # each seed gets one wrong
-    summary = summarise_predictions(logits, softmax_mean(logits), labels, ("a", "b"))
-    expected_nll = [-np.mean(np.log([0.9, 0.8, 0.4])), -np.mean(np.log([0.45, 0.6, 0.7]))]
-    assert summary["final_test_nll"]["values"] == pytest.approx(expected_nll, abs=1e-6)
-    assert summary["ensemble"]["accuracy"] == 1.0  # mean probs: (.675, .325), (.3, .7), (.45, .55)
-    assert summary["ensemble"]["per_class_f1"] == {"a": 1.0, "b": 1.0}
 
 
 def test_pairing_seeds_cancels_what_they_share_and_the_verdict_reads_the_interval():

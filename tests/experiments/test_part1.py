@@ -1,6 +1,7 @@
 """Part 1 end to end on a tiny Chars74K tree: the folds, the final model on every image, the ablation."""
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,7 @@ from jaxcnn.config import NO_AUGMENT
 from jaxcnn.data.chars74k import CLASS_NAMES
 from jaxcnn.data.dataset import ArrayDataset
 from jaxcnn.experiments import part1
+from jaxcnn.report.render import render_text
 from jaxcnn.training.checkpoint import run_inputs
 
 CLASSES = ("0", "O", "o", "A")
@@ -53,13 +55,14 @@ def test_cv_scores_each_image_once_and_the_final_model_learns_from_all(setup, tm
     assert scorings["ensemble_1"]["accuracy"]["mean"] == pytest.approx(
         np.mean([f["members_accuracy"][0] for f in cv["folds"]]))
     assert scorings["tta"]["vs_recipe"]["n"] == len(WRITERS)
-    assert any("ensemble_1: accuracy" in line for line in part1.cv_lines(cv))
+    printed = render_text([part1.folds_section(json.loads((tmp_path / "cv" / "results.json").read_text()))])
+    assert re.search(r"^ensemble 1 +\d\.\d{4}", printed, re.M)  # what `cv` prints: the report's folds section
     assert cv["case_pairs"]["Oo"]["n"] == 2 * len(WRITERS)
     wrong, errors = cv["wrong_for_every_member"], [[round((1 - a) * f["n"]) for a in f["members_accuracy"]]
                                                    for f in cv["folds"]]
     assert wrong["members"] == 2 and wrong["share"] == pytest.approx(wrong["n"] / np.sum(cv["confusion"]))
     assert sum(max(0, sum(e) - f["n"]) for e, f in zip(errors, cv["folds"])) <= wrong["n"] <= sum(map(min, errors))
-    assert any(line.startswith("wrong for all 2 members") for line in part1.cv_lines(cv))
+    assert "every one of the 2 members got wrong" in printed
     assert 0 <= cv["case_pairs"]["Oo"]["resolved_by_geometry_alone"] <= 1  # the page alone, same folds
 
     by_writer = part1.run_cv(override(cfg, "folds_by=writer"), data_root, tmp_path / "cv-writers")["cv"]

@@ -11,6 +11,7 @@ from jaxcnn.compilation import TRAIN_STEP_PROGRAMS, counting_compilations
 from jaxcnn.config import override
 from jaxcnn.experiments import part2 as P
 from jaxcnn.experiments.common import balanced_subset
+from jaxcnn.report.render import render_text
 from jaxcnn.training import steps as T
 from jaxcnn.training.checkpoint import load_run
 from tests.conftest import digits_dataset
@@ -92,8 +93,8 @@ def test_quick_run_end_to_end(shared_data, tmp_path):
     assert saved["A"]["writers"] == sorted({int(p.stem[-3:]) for p in digit_files if int(p.stem[3:6]) <= 10})
     for png in ("learning_curves", "test_loss_curves", "data_size_curve", "confusion_B", "confusion_C"):
         assert (tmp_path / f"{png}.png").stat().st_size > 0
-    lines = P.summary_lines(results)
-    assert any(line.startswith("final test accuracy") for line in lines)
+    printed = render_text(P.sections(results, tmp_path)).splitlines()  # what the command prints
+    assert any(line.startswith("final test accuracy") for line in printed)
 
     # C_frozen trained only its head: its trunk is still A's best member 0, bit for bit.
     a_state, _, _, _ = load_run(tmp_path / "A", "best")

@@ -17,7 +17,6 @@ from PIL import Image
 
 from jaxcnn import report, study
 from jaxcnn.report import render, sections
-from jaxcnn.report.glance import glance_section
 from jaxcnn.cli import main
 from jaxcnn.config import to_dict
 from jaxcnn.errors import JaxcnnError
@@ -259,16 +258,18 @@ def test_report_leads_with_the_three_answers_linked_to_their_sections(study_dir,
 
 def test_glance_reads_fold_estimates_and_which_models_used_clean_labels(study_dir):
     part1 = part1_results()
-    part1["cv"] = {"accuracy": stat(0.8123), "folds": [{}] * 5}
+    part1["expected_new_writers"] = None  # no cv of this recipe: the study's cv run answers
     (study_dir / "part1" / "results.json").write_text(json.dumps(part1))
+    cv = {"config": {}, "cv": cv_summary(0.8123)}
+    (study_dir / "part1-cv" / "results.json").write_text(json.dumps(cv))
     part3 = part3_results()
     part3["diagnosis"]["kind"] = "permutation"
     part3["models"]["oracle_relabel"]["uses_clean_labels"] = False
     part3["models"]["scratch"]["uses_clean_labels"] = True
     (study_dir / "part3").mkdir()
     (study_dir / "part3" / "results.json").write_text(json.dumps(part3))
-    top = render.render_markdown([glance_section(study_dir)], study_dir, "glance only")
-    assert "0.8123 ± 0.0123 expected (5 writer folds)" in top and "held-out writers" not in top
+    top = render.render_markdown([sections.build_sections(study_dir, study_dir)[0]], study_dir, "glance only")
+    assert "0.8123 ± 0.0500, 0.8623 ± 0.0123 case-folded expected (2 writer folds)" in top
     assert "permutation: every digit is missing from one folder" in top
     assert "without clean labels: oracle_relabel, 0.9622" in top and "with the clean oracle's labels: scratch, 0.9712" in top
 
@@ -407,7 +408,7 @@ def test_study_passes_each_part_the_runs_it_reads_from_its_workdir(tmp_path, mon
 def test_every_part_offers_the_protocol_and_an_unknown_part_is_refused():
     for name in PARTS:
         module = part_module(name)
-        assert callable(module.get_config) and callable(module.run) and callable(module.summary_lines)
+        assert all(callable(getattr(module, f)) for f in ("get_config", "run", "sections", "headline"))
         assert dataclasses.is_dataclass(module.get_config(quick=True))
     with pytest.raises(ValueError, match="unknown part 'part9'"):
         part_module("part9")

@@ -1,14 +1,11 @@
-"""The report as plain data: sections of text, bullets, tables and figures, the fixed formats every
-number is written in (``RATE``, ``SECONDS``, so a test can find it again), and the results files
-they are read from."""
+"""The report as plain data: sections of text, bullets, tables and figures, and the one way every
+number is written (``RATE``, ``SECONDS``, ``stat_text``), so a test can find it again
+and the command line prints what the report shows."""
 
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
-
-from jaxcnn.evaluation.convergence import paired, verdict
 
 
 RATE = "{:.4f}"  # accuracies, losses, ECE
@@ -54,15 +51,6 @@ def seconds(x) -> str:
     return "n/a" if x is None else SECONDS.format(x)
 
 
-def paired_text(a: dict, b: dict, fmt: str = RATE, lower_is_better: bool = False) -> str:
-    """``a - b`` paired over seeds (``convergence.paired``) as ``+mean ± ci (verdict)``."""
-    difference = paired(a, b)
-    if difference["n"] == 0:
-        return "not reached"
-    sign = "+" if difference["mean"] >= 0 else ""
-    return f"{sign}{stat_text(difference, fmt)} ({verdict(difference, lower_is_better)})"
-
-
 def stat_text(summary: dict, fmt: str = RATE) -> str:
     """A ``{"mean", "ci95", "n", "values"}`` summary as ``mean ± ci`` (or "not reached")."""
     if not summary or summary.get("n", 0) == 0 or summary.get("mean") is None:
@@ -74,13 +62,3 @@ def stat_text(summary: dict, fmt: str = RATE) -> str:
     if summary["n"] < len(values):
         text += f" ({summary['n']}/{len(values)} seeds)"
     return text
-
-
-def read_json(path: Path) -> dict | None:
-    """A results file, or None when it is not there."""
-    return json.loads(path.read_text()) if path.is_file() else None
-
-
-def evaluation_files(workdir: Path) -> list[Path]:
-    """``eval_*.json`` written by ``python -m jaxcnn evaluate`` beside any run's checkpoint."""
-    return sorted({*workdir.glob("*/eval_*.json"), *workdir.glob("*/checkpoints/eval_*.json")})

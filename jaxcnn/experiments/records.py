@@ -1,0 +1,120 @@
+"""A trained model's record in a part's results: built here once (``model_record``) and read here
+(``models_table``, ``paired_table``), so parts 2 and 3 describe their models the same way."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from jaxcnn.document import RATE, SECONDS, Table, rate, seconds, stat_text
+from jaxcnn.evaluation.convergence import (
+    epochs_to_accuracy, paired, seconds_to_accuracy, stat, steps_to_accuracy, verdict,
+)
+from jaxcnn.evaluation.evaluate import predict_probs
+from jaxcnn.evaluation.metrics import classification_report
+from jaxcnn.training.steps import softmax
+
+
+def threshold_key(threshold: float) -> str:
+    """``0.98`` -> ``"98"``: the suffix of ``epochs_to_98`` and ``seconds_to_98``."""
+    return f"{100 * threshold:g}"
+
+
+def summarise_history(history: list[dict], thresholds=(0.98, 0.99)) -> dict:
+    """Convergence figures from ``fit``'s history, each over seeds.
+
+    ``train_test_gap`` is the last epoch's train accuracy minus its test accuracy; the train
+    accuracy is the running mean over the epoch's augmented batches with dropout on.
+    """
+    first, last = history[0], history[-1]
+    summary = {"first_epoch_test_accuracy": stat(first["val_accuracy"])}
+    for threshold in thresholds:
+        summary[f"epochs_to_{threshold_key(threshold)}"] = stat(epochs_to_accuracy(history, threshold))
+        summary[f"steps_to_{threshold_key(threshold)}"] = stat(steps_to_accuracy(history, threshold))
+        summary[f"seconds_to_{threshold_key(threshold)}"] = stat(seconds_to_accuracy(history, threshold))
+    summary["final_test_accuracy"] = stat(last["val_accuracy"])
+    summary["final_train_accuracy"] = stat(last["train_accuracy"])
+    summary["train_test_gap"] = stat(np.subtract(last["train_accuracy"], last["val_accuracy"]).tolist())
+    summary["train_seconds"] = float(sum(r["seconds"] for r in history))
+    return summary
+
+
+def summarise_predictions(logits, ensemble_probs, labels, class_names) -> dict:
+    """Per-seed test NLL and ECE (mean ± CI) and the full report of the seeds' ensemble.
+
+    ``logits`` float [K, N, C], one row per seed, and ``ensemble_probs`` [N, C]: ``predict_probs``.
+    """
+    members = [classification_report(p, labels, class_names) for p in softmax(logits)]
+    return {"final_test_nll": stat([m["nll"] for m in members]),
+            "final_test_ece": stat([m["ece"] for m in members]),
+            "ensemble": classification_report(ensemble_probs, labels, class_names)}
+
+
+def model_record(state, history: list[dict], test, thresholds, eval_batch_size: int, **extra) -> dict:
+    """What a part records of a model trained by ``fit``: its history, how it converged and its last
+    epoch on ``test`` (per seed and as an ensemble), and ``extra`` (e.g. ``transfer``)."""
+    logits, probs = predict_probs(state, test.inputs(), eval_batch_size)
+    return {**extra, "history": history, **summarise_history(history, thresholds),
+            **summarise_predictions(logits, probs, test.labels, test.class_names)}
+
+
+def paired_text(a: dict, b: dict, fmt: str = RATE, lower_is_better: bool = False) -> str:
+    """``a - b`` paired over seeds (``convergence.paired``) as ``+mean ± ci (verdict)``."""
+    difference = paired(a, b)
+    if difference["n"] == 0:
+        return "not reached"
+    sign = "+" if difference["mean"] >= 0 else ""
+    return f"{sign}{stat_text(difference, fmt)} ({verdict(difference, lower_is_better)})"
+
+
+MODEL_ROWS = [("first-epoch test accuracy", "first_epoch_test_accuracy", RATE),
+              ("final test accuracy", "final_test_accuracy", RATE),
+              ("final test NLL", "final_test_nll", RATE),
+              ("final test ECE", "final_test_ece", RATE),
+              ("train - test accuracy", "train_test_gap", RATE)]
+
+
+def models_table(models: dict, thresholds, caption: str, extra_rows=()) -> Table:
+    """Models side by side (parts 2 and 3 summarise each the same way): mean ± 95% CI over seeds;
+    ``extra_rows`` (label, cells) go first."""
+    keys = [threshold_key(t) for t in thresholds]
+    formats = {"epochs": SECONDS, "steps": "{:.0f}", "seconds": SECONDS}
+    rows = [MODEL_ROWS[0],
+            *((f"{what} to {key}%", f"{what}_to_{key}", fmt) for key in keys for what, fmt in formats.items()),
+            *MODEL_ROWS[1:]]
+    table = [*map(list, extra_rows), *([label, *(stat_text(m[key], fmt) for m in models.values())]
+                                       for label, key, fmt in rows)]
+    table.append(["ensemble accuracy", *(rate(m["ensemble"]["accuracy"]) for m in models.values())])
+    table.append(["train seconds", *(seconds(m["train_seconds"]) for m in models.values())])
+    return Table(["", *models], table, caption)
+
+
+def paired_table(models: dict, thresholds, pairs: dict[str, str], caption: str) -> list[Table]:
+    """Each model of ``pairs`` minus its partner (``{model: partner}``), seed by seed (the same seeds:
+    the same data order and head initialisation), with what its 95% CI says; empty without pairs."""
+    pairs = {a: b for a, b in pairs.items() if a in models and b in models}
+    if not pairs:
+        return []
+    rows = [("first-epoch test accuracy", "first_epoch_test_accuracy", RATE, False),
+            *((f"steps to {threshold_key(t)}%", f"steps_to_{threshold_key(t)}", "{:.0f}", True) for t in thresholds),
+            ("final test accuracy", "final_test_accuracy", RATE, False), ("final test NLL", "final_test_nll", RATE, True),
+            ("final test ECE", "final_test_ece", RATE, True)]
+    table = [[label, *(paired_text(models[a][key], models[b][key], fmt, lower) for a, b in pairs.items())]
+             for label, key, fmt, lower in rows]
+    return [Table(["", *(f"{a} - {b}" for a, b in pairs.items())], table,
+                  f"{caption}, paired over seeds (each seed's run minus its partner's of the same seed), mean ± "
+                  "95% CI; 'no difference measured' where the interval holds 0.")]
+
+
+def paired_lines(a: dict, b: dict, name_a: str, name_b: str) -> list[str]:
+    """Model ``a`` against ``b`` (their records) in words, paired over seeds: final accuracy, NLL and
+    steps to each threshold."""
+    versus = f"{name_a} - {name_b}"
+    lines = [f"final test accuracy {name_a} {stat_text(a['final_test_accuracy'])} vs {name_b} "
+             f"{stat_text(b['final_test_accuracy'])}, {versus} paired over seeds "
+             f"{paired_text(a['final_test_accuracy'], b['final_test_accuracy'])}",
+             f"test NLL {versus} {paired_text(a['final_test_nll'], b['final_test_nll'], lower_is_better=True)}"]
+    for key in sorted((k for k in b if k.startswith("steps_to_") and k in a),
+                      key=lambda k: float(k.removeprefix("steps_to_"))):
+        lines.append(f"steps to {key.removeprefix('steps_to_')}%: {name_a} {stat_text(a[key], '{:.0f}')} vs "
+                     f"{name_b} {stat_text(b[key], '{:.0f}')}, {versus} {paired_text(a[key], b[key], '{:.0f}', True)}")
+    return lines
