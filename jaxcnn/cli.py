@@ -183,6 +183,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True,  # flags are never matched by prefix
                                 parser_class=functools.partial(argparse.ArgumentParser, allow_abbrev=False))
 
+    for add_commands in (_part_commands, _part1_commands, _data_commands, _study_commands):
+        add_commands(sub)
+    return parser
+
+
+def _part_commands(sub) -> None:
+    """part1, part2, part3: each with the common flags and the runs of other parts it reads."""
     for name, description in PARTS.items():
         p = _command(sub, cmd_part, name, help=description.split(":")[1].strip(), description=description,
                      epilog=f"example: python -m jaxcnn {name} --data-root ../shared/data --quick")
@@ -195,6 +202,9 @@ def build_parser() -> argparse.ArgumentParser:
                            help="the corrupted class-folder set (default: DATA_ROOT/mnistTask3.zip or mnistTask3/, "
                                 "else a replica made in WORKDIR/noisy-mnist.zip; 'replica' asks for the replica)")
 
+
+def _part1_commands(sub) -> None:
+    """cv and ablate: part 1's recipe under folds."""
     p = _command(sub, cmd_cv, "cv", help="estimate part 1's accuracy on unseen images with folds",
                  description="Train part 1's recipe once per fold (--set folds=K, default 5) and score each "
                              "on the images it never saw; the fold mean and 95% CI go to WORKDIR/results.json. "
@@ -213,6 +223,9 @@ def build_parser() -> argparse.ArgumentParser:
     _folds_by(p)
     p.add_argument("--variants", nargs="*", help="which variants (default: all)")
 
+
+def _data_commands(sub) -> None:
+    """evaluate, download and make-noisy-mnist."""
     p = _command(sub, cmd_evaluate, "evaluate", help="score a checkpoint on a data folder or zip",
                  description="Score a saved run (the ensemble of its seeds) on any folder or zip in the "
                              "Chars74K layout (SampleNNN/imgCCC-SSS.png) or class-folder layout (0/ ... 9/).",
@@ -246,6 +259,9 @@ def build_parser() -> argparse.ArgumentParser:
     _data_root_arg(p)
     p.add_argument("--overwrite", action="store_true", help="replace OUT if it is not empty")
 
+
+def _study_commands(sub) -> None:
+    """study and report."""
     p = _command(sub, cmd_study, "study", help="run parts 1, 2 and 3 in order, then write the report",
                  description="Run every part in WORKDIR/partN, reusing finished runs (same config), "
                              "then write the report from the results.",
@@ -262,7 +278,6 @@ def build_parser() -> argparse.ArgumentParser:
                  epilog="example: python -m jaxcnn report --workdir ckpts  (writes ckpts/REPORT.md and ckpts/report.html)")
     p.add_argument("--workdir", default="ckpts", help="holds part1/, part2/, part3/ (default: %(default)s)")
     p.add_argument("--out", help="the report; report.html goes beside it (default: WORKDIR/REPORT.md)")
-    return parser
 
 
 def main(argv=None) -> int:

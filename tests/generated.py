@@ -55,3 +55,11 @@ def write_mnist(root: Path, sizes: dict[str, int], seed: int = 0) -> dict:
             entries.append(MnistFile(entry.name, hashlib.md5(packed).hexdigest(), hashlib.sha256(content).hexdigest()))
         table[split] = tuple(entries)
     return table
+
+
+def write_class_folders(images, labels, out_dir: Path) -> Path:
+    """``out_dir/<label>/<index>.png`` (grayscale) for every image: a class-folder set as a user might give it."""
+    for index, (image, label) in enumerate(zip(np.asarray(images), np.asarray(labels))):
+        (out_dir / str(int(label))).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image).save(out_dir / str(int(label)) / f"{index:05d}.png")
+    return out_dir

@@ -38,15 +38,6 @@ def class_folder(class_name: str) -> str:
     return f"Sample{CLASS_NAMES.index(class_name) + 1:03d}"
 
 
-def find_layout_root(source: str | os.PathLike) -> str:
-    """The posix folder inside ``source`` (a folder or zip) that holds the SampleNNN folders.
-
-    ``""`` means the top of ``source``; otherwise e.g. ``"train"``. Raises DataError unless
-    exactly one place holds Sample folders.
-    """
-    return _layout_root(list_images(source))
-
-
 def has_sample_folders(source: str | os.PathLike) -> bool:
     """Whether ``source`` holds a SampleNNN folder anywhere: it is meant to be in the Chars74K layout."""
     return any(_SAMPLE_FOLDER.fullmatch(folder.rpartition("/")[2]) for folder in list_images(source).folders)

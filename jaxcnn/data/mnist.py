@@ -79,20 +79,6 @@ FILES: Mapping[str, tuple[MnistFile, MnistFile]] = {
 """The (images, labels) files of each split."""
 
 
-def read_idx(path_or_bytes: str | os.PathLike | bytes, name: str | None = None) -> np.ndarray:
-    """The uint8 array in an IDX file, gzip-compressed or raw (told apart by the gzip magic).
-
-    ``name`` is how errors refer to the data; it defaults to the path.
-    """
-    if isinstance(path_or_bytes, (bytes, bytearray)):
-        name = name or "<bytes>"
-        data = bytes(path_or_bytes)
-    else:
-        name = name or str(path_or_bytes)
-        data = _read_bytes(Path(path_or_bytes), name)
-    return _parse_idx(_decompressed(data, name), name)
-
-
 def load_mnist(
     root: str | os.PathLike,
     split: str = "train",

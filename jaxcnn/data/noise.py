@@ -146,35 +146,6 @@ def _check_images(images: np.ndarray, labels: np.ndarray, num_classes: int) -> N
         raise ValueError(f"labels must lie in [0, {num_classes})")
 
 
-def write_class_folders(images, labels, out_dir, *, num_classes: int = 10, overwrite: bool = False) -> Path:
-    """Write ``out_dir/<label>/<index>.png`` (grayscale, white on black) for every image.
-
-    The folder is built beside ``out_dir`` and renamed into place, so a crash never leaves half a
-    data set. A non-empty ``out_dir`` is refused unless ``overwrite``.
-    """
-    images, labels, out_dir = np.asarray(images), np.asarray(labels), Path(out_dir)
-    _check_images(images, labels, num_classes)
-    if out_dir.exists() and (not out_dir.is_dir() or (any(out_dir.iterdir()) and not overwrite)):
-        raise DataError(f"{out_dir}: already exists and is not empty; pass --overwrite to replace it")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
-    try:
-        width = max(5, len(str(len(images) - 1)))
-        for c in range(num_classes):
-            (tmp / str(c)).mkdir()
-        for index, (image, label) in enumerate(zip(images, labels)):
-            Image.fromarray(image).save(tmp / str(int(label)) / f"{index:0{width}d}.png")
-        old = out_dir.with_name(tmp.name + ".old")
-        if out_dir.exists():
-            out_dir.rename(old)
-        tmp.rename(out_dir)
-        shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out_dir
-
-
 TASK_ROOT = "mnistTask"  # the original's single top-level folder: mnistTask/<k>/image_NNNNNN.jpg
 JPEG_QUALITY = 75  # PIL's default, what a plain ``image.save("x.jpg")`` writes
 APPLEDOUBLE = b"\x00\x05\x16\x07\x00\x02\x00\x00" + b"Mac OS X        " + b"\x00\x00"  # header, no entries

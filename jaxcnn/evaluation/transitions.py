@@ -147,40 +147,42 @@ def classify_transition(T, rows_seen=None, prior=None) -> dict:
                "rows_seen_mean": None if rows_seen is None else float(n), "mapping_mass_lost": peak_loss,
                "row_spread": float(np.ptp(T[rows, peaks]))}
     noise = float(1 - prior @ T[rows, peaks])
-    off_mapping = n * max(noise, 1e-12)
     described = describe_transition(T, prior, peaks)
-    if hole_mass <= 1 / k - margin and hole_loss <= BIJECTION_SLACK and peak_mass <= 1 / (k - 1) + margin:
-        kind, mapping, noise = "complementary", holes, float(prior @ T[rows, holes])
-        reason = "every digit is missing from one folder of its own, and spread evenly over the others"
-    elif peak_mass <= 1 / k + margin:
-        kind, mapping = "uninformative", peaks
-        reason = "every row is close to uniform: the folder says nothing about the digit"
-    elif peak_loss > BIJECTION_SLACK:
-        kind, mapping = "mixed", peaks
-        reason = "the most likely folders are not a bijection (some folder is the top of two digits)"
-    elif np.ptp(T[rows, peaks]) > ROW_SPREAD_MAX:
-        kind, mapping = "mixed", peaks
-        reason = "the rows are of different kinds (some peaked, some flat)"
-    elif noise < CLEAN_MAX_NOISE:
-        identity = bool(np.all(peaks == rows))
-        kind, mapping = ("clean" if identity else "permutation"), peaks
-        reason = "nearly all the mass is on " + ("the diagonal" if identity else "a renaming of the folders")
-    elif not np.all(peaks == rows):
-        kind, mapping = "permutation", peaks
-        reason = f"a renaming of the folders, with noise off it ({described['pattern']})"
-    elif described["off_mapping_top_share"] >= PAIR_MIN_SHARE and noise >= PAIR_MIN_NOISE:
-        kind, mapping = "pair_flip", peaks
-        reason = "the mass off the diagonal goes mostly to one other folder per digit"
-    elif described["off_mapping_tv_to_uniform"] <= SYMMETRIC_MAX_TV + 0.4 * np.sqrt((k - 2) / off_mapping):
-        kind, mapping = "symmetric", peaks
-        reason = "the mass off the diagonal is spread evenly over the other folders"
-    else:
-        kind, mapping = "mixed", peaks
-        reason = "the mass off the diagonal is neither spread evenly nor concentrated on one folder"
+    kind, reason = kind_of(figures, k, margin, hole_loss, noise, n * max(noise, 1e-12), described,
+                           bool(np.all(peaks == rows)))
+    mapping = holes if kind == "complementary" else peaks
+    if kind == "complementary":
+        noise = float(prior @ T[rows, holes])
     return {"kind": kind, "reason": reason, "mapping": mapping.tolist(), "noise_rate": noise,
             "is_permutation": described["is_permutation"], "cycles": described["cycles"],
             "pattern": described["pattern"], "off_mapping_top_share": described["off_mapping_top_share"],
             "off_mapping_tv_to_uniform": described["off_mapping_tv_to_uniform"], **figures}
+
+
+def kind_of(figures: dict, k: int, margin: float, hole_loss: float, noise: float, off_mapping: float,
+            described: dict, identity: bool) -> tuple[str, str]:
+    """``classify_transition``'s rule, in its order: the kind and why, from the figures of a K x K
+    matrix (``off_mapping``: the examples behind the mass off the mapping; ``identity``: the peaks
+    are the diagonal)."""
+    if (figures["hole_mass"] <= 1 / k - margin and hole_loss <= BIJECTION_SLACK
+            and figures["peak_mass"] <= 1 / (k - 1) + margin):
+        return "complementary", "every digit is missing from one folder of its own, and spread evenly over the others"
+    if figures["peak_mass"] <= 1 / k + margin:
+        return "uninformative", "every row is close to uniform: the folder says nothing about the digit"
+    if figures["mapping_mass_lost"] > BIJECTION_SLACK:
+        return "mixed", "the most likely folders are not a bijection (some folder is the top of two digits)"
+    if figures["row_spread"] > ROW_SPREAD_MAX:
+        return "mixed", "the rows are of different kinds (some peaked, some flat)"
+    if noise < CLEAN_MAX_NOISE:
+        return ("clean" if identity else "permutation"), \
+            "nearly all the mass is on " + ("the diagonal" if identity else "a renaming of the folders")
+    if not identity:
+        return "permutation", f"a renaming of the folders, with noise off it ({described['pattern']})"
+    if described["off_mapping_top_share"] >= PAIR_MIN_SHARE and noise >= PAIR_MIN_NOISE:
+        return "pair_flip", "the mass off the diagonal goes mostly to one other folder per digit"
+    if described["off_mapping_tv_to_uniform"] <= SYMMETRIC_MAX_TV + 0.4 * np.sqrt((k - 2) / off_mapping):
+        return "symmetric", "the mass off the diagonal is spread evenly over the other folders"
+    return "mixed", "the mass off the diagonal is neither spread evenly nor concentrated on one folder"
 
 
 def transition_error(T_est, T_true) -> dict:

@@ -20,13 +20,15 @@ from jaxcnn.config import ModelConfig, TrainConfig, defaults_of, to_dict
 from jaxcnn.data.chars74k import DIGIT_CLASSES, load_chars74k, writer_split
 from jaxcnn.data.dataset import ArrayDataset
 from jaxcnn.errors import require
-from jaxcnn.document import Section, Table, Text, stat_text
-from jaxcnn.evaluation.convergence import stat
+from jaxcnn.document import Section, Table, Text
 from jaxcnn.evaluation.evaluate import evaluate_run, validation_table
 from jaxcnn.evaluation.plots import plot_confusion, plot_curves, plot_data_size, plot_step_curves
 from jaxcnn.experiments.common import MNIST_TRAIN, balanced_subset, load_mnist_split, not_run, part_figures
 from jaxcnn.rundir import claim
-from jaxcnn.experiments.records import model_record, models_table, paired_lines, paired_table, paired_text
+from jaxcnn.experiments.records import (
+    model_record, models_table, paired_lines, paired_table, point_of_history, point_of_record, point_paired_text,
+    point_text,
+)
 from jaxcnn.experiments.results import RESULTS_FILE, write_results
 from jaxcnn.training.loop import fit
 from jaxcnn.training.transfer import KEEP_HEAD_FRESH, graft_init, pretrained_variables, transfer_record
@@ -173,12 +175,9 @@ def run(cfg: Part2Config, data_root: Path, workdir: Path, *, resume=False, overw
             logger.info("part 2: data-size curve, %s on %d images", name, size)
             _, history = fit(subset, test, subset_cfg, workdir / "data_size" / f"{name}_{size}",
                              **runs[name][1], **flags)
-            data_size[name][str(size)] = {"final_test_accuracy": stat(history[-1]["val_accuracy"]),
-                                          "ensemble_accuracy": history[-1]["val_accuracy_ensemble"],
-                                          "history": history}
+            data_size[name][str(size)] = point_of_history(history)
     for name in CURVE_MODELS:
-        data_size[name][str(len(train))] = {"final_test_accuracy": models[name]["final_test_accuracy"],
-                                            "ensemble_accuracy": models[name]["ensemble"]["accuracy"]}
+        data_size[name][str(len(train))] = point_of_record(models[name])
 
     results = {"config": to_dict(cfg),
                "data": {"digits_train": len(digits_train), "digits_val": num_val,
@@ -238,7 +237,7 @@ def sections(results: dict | None, part_dir: Path) -> list[Section]:
     against_b = paired_table(models, thresholds, {name: "B" for name in models if name != "B"}, "Each model against B")
     sizes = sorted({size for points in results["data_size"].values() for size in points}, key=int)
     curve = Table(["training images", *results["data_size"]],
-                  [[size, *(stat_text(points[size]["final_test_accuracy"]) if size in points else "n/a"
+                  [[size, *(point_text(points[size]) if size in points else "n/a"
                             for points in results["data_size"].values())] for size in sizes],
                   "Final MNIST test accuracy by training-set size, mean ± 95% CI over seeds.")
     return [Section(TITLE, [overview, table, *against_b, *part_figures(part_dir, FIGURE_CAPTIONS)]),
@@ -257,8 +256,7 @@ def headline(results: dict | None) -> str:
     answers = paired_lines(c, b, "C", "B")
     sizes = results.get("data_size", {})
     common = sorted(set(sizes.get("B", {})) & set(sizes.get("C", {})), key=int)
-    shown = [f"{n}: {paired_text(sizes['C'][n]['final_test_accuracy'], sizes['B'][n]['final_test_accuracy'])}"
-             for n in common]
+    shown = [f"{n}: {point_paired_text(sizes['C'][n], sizes['B'][n])}" for n in common]
     if shown:
         answers.append("C - B by training images, paired over seeds, " + ", ".join(shown))
     return f"{head} {'; '.join(answers)}"

@@ -36,12 +36,11 @@ from jaxcnn.data.dataset import ArrayDataset
 from jaxcnn.data.mnist import CLASS_NAMES as DIGITS, load_mnist
 from jaxcnn.data.noise import make_noisy_mnist, parse_corruption
 from jaxcnn.errors import CheckpointError, DataError
-from jaxcnn.document import Section, Table, Text, rate, stat_text
+from jaxcnn.document import Section, Text, stat_text
 from jaxcnn.evaluation.evaluate import predict_probs
 from jaxcnn.evaluation.plots import (
     plot_confusion, plot_curves, plot_folder_samples, plot_step_curves, plot_transition,
 )
-from jaxcnn.evaluation.transitions import transition_error
 from jaxcnn.experiments import part1
 from jaxcnn.experiments.common import balanced_subset, load_mnist_split, not_run, part_figures
 from jaxcnn.experiments.part3_config import (
@@ -50,8 +49,8 @@ from jaxcnn.experiments.part3_config import (
     method_of, teacher_of, train_config,
 )
 from jaxcnn.experiments.part3_diagnosis import (
-    audit_images, compare_views, diagnose, free_diagnosis, free_posteriors, least_likely_accuracy, matched_view,
-    renamed_accuracy, score_estimate,
+    audit_table, diagnose_views, diagnosis_findings, examine, folder_model_readings, reading_rows, score_estimate,
+    views_table,
 )
 from jaxcnn.processes import on_primary
 from jaxcnn.rundir import claim
@@ -270,33 +269,6 @@ def run(cfg: Part3Config, data_root: Path, workdir: Path, *, part1_run: Path | N
     return write_results(workdir / RESULTS_FILE, results)
 
 
-def examine(cfg: Part3Config, source: Path, noisy: ArrayDataset, test: ArrayDataset, data_root: Path):
-    """The images alone, before any label is read: ``(audit, matched view)``."""
-    audited = audit_images(source, noisy, test, data_root, cfg.reference_size, cfg.draw_seed + 1)
-    logger.info("part 3: audit: %d near-duplicates of MNIST test images, %d inside the set, %d stray files",
-                audited["duplicates_in_mnist_test"]["near"], audited["duplicates_inside"]["near"],
-                audited["files"]["stray_files"]["count"])
-    matched = matched_view(noisy.labels, noisy.images, load_mnist(data_root, "train"))
-    logger.info("part 3: %s", matched_line(matched))
-    return audited, matched
-
-
-def diagnose_views(cfg: Part3Config, noisy: ArrayDataset, oracle_probs, matched: dict, workdir: Path, flags: dict):
-    """The oracle view and the oracle-free one: ``(views, diagnosis)``, the diagnosis as recorded
-    (both views, how they compare, and the matched view)."""
-    chosen, q = free_posteriors(cfg, noisy, workdir, flags)
-    diagnoses = {"oracle": diagnose(noisy.labels, oracle_probs, cfg.min_confidence),
-                 "oracle_free": free_diagnosis(noisy.labels[chosen], q)}
-    diagnosis = {"kind": diagnoses["oracle"]["kind"], **diagnoses, **compare_views(*diagnoses.values()),
-                 "matched": matched}
-    if matched.get("transition"):
-        diagnosis["oracle"]["vs_matched_T"] = transition_error(diagnoses["oracle"]["transition"], matched["transition"])
-    for view, d in diagnoses.items():
-        logger.info("part 3: %s view: %s (%s); mapping %s, noise rate %s", view, d["kind"], d["reason"],
-                    d.get("mapping"), d.get("noise_rate"))
-    return diagnoses, diagnosis
-
-
 def train_models(cfg: Part3Config, plan: dict[str, Step], labelled: dict, noisy: ArrayDataset, test: ArrayDataset,
                  part1_trunk: tuple[dict, dict], diagnoses: dict, workdir: Path, flags: dict, skipped: dict) -> dict:
     """Trains the plan in order and records each model; a self-trained model whose teacher is
@@ -339,10 +311,7 @@ def record_model(cfg: Part3Config, name: str, step: Step, state, history: list[d
         record["pseudo_labels"] = {"teacher": step.teacher, "kept": len(train), "of": images}
     if method is METHODS["folder"]:
         logits, _ = predict_probs(state, test.inputs(), step.train.eval_batch_size)
-        if diagnoses["oracle"]["is_permutation"] and diagnoses["oracle"]["kind"] != "complementary":
-            record["renamed"] = renamed_accuracy(logits, test.labels, diagnoses["oracle"]["mapping"])
-        if diagnoses["oracle_free"]["kind"] == "complementary":
-            record["least_likely"] = least_likely_accuracy(logits, test.labels)
+        record |= folder_model_readings(logits, test.labels, diagnoses)
     return record
 
 
@@ -394,17 +363,6 @@ FIGURE_CAPTIONS = {
 }
 
 
-def matched_line(matched: dict) -> str:
-    """Where the images come from and how many sit in their own digit's folder (the matched view)."""
-    own, spread = matched["own_folder"], matched["nearest_difference"]
-    line = (f"matched view (MNIST's labels of each image's nearest {matched['pool']} image): "
-            f"{matched['near_copies']} of {matched['images']} images are near copies (difference <= "
-            f"{matched['near_threshold']}; median {spread['median']:.3f}, max {spread['max']:.3f}), of "
-            f"{matched['distinct_nearest']} distinct images; {own['images']} ({own['share']:.2%}) sit in their own "
-            f"digit's folder, per digit {own['per_digit']}")
-    return line + (f"; {matched['kind']} ({matched['reason']})" if matched["kind"] else f"; no reading: {matched['reason']}")
-
-
 def sections(results: dict | None, part_dir: Path) -> list[Section]:
     """Part 3's report: the set, its audit, the three views of its labels, the models on clean
     MNIST test, each trunk model against its random start, and the figures."""
@@ -419,61 +377,15 @@ def sections(results: dict | None, part_dir: Path) -> list[Section]:
     uses_clean = ["uses clean labels", *("yes" if m["uses_clean_labels"] else "no" for m in models.values())]
     table = models_table(models, thresholds, "Clean MNIST test set, mean ± 95% CI over seeds (Student t), last epoch.",
                          [uses_clean])
-    for key, label in (("renamed", "accuracy, outputs renamed by the estimate"),
-                       ("least_likely", "accuracy, least likely folder as the digit")):
-        if any(key in m for m in models.values()):
-            table.rows.append([label, *(stat_text(m[key]["final_test_accuracy"]) if key in m else "n/a"
-                                        for m in models.values())])
+    table.rows += reading_rows(models)
     skipped = [Text(f"Not trained: {', '.join(f'`{n}` ({why})' for n, why in results['skipped'].items())}.")] \
         if results.get("skipped") else []
     trunk_pairs = {"pretrained": "scratch", **{name: name.removesuffix(TRUNK) for name in models if name.endswith(TRUNK)}}
     against_scratch = paired_table(models, thresholds, trunk_pairs,
                                    "The part-1 trunk against a random start, method by method")
-    return [Section(TITLE, [overview, audit_table(results["audit"]), views_table(results), table, *against_scratch,
+    views = views_table(results["diagnosis"], results["oracle"], results.get("truth_check"))
+    return [Section(TITLE, [overview, audit_table(results["audit"]), views, table, *against_scratch,
                             *skipped, *part_figures(part_dir, FIGURE_CAPTIONS)])]
-
-
-def audit_table(audited: dict) -> Table:
-    """What the images are, against clean MNIST, before any label is read."""
-    files, pixels = audited["files"], audited["pixels"]
-    inside, in_test = audited["duplicates_inside"], audited["duplicates_in_mnist_test"]
-    rows = [["image files", f"{files['image_files']} ({', '.join(f'{k}: {v}' for k, v in files['formats'].items())} "
-             f"of {files['header_sample']} read)"],
-            ["JPEG quality (estimated)", ", ".join(f"{q} ({n} files)" for q, n in files["jpeg_quality_estimate"].items())
-             or "not JPEG"],
-            ["folder sizes", ", ".join(f"{k}: {v}" for k, v in files["folder_sizes"].items())],
-            ["stray files skipped", f"{files['stray_files']['count']} ({files['stray_files']['mac']})"],
-            ["mean intensity, set / MNIST test",
-             f"{pixels['set']['mean_intensity']:.1f} / {pixels['mnist_test']['mean_intensity']:.1f}"],
-            ["ink fraction, set / MNIST test", f"{pixels['set']['ink_fraction']:.4f} / {pixels['mnist_test']['ink_fraction']:.4f}"],
-            ["duplicates inside the set (exact / near)", f"{inside['exact']} / {inside['near']}"],
-            ["duplicates in the MNIST test set (exact / near)", f"{in_test['exact']} / {in_test['near']}"]]
-    return Table(["what", "value"], rows, "The images against clean MNIST (no label read).")
-
-
-def views_table(results: dict) -> Table:
-    """The three views of the folders side by side: MNIST's own labels, the oracle's, the folders'."""
-    diag = results["diagnosis"]
-    oracle, free, matched = diag["oracle"], diag["oracle_free"], diag["matched"]
-    views = (matched, oracle, free)
-    view = lambda key, fmt=str: [fmt(d[key]) if d.get(key) is not None else "n/a" for d in views]
-    own = matched["own_folder"]
-    rows = [["kind", *view("kind")], ["why", *view("reason")], ["mapping (digit -> folder)", *view("mapping")],
-            ["noise rate", *view("noise_rate", rate)], ["peak mass", *view("peak_mass", rate)],
-            ["hole mass", *view("hole_mass", rate)],
-            ["images in their own digit's folder", f"{own['images']} ({rate(own['share'])}); per digit "
-                                                   f"{', '.join(map(str, own['per_digit']))}", "", ""],
-            ["rests on", f"each image's nearest {matched['pool']} image ({matched['near_copies']} of "
-                         f"{matched['images']} near copies, {matched['distinct_nearest']} distinct): MNIST's labels",
-             f"a clean model ({results['oracle']['source']}, clean test accuracy "
-             f"{rate(results['oracle']['test_accuracy'])}) names each digit",
-             f"the folder model's {free['anchor']} folder names the digit (held-out folds)"]]
-    truth = results.get("truth_check")
-    if truth:
-        rows.append(["planted (truth file, read after training)", f"{truth['planted_spec']} ({truth['planted_kind']})",
-                     "", ""])
-    return Table(["", "matched view (clean labels)", "oracle view", "oracle-free view"], rows,
-                 f"What the folders hold. {diag['note'].capitalize()}.")
 
 
 def headline(results: dict | None) -> str:
@@ -481,21 +393,8 @@ def headline(results: dict | None) -> str:
     head = "**Part 3, what is wrong with the corrupted set?**"
     if results is None:
         return f"{head} not run yet"
-    diagnosis, data = results["diagnosis"], results["data"]
-    found = f"{ORIGINS[data['origin']]}, {diagnosis['kind']}: {diagnosis['oracle']['reason']} (clean model's view)"
-    free = diagnosis.get("oracle_free")
-    if free:
-        found += f"; from the folders alone: {free['kind']} ({diagnosis['note']})"
-    matched = diagnosis.get("matched")
-    if matched:
-        leaked = results["audit"]["duplicates_in_mnist_test"]["near"]
-        found += (f"; {matched['near_copies']} of {matched['images']} images are near copies of "
-                  f"{matched['distinct_nearest']} distinct images of {matched['pool']}, {leaked} of MNIST test; "
-                  f"by MNIST's labels {matched['own_folder']['images']} sit in their own digit's folder")
-    truth = results.get("truth_check")
-    if truth:
-        found += f"; the truth file (read after training) planted {truth['planted_spec']} ({truth['planted_kind']})"
-    answers = [found]
+    findings = diagnosis_findings(results["diagnosis"], results["audit"], results.get("truth_check"))
+    answers = [f"{ORIGINS[results['data']['origin']]}, {findings}"]
     for clean, what in ((False, "without clean labels"), (True, "with the clean oracle's labels")):
         best = best_model(results["models"], clean)
         if best:

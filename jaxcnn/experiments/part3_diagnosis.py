@@ -1,6 +1,8 @@
 """Part 3's diagnosis of the corrupted folders: what the images are (the audit), and how their
-labels relate to the digits, read twice: through a clean model (the oracle view) and from the
-folder labels alone (the oracle-free view); at the end, the estimate scored against the truth."""
+labels relate to the digits, read three times: by MNIST's own labels of the images (the matched
+view), through a clean model (the oracle view) and from the folder labels alone (the oracle-free
+view); at the end, the estimate scored against the truth. The records are built and read here:
+``audit_table``, ``views_table`` and ``diagnosis_findings`` write them for the report."""
 
 from __future__ import annotations
 
@@ -15,11 +17,13 @@ from jaxcnn.data.dataset import ArrayDataset
 from jaxcnn.data.imagefiles import list_images
 from jaxcnn.data.mnist import CLASS_NAMES as DIGITS, load_mnist
 from jaxcnn.data.noise import truth_path
+from jaxcnn.document import Table, rate
 from jaxcnn.evaluation.convergence import stat
 from jaxcnn.evaluation.evaluate import predict_probs
 from jaxcnn.evaluation.transitions import classify_transition, cycle_notation, estimate_transition, transition_error
 from jaxcnn.experiments.common import load_mnist_split
 from jaxcnn.experiments.part3_config import K, Part3Config
+from jaxcnn.experiments.records import accuracy_point, point_text
 from jaxcnn.training.loop import fit
 from jaxcnn.training.steps import softmax_mean
 
@@ -149,15 +153,15 @@ def renamed_accuracy(logits, labels, mapping) -> dict:
     ``logits`` [K, N, C]; folder ``mapping[i]`` holds digit i, so digit i's score is ``logits[..., mapping[i]]``.
     """
     renamed = np.asarray(logits)[..., np.asarray(mapping)]
-    return {"final_test_accuracy": stat((renamed.argmax(-1) == labels).mean(1).tolist()),
-            "ensemble_accuracy": float(np.mean(softmax_mean(renamed).argmax(-1) == labels))}
+    return accuracy_point(stat((renamed.argmax(-1) == labels).mean(1).tolist()),
+                          float(np.mean(softmax_mean(renamed).argmax(-1) == labels)))
 
 
 def least_likely_accuracy(logits, labels) -> dict:
     """A model of complementary folder labels read the other way: its least likely folder as the digit."""
     logits = np.asarray(logits)
-    return {"final_test_accuracy": stat((logits.argmin(-1) == labels).mean(1).tolist()),
-            "ensemble_accuracy": float(np.mean(softmax_mean(logits).argmin(-1) == labels))}
+    return accuracy_point(stat((logits.argmin(-1) == labels).mean(1).tolist()),
+                          float(np.mean(softmax_mean(logits).argmin(-1) == labels)))
 
 
 def score_estimate(data_dir: Path, diagnosis: dict) -> dict | None:
@@ -189,3 +193,123 @@ def audit_images(source: Path, noisy: ArrayDataset, test: ArrayDataset, data_roo
                        "mnist_test": audit.pixel_stats(clean_test.images)},
             "duplicates_inside": audit.duplicates(noisy.images),
             "duplicates_in_mnist_test": audit.duplicates(noisy.images, clean_test.images)}
+
+
+def folder_model_readings(logits, labels, diagnoses: dict) -> dict:
+    """Other readings of a model of the folder labels that the diagnosis suggests: its outputs
+    renamed by the oracle's mapping (a renaming), its least likely folder (complementary labels)."""
+    oracle = diagnoses["oracle"]
+    readings = {}
+    if oracle["is_permutation"] and oracle["kind"] != "complementary":
+        readings["renamed"] = renamed_accuracy(logits, labels, oracle["mapping"])
+    if diagnoses["oracle_free"]["kind"] == "complementary":
+        readings["least_likely"] = least_likely_accuracy(logits, labels)
+    return readings
+
+
+READINGS = {"renamed": "accuracy, outputs renamed by the estimate",
+            "least_likely": "accuracy, least likely folder as the digit"}
+
+
+def reading_rows(models: dict) -> list[list[str]]:
+    """The rows of the models table for the readings any model has (``folder_model_readings``)."""
+    return [[label, *(point_text(m[key]) if key in m else "n/a" for m in models.values())]
+            for key, label in READINGS.items() if any(key in m for m in models.values())]
+
+
+def examine(cfg: Part3Config, source: Path, noisy: ArrayDataset, test: ArrayDataset, data_root: Path):
+    """The images alone, before any label is read: ``(audit, matched view)``."""
+    audited = audit_images(source, noisy, test, data_root, cfg.reference_size, cfg.draw_seed + 1)
+    logger.info("part 3: audit: %d near-duplicates of MNIST test images, %d inside the set, %d stray files",
+                audited["duplicates_in_mnist_test"]["near"], audited["duplicates_inside"]["near"],
+                audited["files"]["stray_files"]["count"])
+    matched = matched_view(noisy.labels, noisy.images, load_mnist(data_root, "train"))
+    logger.info("part 3: %s", matched_line(matched))
+    return audited, matched
+
+
+def diagnose_views(cfg: Part3Config, noisy: ArrayDataset, oracle_probs, matched: dict, workdir: Path, flags: dict):
+    """The oracle view and the oracle-free one: ``(views, diagnosis)``, the diagnosis as recorded
+    (both views, how they compare, and the matched view)."""
+    chosen, q = free_posteriors(cfg, noisy, workdir, flags)
+    diagnoses = {"oracle": diagnose(noisy.labels, oracle_probs, cfg.min_confidence),
+                 "oracle_free": free_diagnosis(noisy.labels[chosen], q)}
+    diagnosis = {"kind": diagnoses["oracle"]["kind"], **diagnoses, **compare_views(*diagnoses.values()),
+                 "matched": matched}
+    if matched.get("transition"):
+        diagnosis["oracle"]["vs_matched_T"] = transition_error(diagnoses["oracle"]["transition"], matched["transition"])
+    for view, d in diagnoses.items():
+        logger.info("part 3: %s view: %s (%s); mapping %s, noise rate %s", view, d["kind"], d["reason"],
+                    d.get("mapping"), d.get("noise_rate"))
+    return diagnoses, diagnosis
+
+
+def matched_line(matched: dict) -> str:
+    """Where the images come from and how many sit in their own digit's folder (the matched view)."""
+    own, spread = matched["own_folder"], matched["nearest_difference"]
+    line = (f"matched view (MNIST's labels of each image's nearest {matched['pool']} image): "
+            f"{matched['near_copies']} of {matched['images']} images are near copies (difference <= "
+            f"{matched['near_threshold']}; median {spread['median']:.3f}, max {spread['max']:.3f}), of "
+            f"{matched['distinct_nearest']} distinct images; {own['images']} ({own['share']:.2%}) sit in their own "
+            f"digit's folder, per digit {own['per_digit']}")
+    return line + (f"; {matched['kind']} ({matched['reason']})" if matched["kind"] else f"; no reading: {matched['reason']}")
+
+
+def audit_table(audited: dict) -> Table:
+    """What the images are, against clean MNIST, before any label is read."""
+    files, pixels = audited["files"], audited["pixels"]
+    inside, in_test = audited["duplicates_inside"], audited["duplicates_in_mnist_test"]
+    rows = [["image files", f"{files['image_files']} ({', '.join(f'{k}: {v}' for k, v in files['formats'].items())} "
+             f"of {files['header_sample']} read)"],
+            ["JPEG quality (estimated)", ", ".join(f"{q} ({n} files)" for q, n in files["jpeg_quality_estimate"].items())
+             or "not JPEG"],
+            ["folder sizes", ", ".join(f"{k}: {v}" for k, v in files["folder_sizes"].items())],
+            ["stray files skipped", f"{files['stray_files']['count']} ({files['stray_files']['mac']})"],
+            ["mean intensity, set / MNIST test",
+             f"{pixels['set']['mean_intensity']:.1f} / {pixels['mnist_test']['mean_intensity']:.1f}"],
+            ["ink fraction, set / MNIST test", f"{pixels['set']['ink_fraction']:.4f} / {pixels['mnist_test']['ink_fraction']:.4f}"],
+            ["duplicates inside the set (exact / near)", f"{inside['exact']} / {inside['near']}"],
+            ["duplicates in the MNIST test set (exact / near)", f"{in_test['exact']} / {in_test['near']}"]]
+    return Table(["what", "value"], rows, "The images against clean MNIST (no label read).")
+
+
+def views_table(diag: dict, oracle_run: dict, truth: dict | None) -> Table:
+    """The three views of the folders side by side: MNIST's own labels, the oracle's, the folders'
+    (``oracle_run``: the oracle's source and clean test accuracy; ``truth``: ``score_estimate``'s)."""
+    oracle, free, matched = diag["oracle"], diag["oracle_free"], diag["matched"]
+    views = (matched, oracle, free)
+    view = lambda key, fmt=str: [fmt(d[key]) if d.get(key) is not None else "n/a" for d in views]
+    own = matched["own_folder"]
+    rows = [["kind", *view("kind")], ["why", *view("reason")], ["mapping (digit -> folder)", *view("mapping")],
+            ["noise rate", *view("noise_rate", rate)], ["peak mass", *view("peak_mass", rate)],
+            ["hole mass", *view("hole_mass", rate)],
+            ["images in their own digit's folder", f"{own['images']} ({rate(own['share'])}); per digit "
+                                                   f"{', '.join(map(str, own['per_digit']))}", "", ""],
+            ["rests on", f"each image's nearest {matched['pool']} image ({matched['near_copies']} of "
+                         f"{matched['images']} near copies, {matched['distinct_nearest']} distinct): MNIST's labels",
+             f"a clean model ({oracle_run['source']}, clean test accuracy "
+             f"{rate(oracle_run['test_accuracy'])}) names each digit",
+             f"the folder model's {free['anchor']} folder names the digit (held-out folds)"]]
+    if truth:
+        rows.append(["planted (truth file, read after training)", f"{truth['planted_spec']} ({truth['planted_kind']})",
+                     "", ""])
+    return Table(["", "matched view (clean labels)", "oracle view", "oracle-free view"], rows,
+                 f"What the folders hold. {diag['note'].capitalize()}.")
+
+
+def diagnosis_findings(diagnosis: dict, audited: dict, truth: dict | None) -> str:
+    """What the diagnosis found, in a sentence: the kind by each view, where the images come from,
+    and the planted truth (read after training) where there is one."""
+    found = f"{diagnosis['kind']}: {diagnosis['oracle']['reason']} (clean model's view)"
+    free = diagnosis.get("oracle_free")
+    if free:
+        found += f"; from the folders alone: {free['kind']} ({diagnosis['note']})"
+    matched = diagnosis.get("matched")
+    if matched:
+        leaked = audited["duplicates_in_mnist_test"]["near"]
+        found += (f"; {matched['near_copies']} of {matched['images']} images are near copies of "
+                  f"{matched['distinct_nearest']} distinct images of {matched['pool']}, {leaked} of MNIST test; "
+                  f"by MNIST's labels {matched['own_folder']['images']} sit in their own digit's folder")
+    if truth:
+        found += f"; the truth file (read after training) planted {truth['planted_spec']} ({truth['planted_kind']})"
+    return found

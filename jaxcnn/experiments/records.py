@@ -66,6 +66,31 @@ def paired_text(a: dict, b: dict, fmt: str = RATE, lower_is_better: bool = False
     return f"{sign}{stat_text(difference, fmt)} ({verdict(difference, lower_is_better)})"
 
 
+def accuracy_point(accuracy: dict, ensemble_accuracy: float, **extra) -> dict:
+    """A model's test accuracy at one point (a data-size run, another reading of its outputs): over
+    seeds (``stat``) and of their ensemble."""
+    return {"final_test_accuracy": accuracy, "ensemble_accuracy": ensemble_accuracy, **extra}
+
+
+def point_of_history(history: list[dict]) -> dict:
+    """The accuracy point of a run's last epoch (its history kept beside it)."""
+    return accuracy_point(stat(history[-1]["val_accuracy"]), history[-1]["val_accuracy_ensemble"], history=history)
+
+
+def point_of_record(record: dict) -> dict:
+    """The accuracy point of a model's record (``model_record``)."""
+    return accuracy_point(record["final_test_accuracy"], record["ensemble"]["accuracy"])
+
+
+def point_text(point: dict) -> str:
+    return stat_text(point["final_test_accuracy"])
+
+
+def point_paired_text(a: dict, b: dict) -> str:
+    """Point ``a`` minus point ``b``, paired over seeds (``paired_text``)."""
+    return paired_text(a["final_test_accuracy"], b["final_test_accuracy"])
+
+
 MODEL_ROWS = [("first-epoch test accuracy", "first_epoch_test_accuracy", RATE),
               ("final test accuracy", "final_test_accuracy", RATE),
               ("final test NLL", "final_test_nll", RATE),

@@ -70,6 +70,14 @@ def fit(train: ArrayDataset, val: ArrayDataset | None, cfg: TrainConfig, workdir
         return _train(train, val, cfg, workdir, ckpts, resume, init, meta or {}, parallel_seeds, scan_epochs, mesh)
 
 
+def _check_finite(record: dict, workdir: Path, ckpts) -> None:
+    """Raises TrainingDiverged when an epoch's losses are not finite; the last good checkpoint stays."""
+    if not math.isfinite(sum(record["train_loss"]) + sum(record.get("val_loss", []))):
+        raise TrainingDiverged(f"{workdir}: loss is not finite at epoch {record['epoch']} (train "
+                               f"{record['train_loss']}, validation {record.get('val_loss', '-')}); "
+                               f"kept the last good checkpoint (epoch {ckpts.latest_epoch()})")
+
+
 def _train(train, val, cfg, workdir, ckpts, resume, init, meta, parallel_seeds, scan_epochs, mesh):
     """``fit`` once the work directory is claimed; ``ckpts`` is closed by the caller, error or not."""
     state = T.create_population(cfg.seeds, train.num_classes, cfg, len(train))
@@ -109,10 +117,7 @@ def _train(train, val, cfg, workdir, ckpts, resume, init, meta, parallel_seeds, 
             if probes:
                 record["probes"] = probes
             record["seconds"] = time.perf_counter() - start
-            if not math.isfinite(sum(record["train_loss"]) + sum(record.get("val_loss", []))):
-                raise TrainingDiverged(f"{workdir}: loss is not finite at epoch {epoch} (train "
-                                       f"{record['train_loss']}, validation {record.get('val_loss', '-')}); "
-                                       f"kept the last good checkpoint (epoch {ckpts.latest_epoch()})")
+            _check_finite(record, workdir, ckpts)
             history.append(record)
             stopping = agree(stop.requested)  # process 0 decides for all: a save is collective
             if agree(epoch == cfg.epochs or stopping or time.monotonic() - saved_at >= cfg.checkpoint_every):

@@ -9,30 +9,19 @@ loss and of BatchNorm into all-reduces, so a step on N devices computes the same
 it replicates the state and the data set on ``training_mesh(cfg)`` and trains inside
 ``jax.set_mesh``, where ``steps.split_over_devices`` splits every gathered batch.
 
-Several hosts (e.g. a multi-node GPU cluster): call ``jax.distributed.initialize()`` in every
-process before anything else touches JAX, then build the mesh as usual: ``data_mesh()`` spans the
-devices of all processes. Each process passes ``shard_batch`` its own slice of the global batch
-(``global_batch / jax.process_count()`` examples, e.g. picked by ``jax.process_index()``), and
-every process runs the same step with the same state and key::
-
-    jax.distributed.initialize()           # several hosts only; leave it out on one
-    mesh = data_mesh()
-    step = sharded_train_step(mesh, cfg)
-    state = replicate(state, mesh)
-    for local_batch in my_host_batches():   # this process's slice of each global batch
-        state, metrics = step(state, shard_batch(local_batch, mesh), rng)
+Several hosts (e.g. a multi-node GPU cluster): every process runs the same command;
+``processes.initialize_from_environment`` joins them (``jax.distributed``) before anything else
+touches JAX, and the mesh then spans the devices of all processes.
 """
 
 from __future__ import annotations
-
-import functools
 
 import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from jaxcnn.config import TrainConfig
-from jaxcnn.training.steps import COMPILER_OPTIONS, DATA_AXIS, train_step
+from jaxcnn.training.steps import DATA_AXIS
 
 
 def data_mesh(devices=None) -> Mesh:
@@ -67,11 +56,6 @@ def replicated(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, PartitionSpec())
 
 
-def batch_sharded(mesh: Mesh) -> NamedSharding:
-    """The sharding of an array split along its first (batch) axis over the ``"data"`` axis."""
-    return NamedSharding(mesh, PartitionSpec(DATA_AXIS))
-
-
 def replicate(tree, mesh: Mesh):
     """A copy of ``tree`` (e.g. a ``TrainState``) on every device of ``mesh``.
 
@@ -80,28 +64,3 @@ def replicate(tree, mesh: Mesh):
     if jax.process_count() > 1:
         tree = jax.device_get(tree)  # device_put only checks and spreads host values across processes
     return jax.device_put(tree, replicated(mesh))
-
-
-def shard_batch(batch, mesh: Mesh):
-    """A global batch split along axis 0 over the mesh, from this process's slice of it.
-
-    ``batch`` is a pytree of arrays with a leading batch axis (e.g. ``{"image", "label"}``); on one
-    host it is the whole batch. Its length must divide evenly over this process's devices.
-    """
-    local_devices = len(mesh.local_devices)
-    for leaf in jax.tree.leaves(batch):
-        if leaf.shape[0] % local_devices:
-            raise ValueError(f"a batch of {leaf.shape[0]} examples does not split evenly over "
-                             f"{local_devices} devices; use a batch size divisible by {local_devices}")
-    return jax.make_array_from_process_local_data(batch_sharded(mesh), batch)
-
-
-def sharded_train_step(mesh: Mesh, cfg: TrainConfig):
-    """``steps.train_step`` compiled for ``mesh``: ``step(state, batch, rng) -> (state, metrics)``.
-
-    The state and ``rng`` are replicated, the batch is split over the ``"data"`` axis (see
-    ``replicate`` and ``shard_batch``); the new state and the metrics come back replicated.
-    """
-    return jax.jit(functools.partial(train_step, cfg=cfg),
-                   in_shardings=(replicated(mesh), batch_sharded(mesh), replicated(mesh)),
-                   out_shardings=replicated(mesh), compiler_options=COMPILER_OPTIONS)

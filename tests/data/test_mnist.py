@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from jaxcnn.data.mnist import FILES, MnistFile, download_mnist, load_mnist, load_mnist_tfds, read_idx
+from jaxcnn.data import mnist
+from jaxcnn.data.mnist import FILES, MnistFile, download_mnist, load_mnist, load_mnist_tfds
 from jaxcnn.errors import DataError
 from tests.conftest import SHARED_DATA, serve_locally
 
@@ -51,6 +52,13 @@ def synthetic_files() -> dict:
 
 
 # --- IDX parsing ---------------------------------------------------------------------------------
+
+
+def read_idx(source: bytes | Path, name: str | None = None) -> np.ndarray:
+    """An IDX file's array (gzip or raw), read as ``load_mnist`` reads each of its files."""
+    name = name or (str(source) if isinstance(source, Path) else "<bytes>")
+    data = mnist._read_bytes(source, name) if isinstance(source, Path) else source
+    return mnist._parse_idx(mnist._decompressed(data, name), name)
 
 
 def test_read_idx_reads_raw_and_gzip_alike():

@@ -102,30 +102,6 @@ def test_measured_transition_matches_transition_matrix(spec):
     assert transitions.transition_error(measured, noise.transition_matrix(spec, K, seed=3))["max_abs_error"] < 0.02
 
 
-def test_write_class_folders_writes_what_it_was_given(tmp_path):
-    images, labels = _images(30), _uniform_labels(30, seed=2)
-    out = noise.write_class_folders(images, labels, tmp_path / "noisy")
-    assert sorted(p.name for p in out.iterdir()) == [str(c) for c in range(K)]
-    for c in range(K):
-        assert len(list((out / str(c)).glob("*.png"))) == np.sum(labels == c)
-    for index in (0, 17, 29):
-        with Image.open(out / str(labels[index]) / f"{index:05d}.png") as image:
-            assert image.mode == "L"
-            np.testing.assert_array_equal(np.asarray(image), images[index])
-    assert [p.name for p in tmp_path.iterdir()] == ["noisy"]  # no temp folder left behind
-
-
-def test_write_class_folders_refuses_a_non_empty_folder_unless_overwrite(tmp_path):
-    out = tmp_path / "noisy"
-    noise.write_class_folders(_images(5), np.zeros(5, int), out)
-    with pytest.raises(DataError, match="not empty; pass --overwrite to replace it"):
-        noise.write_class_folders(_images(5), np.ones(5, int), out)
-    assert len(list((out / "0").iterdir())) == 5
-    noise.write_class_folders(_images(5), np.ones(5, int), out, overwrite=True)
-    assert len(list((out / "0").iterdir())) == 0 and len(list((out / "1").iterdir())) == 5
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["noisy"]
-
-
 def _tree(root):
     return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 

@@ -1,6 +1,5 @@
 """Convergence read from fit's history; figures over seeds and their paired differences."""
 
-import numpy as np
 import pytest
 
 from jaxcnn.evaluation.convergence import (

@@ -18,6 +18,7 @@ from jaxcnn.evaluation import evaluate, plots
 from jaxcnn.experiments import common, part3, part3_config
 from jaxcnn.experiments import part3_diagnosis
 from tests.conftest import SHARED_DATA
+from tests.generated import write_class_folders
 
 PLANTED_SEED = 0
 
@@ -288,7 +289,7 @@ def test_the_matched_view_counts_the_images_in_their_own_digits_folder():
 def test_a_given_folder_is_loaded_with_its_folder_labels(tmp_path):
     images = np.random.default_rng(0).integers(0, 256, (40, 28, 28), dtype=np.uint8)
     labels = np.repeat(np.arange(10), 4)
-    noise.write_class_folders(images, labels, tmp_path / "given")
+    write_class_folders(images, labels, tmp_path / "given")
     cfg = dataclasses.replace(part3.get_config(quick=True), data=str(tmp_path / "given"), noisy_size=20)
     data = part3.load_noisy(cfg, tmp_path / "given", cache_dir=tmp_path / "cache")
     assert len(data) == 20 and np.bincount(data.labels).tolist() == [2] * 10
@@ -383,3 +384,32 @@ def test_on_the_task_set_the_program_finds_mnist_train_and_the_images_in_their_o
     assert matched["own_folder"]["per_digit"] == np.bincount(truth[in_own], minlength=10).tolist()
     assert matched["kind"] == "complementary" and matched["mapping"] == list(range(10))
     assert duplicates(noisy.images, test.images)["near"] == 0  # nothing of MNIST test: the test score is fair
+
+
+def views(kind: str, free_kind: str | None = None, permutation: bool = False) -> dict:
+    """The two diagnoses ``plan_models`` reads: the oracle's (with its T) and the oracle-free one."""
+    oracle = {"kind": kind, "is_permutation": permutation, "mapping": list(range(10)) if permutation else None,
+              "transition": np.eye(10).tolist()}
+    return {"oracle": oracle, "oracle_free": {"kind": free_kind or kind}}
+
+
+def test_the_plan_trains_what_fits_the_diagnosis_teachers_first_and_the_folder_models_last():
+    cfg = part3.get_config()
+    plan, skipped = part3.plan_models(cfg, views("complementary"))
+    assert list(plan) == ["comp_forward", "comp_forward_trunk", "comp_nn", "comp_nn_trunk", "self_train",
+                          "self_train_trunk", "forward", "oracle_relabel", "scratch", "pretrained"]
+    assert list(skipped) == ["relabel"] and "permutation" in skipped["relabel"]
+    assert plan["self_train"].teacher == "comp_forward" and plan["self_train_trunk"].teacher == "comp_forward_trunk"
+    assert [name for name, step in plan.items() if step.from_trunk] == [
+        "comp_forward_trunk", "comp_nn_trunk", "self_train_trunk", "pretrained"]
+    assert plan["comp_forward"].train.label_transition == part3_config.COMPLEMENTARY_T  # the known form, no oracle
+    assert plan["forward"].train.label_transition == tuple(map(tuple, np.eye(10)))  # the oracle's T
+    assert plan["comp_nn"].train.loss == "complementary_nn" and plan["scratch"].train.loss == "cross_entropy"
+
+
+def test_the_plan_for_renamed_folders_relabels_and_leaves_the_complementary_methods_out():
+    cfg = dataclasses.replace(part3.get_config(), baseline_epochs=2)
+    plan, skipped = part3.plan_models(cfg, views("permutation", permutation=True))
+    assert {"comp_forward", "comp_nn", "comp_nn_trunk", "self_train", "self_train_trunk"} <= set(skipped)
+    assert "relabel" in plan and plan["relabel"].method.labels == "relabelled"
+    assert plan["scratch"].train.epochs == plan["pretrained"].train.epochs == 2

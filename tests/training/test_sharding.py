@@ -7,12 +7,14 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from tests.tolerances import FLOAT64_CROSS_PROGRAM, ONE_FLOAT32_STEP
 
+ROOT = Path(__file__).resolve().parents[2]  # the repository: the script imports tests.sharded
 pytestmark = pytest.mark.equivalence  # two programs compared: CI runs these again on one core
 
 # Runs in a fresh interpreter (the fake device count must be set before jax is imported), in float64:
@@ -24,6 +26,7 @@ TWO_DEVICE_SCRIPT = f"TOLERANCE = {FLOAT64_CROSS_PROGRAM!r}\n" + textwrap.dedent
     from jaxcnn.training import sharding as S
     from jaxcnn.training import steps as T
     from jaxcnn.config import ModelConfig, TrainConfig
+    from tests import sharded as H
 
     cfg = TrainConfig(batch_size=16, model=ModelConfig(widths=(4, 8), hidden=16, dtype="float64"))
     model, tx = T.make_model(10, cfg.model), optax.sgd(0.1, momentum=0.9)
@@ -34,11 +37,11 @@ TWO_DEVICE_SCRIPT = f"TOLERANCE = {FLOAT64_CROSS_PROGRAM!r}\n" + textwrap.dedent
     keys = [jax.random.PRNGKey(i) for i in (1, 2)]
 
     mesh = S.data_mesh()
-    plain, sharded = jax.jit(functools.partial(T.train_step, cfg=cfg)), S.sharded_train_step(mesh, cfg)
+    plain, sharded = jax.jit(functools.partial(T.train_step, cfg=cfg)), H.sharded_train_step(mesh, cfg)
     plain_state, sharded_state = state, S.replicate(state, mesh)
     for batch, key in zip(batches, keys):
         plain_state, plain_metrics = plain(plain_state, batch, key)
-        sharded_batch = S.shard_batch(batch, mesh)
+        sharded_batch = H.shard_batch(batch, mesh)
         sharded_state, sharded_metrics = sharded(sharded_state, sharded_batch, key)
 
     paths = jax.tree_util.tree_flatten_with_path((plain_state, plain_metrics))[0]
@@ -48,7 +51,7 @@ TWO_DEVICE_SCRIPT = f"TOLERANCE = {FLOAT64_CROSS_PROGRAM!r}\n" + textwrap.dedent
     moved = max(float(np.abs(np.asarray(a) - np.asarray(b)).max())
                 for a, b in zip(jax.tree.leaves(state.params), jax.tree.leaves(plain_state.params)))
     try:
-        S.shard_batch({"image": np.zeros((15, 28, 28), np.uint8)}, mesh)
+        H.shard_batch({"image": np.zeros((15, 28, 28), np.uint8)}, mesh)
         odd_batch_rejected = False
     except ValueError:
         odd_batch_rejected = True
@@ -63,7 +66,7 @@ TWO_DEVICE_SCRIPT = f"TOLERANCE = {FLOAT64_CROSS_PROGRAM!r}\n" + textwrap.dedent
 @pytest.fixture(scope="module")
 def two_device_report() -> dict:
     """Runs the comparison on two fake CPU devices and returns what it measured."""
-    env = dict(os.environ, **FLOAT64_ENV,
+    env = dict(os.environ, **FLOAT64_ENV, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
                XLA_FLAGS=(os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=2").strip())
     result = subprocess.run([sys.executable, "-c", TWO_DEVICE_SCRIPT], env=env, capture_output=True,
                             text=True, timeout=300)
@@ -96,6 +99,7 @@ def test_one_device_mesh_runs_the_same_step():
     from jaxcnn.training import steps as T
     from jaxcnn.config import NO_AUGMENT
     from jaxcnn.config import ModelConfig, TrainConfig
+    from tests import sharded as H
 
     cfg = TrainConfig(batch_size=8, model=ModelConfig(widths=(4, 8), hidden=16), augment=NO_AUGMENT)
     model, tx = T.make_model(10, cfg.model), optax.sgd(0.1)
@@ -105,7 +109,7 @@ def test_one_device_mesh_runs_the_same_step():
              "label": data.integers(0, 10, 8).astype(np.int32)}
     mesh = S.data_mesh(jax.devices()[:1])
     expected, _ = jax.jit(functools.partial(T.train_step, cfg=cfg))(state, batch, jax.random.PRNGKey(3))
-    got, _ = S.sharded_train_step(mesh, cfg)(S.replicate(state, mesh), S.shard_batch(batch, mesh),
+    got, _ = H.sharded_train_step(mesh, cfg)(S.replicate(state, mesh), H.shard_batch(batch, mesh),
                                              jax.random.PRNGKey(3))
     for a, b in zip(jax.tree.leaves(expected), jax.tree.leaves(got)):  # one SGD step: nothing to amplify
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), **ONE_FLOAT32_STEP)
