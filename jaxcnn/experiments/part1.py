@@ -27,7 +27,7 @@ from jaxcnn.evaluation.evaluate import evaluate_ensemble
 from jaxcnn.evaluation.metrics import group_confusion, mean_ci95, spread
 from jaxcnn.evaluation.plots import plot_learning_curves
 from jaxcnn.experiments.common import not_run, part_figures
-from jaxcnn.experiments.results import ABLATION_FILE, RESULTS_FILE, results_of, write_results
+from jaxcnn.experiments.results import ABLATION_FILE, RESULTS_FILE, Stamped, results_of, write_results
 from jaxcnn.rundir import claim
 from jaxcnn.training.loop import fit
 
@@ -55,6 +55,33 @@ class Part1Config:
         require(self, "folds", self.folds >= 2, "at least 2 (the folds of cv and ablate)")
         require(self, "folds_by", self.folds_by in FOLD_PROTOCOLS, f"one of {', '.join(FOLD_PROTOCOLS)}")
         require(self, "preprocess", self.preprocess in PREPROCESSORS, f"one of {', '.join(PREPROCESSORS)}")
+
+
+class Part1Results(Stamped):
+    """``run``'s results.json: the final model's training, and the expected accuracy of a cv run of
+    the same recipe (None without one)."""
+
+    config: dict  # to_dict(Part1Config)
+    writers: list[int]
+    num_train: int
+    history: list[dict]  # fit's, one record per epoch
+    epoch: int  # the epoch kept: the last
+    train_seconds: float
+    expected_new_writers: dict | None  # cv_estimate's
+
+
+class CvResults(Stamped):
+    """``run_cv``'s results.json: ``cv`` is ``score_folds``'s figures and ``scorings``."""
+
+    config: dict
+    cv: dict
+
+
+class AblationResults(Stamped):
+    """``run_ablation``'s ablation.json: one row per variant (its changes, fold figures, paired differences)."""
+
+    config: dict
+    variants: dict[str, dict]
 
 
 def get_config(quick: bool = False) -> Part1Config:
@@ -91,9 +118,9 @@ def run(cfg: Part1Config, data_root: Path, workdir: Path, *, cv_run: Path | None
     logger.info("part 1: %d training images of %d writers, %d classes; none held out",
                 len(data), len(writers), data.num_classes)
     _, history = fit(data, None, cfg.train, workdir, resume=resume, overwrite=overwrite, meta=input_meta(cfg))
-    results = {"config": to_dict(cfg), "writers": writers, "num_train": len(data), "history": history,
-               "epoch": len(history), "train_seconds": sum(r["seconds"] for r in history),
-               "expected_new_writers": cv_estimate(cfg, cv_run)}
+    results = Part1Results(config=to_dict(cfg), writers=writers, num_train=len(data), history=history,
+                           epoch=len(history), train_seconds=sum(r["seconds"] for r in history),
+                           expected_new_writers=cv_estimate(cfg, cv_run))
     return write_results(workdir / RESULTS_FILE, results)
 
 
@@ -261,7 +288,7 @@ def run_cv(cfg: Part1Config, data_root: Path, workdir: Path, *, resume=False, ov
     data = load_data(cfg, data_root, cache_dir)
     folds = train_folds(cfg, data, workdir, resume=resume, overwrite=overwrite)
     cv = score_folds(data, folds)
-    results = {"config": to_dict(cfg), "cv": {**cv, "scorings": scoring_variants(data, folds, cv, len(cfg.train.seeds))}}
+    results = CvResults(config=to_dict(cfg), cv={**cv, "scorings": scoring_variants(data, folds, cv, len(cfg.train.seeds))})
     return write_results(workdir / RESULTS_FILE, results)
 
 
@@ -339,7 +366,7 @@ def run_ablation(cfg: Part1Config, data_root: Path, workdir: Path, variants=None
                     overwrite=overwrite)
     flags = {"resume": resume, "overwrite": overwrite}
     table, fold_runs = {}, {}
-    written = {"config": to_dict(cfg), "variants": table}
+    written = AblationResults(config=to_dict(cfg), variants=table)
     for name in names:
         base, options = scored.get(name, (name, {}))
         variant = cfg
@@ -367,7 +394,7 @@ def run_ablation(cfg: Part1Config, data_root: Path, workdir: Path, variants=None
             table[name]["vs_default"] = paired_difference(cv["per_writer_accuracy"], default["per_writer_accuracy"])
             table[name]["vs_default_per_fold"] = mean_ci95(
                 [a - b for a, b in zip(table[name]["fold_accuracy"], default["fold_accuracy"])])
-        written = write_results(workdir / ABLATION_FILE, {"config": to_dict(cfg), "variants": table})
+        written = write_results(workdir / ABLATION_FILE, AblationResults(config=to_dict(cfg), variants=table))
         logger.info("ablation %s: accuracy %.4f case-folded %.4f", name, cv["accuracy"]["mean"],
                     cv["accuracy_casefold"]["mean"])
     return written

@@ -29,7 +29,7 @@ from jaxcnn.experiments.records import (
     model_record, models_table, paired_lines, paired_table, point_of_history, point_of_record, point_paired_text,
     point_text,
 )
-from jaxcnn.experiments.results import RESULTS_FILE, write_results
+from jaxcnn.experiments.results import RESULTS_FILE, Stamped, write_results
 from jaxcnn.training.loop import fit
 from jaxcnn.training.transfer import KEEP_HEAD_FRESH, graft_init, pretrained_variables, transfer_record
 
@@ -90,6 +90,16 @@ class Part2Config:
             self.subset_seeds) and all(s >= 0 for s in self.subset_seeds), "a non-empty list of distinct integers >= 0")
         require(self, "thresholds", all(0 < t <= 1 for t in self.thresholds), "a list of accuracies in (0, 1]")
         require(self, "variants", set(self.variants) <= set(VARIANTS), f"a list of {', '.join(VARIANTS)} (or empty)")
+
+
+class Part2Results(Stamped):
+    """``run``'s results.json."""
+
+    config: dict  # to_dict(Part2Config)
+    data: dict  # image counts: digits_train, digits_val, mnist_train, mnist_test
+    A: dict  # A's history, its validation report (None: A learnt every writer) and its writers
+    models: dict[str, dict]  # B, C, C_frozen and the variants: records.model_record
+    data_size: dict[str, dict[str, dict]]  # B and C -> training images -> records.accuracy_point
 
 
 def get_config(quick: bool = False) -> Part2Config:
@@ -179,12 +189,11 @@ def run(cfg: Part2Config, data_root: Path, workdir: Path, *, resume=False, overw
     for name in CURVE_MODELS:
         data_size[name][str(len(train))] = point_of_record(models[name])
 
-    results = {"config": to_dict(cfg),
-               "data": {"digits_train": len(digits_train), "digits_val": num_val,
-                        "mnist_train": len(train), "mnist_test": len(test)},
-               "A": {"history": a_history, "validation": a_report,
-                     "writers": sorted(int(w) for w in np.unique(digits_train.groups))},
-               "models": models, "data_size": data_size}
+    results = Part2Results(
+        config=to_dict(cfg), data={"digits_train": len(digits_train), "digits_val": num_val, "mnist_train": len(train),
+                                   "mnist_test": len(test)},
+        A={"history": a_history, "validation": a_report, "writers": sorted(int(w) for w in np.unique(digits_train.groups))},
+        models=models, data_size=data_size)
     write_plots(results, test.class_names, workdir)
     return write_results(workdir / RESULTS_FILE, results)
 

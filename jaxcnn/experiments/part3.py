@@ -55,7 +55,7 @@ from jaxcnn.experiments.part3_diagnosis import (
 from jaxcnn.processes import on_primary
 from jaxcnn.rundir import claim
 from jaxcnn.experiments.records import model_record, models_table, paired_table
-from jaxcnn.experiments.results import RESULTS_FILE, write_results
+from jaxcnn.experiments.results import RESULTS_FILE, Stamped, write_results
 from jaxcnn.rundir import write_json
 from jaxcnn.training.checkpoint import has_checkpoints, load_run
 from jaxcnn.training.loop import fit
@@ -182,6 +182,20 @@ def clean_oracle(cfg: Part3Config, oracle_run: Path | None, data_root: Path, tes
     return state, cfg.reference.eval_batch_size, f"trained here on {len(train)} clean MNIST training images"
 
 
+class Part3Results(Stamped):
+    """``run``'s results.json (``diagnosis.json`` holds its audit and diagnosis before any model trains)."""
+
+    config: dict  # to_dict(Part3Config)
+    data: dict  # where the set came from (its origin: task, replica or given) and its size
+    audit: dict  # part3_diagnosis.audit_images
+    part1_checkpoint: dict  # where the grafted trunk came from
+    oracle: dict  # the clean model's source and clean test accuracy
+    diagnosis: dict  # part3_diagnosis.diagnose_views, with the matched view
+    models: dict[str, dict]  # records.model_record, with its method, start, labels and readings
+    skipped: dict[str, str]  # model -> why it was not trained
+    truth_check: dict | None  # part3_diagnosis.score_estimate, read after training (None: no truth file)
+
+
 # --- the plan ---------------------------------------------------------------------------------
 
 
@@ -249,21 +263,18 @@ def run(cfg: Part3Config, data_root: Path, workdir: Path, *, part1_run: Path | N
                                                     oracle_probs.argmax(1)))
                 for name, step in plan.items() if step.teacher is None}
     models = train_models(cfg, plan, labelled, noisy, test, part1_trunk, diagnoses, workdir, flags, skipped)
-    results = {
-        "config": to_dict(cfg),
-        "data": {"source": str(source), "origin": origin,
-                 **({"corruption": str(parse_corruption(cfg.corruption)), "seed": cfg.corruption_seed}
-                    if origin == "replica" else {}),
-                 "noisy_images": len(noisy), "folder_counts": np.bincount(noisy.labels, minlength=K).tolist(),
-                 "mnist_test": len(test)},
-        "audit": audited,
-        "part1_checkpoint": part1_trunk[1],
-        "oracle": {"source": oracle_source,
-                   "test_accuracy": float(np.mean(oracle_test_probs.argmax(1) == test.labels))},
-        "diagnosis": diagnosis,
-        "models": {name: models[name] for name in ("scratch", "pretrained", *cfg.models) if name in models},
-        "skipped": skipped,
-    }
+    results = Part3Results(
+        config=to_dict(cfg),
+        data={"source": str(source), "origin": origin,
+              **({"corruption": str(parse_corruption(cfg.corruption)), "seed": cfg.corruption_seed}
+                 if origin == "replica" else {}),
+              "noisy_images": len(noisy), "folder_counts": np.bincount(noisy.labels, minlength=K).tolist(),
+              "mnist_test": len(test)},
+        audit=audited, part1_checkpoint=part1_trunk[1],
+        oracle={"source": oracle_source, "test_accuracy": float(np.mean(oracle_test_probs.argmax(1) == test.labels))},
+        diagnosis=diagnosis,
+        models={name: models[name] for name in ("scratch", "pretrained", *cfg.models) if name in models},
+        skipped=skipped, truth_check=None)
     write_figures(results, noisy, oracle_probs, workdir, cfg.samples_per_folder)
     results["truth_check"] = score_estimate(source, diagnoses["oracle"])
     return write_results(workdir / RESULTS_FILE, results)

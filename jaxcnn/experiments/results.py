@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import platform
 from pathlib import Path
+from typing import TypedDict
 
 from jaxcnn.errors import JaxcnnError
 from jaxcnn.rundir import write_json
@@ -18,6 +19,13 @@ VERSION = 2  # 2: stamped with its version and environment; 1: the same layout, 
 READABLE = (1, 2)
 RESULTS_FILE = "results.json"  # in a part's (or cv's) work directory; the ablation writes ABLATION_FILE
 ABLATION_FILE = "ablation.json"
+
+
+class Stamped(TypedDict, total=False):
+    """What ``write_results`` adds to every results file; each part's results type extends it."""
+
+    version: int
+    environment: dict
 
 
 def environment() -> dict:

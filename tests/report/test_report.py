@@ -20,7 +20,8 @@ from jaxcnn.report import render, sections
 from jaxcnn.cli import main
 from jaxcnn.config import to_dict
 from jaxcnn.errors import JaxcnnError
-from jaxcnn.experiments import PARTS, part_module
+from jaxcnn.experiments import PARTS, part1, part2, part3, part_module, records
+from jaxcnn.experiments.results import write_results
 from jaxcnn.progress import MetricWriter, Progress, bar_text, epoch_scalars, format_duration
 from tests import browser
 
@@ -56,11 +57,12 @@ def stat(mean, ci=0.0123):
 
 def part1_results():
     plain = [{k: v for k, v in r.items() if not k.startswith("val_")} for r in history()]  # nothing held out
-    return {"config": {"train": {"seeds": [0, 1], "epochs": 2, "batch_size": 64, "learning_rate": 0.002,
-                                 "model": {"widths": [8, 16, 32], "hidden": 32}}, "folds": 2},
-            "writers": list(range(1, 41)), "num_train": 2459, "history": plain, "epoch": 2, "train_seconds": 9.75,
-            "expected_new_writers": {"source": "ckpts/part1-cv/results.json", "accuracy": stat(0.654321),
-                                     "accuracy_casefold": stat(0.7), "top3_accuracy": stat(0.9)}}
+    return part1.Part1Results(
+        config={"train": {"seeds": [0, 1], "epochs": 2, "batch_size": 64, "learning_rate": 0.002,
+                          "model": {"widths": [8, 16, 32], "hidden": 32}}, "folds": 2},
+        writers=list(range(1, 41)), num_train=2459, history=plain, epoch=2, train_seconds=9.75,
+        expected_new_writers={"source": "ckpts/part1-cv/results.json", "accuracy": stat(0.654321),
+                              "accuracy_casefold": stat(0.7), "top3_accuracy": stat(0.9)})
 
 
 def cv_summary(accuracy):
@@ -80,18 +82,17 @@ def ablation_row(changes, accuracy, vs_default):
 
 
 def part2_results():
-    model = {"history": history(), "first_epoch_test_accuracy": stat(0.5), "epochs_to_98": {"mean": None, "ci95": None, "n": 0, "values": [None, None]},
-             "seconds_to_98": {"mean": None, "ci95": None, "n": 0, "values": [None, None]},
-             "steps_to_98": {"mean": None, "ci95": None, "n": 0, "values": [None, None]},
+    unreached = {"mean": None, "ci95": None, "n": 0, "values": [None, None]}
+    model = {"history": history(), "first_epoch_test_accuracy": stat(0.5), "epochs_to_98": unreached,
+             "seconds_to_98": unreached, "steps_to_98": unreached,
              "final_test_accuracy": stat(0.9712), "final_train_accuracy": stat(0.95), "train_test_gap": stat(-0.02),
              "final_test_nll": stat(0.11), "final_test_ece": stat(0.02), "train_seconds": 12.5,
              "ensemble": classification(0.9801, [0.97, 0.972])}
-    curve = {"100": {"final_test_accuracy": stat(0.61)}, "2000": {"final_test_accuracy": stat(0.9712)}}
-    return {"config": {"thresholds": [0.98]},
-            "data": {"digits_train": 320, "digits_val": 80, "mnist_train": 2000, "mnist_test": 1000},
-            "A": {"history": history(), "validation": classification(0.7125, [0.7, 0.69])},
-            "models": {"B": model, "C": {**model, "final_test_accuracy": stat(0.9833)}},
-            "data_size": {"B": curve, "C": curve}}
+    curve = {"100": records.accuracy_point(stat(0.61), 0.62), "2000": records.accuracy_point(stat(0.9712), 0.98)}
+    return part2.Part2Results(
+        config={"thresholds": [0.98]}, data={"digits_train": 320, "digits_val": 80, "mnist_train": 2000, "mnist_test": 1000},
+        A={"history": history(), "validation": classification(0.7125, [0.7, 0.69])},
+        models={"B": model, "C": {**model, "final_test_accuracy": stat(0.9833)}}, data_size={"B": curve, "C": curve})
 
 
 def part3_results():
@@ -99,26 +100,28 @@ def part3_results():
     view = {"kind": "complementary", "reason": "every digit is missing from one folder", "mapping": [0, 1, 2],
             "noise_rate": 0.0034, "peak_mass": 0.1234, "hole_mass": 0.0034}
     pixels = {"mean_intensity": 33.3, "ink_fraction": 0.1912}
-    return {"config": {"thresholds": [0.98]},
-            "data": {"source": "ckpts/part3/noisy-mnist.zip", "origin": "replica", "corruption": "complementary",
-                     "seed": 0, "noisy_images": 3000, "mnist_test": 1000},
-            "audit": {"files": {"image_files": 3000, "formats": {"JPEG L 28x28": 500}, "header_sample": 500,
-                                "jpeg_quality_estimate": {"75": 500}, "folder_sizes": {"0": 300, "1": 300},
-                                "stray_files": {"count": 1, "mac": {"__MACOSX": 3000}}},
-                      "pixels": {"set": pixels, "mnist_test": pixels},
-                      "duplicates_inside": {"exact": 0, "near": 2}, "duplicates_in_mnist_test": {"exact": 0, "near": 0}},
-            "oracle": {"source": "ckpts/part3/reference", "test_accuracy": 0.9456},
-            "diagnosis": {"kind": "complementary", "oracle": view, "agree": True, "note": "the two views agree",
-                          "oracle_free": {**view, "anchor": "least likely", "noise_rate": 0.0456},
-                          "matched": {**view, "noise_rate": 0.0011, "pool": "MNIST train (60000 images)",
-                                      "images": 3000, "near_copies": 2990, "distinct_nearest": 3000,
-                                      "own_folder": {"images": 3, "share": 0.001, "per_digit": [1, 2, 0]}}},
-            "models": {"scratch": {**model, "uses_clean_labels": False,
-                                   "least_likely": {"final_test_accuracy": stat(0.9111), "ensemble_accuracy": 0.92}},
-                       "oracle_relabel": {**model, "uses_clean_labels": True, "final_test_accuracy": stat(0.9622)},
-                       "pretrained": {**model, "uses_clean_labels": False, "final_test_accuracy": stat(0.9612)}},
-            "skipped": {"relabel": "the mapping is not a permutation"},
-            "truth_check": {"planted_spec": "complementary", "planted_kind": "complementary"}}
+    return part3.Part3Results(
+        config={"thresholds": [0.98]},
+        data={"source": "ckpts/part3/noisy-mnist.zip", "origin": "replica", "corruption": "complementary",
+              "seed": 0, "noisy_images": 3000, "mnist_test": 1000},
+        part1_checkpoint={"checkpoint": "ckpts/part1", "epoch": 60, "member": 0},
+        audit={"files": {"image_files": 3000, "formats": {"JPEG L 28x28": 500}, "header_sample": 500,
+                         "jpeg_quality_estimate": {"75": 500}, "folder_sizes": {"0": 300, "1": 300},
+                         "stray_files": {"count": 1, "mac": {"__MACOSX": 3000}}},
+               "pixels": {"set": pixels, "mnist_test": pixels},
+               "duplicates_inside": {"exact": 0, "near": 2}, "duplicates_in_mnist_test": {"exact": 0, "near": 0}},
+        oracle={"source": "ckpts/part3/reference", "test_accuracy": 0.9456},
+        diagnosis={"kind": "complementary", "oracle": view, "agree": True, "note": "the two views agree",
+                   "oracle_free": {**view, "anchor": "least likely", "noise_rate": 0.0456},
+                   "matched": {**view, "noise_rate": 0.0011, "pool": "MNIST train (60000 images)",
+                               "images": 3000, "near_copies": 2990, "distinct_nearest": 3000,
+                               "own_folder": {"images": 3, "share": 0.001, "per_digit": [1, 2, 0]}}},
+        models={"scratch": {**model, "uses_clean_labels": False,
+                            "least_likely": records.accuracy_point(stat(0.9111), 0.92)},
+                "oracle_relabel": {**model, "uses_clean_labels": True, "final_test_accuracy": stat(0.9622)},
+                "pretrained": {**model, "uses_clean_labels": False, "final_test_accuracy": stat(0.9612)}},
+        skipped={"relabel": "the mapping is not a permutation"},
+        truth_check={"planted_spec": "complementary", "planted_kind": "complementary"})
 
 
 @pytest.fixture
@@ -127,15 +130,15 @@ def study_dir(tmp_path):
     root = tmp_path / "ckpts"
     for part, results in (("part1", part1_results()), ("part2", part2_results())):
         (root / part).mkdir(parents=True)
-        (root / part / "results.json").write_text(json.dumps(results))
+        write_results(root / part / "results.json", results)
     write_png(root / "part1" / "confusion_val.png", 1)
     write_png(root / "part2" / "learning_curves.png", 2)
     (root / "part1-cv").mkdir()
-    (root / "part1-cv" / "results.json").write_text(json.dumps({"config": {}, "cv": cv_summary(0.64)}))
+    write_results(root / "part1-cv" / "results.json", part1.CvResults(config={}, cv=cv_summary(0.64)))
     (root / "part1-ablation").mkdir()
-    (root / "part1-ablation" / "ablation.json").write_text(json.dumps({"config": {}, "variants": {
+    write_results(root / "part1-ablation" / "ablation.json", part1.AblationResults(config={}, variants={
         "default": ablation_row([], 0.6543, 0.0),
-        "no_augmentation": ablation_row(["train.augment.rotate_deg=0"], 0.5012, -0.1531)}}))
+        "no_augmentation": ablation_row(["train.augment.rotate_deg=0"], 0.5012, -0.1531)}))
     (root / "part1" / "eval_testPart1.json").write_text(json.dumps(classification(0.4321, [0.4, 0.41], epoch=7)))
     write_png(root / "part1" / "eval_testPart1.png", 3)
     return root
@@ -201,7 +204,7 @@ def test_report_pairs_each_transferred_model_with_b_seed_by_seed(study_dir):
 
 def test_report_shows_part3_diagnosis_and_models(study_dir, tmp_path):
     (study_dir / "part3").mkdir()
-    (study_dir / "part3" / "results.json").write_text(json.dumps(part3_results()))
+    write_results(study_dir / "part3" / "results.json", part3_results())
     write_png(study_dir / "part3" / "transition_estimate.png", 4)
     markdown = report.write_report(study_dir, tmp_path / "REPORT.md")[0].read_text()
     part3 = section(markdown, "## Part 3: label-corrupted MNIST")
@@ -233,11 +236,11 @@ def anchors_resolve(text: str, markdown: str) -> bool:
 
 def test_report_leads_with_the_three_answers_linked_to_their_sections(study_dir, tmp_path):
     (study_dir / "part3").mkdir()
-    (study_dir / "part3" / "results.json").write_text(json.dumps(part3_results()))
+    write_results(study_dir / "part3" / "results.json", part3_results())
     results = part2_results()
     results["data_size"]["C"] = {"100": {"final_test_accuracy": stat(0.70)},
                                  "2000": {"final_test_accuracy": stat(0.9833)}}
-    (study_dir / "part2" / "results.json").write_text(json.dumps(results))
+    write_results(study_dir / "part2" / "results.json", results)
     markdown = report.write_report(study_dir)[0].read_text()
     top = glance(markdown)
     assert "0.6543 ± 0.0123, 0.7000 ± 0.0123 case-folded expected (writer folds)" in top
@@ -257,17 +260,16 @@ def test_report_leads_with_the_three_answers_linked_to_their_sections(study_dir,
 
 
 def test_glance_reads_fold_estimates_and_which_models_used_clean_labels(study_dir):
-    part1 = part1_results()
-    part1["expected_new_writers"] = None  # no cv of this recipe: the study's cv run answers
-    (study_dir / "part1" / "results.json").write_text(json.dumps(part1))
-    cv = {"config": {}, "cv": cv_summary(0.8123)}
-    (study_dir / "part1-cv" / "results.json").write_text(json.dumps(cv))
+    final = part1_results()
+    final["expected_new_writers"] = None  # no cv of this recipe: the study's cv run answers
+    write_results(study_dir / "part1" / "results.json", final)
+    write_results(study_dir / "part1-cv" / "results.json", part1.CvResults(config={}, cv=cv_summary(0.8123)))
     part3 = part3_results()
     part3["diagnosis"]["kind"] = "permutation"
     part3["models"]["oracle_relabel"]["uses_clean_labels"] = False
     part3["models"]["scratch"]["uses_clean_labels"] = True
     (study_dir / "part3").mkdir()
-    (study_dir / "part3" / "results.json").write_text(json.dumps(part3))
+    write_results(study_dir / "part3" / "results.json", part3)
     top = render.render_markdown([sections.build_sections(study_dir, study_dir)[0]], study_dir, "glance only")
     assert "0.8123 ± 0.0500, 0.8623 ± 0.0123 case-folded expected (2 writer folds)" in top
     assert "permutation: every digit is missing from one folder" in top
@@ -284,7 +286,8 @@ def test_report_of_an_empty_workdir_says_what_to_run(tmp_path):
 
 def test_report_uses_the_environment_a_run_recorded(study_dir, tmp_path):
     results = json.loads((study_dir / "part1" / "results.json").read_text())
-    results["environment"] = {"jax": "9.9.9", "device_kind": "TPU v9"}
+    assert results["environment"]["backend"] == "cpu"  # write_results records the writer's
+    results["environment"] = {"jax": "9.9.9", "device_kind": "TPU v9"}  # as a TPU run would have
     (study_dir / "part1" / "results.json").write_text(json.dumps(results))
     markdown = report.write_report(study_dir, tmp_path / "REPORT.md")[0].read_text()
     assert table_value(markdown, "device_kind") == "TPU v9" and "As recorded by the training run." in markdown
