@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from jaxcnn.config import TrainConfig, defaults_of, to_dict
+from jaxcnn.data.chars74k import load_chars74k
 from jaxcnn.data.classfolders import load_class_folders
 from jaxcnn.data.dataset import ArrayDataset
 from jaxcnn.data.mnist import CLASS_NAMES as DIGITS, load_mnist
@@ -41,12 +42,10 @@ from jaxcnn.evaluation.evaluate import predict_probs
 from jaxcnn.evaluation.plots import (
     plot_confusion, plot_curves, plot_folder_samples, plot_step_curves, plot_transition,
 )
-from jaxcnn.experiments import part1
 from jaxcnn.experiments.common import balanced_subset, load_mnist_split, not_run, part_figures
 from jaxcnn.experiments.part3_config import (
-    COMPLEMENTARY_T, K, MADE_DIR, METHODS, REPLICA, TASK_SET, TRUNK, Method, Part3Config, fits, get_config,
-    labels_for,
-    method_of, teacher_of, train_config,
+    COMPLEMENTARY_T, K, MADE_DIR, METHODS, PART1_DATA, PART1_PREPROCESS, REPLICA, TASK_SET, TRUNK, Method, Part3Config,
+    fits, get_config, labels_for, method_of, teacher_of, train_config,
 )
 from jaxcnn.experiments.part3_diagnosis import (
     audit_table, diagnose_views, diagnosis_findings, examine, folder_model_readings, reading_rows, score_estimate,
@@ -143,7 +142,8 @@ def part1_variables(cfg: Part3Config, part1_run: Path | None, data_root: Path, w
 
     With ``train_part1_if_missing``, a missing checkpoint, or one whose trunk does not fit
     ``cfg.model`` (a full part 1 for a quick part 3), is replaced by a quick part 1 trained in
-    ``WORKDIR/part1-quick``; without it, either is an error that says what to do.
+    ``WORKDIR/part1-quick`` (``cfg.part1_fallback`` on part 1's characters); without it, either is
+    an error that says what to do.
     """
     if part1_run and has_checkpoints(part1_run):
         variables, record = pretrained_variables(part1_run, "best")
@@ -158,9 +158,9 @@ def part1_variables(cfg: Part3Config, part1_run: Path | None, data_root: Path, w
         raise CheckpointError(problem)
     source = workdir / "part1-quick"
     logger.info("part 3: %s; training a quick part 1 in %s instead", problem.split(";")[0], source)
-    p1 = part1.get_config(quick=True)
-    p1 = dataclasses.replace(p1, train=dataclasses.replace(p1.train, model=cfg.model))
-    part1.run(p1, data_root, source, resume=resume, overwrite=overwrite, cache_dir=cache_dir)
+    characters = load_chars74k(data_root / PART1_DATA, cache_dir=cache_dir, preprocess=PART1_PREPROCESS)
+    fit(characters, None, cfg.part1_fallback, source, resume=resume, overwrite=overwrite,
+        meta={"preprocess": PART1_PREPROCESS})
     return pretrained_variables(source, "best")
 
 

@@ -88,6 +88,8 @@ def train_config(cfg: Part3Config, method: Method, diagnosis: dict, epochs: int 
 
 
 MADE_DIR = "noisy-mnist"  # made as WORKDIR/noisy-mnist.zip, in the original's form
+PART1_DATA = "trainPart1"  # part 1's characters in the data root, and how part 1 prepares them
+PART1_PREPROCESS = "mnist"
 TASK_SET = ("mnistTask3.zip", "mnistTask3")  # the task's own set, looked for in the data root
 REPLICA = "replica"  # ``data`` that asks for the replica even where the task's set is present
 
@@ -103,7 +105,8 @@ class Part3Config:
     (of the folders by folder label, of MNIST test, of MNIST train for the oracle) drawn with ``draw_seed``.
     Part 1's run (``part1_run``, whose trunk is grafted) and the oracle's (``oracle_run``, part 2's
     B) are ``run``'s arguments, not fields. Without a part-1 checkpoint whose trunk fits ``model``,
-    ``train_part1_if_missing`` trains a quick part 1 in ``WORKDIR/part1-quick``, else it is an error.
+    ``train_part1_if_missing`` trains one with ``part1_fallback`` (part 1's quick recipe) on part 1's
+    data in ``WORKDIR/part1-quick``, else it is an error.
     ``use_oracle_run``: the oracle is ``oracle_run`` when it holds a run; false, or without one, a
     reference is trained on clean MNIST train with ``reference`` in ``WORKDIR/reference``.
     ``min_confidence``: oracle predictions below it are left out of the estimate.
@@ -115,11 +118,11 @@ class Part3Config:
     ``teacher``: the method whose model (same start) labels the data for ``self_train``; pseudo-labels
     are the teacher's posterior given the image and its folder, kept at ``self_train_confidence``;
     the student trains ``self_train_epochs`` (0: ``train.epochs``), from its own start.
-    ``model`` replaces ``train.model``, ``reference.model`` and ``free_train.model``; ``keep_fresh``:
+    ``model`` replaces the model of every training config (``SHARES_MODEL``); ``keep_fresh``:
     the layers a model from the part-1 trunk does not take from it (``fullmatch`` patterns).
     """
 
-    SHARES_MODEL = ("train", "reference", "free_train")  # their ``model`` is ``model`` (see ``override``)
+    SHARES_MODEL = ("train", "reference", "free_train", "part1_fallback")  # their ``model`` is ``model`` (see ``override``)
 
     data: str = ""
     corruption: str = "complementary"
@@ -129,6 +132,7 @@ class Part3Config:
     reference_size: int = 0
     draw_seed: int = 0
     train_part1_if_missing: bool = False
+    part1_fallback: TrainConfig = TrainConfig(seeds=(0, 1), epochs=2, batch_size=64)
     use_oracle_run: bool = True
     model: ModelConfig = ModelConfig()
     keep_fresh: tuple[str, ...] = KEEP_HEAD_FRESH
@@ -148,7 +152,7 @@ class Part3Config:
     samples_per_folder: int = 8
 
     def __post_init__(self):
-        for field in ("train", "reference", "free_train"):
+        for field in self.SHARES_MODEL:
             object.__setattr__(self, field, dataclasses.replace(getattr(self, field), model=self.model))
         for name in self.models:
             method_of(name)

@@ -15,7 +15,7 @@ from jaxcnn.data import noise
 from jaxcnn.data.dataset import ArrayDataset
 from jaxcnn.errors import CheckpointError, DataError
 from jaxcnn.evaluation import evaluate, plots
-from jaxcnn.experiments import common, part3, part3_config
+from jaxcnn.experiments import common, part1, part3, part3_config
 from jaxcnn.experiments import part3_diagnosis
 from tests.conftest import SHARED_DATA
 from tests.generated import write_class_folders
@@ -413,3 +413,10 @@ def test_the_plan_for_renamed_folders_relabels_and_leaves_the_complementary_meth
     assert {"comp_forward", "comp_nn", "comp_nn_trunk", "self_train", "self_train_trunk"} <= set(skipped)
     assert "relabel" in plan and plan["relabel"].method.labels == "relabelled"
     assert plan["scratch"].train.epochs == plan["pretrained"].train.epochs == 2
+
+
+def test_the_quick_part1_that_part3_falls_back_on_is_part1s_quick_recipe_with_part3s_model():
+    quick = part3.get_config(quick=True)
+    part1_quick = part1.get_config(quick=True)
+    assert quick.part1_fallback == dataclasses.replace(part1_quick.train, model=quick.model)
+    assert (part3_config.PART1_DATA, part3_config.PART1_PREPROCESS) == (part1_quick.data_subdir, part1_quick.preprocess)
