@@ -28,6 +28,7 @@ from machine import describe  # noqa: E402  (beside this file)
 from jaxcnn import paths  # noqa: E402
 from jaxcnn.compilation import TRAIN_STEP_PROGRAMS, counting_compilations  # noqa: E402
 from jaxcnn.experiments import part1, part2, part3  # noqa: E402
+from jaxcnn.study import upstream_runs  # noqa: E402
 
 PARTS = {"part1": part1, "part2": part2, "part3": part3}
 
@@ -37,7 +38,7 @@ def count(name: str, data_root: Path, workdir: Path, quick: bool) -> dict:
     jax.clear_caches()
     start = time.perf_counter()
     with counting_compilations() as compiled:
-        module.run(module.get_config(quick=quick), data_root, workdir / name)
+        module.run(module.get_config(quick=quick), data_root, workdir / name, **upstream_runs(name, workdir))
     seconds = collections.Counter()
     for program, took in compiled:
         seconds[program] += took

@@ -8,7 +8,8 @@ model's metrics.jsonl: last-epoch clean-test accuracy and NLL over the 5 seeds, 
 import json
 from pathlib import Path
 
-from jaxcnn.evaluation.convergence import paired, stat, summarise_history, verdict
+from jaxcnn.evaluation.convergence import paired, stat, verdict
+from jaxcnn.experiments.records import summarise_history
 
 RUNS = Path(__file__).parent / "results" / "part3"
 THRESHOLDS = (0.98, 0.99, 0.995)
