@@ -103,7 +103,7 @@ def test_part1_quick_end_to_end(shared_data, tmp_path):
     results = json.loads((tmp_path / "run" / "results.json").read_text())
     assert results["writers"] == list(range(1, 56)) and results["num_train"] == 2480  # every image, none held out
     assert [r["epoch"] for r in results["history"]] == [1, 2] and results["epoch"] == 2
-    assert "final model trained on all 2480 images (55 writers)" in proc.stdout
+    assert "The final model learns from all 2480 training images (55 writers" in proc.stdout  # its report section
 
 
 def one_line_error(capsys, *named):
@@ -155,6 +155,21 @@ def test_part3_data_and_data_root_are_distinct_flags():
     assert _configured(part3, args).data == "noisy.zip"
     with pytest.raises(SystemExit):
         build_parser().parse_args(["part3", "--dat", "noisy.zip"])
+
+
+def test_each_part_takes_the_runs_it_reads_as_flags_defaulting_to_their_places_under_ckpts(tmp_path, capsys):
+    from jaxcnn.cli import build_parser
+
+    part3 = build_parser().parse_args(["part3", "--part1-run", "mine/part1"])
+    assert (part3.part1_run, part3.oracle_run) == ("mine/part1", "ckpts/part2/B")
+    assert build_parser().parse_args(["part1"]).cv_run == "ckpts/part1-cv"
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["part2", "--part1-run", "x"])  # part 2 reads no other part's run
+    assert "unrecognized arguments: --part1-run" in capsys.readouterr().err
+    argv = ["part2", "--set", "digits.model.widths=8,16", "--data-root", str(tmp_path), "--workdir", str(tmp_path / "w")]
+    assert main(argv) == 2
+    one_line_error(capsys, "digits.model.widths", "set model.widths instead")
+    assert not (tmp_path / "w").exists()
 
 
 def test_an_unknown_ablation_variant_is_refused_before_anything_runs(tmp_path, capsys):
