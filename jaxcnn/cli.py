@@ -73,23 +73,23 @@ def cmd_part(args) -> int:
 
 
 def cmd_cv(args) -> int:
-    from jaxcnn.experiments import part1
+    from jaxcnn.experiments import part1_config, part1_folds
     from jaxcnn.experiments.results import RESULTS_FILE
     from jaxcnn.report.render import render_text
-    results = part1.run_cv(_configured(part1, args), paths.data_root(args.data_root), Path(args.workdir),
+    results = part1_folds.run_cv(_configured(part1_config, args), paths.data_root(args.data_root), Path(args.workdir),
                            resume=args.resume, overwrite=args.overwrite, cache_dir=args.cache_dir)
-    print(render_text([part1.folds_section(results)]))
+    print(render_text([part1_folds.folds_section(results)]))
     print(f"results: {Path(args.workdir) / RESULTS_FILE}")
     return 0
 
 
 def cmd_ablate(args) -> int:
-    from jaxcnn.experiments import part1
+    from jaxcnn.experiments import part1_config, part1_folds
     from jaxcnn.report.render import render_text
-    table = part1.run_ablation(_configured(part1, args), paths.data_root(args.data_root),
+    table = part1_folds.run_ablation(_configured(part1_config, args), paths.data_root(args.data_root),
                                Path(args.workdir), args.variants, resume=args.resume, overwrite=args.overwrite,
                                cache_dir=args.cache_dir)
-    print(render_text([part1.ablation_section(table)]))
+    print(render_text([part1_folds.ablation_section(table)]))
     return 0
 
 

@@ -20,7 +20,7 @@ from jaxcnn.report import render, sections
 from jaxcnn.cli import main
 from jaxcnn.config import to_dict
 from jaxcnn.errors import JaxcnnError
-from jaxcnn.experiments import PARTS, part1, part2, part3, part_module, records
+from jaxcnn.experiments import PARTS, part1, part1_folds, part2, part3, part_module, records
 from jaxcnn.experiments.results import write_results
 from jaxcnn.progress import MetricWriter, Progress, bar_text, epoch_scalars, format_duration
 from tests import browser
@@ -134,9 +134,9 @@ def study_dir(tmp_path):
     write_png(root / "part1" / "confusion_val.png", 1)
     write_png(root / "part2" / "learning_curves.png", 2)
     (root / "part1-cv").mkdir()
-    write_results(root / "part1-cv" / "results.json", part1.CvResults(config={}, cv=cv_summary(0.64)))
+    write_results(root / "part1-cv" / "results.json", part1_folds.CvResults(config={}, cv=cv_summary(0.64)))
     (root / "part1-ablation").mkdir()
-    write_results(root / "part1-ablation" / "ablation.json", part1.AblationResults(config={}, variants={
+    write_results(root / "part1-ablation" / "ablation.json", part1_folds.AblationResults(config={}, variants={
         "default": ablation_row([], 0.6543, 0.0),
         "no_augmentation": ablation_row(["train.augment.rotate_deg=0"], 0.5012, -0.1531)}))
     (root / "part1" / "eval_testPart1.json").write_text(json.dumps(classification(0.4321, [0.4, 0.41], epoch=7)))
@@ -263,7 +263,7 @@ def test_glance_reads_fold_estimates_and_which_models_used_clean_labels(study_di
     final = part1_results()
     final["expected_new_writers"] = None  # no cv of this recipe: the study's cv run answers
     write_results(study_dir / "part1" / "results.json", final)
-    write_results(study_dir / "part1-cv" / "results.json", part1.CvResults(config={}, cv=cv_summary(0.8123)))
+    write_results(study_dir / "part1-cv" / "results.json", part1_folds.CvResults(config={}, cv=cv_summary(0.8123)))
     part3 = part3_results()
     part3["diagnosis"]["kind"] = "permutation"
     part3["models"]["oracle_relabel"]["uses_clean_labels"] = False

@@ -1,0 +1,55 @@
+"""Part 1's configuration and its data: the recipe, shared by the final model (``part1``) and the
+folds that judge it (``part1_folds``)."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from jaxcnn.config import ModelConfig, TrainConfig
+from jaxcnn.data.chars74k import CLASS_NAMES, FOLD_PROTOCOLS, PREPROCESSORS, load_chars74k
+from jaxcnn.data.dataset import ArrayDataset
+from jaxcnn.errors import require
+
+
+@dataclasses.dataclass(frozen=True)
+class Part1Config:
+    """What part 1 trains on and how; ``classes`` empty means all 62.
+
+    ``folds``: the folds of ``cv`` and ``ablate``, ``folds_by`` "class" (class-stratified images, as
+    the task's test) or "writer".
+    """
+
+    train: TrainConfig = TrainConfig(seeds=(0, 1, 2), model=ModelConfig(page_geometry=True))
+    classes: tuple[str, ...] = ()
+    preprocess: str = "mnist"
+    data_subdir: str = "trainPart1"
+    folds: int = 5
+    folds_by: str = "class"
+
+    def __post_init__(self):
+        require(self, "classes", all(c in CLASS_NAMES for c in self.classes) and len(set(self.classes)) == len(
+            self.classes), "distinct Chars74K class names (0-9, A-Z, a-z), or empty for all 62")
+        require(self, "folds", self.folds >= 2, "at least 2 (the folds of cv and ablate)")
+        require(self, "folds_by", self.folds_by in FOLD_PROTOCOLS, f"one of {', '.join(FOLD_PROTOCOLS)}")
+        require(self, "preprocess", self.preprocess in PREPROCESSORS, f"one of {', '.join(PREPROCESSORS)}")
+
+
+def get_config(quick: bool = False) -> Part1Config:
+    """The study's configuration; ``quick`` is the same pipeline, tiny and fast (CI, smoke tests)."""
+    if not quick:
+        return Part1Config()
+    return Part1Config(train=TrainConfig(seeds=(0, 1), epochs=2, batch_size=64,
+                                         model=ModelConfig(widths=(8, 16, 32), hidden=32, page_geometry=True)),
+                       folds=2)
+
+
+def load_data(cfg: Part1Config, data_root: Path, cache_dir=None) -> ArrayDataset:
+    """Every image of the training writers; ``groups`` are the writers."""
+    return load_chars74k(data_root / cfg.data_subdir, classes=list(cfg.classes) or None,
+                         cache_dir=cache_dir, preprocess=cfg.preprocess)
+
+
+def input_meta(cfg: Part1Config) -> dict:
+    """Saved with every part-1 checkpoint: ``evaluate`` preprocesses new images the same way."""
+    return {"preprocess": cfg.preprocess}
