@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 
 from jaxcnn.config import defaults_of, to_dict
-from jaxcnn.document import Figure, Section, Table, Text, rate, seconds, stat_text
+from jaxcnn.document import Figure, Section, Table, Text, rate, seconds
 from jaxcnn.evaluation.plots import plot_learning_curves
 from jaxcnn.experiments.common import not_run, part_figures
 from jaxcnn.experiments.part1_config import Part1Config, get_config, input_meta, load_data
-from jaxcnn.experiments.part1_folds import PROTOCOLS, ablation_section, estimate, folds_section
+from jaxcnn.experiments.part1_folds import ablation_section, estimate, estimate_line, expected_text, folds_section
 from jaxcnn.experiments.results import RESULTS_FILE, Stamped, results_of, write_results
 from jaxcnn.rundir import claim
 from jaxcnn.training.loop import fit
@@ -96,14 +96,6 @@ def sections(results: dict | None, part_dir: Path, cv: dict | None = None, ablat
     return [*final, folds_section(cv), ablation_section(ablation)]
 
 
-def expected_text(expected: dict | None) -> Text:
-    if expected is None:
-        return Text("Expected accuracy: not measured for this recipe (run `python -m jaxcnn cv`).")
-    return Text(f"Expected accuracy ({PROTOCOLS[expected.get('folds_by', 'writer')]}, `{expected['source']}`): "
-                f"{stat_text(expected['accuracy'])} case-sensitive, {stat_text(expected['accuracy_casefold'])} "
-                f"case-folded, {stat_text(expected['top3_accuracy'])} top-3 (fold mean ± 95% CI).")
-
-
 def history_table(history: list[dict]) -> Table:
     """One row per epoch, per-seed figures averaged over the seeds (validation columns if validated)."""
     keys = [k for k in ("train_loss", "train_accuracy", "val_loss", "val_accuracy") if k in history[0]]
@@ -133,11 +125,7 @@ def headline(results: dict | None, cv: dict | None = None, evaluations: dict[str
     (``evaluations``: data set name -> accuracy)."""
     if results is None:
         return "**Part 1, 62 characters**: not run yet"
-    answers = []
-    cv = fold_estimate(results, cv)
-    if cv:
-        count = f"{cv['folds']} " if "folds" in cv else ""
-        folded = f", {stat_text(cv['accuracy_casefold'])} case-folded" if "accuracy_casefold" in cv else ""
-        answers.append(f"{stat_text(cv['accuracy'])}{folded} expected ({count}{PROTOCOLS[cv['folds_by']]})")
+    expected = fold_estimate(results, cv)
+    answers = [estimate_line(expected)] if expected else []
     answers += [f"{rate(accuracy)} on `{name}`" for name, accuracy in (evaluations or {}).items()]
     return f"**Part 1, 62 characters**: {'; '.join(answers) or 'no score recorded'}"

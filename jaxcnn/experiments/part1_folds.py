@@ -313,6 +313,21 @@ def estimate(cv_results: dict, source: str) -> dict:
             **{k: cv[k] for k in ("accuracy", "accuracy_casefold", "top3_accuracy")}}
 
 
+def expected_text(expected: dict | None) -> Text:
+    if expected is None:
+        return Text("Expected accuracy: not measured for this recipe (run `python -m jaxcnn cv`).")
+    return Text(f"Expected accuracy ({PROTOCOLS[expected.get('folds_by', 'writer')]}, `{expected['source']}`): "
+                f"{stat_text(expected['accuracy'])} case-sensitive, {stat_text(expected['accuracy_casefold'])} "
+                f"case-folded, {stat_text(expected['top3_accuracy'])} top-3 (fold mean ± 95% CI).")
+
+
+def estimate_line(expected: dict) -> str:
+    """An ``estimate`` in a few words, for the report's glance."""
+    count = f"{expected['folds']} " if "folds" in expected else ""
+    folded = f", {stat_text(expected['accuracy_casefold'])} case-folded" if "accuracy_casefold" in expected else ""
+    return f"{stat_text(expected['accuracy'])}{folded} expected ({count}{PROTOCOLS[expected['folds_by']]})"
+
+
 # --- the report -------------------------------------------------------------------------------
 
 
