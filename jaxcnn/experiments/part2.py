@@ -26,8 +26,8 @@ from jaxcnn.evaluation.plots import plot_confusion, plot_curves, plot_data_size,
 from jaxcnn.experiments.common import MNIST_TRAIN, balanced_subset, load_mnist_split, not_run, part_figures
 from jaxcnn.rundir import claim
 from jaxcnn.experiments.records import (
-    model_record, models_table, paired_lines, paired_table, point_of_history, point_of_record, point_paired_text,
-    point_text,
+    ensemble_confusion, model_record, models_table, paired_lines, paired_table, point_of_history, point_of_record,
+    point_paired_text, point_text,
 )
 from jaxcnn.experiments.results import RESULTS_FILE, Stamped, write_results
 from jaxcnn.training.loop import fit
@@ -212,7 +212,7 @@ def write_plots(results: dict, class_names, workdir: Path) -> None:
     plot_curves(models, "val_ece", "MNIST test calibration error (ECE)", workdir / "test_ece_curves.png", LABELS)
     plot_data_size(results["data_size"], workdir / "data_size_curve.png", LABELS)
     for name in CURVE_MODELS:
-        plot_confusion(models[name]["ensemble"]["confusion"], class_names, workdir / f"confusion_{name}.png",
+        plot_confusion(ensemble_confusion(models[name]), class_names, workdir / f"confusion_{name}.png",
                        f"part 2: {LABELS[name]}, MNIST test (ensemble, last epoch)")
 
 

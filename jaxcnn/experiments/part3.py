@@ -37,23 +37,23 @@ from jaxcnn.data.dataset import ArrayDataset
 from jaxcnn.data.mnist import CLASS_NAMES as DIGITS, load_mnist
 from jaxcnn.data.noise import make_noisy_mnist, parse_corruption
 from jaxcnn.errors import CheckpointError, DataError
-from jaxcnn.document import Section, Text, stat_text
+from jaxcnn.document import Section, Text
 from jaxcnn.evaluation.evaluate import predict_probs
-from jaxcnn.evaluation.plots import (
-    plot_confusion, plot_curves, plot_folder_samples, plot_step_curves, plot_transition,
-)
+from jaxcnn.evaluation.plots import plot_confusion, plot_curves, plot_folder_samples, plot_step_curves
 from jaxcnn.experiments.common import balanced_subset, load_mnist_split, not_run, part_figures
 from jaxcnn.experiments.part3_config import (
     COMPLEMENTARY_T, K, MADE_DIR, METHODS, PART1_DATA, PART1_PREPROCESS, REPLICA, TASK_SET, TRUNK, Method, Part3Config,
-    fits, get_config, labels_for, method_of, teacher_of, train_config,
+    Reading, fits, get_config, labels_for, method_of, teacher_of, train_config,
 )
 from jaxcnn.experiments.part3_diagnosis import (
-    audit_table, diagnose_views, diagnosis_findings, examine, folder_model_readings, reading_rows, score_estimate,
-    views_table,
+    audit_table, diagnose_views, diagnosis_findings, examine, folder_model_readings, plot_views, reading_rows,
+    score_estimate, views_table,
 )
 from jaxcnn.processes import on_primary
 from jaxcnn.rundir import claim
-from jaxcnn.experiments.records import model_record, models_table, paired_table
+from jaxcnn.experiments.records import (
+    best_of, ensemble_confusion, final_accuracy_text, model_record, models_table, paired_table,
+)
 from jaxcnn.experiments.results import RESULTS_FILE, Stamped, write_results
 from jaxcnn.rundir import write_json
 from jaxcnn.training.checkpoint import has_checkpoints, load_run
@@ -210,7 +210,7 @@ class Step:
     teacher: str | None = None
 
 
-def plan_models(cfg: Part3Config, diagnoses: dict) -> tuple[dict[str, Step], dict[str, str]]:
+def plan_models(cfg: Part3Config, reading: Reading) -> tuple[dict[str, Step], dict[str, str]]:
     """Which models to train, in order, and why the others are not: ``(plan, skipped)``.
 
     A model of ``cfg.models`` is planned when its method (a self-trained one: its teacher's) fits
@@ -221,12 +221,12 @@ def plan_models(cfg: Part3Config, diagnoses: dict) -> tuple[dict[str, Step], dic
     for name in cfg.models:
         method, from_trunk = method_of(name)
         pseudo = method.labels == "pseudo"
-        why = fits(METHODS[cfg.teacher] if pseudo else method, diagnoses)
+        why = fits(METHODS[cfg.teacher] if pseudo else method, reading)
         if why:
             skipped[name] = why
             continue
         epochs = cfg.self_train_epochs if pseudo else 0
-        plan[name] = Step(method, from_trunk, train_config(cfg, method, diagnoses["oracle"], epochs),
+        plan[name] = Step(method, from_trunk, train_config(cfg, method, reading, epochs),
                           teacher_of(cfg, name) if pseudo else None)
     baseline = dataclasses.replace(cfg.train, epochs=cfg.baseline_epochs or cfg.train.epochs)
     plan |= {"scratch": Step(METHODS["folder"], False, baseline), "pretrained": Step(METHODS["folder"], True, baseline)}
@@ -253,16 +253,15 @@ def run(cfg: Part3Config, data_root: Path, workdir: Path, *, part1_run: Path | N
     oracle, batch, oracle_source = clean_oracle(cfg, oracle_run, data_root, test, workdir, **flags)
     _, oracle_probs = predict_probs(oracle, noisy.inputs(), batch)
     _, oracle_test_probs = predict_probs(oracle, test.inputs(), batch)
-    diagnoses, diagnosis = diagnose_views(cfg, noisy, oracle_probs, matched, workdir, flags)
+    reading, diagnosis = diagnose_views(cfg, noisy, oracle_probs, matched, workdir, flags)
     write_json(workdir / "diagnosis.json", {"audit": audited, "diagnosis": diagnosis})  # before the long part
 
-    plan, skipped = plan_models(cfg, diagnoses)
+    plan, skipped = plan_models(cfg, reading)
     for name, why in skipped.items():
         logger.warning("part 3: skipping %s: %s", name, why)
-    labelled = {name: with_labels(noisy, labels_for(step.method, noisy.labels, diagnoses["oracle"],
-                                                    oracle_probs.argmax(1)))
+    labelled = {name: with_labels(noisy, labels_for(step.method, noisy.labels, reading, oracle_probs.argmax(1)))
                 for name, step in plan.items() if step.teacher is None}
-    models = train_models(cfg, plan, labelled, noisy, test, part1_trunk, diagnoses, workdir, flags, skipped)
+    models = train_models(cfg, plan, labelled, noisy, test, part1_trunk, reading, workdir, flags, skipped)
     results = Part3Results(
         config=to_dict(cfg),
         data={"source": str(source), "origin": origin,
@@ -276,12 +275,12 @@ def run(cfg: Part3Config, data_root: Path, workdir: Path, *, part1_run: Path | N
         models={name: models[name] for name in ("scratch", "pretrained", *cfg.models) if name in models},
         skipped=skipped, truth_check=None)
     write_figures(results, noisy, oracle_probs, workdir, cfg.samples_per_folder)
-    results["truth_check"] = score_estimate(source, diagnoses["oracle"])
+    results["truth_check"] = score_estimate(source, diagnosis)
     return write_results(workdir / RESULTS_FILE, results)
 
 
 def train_models(cfg: Part3Config, plan: dict[str, Step], labelled: dict, noisy: ArrayDataset, test: ArrayDataset,
-                 part1_trunk: tuple[dict, dict], diagnoses: dict, workdir: Path, flags: dict, skipped: dict) -> dict:
+                 part1_trunk: tuple[dict, dict], reading: Reading, workdir: Path, flags: dict, skipped: dict) -> dict:
     """Trains the plan in order and records each model; a self-trained model whose teacher is
     confident about too few images joins ``skipped``."""
     variables, source = part1_trunk
@@ -291,7 +290,7 @@ def train_models(cfg: Part3Config, plan: dict[str, Step], labelled: dict, noisy:
         logger.info("part 3: model %s: %s", name, step.method.label)
         train = labelled.get(name)
         if step.teacher:
-            keep, labels = pseudo_labels(states[step.teacher], cfg, METHODS[cfg.teacher], noisy, diagnoses["oracle"])
+            keep, labels = pseudo_labels(states[step.teacher], cfg, METHODS[cfg.teacher], noisy, reading)
             if len(keep) < step.train.batch_size:
                 skipped[name] = (f"its teacher {step.teacher} is confident (>= {cfg.self_train_confidence}) about "
                                  f"only {len(keep)} images")
@@ -303,12 +302,12 @@ def train_models(cfg: Part3Config, plan: dict[str, Step], labelled: dict, noisy:
                              meta={"transfer": source} if init else {}, **flags)
         if name in teachers:
             states[name] = state
-        models[name] = record_model(cfg, name, step, state, history, train, test, part1_trunk, diagnoses, len(noisy))
+        models[name] = record_model(cfg, name, step, state, history, train, test, part1_trunk, reading, len(noisy))
     return models
 
 
 def record_model(cfg: Part3Config, name: str, step: Step, state, history: list[dict], train: ArrayDataset,
-                 test: ArrayDataset, part1_trunk: tuple[dict, dict], diagnoses: dict, images: int) -> dict:
+                 test: ArrayDataset, part1_trunk: tuple[dict, dict], reading: Reading, images: int) -> dict:
     """A part-3 model's record: ``model_record`` with its method, start, labels and the readings of
     its outputs that the diagnosis suggests (renamed by the mapping, least likely folder)."""
     method = step.method
@@ -322,27 +321,18 @@ def record_model(cfg: Part3Config, name: str, step: Step, state, history: list[d
         record["pseudo_labels"] = {"teacher": step.teacher, "kept": len(train), "of": images}
     if method is METHODS["folder"]:
         logits, _ = predict_probs(state, test.inputs(), step.train.eval_batch_size)
-        record |= folder_model_readings(logits, test.labels, diagnoses)
+        record |= folder_model_readings(logits, test.labels, reading)
     return record
 
 
 # --- figures ----------------------------------------------------------------------------------
 
 
-def view_title(d: dict, what: str) -> str:
-    rate = d.get("noise_rate")
-    return f"{what}: {d['kind']}, mapping {d.get('mapping')}" + (f", noise rate {rate:.3f}" if rate is not None else "")
-
-
 def write_figures(results: dict, noisy: ArrayDataset, oracle_probs, workdir: Path, per_folder: int) -> None:
-    """transition_estimate.png (oracle view), transition_free.png (oracle-free view), audit_samples.png
+    """``plot_views``'s transition_estimate.png and transition_free.png, audit_samples.png
     (images per folder, no label), folder_samples.png (the same, titled with the oracle's digit),
     learning_curves.png, step_curves.png, test_loss_curves.png, test_ece_curves.png and confusion_<model>.png."""
-    oracle, free = results["diagnosis"]["oracle"], results["diagnosis"]["oracle_free"]
-    plot_transition(oracle["transition"], workdir / "transition_estimate.png", view_title(oracle, "oracle view"))
-    if free.get("transition") is not None:
-        plot_transition(free["transition"], workdir / "transition_free.png", view_title(free, "oracle-free view"),
-                        ylabel=f"the folder model's {free['anchor']} folder (held out)")
+    plot_views(results["diagnosis"], workdir)
     plot_folder_samples(noisy, None, workdir / "audit_samples.png", per_folder,
                         suptitle="images per folder, as they are")
     plot_folder_samples(noisy, [f"oracle {d}" for d in oracle_probs.argmax(1)], workdir / "folder_samples.png",
@@ -354,7 +344,7 @@ def write_figures(results: dict, noisy: ArrayDataset, oracle_probs, workdir: Pat
     plot_curves(models, "val_loss", "clean MNIST test loss (NLL)", workdir / "test_loss_curves.png", labels)
     plot_curves(models, "val_ece", "clean MNIST test calibration error (ECE)", workdir / "test_ece_curves.png", labels)
     for name, result in models.items():
-        plot_confusion(result["ensemble"]["confusion"], DIGITS, workdir / f"confusion_{name}.png",
+        plot_confusion(ensemble_confusion(result), DIGITS, workdir / f"confusion_{name}.png",
                        f"part 3, {name}: clean MNIST test (ensemble)")
 
 
@@ -394,7 +384,8 @@ def sections(results: dict | None, part_dir: Path) -> list[Section]:
     trunk_pairs = {"pretrained": "scratch", **{name: name.removesuffix(TRUNK) for name in models if name.endswith(TRUNK)}}
     against_scratch = paired_table(models, thresholds, trunk_pairs,
                                    "The part-1 trunk against a random start, method by method")
-    views = views_table(results["diagnosis"], results["oracle"], results.get("truth_check"))
+    oracle = results["oracle"]
+    views = views_table(results["diagnosis"], oracle["source"], oracle["test_accuracy"], results.get("truth_check"))
     return [Section(TITLE, [overview, audit_table(results["audit"]), views, table, *against_scratch,
                             *skipped, *part_figures(part_dir, FIGURE_CAPTIONS)])]
 
@@ -409,20 +400,18 @@ def headline(results: dict | None) -> str:
     for clean, what in ((False, "without clean labels"), (True, "with the clean oracle's labels")):
         best = best_model(results["models"], clean)
         if best:
-            answers.append(f"best recovery {what}: {best[0]}, {stat_text(best[1]['final_test_accuracy'])} "
+            answers.append(f"best recovery {what}: {best[0]}, {final_accuracy_text(best[1])} "
                            "on clean MNIST test")
     return f"{head} {'; '.join(answers)}"
 
 
 def best_model(models: dict, clean: bool) -> tuple[str, dict] | None:
-    """The model with the highest mean final test accuracy among those that do (or do not) use clean labels."""
-    chosen = [(name, m) for name, m in models.items() if m["uses_clean_labels"] == clean
-              and m["final_test_accuracy"].get("mean") is not None]
-    return max(chosen, key=lambda item: item[1]["final_test_accuracy"]["mean"], default=None)
+    """The most accurate model among those that do (or do not) use clean labels."""
+    return best_of({name: m for name, m in models.items() if m["uses_clean_labels"] == clean})
 
 
 def pseudo_labels(teacher_state, cfg: Part3Config, teacher: Method, noisy: ArrayDataset,
-                  diagnosis: dict) -> tuple[np.ndarray, np.ndarray]:
+                  reading: Reading) -> tuple[np.ndarray, np.ndarray]:
     """The teacher's labels for the training images: ``(indices kept, labels)``.
 
     The posterior given the image *and* its folder, P(y | x, folder) ∝ p(y | x) T[y, folder] with
@@ -433,7 +422,7 @@ def pseudo_labels(teacher_state, cfg: Part3Config, teacher: Method, noisy: Array
     """
     _, probs = predict_probs(teacher_state, noisy.inputs(), cfg.train.eval_batch_size)
     T = np.asarray(COMPLEMENTARY_T if "complementary" in teacher.fits else
-                   train_config(cfg, teacher, diagnosis).label_transition or np.eye(K))
+                   train_config(cfg, teacher, reading).label_transition or np.eye(K))
     posterior = probs * T[:, noisy.labels].T
     posterior /= np.maximum(posterior.sum(1, keepdims=True), 1e-12)
     keep = np.flatnonzero(posterior.max(1) >= cfg.self_train_confidence)

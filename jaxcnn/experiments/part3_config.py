@@ -60,29 +60,40 @@ def teacher_of(cfg: Part3Config, name: str) -> str:
     return cfg.teacher + (TRUNK if name.endswith(TRUNK) else "")
 
 
-def fits(method: Method, diagnoses: dict) -> str | None:
+@dataclasses.dataclass(frozen=True)
+class Reading:
+    """What the methods need of the diagnosis (``part3_diagnosis.reading``): each view's kind, and
+    the oracle view's mapping (digit -> folder), whether it is a permutation, and its T."""
+
+    kinds: dict  # view ("oracle", "oracle_free") -> kind
+    mapping: tuple[int, ...]
+    is_permutation: bool
+    transition: tuple[tuple[float, ...], ...]
+
+
+def fits(method: Method, reading: Reading) -> str | None:
     """Why ``method`` does not fit the diagnosis (None if it does)."""
-    kind = diagnoses[method.view]["kind"]
+    kind = reading.kinds[method.view]
     if method.fits and kind not in method.fits:
         return f"meant for {' or '.join(method.fits)} labels; the {method.view.replace('_', '-')} view reads {kind}"
-    if method.labels == "relabelled" and not diagnoses["oracle"]["is_permutation"]:
-        return f"the oracle's mapping {diagnoses['oracle']['mapping']} is not a permutation"
+    if method.labels == "relabelled" and not reading.is_permutation:
+        return f"the oracle's mapping {list(reading.mapping)} is not a permutation"
     return None
 
 
-def labels_for(method: Method, folder, diagnosis: dict, oracle_digits) -> np.ndarray:
+def labels_for(method: Method, folder, reading: Reading, oracle_digits) -> np.ndarray:
     """The labels a method trains on (``pseudo`` ones come from the teacher, later)."""
     if method.labels == "relabelled":
-        return correct_labels(folder, diagnosis["mapping"])
+        return correct_labels(folder, list(reading.mapping))
     return np.asarray(oracle_digits if method.labels == "oracle" else folder, np.int32)
 
 
-def train_config(cfg: Part3Config, method: Method, diagnosis: dict, epochs: int = 0) -> TrainConfig:
+def train_config(cfg: Part3Config, method: Method, reading: Reading, epochs: int = 0) -> TrainConfig:
     """``cfg.train`` with the method's loss (and T for forward correction) and ``epochs`` (0: as it is)."""
     transition = ()
     if method.loss == "forward":
         transition = COMPLEMENTARY_T if method.labels == "folder" and not method.uses_clean_labels else \
-            tuple(map(tuple, diagnosis["transition"]))
+            reading.transition
     return dataclasses.replace(cfg.train, loss=method.loss, label_transition=transition,
                                epochs=epochs or cfg.train.epochs)
 

@@ -20,9 +20,10 @@ from jaxcnn.data.noise import truth_path
 from jaxcnn.document import Table, rate
 from jaxcnn.evaluation.convergence import stat
 from jaxcnn.evaluation.evaluate import predict_probs
+from jaxcnn.evaluation.plots import plot_transition
 from jaxcnn.evaluation.transitions import classify_transition, cycle_notation, estimate_transition, transition_error
 from jaxcnn.experiments.common import load_mnist_split
-from jaxcnn.experiments.part3_config import K, Part3Config
+from jaxcnn.experiments.part3_config import K, Part3Config, Reading
 from jaxcnn.experiments.records import accuracy_point, point_text
 from jaxcnn.training.loop import fit
 from jaxcnn.training.steps import softmax_mean
@@ -165,7 +166,9 @@ def least_likely_accuracy(logits, labels) -> dict:
 
 
 def score_estimate(data_dir: Path, diagnosis: dict) -> dict | None:
-    """The estimate against the truth file beside the data, if there is one. Call only after training."""
+    """The oracle view's estimate against the truth file beside the data, if there is one. Call only
+    after training."""
+    diagnosis = diagnosis["oracle"]
     path = truth_path(data_dir)
     if not path.is_file():
         return None
@@ -195,14 +198,13 @@ def audit_images(source: Path, noisy: ArrayDataset, test: ArrayDataset, data_roo
             "duplicates_in_mnist_test": audit.duplicates(noisy.images, clean_test.images)}
 
 
-def folder_model_readings(logits, labels, diagnoses: dict) -> dict:
+def folder_model_readings(logits, labels, reading: Reading) -> dict:
     """Other readings of a model of the folder labels that the diagnosis suggests: its outputs
     renamed by the oracle's mapping (a renaming), its least likely folder (complementary labels)."""
-    oracle = diagnoses["oracle"]
     readings = {}
-    if oracle["is_permutation"] and oracle["kind"] != "complementary":
-        readings["renamed"] = renamed_accuracy(logits, labels, oracle["mapping"])
-    if diagnoses["oracle_free"]["kind"] == "complementary":
+    if reading.is_permutation and reading.kinds["oracle"] != "complementary":
+        readings["renamed"] = renamed_accuracy(logits, labels, list(reading.mapping))
+    if reading.kinds["oracle_free"] == "complementary":
         readings["least_likely"] = least_likely_accuracy(logits, labels)
     return readings
 
@@ -228,9 +230,10 @@ def examine(cfg: Part3Config, source: Path, noisy: ArrayDataset, test: ArrayData
     return audited, matched
 
 
-def diagnose_views(cfg: Part3Config, noisy: ArrayDataset, oracle_probs, matched: dict, workdir: Path, flags: dict):
-    """The oracle view and the oracle-free one: ``(views, diagnosis)``, the diagnosis as recorded
-    (both views, how they compare, and the matched view)."""
+def diagnose_views(cfg: Part3Config, noisy: ArrayDataset, oracle_probs, matched: dict, workdir: Path,
+                   flags: dict) -> tuple[Reading, dict]:
+    """The oracle view and the oracle-free one: ``(reading, diagnosis)``, the diagnosis as recorded
+    (both views, how they compare, and the matched view) and what the methods read of it."""
     chosen, q = free_posteriors(cfg, noisy, workdir, flags)
     diagnoses = {"oracle": diagnose(noisy.labels, oracle_probs, cfg.min_confidence),
                  "oracle_free": free_diagnosis(noisy.labels[chosen], q)}
@@ -241,7 +244,15 @@ def diagnose_views(cfg: Part3Config, noisy: ArrayDataset, oracle_probs, matched:
     for view, d in diagnoses.items():
         logger.info("part 3: %s view: %s (%s); mapping %s, noise rate %s", view, d["kind"], d["reason"],
                     d.get("mapping"), d.get("noise_rate"))
-    return diagnoses, diagnosis
+    return reading(diagnosis), diagnosis
+
+
+def reading(diagnosis: dict) -> Reading:
+    """What the methods need of a recorded diagnosis (``Reading``)."""
+    oracle = diagnosis["oracle"]
+    return Reading(kinds={view: diagnosis[view]["kind"] for view in ("oracle", "oracle_free")},
+                   mapping=tuple(oracle["mapping"]), is_permutation=oracle["is_permutation"],
+                   transition=tuple(map(tuple, oracle["transition"])))
 
 
 def matched_line(matched: dict) -> str:
@@ -273,9 +284,10 @@ def audit_table(audited: dict) -> Table:
     return Table(["what", "value"], rows, "The images against clean MNIST (no label read).")
 
 
-def views_table(diag: dict, oracle_run: dict, truth: dict | None) -> Table:
-    """The three views of the folders side by side: MNIST's own labels, the oracle's, the folders'
-    (``oracle_run``: the oracle's source and clean test accuracy; ``truth``: ``score_estimate``'s)."""
+def views_table(diag: dict, oracle_source: str, oracle_accuracy: float, truth: dict | None) -> Table:
+    """The three views of the folders side by side: MNIST's own labels, the oracle's (a clean model
+    from ``oracle_source``, of clean test accuracy ``oracle_accuracy``), the folders'; ``truth``:
+    ``score_estimate``'s."""
     oracle, free, matched = diag["oracle"], diag["oracle_free"], diag["matched"]
     views = (matched, oracle, free)
     view = lambda key, fmt=str: [fmt(d[key]) if d.get(key) is not None else "n/a" for d in views]
@@ -287,8 +299,7 @@ def views_table(diag: dict, oracle_run: dict, truth: dict | None) -> Table:
                                                    f"{', '.join(map(str, own['per_digit']))}", "", ""],
             ["rests on", f"each image's nearest {matched['pool']} image ({matched['near_copies']} of "
                          f"{matched['images']} near copies, {matched['distinct_nearest']} distinct): MNIST's labels",
-             f"a clean model ({oracle_run['source']}, clean test accuracy "
-             f"{rate(oracle_run['test_accuracy'])}) names each digit",
+             f"a clean model ({oracle_source}, clean test accuracy {rate(oracle_accuracy)}) names each digit",
              f"the folder model's {free['anchor']} folder names the digit (held-out folds)"]]
     if truth:
         rows.append(["planted (truth file, read after training)", f"{truth['planted_spec']} ({truth['planted_kind']})",
@@ -313,3 +324,17 @@ def diagnosis_findings(diagnosis: dict, audited: dict, truth: dict | None) -> st
     if truth:
         found += f"; the truth file (read after training) planted {truth['planted_spec']} ({truth['planted_kind']})"
     return found
+
+
+def view_title(d: dict, what: str) -> str:
+    rate = d.get("noise_rate")
+    return f"{what}: {d['kind']}, mapping {d.get('mapping')}" + (f", noise rate {rate:.3f}" if rate is not None else "")
+
+
+def plot_views(diagnosis: dict, workdir: Path) -> None:
+    """transition_estimate.png (the oracle view's T) and transition_free.png (the oracle-free view's)."""
+    oracle, free = diagnosis["oracle"], diagnosis["oracle_free"]
+    plot_transition(oracle["transition"], workdir / "transition_estimate.png", view_title(oracle, "oracle view"))
+    if free.get("transition") is not None:
+        plot_transition(free["transition"], workdir / "transition_free.png", view_title(free, "oracle-free view"),
+                        ylabel=f"the folder model's {free['anchor']} folder (held out)")

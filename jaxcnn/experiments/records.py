@@ -66,6 +66,21 @@ def paired_text(a: dict, b: dict, fmt: str = RATE, lower_is_better: bool = False
     return f"{sign}{stat_text(difference, fmt)} ({verdict(difference, lower_is_better)})"
 
 
+def ensemble_confusion(record: dict) -> list[list[int]]:
+    """The confusion matrix of a model's ensemble on the test set (rows: true classes)."""
+    return record["ensemble"]["confusion"]
+
+
+def final_accuracy_text(record: dict) -> str:
+    return stat_text(record["final_test_accuracy"])
+
+
+def best_of(models: dict) -> tuple[str, dict] | None:
+    """The model with the highest mean final test accuracy (None when none reached a mean)."""
+    scored = [(name, m) for name, m in models.items() if m["final_test_accuracy"].get("mean") is not None]
+    return max(scored, key=lambda item: item[1]["final_test_accuracy"]["mean"], default=None)
+
+
 def accuracy_point(accuracy: dict, ensemble_accuracy: float, **extra) -> dict:
     """A model's test accuracy at one point (a data-size run, another reading of its outputs): over
     seeds (``stat``) and of their ensemble."""

@@ -216,17 +216,25 @@ def test_pseudo_labels_rule_out_the_folder_and_keep_only_confident_ones(monkeypa
     assert keep.tolist() == [0, 1] and labels.tolist() == [3, 5]  # folder 7 leaves a tie (0.5): not confident
 
 
+def views(kind: str, free_kind: str | None = None, permutation: bool = False) -> part3_config.Reading:
+    """What the methods read of a diagnosis: the two views' kinds, the oracle's mapping and its T."""
+    return part3_config.Reading(kinds={"oracle": kind, "oracle_free": free_kind or kind},
+                                mapping=tuple(range(10)) if permutation else (0,) * 10, is_permutation=permutation,
+                                transition=tuple(map(tuple, np.eye(10))))
+
+
 def test_methods_say_whether_they_use_clean_labels_and_where_they_apply():
     assert not any(part3_config.METHODS[m].uses_clean_labels for m in ("folder", "comp_forward", "comp_nn", "self_train"))
     assert all(part3_config.METHODS[m].uses_clean_labels for m in ("relabel", "forward", "oracle_relabel"))
     cfg = part3.get_config(quick=True)
-    comp = part3_config.train_config(cfg, part3_config.METHODS["comp_forward"], {"transition": np.eye(10).tolist()})
+    renamed = views("permutation", "clean", permutation=True)
+    comp = part3_config.train_config(cfg, part3_config.METHODS["comp_forward"], renamed)
     np.testing.assert_allclose(comp.label_transition, (1 - np.eye(10)) / 9)  # the known form, not the oracle's
-    oracle_t = part3_config.train_config(cfg, part3_config.METHODS["forward"], {"transition": np.eye(10).tolist()})
+    oracle_t = part3_config.train_config(cfg, part3_config.METHODS["forward"], renamed)
     np.testing.assert_allclose(oracle_t.label_transition, np.eye(10))
-    views = {"oracle": {"kind": "permutation", "is_permutation": True}, "oracle_free": {"kind": "clean"}}
-    assert "complementary" in part3_config.fits(part3_config.METHODS["comp_nn"], views)
-    assert part3_config.fits(part3_config.METHODS["relabel"], views) is None
+    assert "complementary" in part3_config.fits(part3_config.METHODS["comp_nn"], renamed)
+    assert part3_config.fits(part3_config.METHODS["relabel"], renamed) is None
+    assert "is not a permutation" in part3_config.fits(part3_config.METHODS["relabel"], views("permutation"))
     assert part3_config.method_of("comp_nn_trunk") == (part3_config.METHODS["comp_nn"], True)
 
 
@@ -386,11 +394,6 @@ def test_on_the_task_set_the_program_finds_mnist_train_and_the_images_in_their_o
     assert duplicates(noisy.images, test.images)["near"] == 0  # nothing of MNIST test: the test score is fair
 
 
-def views(kind: str, free_kind: str | None = None, permutation: bool = False) -> dict:
-    """The two diagnoses ``plan_models`` reads: the oracle's (with its T) and the oracle-free one."""
-    oracle = {"kind": kind, "is_permutation": permutation, "mapping": list(range(10)) if permutation else None,
-              "transition": np.eye(10).tolist()}
-    return {"oracle": oracle, "oracle_free": {"kind": free_kind or kind}}
 
 
 def test_the_plan_trains_what_fits_the_diagnosis_teachers_first_and_the_folder_models_last():
