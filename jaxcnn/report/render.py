@@ -64,7 +64,10 @@ def render_text(sections: list[Section]) -> str:
                 lines += [*([block.caption] if block.caption else []),
                           *("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows)]
             elif isinstance(block, Figure):
-                lines.append(f"figure: {block.path}")
+                lines.append(f"figure: {block.path}")  # the figures of a section, one line each
+                continue
+            lines.append("")
+        if lines[-1]:
             lines.append("")
     return "\n".join(lines)
 

@@ -521,3 +521,13 @@ def test_metric_writer_writes_scalars_and_hides_events_a_resume_replaces(tmp_pat
         pass
     starts = [e.step for e in read_events(tmp_path) if e.HasField("session_log")]
     assert 2 in starts  # TensorBoard purges the earlier epoch-2 events from here
+
+
+def test_render_text_aligns_tables_and_lists_figures_one_per_line(tmp_path):
+    from jaxcnn.document import Figure, Section, Table, Text
+    text = render.render_text([Section("Part 9", [Text("Some words."), Table(["", "B", "C"], [["final", "0.9", "0.95"]], "cap"),
+                                                  Figure(tmp_path / "a.png", "A"), Figure(tmp_path / "b.png", "B")]),
+                               Section("Part 9: more", [Text("End.")], 3)])
+    assert text.splitlines() == ["Part 9", "======", "Some words.", "", "cap", "       B    C", "final  0.9  0.95", "",
+                                 f"figure: {tmp_path / 'a.png'}", f"figure: {tmp_path / 'b.png'}", "",
+                                 "Part 9: more", "------------", "End."]
