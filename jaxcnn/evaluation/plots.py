@@ -21,16 +21,17 @@ def _save(fig: Figure, path: Path, dpi: int = 120) -> None:
         fig.savefig(path, dpi=dpi)
 
 
-def plot_curves(models: dict, key: str, ylabel: str, path: Path, labels: dict) -> None:
-    """``key`` (a per-seed history field) against epoch: the seeds' mean, their min-max as a band.
-    A model whose history lacks ``key`` (written before it was recorded) is left out."""
+def plot_curves(histories: dict[str, list[dict]], key: str, ylabel: str, path: Path, labels: dict) -> None:
+    """``key`` (a per-seed field of ``fit``'s history) against epoch, one curve per run of
+    ``histories``: the seeds' mean, their min-max as a band. A history that lacks ``key`` (written
+    before it was recorded) is left out."""
     fig = Figure(figsize=(6.5, 4))
     ax = fig.subplots()
-    for name, result in models.items():
-        if not all(key in r for r in result["history"]):
+    for name, history in histories.items():
+        if not all(key in r for r in history):
             continue
-        epochs = [r["epoch"] for r in result["history"]]
-        values = np.array([r[key] for r in result["history"]])
+        epochs = [r["epoch"] for r in history]
+        values = np.array([r[key] for r in history])
         line, = ax.plot(epochs, values.mean(1), marker="o", ms=3, label=labels[name])
         ax.fill_between(epochs, values.min(1), values.max(1), color=line.get_color(), alpha=0.2)
     ax.set_xlabel("epoch")
@@ -41,13 +42,13 @@ def plot_curves(models: dict, key: str, ylabel: str, path: Path, labels: dict) -
     _save(fig, path, dpi=120)
 
 
-def plot_step_curves(models: dict, path: Path, ylabel: str, labels: dict) -> None:
+def plot_step_curves(histories: dict[str, list[dict]], path: Path, ylabel: str, labels: dict) -> None:
     """Test accuracy against optimiser steps (log scale), every validation including the first
     epoch's probes: where early convergence shows. Mean of the seeds, min-max band."""
     fig = Figure(figsize=(6.5, 4))
     ax = fig.subplots()
-    for name, result in models.items():
-        points = validation_points(result["history"])
+    for name, history in histories.items():
+        points = validation_points(history)
         steps = [p[0] for p in points]
         values = np.array([p[2] for p in points])
         line, = ax.plot(steps, values.mean(1), marker="o", ms=3, label=labels[name])
@@ -60,15 +61,15 @@ def plot_step_curves(models: dict, path: Path, ylabel: str, labels: dict) -> Non
     _save(fig, path, dpi=120)
 
 
-def plot_data_size(data_size: dict, path: Path, labels: dict) -> None:
-    """Final test accuracy against training-set size (log scale), mean ± 95% CI over seeds."""
+def plot_data_size(curves: dict[str, dict[int, tuple[float, float]]], path: Path, labels: dict) -> None:
+    """Final test accuracy against training-set size (log scale): per model, ``{size: (mean, 95% CI)}``
+    over seeds."""
     fig = Figure(figsize=(6, 4))
     ax = fig.subplots()
-    for name, points in data_size.items():
-        sizes = sorted(points, key=int)
-        means = [points[s]["final_test_accuracy"]["mean"] for s in sizes]
-        errors = [points[s]["final_test_accuracy"]["ci95"] or 0.0 for s in sizes]
-        ax.errorbar([int(s) for s in sizes], means, yerr=errors, marker="o", capsize=3, label=labels[name])
+    for name, points in curves.items():
+        sizes = sorted(points)
+        ax.errorbar(sizes, [points[n][0] for n in sizes], yerr=[points[n][1] for n in sizes], marker="o", capsize=3,
+                    label=labels[name])
     ax.set_xscale("log")
     ax.set_ylim(top=min(ax.get_ylim()[1], 1.005))  # a wide CI over few seeds may pass 1
     ax.set_xlabel("MNIST training images")

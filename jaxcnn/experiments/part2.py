@@ -22,12 +22,12 @@ from jaxcnn.data.dataset import ArrayDataset
 from jaxcnn.errors import require
 from jaxcnn.document import Section, Table, Text
 from jaxcnn.evaluation.evaluate import evaluate_run, validation_table
-from jaxcnn.evaluation.plots import plot_confusion, plot_curves, plot_data_size, plot_step_curves
+from jaxcnn.evaluation.plots import plot_confusion
 from jaxcnn.experiments.common import MNIST_TRAIN, balanced_subset, load_mnist_split, not_run, part_figures
 from jaxcnn.rundir import claim
 from jaxcnn.experiments.records import (
     ensemble_confusion, model_record, models_table, paired_lines, paired_table, point_of_history, point_of_record,
-    point_paired_text, point_text,
+    point_paired_text, point_text, write_curves, write_size_curve,
 )
 from jaxcnn.experiments.results import RESULTS_FILE, Stamped, write_results
 from jaxcnn.training.loop import fit
@@ -202,15 +202,10 @@ def run(cfg: Part2Config, data_root: Path, workdir: Path, *, resume=False, overw
 
 
 def write_plots(results: dict, class_names, workdir: Path) -> None:
-    """learning_curves.png, step_curves.png, test_loss_curves.png, test_ece_curves.png, data_size_curve.png,
-    confusion_B.png,
-    confusion_C.png."""
+    """The curves of ``records.write_curves``, data_size_curve.png, confusion_B.png and confusion_C.png."""
     models = results["models"]
-    plot_curves(models, "val_accuracy", "MNIST test accuracy", workdir / "learning_curves.png", LABELS)
-    plot_step_curves(models, workdir / "step_curves.png", "MNIST test accuracy", LABELS)
-    plot_curves(models, "val_loss", "MNIST test loss (NLL)", workdir / "test_loss_curves.png", LABELS)
-    plot_curves(models, "val_ece", "MNIST test calibration error (ECE)", workdir / "test_ece_curves.png", LABELS)
-    plot_data_size(results["data_size"], workdir / "data_size_curve.png", LABELS)
+    write_curves(models, workdir, "MNIST test", LABELS)
+    write_size_curve(results["data_size"], workdir / "data_size_curve.png", LABELS)
     for name in CURVE_MODELS:
         plot_confusion(ensemble_confusion(models[name]), class_names, workdir / f"confusion_{name}.png",
                        f"part 2: {LABELS[name]}, MNIST test (ensemble, last epoch)")

@@ -39,7 +39,7 @@ from jaxcnn.data.noise import make_noisy_mnist, parse_corruption
 from jaxcnn.errors import CheckpointError, DataError
 from jaxcnn.document import Section, Text
 from jaxcnn.evaluation.evaluate import predict_probs
-from jaxcnn.evaluation.plots import plot_confusion, plot_curves, plot_folder_samples, plot_step_curves
+from jaxcnn.evaluation.plots import plot_confusion, plot_folder_samples
 from jaxcnn.experiments.common import balanced_subset, load_mnist_split, not_run, part_figures
 from jaxcnn.experiments.part3_config import (
     COMPLEMENTARY_T, K, MADE_DIR, METHODS, PART1_DATA, PART1_PREPROCESS, REPLICA, TASK_SET, TRUNK, Method, Part3Config,
@@ -52,7 +52,7 @@ from jaxcnn.experiments.part3_diagnosis import (
 from jaxcnn.processes import on_primary
 from jaxcnn.rundir import claim
 from jaxcnn.experiments.records import (
-    best_of, ensemble_confusion, final_accuracy_text, model_record, models_table, paired_table,
+    best_of, ensemble_confusion, final_accuracy_text, model_record, models_table, paired_table, write_curves,
 )
 from jaxcnn.experiments.results import RESULTS_FILE, Stamped, write_results
 from jaxcnn.rundir import write_json
@@ -339,10 +339,7 @@ def write_figures(results: dict, noisy: ArrayDataset, oracle_probs, workdir: Pat
                         per_folder, suptitle="images per folder; title: the clean oracle's digit")
     models = results["models"]
     labels = {name: f"{name}{' (clean labels)' if m['uses_clean_labels'] else ''}" for name, m in models.items()}
-    plot_curves(models, "val_accuracy", "clean MNIST test accuracy", workdir / "learning_curves.png", labels)
-    plot_step_curves(models, workdir / "step_curves.png", "clean MNIST test accuracy", labels)
-    plot_curves(models, "val_loss", "clean MNIST test loss (NLL)", workdir / "test_loss_curves.png", labels)
-    plot_curves(models, "val_ece", "clean MNIST test calibration error (ECE)", workdir / "test_ece_curves.png", labels)
+    write_curves(models, workdir, "clean MNIST test", labels)
     for name, result in models.items():
         plot_confusion(ensemble_confusion(result), DIGITS, workdir / f"confusion_{name}.png",
                        f"part 3, {name}: clean MNIST test (ensemble)")

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from jaxcnn.document import RATE, SECONDS, Table, rate, seconds, stat_text
@@ -10,6 +12,7 @@ from jaxcnn.evaluation.convergence import (
     epochs_to_accuracy, paired, seconds_to_accuracy, stat, steps_to_accuracy, verdict,
 )
 from jaxcnn.evaluation.evaluate import predict_probs
+from jaxcnn.evaluation.plots import plot_curves, plot_data_size, plot_step_curves
 from jaxcnn.evaluation.metrics import classification_report
 from jaxcnn.training.steps import softmax
 
@@ -79,6 +82,23 @@ def best_of(models: dict) -> tuple[str, dict] | None:
     """The model with the highest mean final test accuracy (None when none reached a mean)."""
     scored = [(name, m) for name, m in models.items() if m["final_test_accuracy"].get("mean") is not None]
     return max(scored, key=lambda item: item[1]["final_test_accuracy"]["mean"], default=None)
+
+
+def write_curves(models: dict, workdir: Path, test_set: str, labels: dict) -> None:
+    """The models' curves on ``test_set`` (e.g. "MNIST test"): learning_curves.png (accuracy per
+    epoch), step_curves.png (against steps), test_loss_curves.png and test_ece_curves.png."""
+    histories = {name: m["history"] for name, m in models.items()}
+    plot_curves(histories, "val_accuracy", f"{test_set} accuracy", workdir / "learning_curves.png", labels)
+    plot_step_curves(histories, workdir / "step_curves.png", f"{test_set} accuracy", labels)
+    plot_curves(histories, "val_loss", f"{test_set} loss (NLL)", workdir / "test_loss_curves.png", labels)
+    plot_curves(histories, "val_ece", f"{test_set} calibration error (ECE)", workdir / "test_ece_curves.png", labels)
+
+
+def write_size_curve(data_size: dict, path: Path, labels: dict) -> None:
+    """The data-size curve (``{model: {training images: accuracy_point}}``) as a figure."""
+    curves = {name: {int(size): (p["final_test_accuracy"]["mean"], p["final_test_accuracy"]["ci95"] or 0.0)
+                     for size, p in points.items()} for name, points in data_size.items()}
+    plot_data_size(curves, path, labels)
 
 
 def accuracy_point(accuracy: dict, ensemble_accuracy: float, **extra) -> dict:
