@@ -48,7 +48,7 @@ def evaluation_sections(workdir: Path) -> list[Section]:
     title = "Hidden-test evaluation"
     files = evaluation_files(workdir)
     if not files:
-        return [Section(title, [Text("No evaluation yet: run `python -m jaxcnn evaluate --ckpt ckpts/part1 "
+        return [Section(title, [Text("No evaluation yet: run `python -m jaxcnn evaluate --ckpt WORKDIR/part1 "
                                      "--data DIR_OR_ZIP` once the held-out writers arrive.")])]
     sections = [Section(title, [Text(f"{len(files)} evaluation(s) by `python -m jaxcnn evaluate`, "
                                      "each of a saved run's ensemble.")])]
