@@ -19,17 +19,17 @@ import numpy as np
 from jaxcnn.config import ModelConfig, TrainConfig, defaults_of, to_dict
 from jaxcnn.data.chars74k import DIGIT_CLASSES, load_chars74k, writer_split
 from jaxcnn.data.dataset import ArrayDataset
-from jaxcnn.errors import require
 from jaxcnn.document import Section, Table, Text
-from jaxcnn.evaluation.evaluate import evaluate_run, validation_table
+from jaxcnn.errors import require
+from jaxcnn.evaluation.evaluate import evaluate_run, predict_probs, validation_table
 from jaxcnn.evaluation.plots import plot_confusion
 from jaxcnn.experiments.common import MNIST_TRAIN, balanced_subset, load_mnist_split, not_run, part_figures
-from jaxcnn.rundir import claim
 from jaxcnn.experiments.records import (
     ensemble_confusion, model_record, models_table, paired_lines, paired_table, point_of_history, point_of_record,
     point_paired_text, point_text, write_curves, write_size_curve,
 )
 from jaxcnn.experiments.results import RESULTS_FILE, Stamped, write_results
+from jaxcnn.rundir import claim
 from jaxcnn.training.loop import fit
 from jaxcnn.training.transfer import KEEP_HEAD_FRESH, graft_init, pretrained_variables, transfer_record
 
@@ -176,7 +176,8 @@ def run(cfg: Part2Config, data_root: Path, workdir: Path, *, resume=False, overw
         logger.info("part 2: model %s", LABELS[name])
         state, history = fit(train, test, train_cfg, workdir / name, **start, **flags)
         transfer = transfer_record(trunk_source, variables, state, cfg.keep_fresh) if start else None
-        models[name] = model_record(state, history, test, cfg.thresholds, train_cfg.eval_batch_size, transfer=transfer)
+        predictions = predict_probs(state, test.inputs(), train_cfg.eval_batch_size)
+        models[name] = model_record(history, predictions, test, cfg.thresholds, transfer=transfer)
 
     subset_cfg = dataclasses.replace(cfg.mnist, seeds=cfg.subset_seeds)
     data_size = {name: {} for name in CURVE_MODELS}

@@ -36,8 +36,8 @@ from jaxcnn.data.classfolders import load_class_folders
 from jaxcnn.data.dataset import ArrayDataset
 from jaxcnn.data.mnist import CLASS_NAMES as DIGITS, load_mnist
 from jaxcnn.data.noise import make_noisy_mnist, parse_corruption
-from jaxcnn.errors import CheckpointError, DataError
 from jaxcnn.document import Section, Text
+from jaxcnn.errors import CheckpointError, DataError
 from jaxcnn.evaluation.evaluate import predict_probs
 from jaxcnn.evaluation.plots import plot_confusion, plot_folder_samples
 from jaxcnn.experiments.common import balanced_subset, load_mnist_split, not_run, part_figures
@@ -49,13 +49,12 @@ from jaxcnn.experiments.part3_diagnosis import (
     audit_table, diagnose_views, diagnosis_findings, examine, folder_model_readings, plot_views, reading_rows,
     score_estimate, views_table,
 )
-from jaxcnn.processes import on_primary
-from jaxcnn.rundir import claim
 from jaxcnn.experiments.records import (
     best_of, ensemble_confusion, final_accuracy_text, model_record, models_table, paired_table, write_curves,
 )
 from jaxcnn.experiments.results import RESULTS_FILE, Stamped, write_results
-from jaxcnn.rundir import write_json
+from jaxcnn.processes import on_primary
+from jaxcnn.rundir import claim, write_json
 from jaxcnn.training.checkpoint import has_checkpoints, load_run
 from jaxcnn.training.loop import fit
 from jaxcnn.training.transfer import graft_init, pretrained_variables, transfer_record
@@ -313,14 +312,14 @@ def record_model(cfg: Part3Config, name: str, step: Step, state, history: list[d
     method = step.method
     variables, source = part1_trunk
     uses_clean = method.uses_clean_labels or (step.teacher is not None and METHODS[cfg.teacher].uses_clean_labels)
-    record = model_record(state, history, test, cfg.thresholds, step.train.eval_batch_size,
-                          method=method.label, uses_clean_labels=uses_clean,
-                          init="part-1 trunk" if step.from_trunk else "scratch", train_images=len(train),
+    logits, probs = predict_probs(state, test.inputs(), step.train.eval_batch_size)
+    record = model_record(history, (logits, probs), test, cfg.thresholds, method=method.label,
+                          uses_clean_labels=uses_clean, init="part-1 trunk" if step.from_trunk else "scratch",
+                          train_images=len(train),
                           transfer=transfer_record(source, variables, state, cfg.keep_fresh) if step.from_trunk else None)
     if step.teacher:
         record["pseudo_labels"] = {"teacher": step.teacher, "kept": len(train), "of": images}
     if method is METHODS["folder"]:
-        logits, _ = predict_probs(state, test.inputs(), step.train.eval_batch_size)
         record |= folder_model_readings(logits, test.labels, reading)
     return record
 

@@ -11,7 +11,6 @@ from jaxcnn.document import RATE, SECONDS, Table, rate, seconds, stat_text
 from jaxcnn.evaluation.convergence import (
     epochs_to_accuracy, paired, seconds_to_accuracy, stat, steps_to_accuracy, verdict,
 )
-from jaxcnn.evaluation.evaluate import predict_probs
 from jaxcnn.evaluation.plots import plot_curves, plot_data_size, plot_step_curves
 from jaxcnn.evaluation.metrics import classification_report
 from jaxcnn.training.steps import softmax
@@ -52,10 +51,11 @@ def summarise_predictions(logits, ensemble_probs, labels, class_names) -> dict:
             "ensemble": classification_report(ensemble_probs, labels, class_names)}
 
 
-def model_record(state, history: list[dict], test, thresholds, eval_batch_size: int, **extra) -> dict:
-    """What a part records of a model trained by ``fit``: its history, how it converged and its last
-    epoch on ``test`` (per seed and as an ensemble), and ``extra`` (e.g. ``transfer``)."""
-    logits, probs = predict_probs(state, test.inputs(), eval_batch_size)
+def model_record(history: list[dict], predictions: tuple, test, thresholds, **extra) -> dict:
+    """What a part records of a model trained by ``fit``: its history, how it converged, its last
+    epoch on ``test`` (``predictions``: ``predict_probs``'s logits and ensemble probabilities on it;
+    per seed and as an ensemble), and ``extra`` (e.g. ``transfer``)."""
+    logits, probs = predictions
     return {**extra, "history": history, **summarise_history(history, thresholds),
             **summarise_predictions(logits, probs, test.labels, test.class_names)}
 
