@@ -26,6 +26,7 @@ _PUBLIC = {  # name -> its module, imported on first use so that ``python -m jax
     "to_mnist_convention": "jaxcnn.data.preprocess", "CNN": "jaxcnn.model", "fit": "jaxcnn.training.loop",
     "load_run": "jaxcnn.training.checkpoint", "graft": "jaxcnn.training.transfer",
     "pretrained_variables": "jaxcnn.training.transfer", "evaluate_run": "jaxcnn.evaluation.evaluate",
+    "predict": "jaxcnn.evaluation.predict",
     "PARTS": "jaxcnn.experiments", "part_module": "jaxcnn.experiments", "write_report": "jaxcnn.report",
 }
 __all__ = sorted(_PUBLIC)

@@ -111,6 +111,15 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def cmd_predict(args) -> int:
+    from jaxcnn.evaluation.predict import checked_output, csv_rows, predict, summary_lines, write_csv
+    out = checked_output(args.out)
+    predictions = predict(args.ckpt, args.data, which=args.which, top=args.top)
+    write_csv(out, csv_rows(predictions, args.top))
+    print("\n".join([*summary_lines(predictions), f"predictions: {out}"]))
+    return 0
+
+
 def cmd_study(args) -> int:
     from jaxcnn.report import report_path
     from jaxcnn.study import run_study
@@ -183,7 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True,  # flags are never matched by prefix
                                 parser_class=functools.partial(argparse.ArgumentParser, allow_abbrev=False))
 
-    for add_commands in (_part_commands, _part1_commands, _data_commands, _study_commands):
+    for add_commands in (_part_commands, _part1_commands, _data_commands, _predict_command, _study_commands):
         add_commands(sub)
     return parser
 
@@ -258,6 +267,19 @@ def _data_commands(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the permutation and the noise (default: %(default)s)")
     _data_root_arg(p)
     p.add_argument("--overwrite", action="store_true", help="replace OUT if it is not empty")
+
+
+def _predict_command(sub) -> None:
+    p = _command(sub, cmd_predict, "predict", help="write a saved run's answer for each image in a file, folder or zip",
+                 description="One CSV row per file under DATA (an image, a folder searched recursively or a zip; "
+                             "any layout, labelled or not): the ensemble's class, its probability, the top classes, "
+                             "the page geometry the model read, or why the file could not be read.",
+                 epilog="example: python -m jaxcnn predict --ckpt ckpts/part1 --data scans.zip --out predictions.csv")
+    p.add_argument("--ckpt", required=True, help="a run's work directory (or its checkpoints/ folder)")
+    p.add_argument("--data", required=True, help="an image, a folder or a .zip")
+    p.add_argument("--out", default="predictions.csv", help="the CSV to write (default: %(default)s)")
+    p.add_argument("--top", type=int, default=3, help="how many classes to list (default: %(default)s)")
+    p.add_argument("--which", default="best", help="best, latest or an epoch number (default: %(default)s)")
 
 
 def _study_commands(sub) -> None:

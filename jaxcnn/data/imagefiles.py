@@ -235,12 +235,8 @@ def preprocess_all(listing: ImageListing, entries, preprocess: Callable[[np.ndar
     naming the file.
     """
     entries = list(entries)
-    prepare = functools.partial(_prepare, preprocess=preprocess, geometry=geometry)
     files = [(data, listing.describe(entry)) for entry, data in listing.read(entries)]
-    workers = min(len(os.sched_getaffinity(0)), 16) if len(files) >= PARALLEL_FROM else 1
-    with _workers(workers) as pool:
-        results = pool.map(prepare, *zip(*files), chunksize=32) if pool else map(prepare, *zip(*files))
-        prepared = list(track(results if files else [], "preprocessing", total=len(files), unit="images"))
+    prepared = _map_files(functools.partial(_prepare, preprocess=preprocess, geometry=geometry), files)
     blank = [entry.name for entry, (image, _) in zip(entries, prepared) if image is None]
     if blank:
         shown = ", ".join(blank[:3])
@@ -255,12 +251,36 @@ def preprocess_all(listing: ImageListing, entries, preprocess: Callable[[np.ndar
 
 def _prepare(data: bytes, name: str, preprocess, geometry):
     """One image: its 28x28 uint8 (None when blank) and, with ``geometry``, its page geometry."""
-    gray = decode_gray(data, name)
+    gray = data if isinstance(data, np.ndarray) else decode_gray(data, name)
     try:
         image = preprocess(gray)
     except NoInkError:
         image = None
     return image, geometry(gray) if geometry is not None else None
+
+
+def prepare_each(files, preprocess: Callable[[np.ndarray], np.ndarray],
+                 geometry: Callable[[np.ndarray], np.ndarray] | None = None) -> list[tuple]:
+    """``preprocess_all`` that never stops: ``(image, geometry, reason)`` for each ``(data, name)``
+    in ``files`` (``data`` the file's bytes, or a decoded float [H, W]), with ``reason`` (and no
+    image) where it is unreadable or blank (no ink, or nothing left of it once preprocessed)."""
+    return _map_files(functools.partial(_prepare_or_reason, preprocess=preprocess, geometry=geometry), list(files))
+
+
+def _prepare_or_reason(data, name: str, preprocess, geometry):
+    try:
+        image, page = _prepare(data, name, preprocess, geometry)
+    except (DataError, ValueError) as error:
+        return None, None, str(error).removeprefix(f"{name}: ")
+    return (None, None, "blank: no ink found") if image is None or not image.any() else (image, page, None)
+
+
+def _map_files(prepare, files: list) -> list:
+    """``prepare(data, name)`` of every file, in worker processes from ``PARALLEL_FROM`` files on."""
+    workers = min(len(os.sched_getaffinity(0)), 16) if len(files) >= PARALLEL_FROM else 1
+    with _workers(workers) as pool:
+        results = pool.map(prepare, *zip(*files), chunksize=32) if pool else map(prepare, *zip(*files))
+        return list(track(results if files else [], "preprocessing", total=len(files), unit="images"))
 
 
 def _workers(count: int):
