@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from pathlib import Path
 
 import jax
@@ -12,6 +13,9 @@ import jax
 from jaxcnn import paths
 
 COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"  # jax's monitoring event, per program
+# What a first call spends before it runs: tracing to a jaxpr, lowering to MLIR, compiling (jax's events).
+PREPARE_EVENTS = ("/jax/core/compile/jaxpr_trace_duration", "/jax/core/compile/jaxpr_to_mlir_module_duration",
+                  COMPILE_EVENT)
 # The programs that train: the stepwise engine's step and the scanned engine's epoch chunk.
 TRAIN_STEP_PROGRAMS = ("jit(_step_population)", "jit(train_epoch_population)")
 
@@ -48,3 +52,41 @@ def counting_compilations():
         yield compiled
     finally:
         jax.monitoring.unregister_event_duration_listener(listener)
+
+
+class CompileClock:
+    """While active, collects the wall intervals that jax spends tracing, lowering and compiling
+    programs (``PREPARE_EVENTS``); ``seconds_between`` counts them in a window of ``time.perf_counter``.
+
+    A nested program is traced inside its caller's trace: intervals are merged, never added twice.
+    """
+
+    def __init__(self):
+        self.intervals: list[tuple[float, float]] = []
+
+    def _listener(self, event: str, seconds: float, **kwargs):
+        if event in PREPARE_EVENTS:
+            end = time.perf_counter()
+            self.intervals.append((end - seconds, end))
+
+    def __enter__(self):
+        jax.monitoring.register_event_duration_secs_listener(self._listener)
+        return self
+
+    def __exit__(self, *exc):
+        jax.monitoring.unregister_event_duration_listener(self._listener)
+
+    def seconds_between(self, start: float, end: float) -> float:
+        """Seconds of ``[start, end]`` covered by at least one interval."""
+        return covered_seconds(self.intervals, start, end)
+
+
+def covered_seconds(intervals, start: float, end: float) -> float:
+    """The length of the union of ``intervals`` (``(begin, end)`` pairs) inside ``[start, end]``."""
+    total, reached = 0.0, start
+    for begin, stop in sorted(intervals):
+        begin, stop = max(begin, reached), min(stop, end)
+        if stop > begin:
+            total += stop - begin
+            reached = stop
+    return total

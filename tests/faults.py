@@ -221,9 +221,10 @@ def kill_at(point: str, workdir: Path, env: dict, *, resume: bool = False, timeo
 
 def load_result(out: Path) -> tuple[dict, list]:
     """(state leaves by name, history without the wall-clock times) as a child saved them."""
+    from jaxcnn.training.loop import without_timing
     with np.load(out.with_suffix(".npz")) as stored:
         leaves = {name: stored[name] for name in stored.files}
-    history = [{k: v for k, v in record.items() if k != "seconds"} for record in json.loads(out.with_suffix(".json").read_text())]
+    history = without_timing(json.loads(out.with_suffix(".json").read_text()))
     return leaves, history
 
 

@@ -1,9 +1,11 @@
-"""The compilation counter and where the persistent compilation cache is turned on."""
+"""The compilation counter, the compile clock and where the persistent compilation cache is turned on."""
+
+import time
 
 import jax
 import numpy as np
 
-from jaxcnn.compilation import counting_compilations, use_persistent_cache
+from jaxcnn.compilation import CompileClock, counting_compilations, covered_seconds, use_persistent_cache
 
 
 def test_the_counter_sees_each_program_once_and_stops_at_the_block_end():
@@ -34,3 +36,22 @@ def test_the_persistent_cache_is_for_accelerators_and_a_folder_set_by_the_user_i
         assert use_persistent_cache(tmp_path) == tmp_path / "mine"
     finally:
         jax.config.update("jax_compilation_cache_dir", saved)
+
+
+def test_overlapping_compile_intervals_count_once_and_only_inside_the_window():
+    nested = [(1.0, 4.0), (2.0, 3.0), (6.0, 7.0)]  # a program traced inside its caller's trace
+    assert covered_seconds(nested, 0.0, 10.0) == 4.0
+    assert covered_seconds(nested, 3.5, 6.5) == 1.0 and covered_seconds(nested, 4.0, 6.0) == 0.0
+
+
+def test_the_compile_clock_times_a_first_call_and_not_a_warm_one():
+    program = jax.jit(lambda x: jax.numpy.sin(x) @ x.T)
+    x = np.ones((64, 64), np.float32)
+    with CompileClock() as clock:
+        start = time.perf_counter()
+        program(x).block_until_ready()
+        first = time.perf_counter()
+        program(x).block_until_ready()
+        second = time.perf_counter()
+    assert 0 < clock.seconds_between(start, first) <= first - start
+    assert clock.seconds_between(first, second) == 0.0

@@ -1,4 +1,5 @@
-"""How fast a run converges, read from ``fit``'s history (epochs, steps and seconds to an accuracy),
+"""How fast a run converges, read from ``fit``'s history (epochs, steps and training seconds to an
+accuracy, compilation left out),
 and figures over seeds: mean ± 95% CI (``stat``), paired differences and what they say."""
 
 from __future__ import annotations
@@ -33,16 +34,30 @@ def verdict(difference: dict, lower_is_better: bool = False) -> str:
     return "better" if (difference["mean"] < 0) == lower_is_better else "worse"
 
 
-def validation_points(history: list[dict]) -> list[tuple[int, float, list[float]]]:
-    """Every validation of a run in order, the first epoch's probes included: (step, wall seconds
-    since training began, test accuracy per seed).
+def training_seconds(record: dict) -> float | None:
+    """A record's (an epoch's or a probe's) wall seconds less the seconds jax spent compiling in
+    them; None for a record written before compile time was recorded (its seconds count both)."""
+    if "compile_seconds" not in record:
+        return None
+    return record["seconds"] - record["compile_seconds"]
 
-    Seeds train side by side, so the seconds are the population's clock, compilation included.
+
+def validation_points(history: list[dict]) -> list[tuple[int, float | None, list[float]]]:
+    """Every validation of a run in order, the first epoch's probes included: (step, training
+    seconds since training began, test accuracy per seed).
+
+    Training seconds leave compilation out (``training_seconds``), so a run that reuses another's
+    programs and one that compiles them are timed alike. Seeds train side by side, so the seconds
+    are the population's clock. None where the history did not record its compile time.
     """
     points, elapsed = [], 0.0
     for record in history:
-        points += [(p["step"], elapsed + p["seconds"], p["val_accuracy"]) for p in record.get("probes", [])]
-        elapsed += record["seconds"]
+        for probe in record.get("probes", []):
+            spent = training_seconds(probe)
+            points.append((probe["step"], None if spent is None or elapsed is None else elapsed + spent,
+                           probe["val_accuracy"]))
+        spent = training_seconds(record)
+        elapsed = None if spent is None or elapsed is None else elapsed + spent
         points.append((record["step"], elapsed, record["val_accuracy"]))
     return points
 
@@ -66,6 +81,7 @@ def steps_to_accuracy(history: list[dict], threshold: float) -> list[int | None]
 
 
 def seconds_to_accuracy(history: list[dict], threshold: float) -> list[float | None]:
-    """For each seed, wall seconds of training (and testing) until its first validation at ``threshold``."""
+    """For each seed, training seconds (and testing, compilation left out) until its first
+    validation at ``threshold``; None if never, or if the history did not record compile time."""
     points = validation_points(history)
     return first_reaching([p[1] for p in points], [p[2] for p in points], threshold)

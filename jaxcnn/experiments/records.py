@@ -36,8 +36,18 @@ def summarise_history(history: list[dict], thresholds=(0.98, 0.99)) -> dict:
     summary["final_test_accuracy"] = stat(last["val_accuracy"])
     summary["final_train_accuracy"] = stat(last["train_accuracy"])
     summary["train_test_gap"] = stat(np.subtract(last["train_accuracy"], last["val_accuracy"]).tolist())
-    summary["train_seconds"] = float(sum(r["seconds"] for r in history))
+    summary.update(run_seconds(history))
     return summary
+
+
+def run_seconds(history: list[dict]) -> dict:
+    """``compile_seconds``: what ``fit`` spent compiling its programs (None where the history did
+    not record it); ``train_seconds``: the rest of its wall seconds (all of them when not recorded)."""
+    wall = float(sum(r["seconds"] for r in history))
+    if not all("compile_seconds" in r for r in history):
+        return {"compile_seconds": None, "train_seconds": wall}
+    compiled = float(sum(r["compile_seconds"] for r in history))
+    return {"compile_seconds": compiled, "train_seconds": wall - compiled}
 
 
 def summarise_predictions(logits, ensemble_probs, labels, class_names) -> dict:
@@ -133,19 +143,46 @@ MODEL_ROWS = [("first-epoch test accuracy", "first_epoch_test_accuracy", RATE),
               ("train - test accuracy", "train_test_gap", RATE)]
 
 
-def models_table(models: dict, thresholds, caption: str, extra_rows=()) -> Table:
+def models_table(models: dict, thresholds, caption: str, extra_rows=(), gap_models=None) -> Table:
     """Models side by side (parts 2 and 3 summarise each the same way): mean ± 95% CI over seeds;
-    ``extra_rows`` (label, cells) go first."""
+    ``extra_rows`` (label, cells) go first. ``gap_models``: the models whose training labels are the
+    test's truth, so that train - test accuracy means something (None: all); the row shows only them."""
     keys = [threshold_key(t) for t in thresholds]
-    formats = {"epochs": SECONDS, "steps": "{:.0f}", "seconds": SECONDS}
+    formats = {"epochs": ("epochs", SECONDS), "steps": ("steps", "{:.0f}"), "seconds": ("train seconds", SECONDS)}
+    gaps = set(models if gap_models is None else gap_models)
     rows = [MODEL_ROWS[0],
-            *((f"{what} to {key}%", f"{what}_to_{key}", fmt) for key in keys for what, fmt in formats.items()),
-            *MODEL_ROWS[1:]]
-    table = [*map(list, extra_rows), *([label, *(stat_text(m[key], fmt) for m in models.values())]
+            *((f"{label} to {key}%", f"{what}_to_{key}", fmt) for key in keys for what, (label, fmt) in formats.items()),
+            *(row for row in MODEL_ROWS[1:] if row[1] != "train_test_gap" or gaps & set(models))]
+    cell = lambda name, m, key, fmt: (seconds_text(m, key) if key.startswith("seconds_to_") else "-"
+                                      if key == "train_test_gap" and name not in gaps else stat_text(m[key], fmt))
+    table = [*map(list, extra_rows), *([label, *(cell(name, m, key, fmt) for name, m in models.items())]
                                        for label, key, fmt in rows)]
     table.append(["ensemble accuracy", *(rate(m["ensemble"]["accuracy"]) for m in models.values())])
-    table.append(["train seconds", *(seconds(m["train_seconds"]) for m in models.values())])
-    return Table(["", *models], table, caption)
+    table += seconds_rows(models)
+    return Table(["", *models], table, caption + SECONDS_NOTE)
+
+
+SECONDS_NOTE = (" Seconds are training seconds, compilation apart (the first model to run a program compiles it, "
+                "the next reuse it); 'not recorded' for a run written before compile time was recorded.")
+NOT_RECORDED = "not recorded"
+
+
+def compile_recorded(record: dict) -> bool:
+    return record.get("compile_seconds") is not None
+
+
+def seconds_rows(models: dict) -> list[list[str]]:
+    """Compile seconds and training seconds of each model (a run without its compile time: its wall
+    seconds, marked so)."""
+    return [["compile seconds", *(seconds(m["compile_seconds"]) if compile_recorded(m) else NOT_RECORDED
+                                  for m in models.values())],
+            ["train seconds", *(seconds(m["train_seconds"]) if compile_recorded(m)
+                                else f"{seconds(m['train_seconds'])} (compile included)" for m in models.values())]]
+
+
+def seconds_text(record: dict, key: str) -> str:
+    """A ``seconds_to_X`` figure of a record; not recorded where its compile time was not."""
+    return stat_text(record[key], SECONDS) if compile_recorded(record) else NOT_RECORDED
 
 
 def paired_table(models: dict, thresholds, pairs: dict[str, str], caption: str) -> list[Table]:
@@ -154,11 +191,15 @@ def paired_table(models: dict, thresholds, pairs: dict[str, str], caption: str) 
     pairs = {a: b for a, b in pairs.items() if a in models and b in models}
     if not pairs:
         return []
+    keys = [threshold_key(t) for t in thresholds]
     rows = [("first-epoch test accuracy", "first_epoch_test_accuracy", RATE, False),
-            *((f"steps to {threshold_key(t)}%", f"steps_to_{threshold_key(t)}", "{:.0f}", True) for t in thresholds),
+            *((f"steps to {key}%", f"steps_to_{key}", "{:.0f}", True) for key in keys),
+            *((f"train seconds to {key}%", f"seconds_to_{key}", SECONDS, True) for key in keys),
             ("final test accuracy", "final_test_accuracy", RATE, False), ("final test NLL", "final_test_nll", RATE, True),
             ("final test ECE", "final_test_ece", RATE, True)]
-    table = [[label, *(paired_text(models[a][key], models[b][key], fmt, lower) for a, b in pairs.items())]
+    timed = {a: compile_recorded(models[a]) and compile_recorded(models[b]) for a, b in pairs.items()}
+    table = [[label, *(NOT_RECORDED if key.startswith("seconds_to_") and not timed[a] else
+                       paired_text(models[a][key], models[b][key], fmt, lower) for a, b in pairs.items())]
              for label, key, fmt, lower in rows]
     return [Table(["", *(f"{a} - {b}" for a, b in pairs.items())], table,
                   f"{caption}, paired over seeds (each seed's run minus its partner's of the same seed), mean ± "
@@ -177,4 +218,18 @@ def paired_lines(a: dict, b: dict, name_a: str, name_b: str) -> list[str]:
                       key=lambda k: float(k.removeprefix("steps_to_"))):
         lines.append(f"steps to {key.removeprefix('steps_to_')}%: {name_a} {stat_text(a[key], '{:.0f}')} vs "
                      f"{name_b} {stat_text(b[key], '{:.0f}')}, {versus} {paired_text(a[key], b[key], '{:.0f}', True)}")
-    return lines
+    return lines + seconds_lines(a, b, name_a, name_b)
+
+
+def seconds_lines(a: dict, b: dict, name_a: str, name_b: str) -> list[str]:
+    """The training seconds (compilation apart) of ``a`` against ``b`` to their first threshold."""
+    key = min((k for k in b if k.startswith("seconds_to_") and k in a),
+              key=lambda k: float(k.removeprefix("seconds_to_")), default=None)
+    if key is None:
+        return []
+    to = f"train seconds to {key.removeprefix('seconds_to_')}%"
+    if not (compile_recorded(a) and compile_recorded(b)):
+        return [f"{to}: {NOT_RECORDED} (the runs counted compilation in their seconds)"]
+    return [f"{to}, compilation apart: {name_a} {stat_text(a[key], SECONDS)} vs {name_b} {stat_text(b[key], SECONDS)}, "
+            f"{name_a} - {name_b} {paired_text(a[key], b[key], SECONDS, True)} (compile seconds {name_a} "
+            f"{seconds(a['compile_seconds'])}, {name_b} {seconds(b['compile_seconds'])})"]

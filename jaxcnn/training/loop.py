@@ -23,6 +23,7 @@ from typing import Callable
 import jax
 import numpy as np
 
+from jaxcnn.compilation import CompileClock
 from jaxcnn.config import TrainConfig, defaults_of, to_dict
 from jaxcnn.data.dataset import ArrayDataset
 from jaxcnn.errors import JaxcnnError
@@ -57,7 +58,9 @@ def fit(train: ArrayDataset, val: ArrayDataset | None, cfg: TrainConfig, workdir
     take turns. ``scan_epochs``: an epoch as one scanned program (default on accelerators), else
     step by step (faster on XLA:CPU, see ``steps.train_epoch_stepwise``). With several devices
     (``cfg.devices``, default all), every batch is split over them (``sharding.training_mesh``).
-    Returns ``(state, history)``: the final population state and one record per epoch.
+    Returns ``(state, history)``: the final population state and one record per epoch; a record's
+    ``seconds`` are wall seconds, and ``compile_seconds`` the part of them jax spent compiling
+    (``CompileClock``), so that training time is timed apart from a first call's compilation.
     """
     workdir = Path(workdir)
     mesh = training_mesh(cfg)  # before anything is written: a bad device count is refused first
@@ -101,7 +104,8 @@ def _train(train, val, cfg, workdir, ckpts, resume, init, meta, parallel_seeds, 
     primary = is_primary()  # of several processes, only process 0 writes the logs
     saved_at = time.monotonic()
     with MetricWriter(workdir, first_epoch=len(history) + 1) if primary else contextlib.nullcontext() as writer, \
-            Progress(cfg.epochs, workdir.name, unit="epochs", initial=len(history)) as bar, _StopRequest() as stop:
+            Progress(cfg.epochs, workdir.name, unit="epochs", initial=len(history)) as bar, _StopRequest() as stop, \
+            CompileClock() as clock:
         for epoch in range(len(history) + 1, cfg.epochs + 1):
             start = time.perf_counter()
             chunk_metrics, probes = [], []
@@ -110,13 +114,13 @@ def _train(train, val, cfg, workdir, ckpts, resume, init, meta, parallel_seeds, 
                                                None if chunk == steps else chunk, loss, parallel=parallel_seeds)
                 chunk_metrics.append(metrics)
                 if epoch == 1 and probe_stride and i % probe_stride == 0 and i < steps // chunk:
-                    probes.append({**validate(state), "seconds": time.perf_counter() - start})
+                    probes.append(timed(validate(state), clock, start))
             train_metrics = T.host_metrics(T.mean_of(chunk_metrics))  # one transfer per epoch
             record = {"epoch": epoch, **validate(state), "train_loss": train_metrics["loss"],
                       "train_accuracy": train_metrics["accuracy"]}
             if probes:
                 record["probes"] = probes
-            record["seconds"] = time.perf_counter() - start
+            record = timed(record, clock, start)
             _check_finite(record, workdir, ckpts)
             history.append(record)
             stopping = agree(stop.requested)  # process 0 decides for all: a save is collective
@@ -136,6 +140,21 @@ def _train(train, val, cfg, workdir, ckpts, resume, init, meta, parallel_seeds, 
             if stopping:
                 raise KeyboardInterrupt(f"{workdir}: stopped by SIGTERM after epoch {epoch}, its checkpoint saved")
     return state, history
+
+
+TIMING_KEYS = ("seconds", "compile_seconds")  # of a record: how long it took, not what it learned
+
+
+def timed(record: dict, clock: CompileClock, start: float) -> dict:
+    """``record`` with the wall ``seconds`` since ``start`` and, of those, the ``compile_seconds``
+    that jax spent tracing and compiling programs (a first epoch's, or a first probe's)."""
+    now = time.perf_counter()
+    return {**record, "seconds": now - start, "compile_seconds": clock.seconds_between(start, now)}
+
+
+def without_timing(history: list[dict]) -> list[dict]:
+    """``history`` without its ``TIMING_KEYS``: what two runs of the same training must share."""
+    return [{k: v for k, v in record.items() if k not in TIMING_KEYS} for record in history]
 
 
 class _StopRequest:

@@ -9,14 +9,15 @@ from jaxcnn.evaluation.convergence import (
 DIGITS = tuple("0123456789")
 
 
-def record(epoch, val_accuracy, seconds=10.0, train_accuracy=None):
+def record(epoch, val_accuracy, seconds=10.0, train_accuracy=None, compile_seconds=0.0):
     """One epoch of fit's history for two seeds."""
     return {"epoch": epoch, "step": 100 * epoch, "val_accuracy": val_accuracy, "val_loss": [0.1, 0.1], "seconds": seconds,
+            "compile_seconds": compile_seconds,
             "train_accuracy": train_accuracy or val_accuracy, "train_loss": [0.1, 0.1],
             "val_accuracy_ensemble": max(val_accuracy)}
 
 
-HISTORY = [record(1, [0.950, 0.970], seconds=30.0),
+HISTORY = [record(1, [0.950, 0.970], seconds=36.0, compile_seconds=6.0),
            record(2, [0.981, 0.979]),
            record(3, [0.985, 0.990]),
            record(4, [0.989, 0.986], train_accuracy=[0.995, 0.990])]
@@ -30,12 +31,19 @@ def test_epochs_and_seconds_to_accuracy_per_seed():
 
 
 def test_steps_and_seconds_to_accuracy_count_the_first_epochs_probes():
-    probed = [{**HISTORY[0], "probes": [{"step": 20, "seconds": 12.0, "val_accuracy": [0.5, 0.981]},
-                                         {"step": 40, "seconds": 20.0, "val_accuracy": [0.7, 0.99]}]},
+    probed = [{**HISTORY[0], "probes": [{"step": 20, "seconds": 17.0, "compile_seconds": 5.0, "val_accuracy": [0.5, 0.981]},
+                                         {"step": 40, "seconds": 26.0, "compile_seconds": 6.0, "val_accuracy": [0.7, 0.99]}]},
               *HISTORY[1:]]
     assert steps_to_accuracy(probed, 0.98) == [200, 20]
     assert seconds_to_accuracy(probed, 0.99) == [None, 20.0]
     assert epochs_to_accuracy(probed, 0.98) == [2, 3]  # end-of-epoch validations only
+
+
+def test_seconds_to_accuracy_leave_compilation_out_and_are_unknown_where_it_was_not_recorded():
+    compiling, reusing = HISTORY, [record(1, [0.950, 0.970], seconds=30.0), *HISTORY[1:]]
+    assert seconds_to_accuracy(compiling, 0.98) == seconds_to_accuracy(reusing, 0.98) == [40.0, 50.0]
+    old = [{k: v for k, v in r.items() if k != "compile_seconds"} for r in HISTORY]  # written before it was recorded
+    assert seconds_to_accuracy(old, 0.98) == [None, None] and steps_to_accuracy(old, 0.98) == [200, 300]
 
 
 def test_pairing_seeds_cancels_what_they_share_and_the_verdict_reads_the_interval():

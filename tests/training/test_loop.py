@@ -19,10 +19,11 @@ import pytest
 from jaxcnn.config import ModelConfig, TrainConfig
 from jaxcnn.data.dataset import ArrayDataset
 from jaxcnn.errors import JaxcnnError
+from jaxcnn.evaluation.convergence import seconds_to_accuracy
 from jaxcnn.rundir import RunExistsError
 from jaxcnn.training import steps as T
 from jaxcnn.training.checkpoint import RunCheckpoints
-from jaxcnn.training.loop import TrainingDiverged, epoch_chunking, fit
+from jaxcnn.training.loop import TrainingDiverged, epoch_chunking, fit, without_timing
 from tests.tolerances import FLOAT64_CROSS_PROGRAM
 
 CLASS_NAMES = ("0", "1", "A", "a")
@@ -91,7 +92,7 @@ def snapshot(directory):
 
 
 def without_seconds(history):
-    return [{k: v for k, v in record.items() if k != "seconds"} for record in history]
+    return without_timing(history)
 
 
 def test_a_finished_run_leaves_checkpoints_config_and_log(finished):
@@ -119,11 +120,31 @@ def test_without_validation_the_same_training_keeps_the_last_epoch(finished, tmp
     _, state, history = finished
     alone, plain = fit(TRAIN, None, CFG, tmp_path / "run")
     assert [r["train_loss"] for r in plain] == [r["train_loss"] for r in history]  # validation changes nothing
-    assert all(set(r) == {"epoch", "step", "train_loss", "train_accuracy", "seconds"} for r in plain)
+    assert all(set(r) == {"epoch", "step", "train_loss", "train_accuracy", "seconds",
+                                                        "compile_seconds"} for r in plain)
     chex.assert_trees_all_equal(alone.params, state.params)
     ckpts = RunCheckpoints(tmp_path / "run" / "checkpoints", read_only=True)
     assert ckpts.best_epoch() == ckpts.latest_epoch() == 3  # "best" is the last epoch: nothing to choose by
     ckpts.close()
+
+
+def test_seconds_to_accuracy_are_the_same_whichever_model_compiles_the_shared_programs(tmp_path):
+    """Two models of one program trained in either order: the first compiles, the second reuses;
+    with compilation apart, each takes about as long to its first validation in both places."""
+    cfg = dataclasses.replace(CFG, epochs=1)
+    configs, train = {"x": cfg, "y": dataclasses.replace(cfg, seeds=(2, 3))}, dataset(128, 0)
+    first, second, walls = {}, {}, {}
+    for order in ("xy", "yx"):
+        jax.clear_caches()  # each order starts cold
+        for name in order:
+            _, history = fit(train, VAL, configs[name], tmp_path / f"{order}-{name}")
+            (first if name == order[0] else second)[name] = max(seconds_to_accuracy(history, 0.0))
+            walls[(order, name)] = history[0]["seconds"]
+            assert (history[0]["compile_seconds"] > 0) == (name == order[0])
+    for name in "xy":
+        assert first[name] < 3 * second[name] and second[name] < 3 * first[name], (first, second)
+        # counted with its compilation, the first model's figure is at least ten times the second's
+        assert walls[("xy" if name == "x" else "yx", name)] > 10 * second[name]
 
 
 def test_an_epoch_is_chunks_of_one_length_probed_about_every_probe_every_steps():
