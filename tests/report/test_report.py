@@ -6,7 +6,9 @@ import dataclasses
 import io
 import json
 import logging
+import os
 import re
+import shutil
 import struct
 import types
 from pathlib import Path
@@ -454,6 +456,8 @@ def test_study_quick_end_to_end_report_matches_results(shared_data, tmp_path, mo
     again = study.run_study(shared_data, workdir, quick=True, cache_dir=cache)
     assert set(again.values()) == {"reused"}
     assert (workdir / "part1" / "results.json").stat().st_mtime_ns == stamp
+    if os.environ.get("JAXCNN_KEEP_QUICK_STUDY"):  # .ci/run's notebook step reuses this study
+        shutil.copytree(workdir, os.environ["JAXCNN_KEEP_QUICK_STUDY"], dirs_exist_ok=True)
 
 
 # --- progress bar and TensorBoard -------------------------------------------------------------
