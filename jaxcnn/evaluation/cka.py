@@ -44,25 +44,38 @@ def is_trunk_conv(module: nn.Module, method_name: str) -> bool:
     return method_name == "__call__" and isinstance(module, nn.Conv) and module.path[:1] == (TRUNK,)
 
 
+def in_call_order(tree: dict, prefix: str = "") -> list[tuple[str, jax.Array]]:
+    """Captured outputs ``{name: {..., "__call__": (x,)}}`` as ``(path, x)`` in the order they were
+    made (a dict keeps it; a pytree's keys would be sorted, putting ``stem`` last)."""
+    layers = []
+    for name, value in tree.items():
+        if name == "__call__":
+            layers.append((prefix.rstrip("/"), value[0]))
+        else:
+            layers += in_call_order(value, f"{prefix}{name}/")
+    return layers
+
+
 @functools.partial(jax.jit, static_argnums=0)
 def _trunk_grams(apply_fn, variables: dict, images):
-    """Each trunk convolution's Gram matrix X X^T of ``images`` (float32 [N, N]), by layer path."""
+    """Each trunk convolution's centred Gram matrix of ``images`` (float32 [N, N]), keyed
+    ``"<call index> <path>"`` so that a sorted pytree keeps the call order."""
     _, captured = apply_fn(variables, T.to_float(images), train=False, capture_intermediates=is_trunk_conv,
                            mutable=["intermediates"])
-    layers = jax.tree_util.tree_leaves_with_path(captured["intermediates"][TRUNK])
     grams = {}
-    for path, x in layers:
-        name = "/".join(str(k.key) for k in path if hasattr(k, "key") and k.key != "__call__")
+    for index, (name, x) in enumerate(in_call_order(captured["intermediates"][TRUNK])):
         x = x.reshape(x.shape[0], -1)
         x = x - x.mean(0, keepdims=True)
-        grams[name] = jnp.dot(x, x.T, precision=jax.lax.Precision.HIGHEST)
+        grams[f"{index:03d} {name}"] = jnp.dot(x, x.T, precision=jax.lax.Precision.HIGHEST)
     return grams
 
 
 def trunk_grams(apply_fn, variables: dict, images) -> dict[str, np.ndarray]:
     """The centred Gram matrix (float64 [N, N]) of each trunk convolution's output on ``images``
-    (uint8 [N, S, S]), by its path under the trunk (``conv0_0``), in inference mode."""
-    return {name: np.asarray(g, np.float64) for name, g in _trunk_grams(apply_fn, variables, jnp.asarray(images)).items()}
+    (uint8 [N, S, S]), by its path under the trunk (``conv0_0``) in the order the trunk runs them,
+    in inference mode."""
+    grams = _trunk_grams(apply_fn, variables, jnp.asarray(images))
+    return {key.split(" ", 1)[1]: np.asarray(grams[key], np.float64) for key in sorted(grams)}
 
 
 def with_trunk(variables: dict, source: dict) -> dict:

@@ -158,3 +158,29 @@ def plot_learning_curves(history: list[dict], path: Path) -> None:
         ax.grid(alpha=0.3)
         ax.legend()
     _save(fig, path, dpi=100)
+
+
+def plot_transfer_changes(changes: dict[str, dict], path: Path, labels: dict, source: str, scratch: str) -> None:
+    """Per trunk layer (``cka.transfer_changes`` of each model): left, the linear CKA of the model's
+    features with ``source``'s (solid) and ``scratch``'s (dashed); right, how far its weights moved
+    from ``source``'s. Means over seeds."""
+    fig = Figure(figsize=(11, 4))
+    similarity, distance = fig.subplots(1, 2)
+    for name, change in changes.items():
+        layers = change["layers"]
+        at = np.arange(len(layers))
+        line, = similarity.plot(at, [change["cka_source"][n]["mean"] for n in layers], marker="o", ms=3,
+                                label=f"{labels.get(name, name)} vs {source}")
+        if "cka_scratch" in change:
+            similarity.plot(at, [change["cka_scratch"][n]["mean"] for n in layers], marker="s", ms=3, ls="--",
+                            color=line.get_color(), label=f"{labels.get(name, name)} vs {scratch}")
+        distance.plot(at, [change["distance"][n]["mean"] for n in layers], marker="o", ms=3, color=line.get_color(),
+                      label=labels.get(name, name))
+    for ax, ylabel in ((similarity, "linear CKA"), (distance, f"||W - W_{source}|| / ||W_{source}||")):
+        ax.set_xticks(at, layers, rotation=45, ha="right", fontsize=7)
+        ax.set_xlabel("trunk layer")
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    similarity.set_ylim(0, 1.02)
+    _save(fig, path, dpi=110)

@@ -64,3 +64,11 @@ def figure_caption(path: Path) -> str:
     if path.stem.startswith("confusion_"):
         return f"Confusion matrix of {path.stem.removeprefix('confusion_')} (ensemble, rows normalised)."
     return path.stem.replace("_", " ").capitalize() + "."
+
+
+def drawn_figures(folder: Path, captions: dict[str, str], missing: dict[str, str]) -> list:
+    """The figures of ``captions`` drawn in ``folder`` (by ``write_plots`` from a part's results), in
+    order; one whose data the results lack (``missing``: file name -> what is lacking) is named as
+    missing, not left out."""
+    return [Text(f"Figure `{name}` ({caption.rstrip('.')}) is missing: {missing[name]}.") if name in missing
+            else Figure(Path(folder) / name, caption) for name, caption in captions.items()]

@@ -76,35 +76,41 @@ TITLE = "Part 1: characters from scratch"
 
 
 def sections(results: dict | None, part_dir: Path, cv: dict | None = None, ablation: dict | None = None,
-             figure_dir: Path | None = None) -> list[Section]:
-    """Part 1's report: the final model (with its learning curves drawn into ``figure_dir``), the
-    folds of the ``cv`` run and the ``ablation``'s table."""
+             figure_dir: Path | None = None, evaluations: dict[str, float] | None = None) -> list[Section]:
+    """Part 1's report, the answer first: the expected accuracy, the test score of each evaluation
+    (``evaluations``: data set name -> accuracy), the folds of the ``cv`` run (case pairs, errors
+    every member made), then how the final model trained (its learning curves drawn into
+    ``figure_dir``), every 10th epoch, and the ``ablation``'s table."""
     if results is None:
-        final = [Section(TITLE, [not_run("part1")])]
-    else:
-        train = results["config"]["train"]
-        overview = Text(
-            f"The final model learns from all {results['num_train']} training images ({len(results['writers'])} writers; "
-            f"none held out, so its last epoch is kept): {len(train['seeds'])} seeds {train['seeds']} trained side "
-            f"by side and ensembled; {train['epochs']} epochs of batch {train['batch_size']}, peak learning rate "
-            f"{train['learning_rate']}, model widths {train['model']['widths']} and hidden "
-            f"{train['model']['hidden']}; training took {seconds(results['train_seconds'])} s.")
-        figures = [*([learning_curve_figure(results["history"], figure_dir / "part1_learning_curves.png")]
-                     if figure_dir else []), *part_figures(part_dir, {})]
-        final = [Section(TITLE, [overview, expected_text(results["expected_new_writers"]), *figures]),
-                 Section("Part 1: per epoch", [history_table(results["history"])], 3)]
-    return [*final, folds_section(cv), ablation_section(ablation)]
+        return [Section(TITLE, [not_run("part1")]), folds_section(cv), ablation_section(ablation)]
+    train = results["config"]["train"]
+    scores = [Text("Test score: " + "; ".join(f"{rate(accuracy)} on `{name}`" for name, accuracy in evaluations.items())
+                   + " (the evaluations below).")] if evaluations else []
+    overview = Text(
+        f"The final model learns from all {results['num_train']} training images ({len(results['writers'])} writers; "
+        f"none held out, so its last epoch is kept): {len(train['seeds'])} seeds {train['seeds']} trained side "
+        f"by side and ensembled; {train['epochs']} epochs of batch {train['batch_size']}, peak learning rate "
+        f"{train['learning_rate']}, model widths {train['model']['widths']} and hidden "
+        f"{train['model']['hidden']}; training took {seconds(results['train_seconds'])} s.")
+    figures = [*([learning_curve_figure(results["history"], figure_dir / "part1_learning_curves.png")]
+                 if figure_dir else []), *part_figures(part_dir, {})]
+    return [Section(TITLE, [expected_text(results["expected_new_writers"]), *scores]), folds_section(cv),
+            Section("Part 1: the final model", [overview, *figures, history_table(results["history"])], 3),
+            ablation_section(ablation)]
 
 
-def history_table(history: list[dict]) -> Table:
-    """One row per epoch, per-seed figures averaged over the seeds (validation columns if validated)."""
+def history_table(history: list[dict], every: int = 10) -> Table:
+    """Every ``every``-th epoch and the last, per-seed figures averaged over the seeds (validation
+    columns if validated); the other epochs are in metrics.jsonl and TensorBoard."""
     keys = [k for k in ("train_loss", "train_accuracy", "val_loss", "val_accuracy") if k in history[0]]
     ensemble = "val_accuracy_ensemble" in history[0]
+    shown = [r for r in history if r["epoch"] % every == 0 or r is history[-1]]
     rows = [[str(r["epoch"]), *(rate(np.mean(r[k])) for k in keys),
-             *([rate(r["val_accuracy_ensemble"])] if ensemble else []), seconds(r["seconds"])] for r in history]
+             *([rate(r["val_accuracy_ensemble"])] if ensemble else []), seconds(r["seconds"])] for r in shown]
     return Table(["epoch", *(k.replace("_", " ") for k in keys),
                   *(["val accuracy (ensemble)"] if ensemble else []), "seconds"], rows,
-                 "Mean over seeds; train figures are running means over the augmented batches.")
+                 f"Every {every}th epoch and the last, mean over seeds; train figures are running means over the "
+                 "augmented batches; every epoch is in the run's metrics.jsonl and TensorBoard.")
 
 
 def learning_curve_figure(history: list[dict], path: Path) -> Figure:

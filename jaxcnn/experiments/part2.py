@@ -21,12 +21,13 @@ from jaxcnn.data.chars74k import DIGIT_CLASSES, load_chars74k, writer_split
 from jaxcnn.data.dataset import ArrayDataset
 from jaxcnn.document import Section, Table, Text
 from jaxcnn.errors import require
+from jaxcnn.evaluation.cka import transfer_changes
 from jaxcnn.evaluation.evaluate import evaluate_run, predict_probs, validation_table
-from jaxcnn.evaluation.plots import plot_confusion
-from jaxcnn.experiments.common import MNIST_TRAIN, balanced_subset, load_mnist_split, not_run, part_figures
+from jaxcnn.evaluation.plots import plot_confusion, plot_transfer_changes
+from jaxcnn.experiments.common import MNIST_TRAIN, balanced_subset, drawn_figures, load_mnist_split, not_run
 from jaxcnn.experiments.records import (
-    ensemble_confusion, model_record, models_table, paired_lines, paired_table, point_of_history, point_of_record,
-    point_paired_text, point_text, write_curves, write_size_curve,
+    ensemble_class_names, ensemble_confusion, model_record, models_table, paired_lines, paired_table,
+    point_of_history, point_of_record, point_paired_text, point_text, transfer_reading, write_curves, write_size_curve,
 )
 from jaxcnn.experiments.results import RESULTS_FILE, Stamped, write_results
 from jaxcnn.rundir import claim
@@ -59,7 +60,8 @@ class Part2Config:
     ``subset_epoch_images``: each subset is repeated to an epoch of this many images (0: as many as
     the MNIST training set, so every point gets the main runs' steps and schedule).
     ``subset_draw_seed`` picks every class-balanced subset. ``thresholds``: the test accuracies
-    whose epochs, steps and seconds to reach are reported.
+    whose epochs, steps and seconds to reach are reported. ``cka_images``: how many MNIST test images
+    (class-balanced) C's trunk features are compared on with A's and B's (``evaluation.cka``; 0: not).
     """
 
     SHARES_MODEL = ("digits", "mnist")  # their ``model`` is ``model``: ``override`` refuses to set it apart
@@ -79,11 +81,12 @@ class Part2Config:
     subset_draw_seed: int = 0
     thresholds: tuple[float, ...] = (0.98, 0.99, 0.995)
     variants: tuple[str, ...] = tuple(VARIANTS)
+    cka_images: int = 1000
 
     def __post_init__(self):
         object.__setattr__(self, "digits", dataclasses.replace(self.digits, model=self.model))
         object.__setattr__(self, "mnist", dataclasses.replace(self.mnist, model=self.model))
-        for name in ("mnist_train_size", "mnist_test_size", "subset_epoch_images"):
+        for name in ("mnist_train_size", "mnist_test_size", "subset_epoch_images", "cka_images"):
             require(self, name, getattr(self, name) >= 0, ">= 0 (0: all)")
         require(self, "subset_sizes", all(n >= 1 for n in self.subset_sizes), "a list of sizes >= 1")
         require(self, "subset_seeds", len(self.subset_seeds) > 0 and len(set(self.subset_seeds)) == len(
@@ -100,6 +103,7 @@ class Part2Results(Stamped):
     A: dict  # A's history, its validation report (None: A learnt every writer) and its writers
     models: dict[str, dict]  # B, C, C_frozen and the variants: records.model_record
     data_size: dict[str, dict[str, dict]]  # B and C -> training images -> records.accuracy_point
+    representations: dict[str, dict]  # C -> cka.transfer_changes (absent in results written before it)
 
 
 def get_config(quick: bool = False) -> Part2Config:
@@ -111,7 +115,7 @@ def get_config(quick: bool = False) -> Part2Config:
         cfg, model=ModelConfig(widths=(8, 16, 32), hidden=32),
         digits=dataclasses.replace(cfg.digits, seeds=(0,), epochs=2),
         mnist=dataclasses.replace(cfg.mnist, seeds=(0, 1), epochs=2, probe_every=5),
-        mnist_train_size=2000, mnist_test_size=1000, subset_sizes=(100, 500), subset_seeds=(0, 1))
+        mnist_train_size=2000, mnist_test_size=1000, subset_sizes=(100, 500), subset_seeds=(0, 1), cka_images=500)
 
 
 # --- data -------------------------------------------------------------------------------------
@@ -171,10 +175,11 @@ def run(cfg: Part2Config, data_root: Path, workdir: Path, *, resume=False, overw
     frozen = dataclasses.replace(cfg.mnist, freeze_trunk=True)
     runs = {"B": (cfg.mnist, {}), "C": (cfg.mnist, grafted), "C_frozen": (frozen, grafted),
             **{name: (dataclasses.replace(cfg.mnist, **VARIANTS[name][1]), grafted) for name in cfg.variants}}
-    models = {}
+    models, states = {}, {}
     for name, (train_cfg, start) in runs.items():
         logger.info("part 2: model %s", LABELS[name])
         state, history = fit(train, test, train_cfg, workdir / name, **start, **flags)
+        states[name] = state
         transfer = transfer_record(trunk_source, variables, state, cfg.keep_fresh) if start else None
         predictions = predict_probs(state, test.inputs(), train_cfg.eval_batch_size)
         models[name] = model_record(history, predictions, test, cfg.thresholds, transfer=transfer)
@@ -194,22 +199,39 @@ def run(cfg: Part2Config, data_root: Path, workdir: Path, *, resume=False, overw
         config=to_dict(cfg), data={"digits_train": len(digits_train), "digits_val": num_val, "mnist_train": len(train),
                                    "mnist_test": len(test)},
         A={"history": a_history, "validation": a_report, "writers": sorted(int(w) for w in np.unique(digits_train.groups))},
-        models=models, data_size=data_size)
-    write_plots(results, test.class_names, workdir)
+        models=models, data_size=data_size, representations=representations(cfg, states, variables, test))
+    write_plots(results, workdir)
     return write_results(workdir / RESULTS_FILE, results)
 
 
 # --- figures ----------------------------------------------------------------------------------
 
 
-def write_plots(results: dict, class_names, workdir: Path) -> None:
-    """The curves of ``records.write_curves``, data_size_curve.png, confusion_B.png and confusion_C.png."""
+def representations(cfg: Part2Config, states: dict, variables: dict, test: ArrayDataset) -> dict:
+    """What fine-tuning changed inside C's trunk: ``cka.transfer_changes`` against A's trunk and B,
+    on ``cfg.cka_images`` class-balanced MNIST test images (empty when 0)."""
+    if not cfg.cka_images:
+        return {}
+    images = test.subset(balanced_subset(test.labels, min(cfg.cka_images, len(test)), cfg.subset_draw_seed)).images
+    return {"C": transfer_changes(states["C"], variables, states["B"], images)}
+
+
+def write_plots(results: dict, folder: Path) -> dict[str, str]:
+    """Draws every figure of ``FIGURE_CAPTIONS`` that ``results`` hold the data of into ``folder``
+    (the curves of ``records.write_curves``, the data-size curve, B's and C's confusions, what
+    transfer changed in C's trunk); returns the others, file name -> what the results lack."""
+    folder.mkdir(parents=True, exist_ok=True)
     models = results["models"]
-    write_curves(models, workdir, "MNIST test", LABELS)
-    write_size_curve(results["data_size"], workdir / "data_size_curve.png", LABELS)
+    missing = write_curves(models, folder, "MNIST test", LABELS)
+    write_size_curve(results["data_size"], folder / "data_size_curve.png", LABELS)
     for name in CURVE_MODELS:
-        plot_confusion(ensemble_confusion(models[name]), class_names, workdir / f"confusion_{name}.png",
-                       f"part 2: {LABELS[name]}, MNIST test (ensemble, last epoch)")
+        plot_confusion(ensemble_confusion(models[name]), ensemble_class_names(models[name]),
+                       folder / f"confusion_{name}.png", f"part 2: {LABELS[name]}, MNIST test (ensemble, last epoch)")
+    if results.get("representations"):
+        plot_transfer_changes(results["representations"], folder / "transfer_changes.png", LABELS, "A", "B")
+    else:
+        missing["transfer_changes.png"] = "this run did not record its trunk features (`representations`)"
+    return missing
 
 
 # --- the report -------------------------------------------------------------------------------
@@ -223,11 +245,14 @@ FIGURE_CAPTIONS = {
     "data_size_curve.png": "Final MNIST test accuracy against training-set size (mean ± 95% CI over seeds).",
     "confusion_B.png": "Confusion matrix of B (scratch) on the MNIST test set (ensemble, rows normalised).",
     "confusion_C.png": "Confusion matrix of C (A's trunk, fine-tuned) on the MNIST test set (ensemble, rows normalised).",
+    "transfer_changes.png": "Per trunk layer: linear CKA of C's features with A's and with B's (same seed), and "
+                            "C's relative weight distance from A (mean of seeds).",
 }
 
 
-def sections(results: dict | None, part_dir: Path) -> list[Section]:
-    """Part 2's report: the models side by side, each against B, the data-size curve, A, the figures."""
+def sections(results: dict | None, part_dir: Path, figure_dir: Path | None = None) -> list[Section]:
+    """Part 2's report: the models side by side, each against B, what transfer changed inside C, the
+    data-size curve, A, and the figures, drawn from ``results`` into ``figure_dir`` (default ``part_dir``)."""
     if results is None:
         return [Section(TITLE, [not_run("part2")])]
     data, models, thresholds = results["data"], results["models"], results["config"]["thresholds"]
@@ -245,7 +270,12 @@ def sections(results: dict | None, part_dir: Path) -> list[Section]:
                   [[size, *(point_text(points[size]) if size in points else "n/a"
                             for points in results["data_size"].values())] for size in sizes],
                   "Final MNIST test accuracy by training-set size, mean ± 95% CI over seeds.")
-    return [Section(TITLE, [overview, table, *against_b, *part_figures(part_dir, FIGURE_CAPTIONS)]),
+    figure_dir = Path(figure_dir or part_dir)
+    missing = write_plots(results, figure_dir)
+    inside = [Text(transfer_reading(name, change, "A", "B"))
+              for name, change in results.get("representations", {}).items()]
+    figures = drawn_figures(figure_dir, FIGURE_CAPTIONS, missing)
+    return [Section(TITLE, [overview, table, *against_b, *inside, *figures]),
             Section("Part 2: data size", [curve], 3),
             *([Section("Part 2: A, the digits model",
                        [validation_table(a, a.get("seeds", []), "validation writers' digits")], 3)] if a else [])]

@@ -38,19 +38,20 @@ from jaxcnn.data.mnist import CLASS_NAMES as DIGITS, load_mnist
 from jaxcnn.data.noise import make_noisy_mnist, parse_corruption
 from jaxcnn.document import Section, Text
 from jaxcnn.errors import CheckpointError, DataError
+from jaxcnn.evaluation.cka import transfer_changes
 from jaxcnn.evaluation.evaluate import predict_probs
-from jaxcnn.evaluation.plots import plot_confusion, plot_folder_samples
-from jaxcnn.experiments.common import balanced_subset, load_mnist_split, not_run, part_figures
+from jaxcnn.experiments.common import balanced_subset, load_mnist_split, not_run
 from jaxcnn.experiments.part3_config import (
     COMPLEMENTARY_T, K, MADE_DIR, METHODS, PART1_DATA, PART1_PREPROCESS, REPLICA, TASK_SET, TRUNK, Method, Part3Config,
     Reading, fits, get_config, labels_for, method_of, teacher_of, train_config,
 )
 from jaxcnn.experiments.part3_diagnosis import (
-    audit_table, diagnose_views, diagnosis_findings, examine, folder_model_readings, plot_views, reading_rows,
+    audit_table, diagnose_views, diagnosis_findings, examine, folder_model_readings, reading_rows,
     score_estimate, views_table,
 )
+from jaxcnn.experiments.part3_figures import figures, write_figures, write_samples
 from jaxcnn.experiments.records import (
-    best_of, ensemble_confusion, final_accuracy_text, model_record, models_table, paired_table, write_curves,
+    best_of, final_accuracy_text, model_record, models_table, paired_table, transfer_reading,
 )
 from jaxcnn.experiments.results import RESULTS_FILE, Stamped, write_results
 from jaxcnn.processes import on_primary
@@ -193,6 +194,7 @@ class Part3Results(Stamped):
     models: dict[str, dict]  # records.model_record, with its method, start, labels and readings
     skipped: dict[str, str]  # model -> why it was not trained
     truth_check: dict | None  # part3_diagnosis.score_estimate, read after training (None: no truth file)
+    representations: dict[str, dict]  # trunk model -> cka.transfer_changes (absent in results written before it)
 
 
 # --- the plan ---------------------------------------------------------------------------------
@@ -260,7 +262,7 @@ def run(cfg: Part3Config, data_root: Path, workdir: Path, *, part1_run: Path | N
         logger.warning("part 3: skipping %s: %s", name, why)
     labelled = {name: with_labels(noisy, labels_for(step.method, noisy.labels, reading, oracle_probs.argmax(1)))
                 for name, step in plan.items() if step.teacher is None}
-    models = train_models(cfg, plan, labelled, noisy, test, part1_trunk, reading, workdir, flags, skipped)
+    models, states = train_models(cfg, plan, labelled, noisy, test, part1_trunk, reading, workdir, flags, skipped)
     results = Part3Results(
         config=to_dict(cfg),
         data={"source": str(source), "origin": origin,
@@ -272,18 +274,18 @@ def run(cfg: Part3Config, data_root: Path, workdir: Path, *, part1_run: Path | N
         oracle={"source": oracle_source, "test_accuracy": float(np.mean(oracle_test_probs.argmax(1) == test.labels))},
         diagnosis=diagnosis,
         models={name: models[name] for name in ("scratch", "pretrained", *cfg.models) if name in models},
-        skipped=skipped, truth_check=None)
-    write_figures(results, noisy, oracle_probs, workdir, cfg.samples_per_folder)
+        skipped=skipped, truth_check=None, representations=representations(cfg, states, part1_trunk[0], test))
+    write_samples(noisy, oracle_probs, workdir, cfg.samples_per_folder)
+    write_figures(results, workdir)
     results["truth_check"] = score_estimate(source, diagnosis)
     return write_results(workdir / RESULTS_FILE, results)
 
 
 def train_models(cfg: Part3Config, plan: dict[str, Step], labelled: dict, noisy: ArrayDataset, test: ArrayDataset,
                  part1_trunk: tuple[dict, dict], reading: Reading, workdir: Path, flags: dict, skipped: dict) -> dict:
-    """Trains the plan in order and records each model; a self-trained model whose teacher is
-    confident about too few images joins ``skipped``."""
+    """Trains the plan in order and records each model: ``(records, final states)``; a self-trained
+    model whose teacher is confident about too few images joins ``skipped``."""
     variables, source = part1_trunk
-    teachers = {step.teacher for step in plan.values() if step.teacher}
     models, states = {}, {}
     for name, step in plan.items():
         logger.info("part 3: model %s: %s", name, step.method.label)
@@ -299,10 +301,24 @@ def train_models(cfg: Part3Config, plan: dict[str, Step], labelled: dict, noisy:
         init = graft_init(variables, cfg.keep_fresh) if step.from_trunk else None
         state, history = fit(train, test, step.train, workdir / name, init=init,
                              meta={"transfer": source} if init else {}, **flags)
-        if name in teachers:
-            states[name] = state
+        states[name] = state
         models[name] = record_model(cfg, name, step, state, history, train, test, part1_trunk, reading, len(noisy))
-    return models
+    return models, states
+
+
+def trunk_pairs(models) -> dict[str, str]:
+    """Each model from the part-1 trunk and its partner from scratch (same method), where both are in ``models``."""
+    pairs = {"pretrained": "scratch", **{name: name.removesuffix(TRUNK) for name in models if name.endswith(TRUNK)}}
+    return {a: b for a, b in pairs.items() if a in models and b in models}
+
+
+def representations(cfg: Part3Config, states: dict, trunk: dict, test: ArrayDataset) -> dict:
+    """What training changed inside each trunk model: ``cka.transfer_changes`` against the part-1
+    trunk and its scratch partner, on ``cfg.cka_images`` class-balanced clean MNIST test images."""
+    if not cfg.cka_images:
+        return {}
+    images = test.subset(balanced_subset(test.labels, min(cfg.cka_images, len(test)), cfg.draw_seed)).images
+    return {a: transfer_changes(states[a], trunk, states[b], images) for a, b in trunk_pairs(states).items()}
 
 
 def record_model(cfg: Part3Config, name: str, step: Step, state, history: list[dict], train: ArrayDataset,
@@ -324,45 +340,16 @@ def record_model(cfg: Part3Config, name: str, step: Step, state, history: list[d
     return record
 
 
-# --- figures ----------------------------------------------------------------------------------
-
-
-def write_figures(results: dict, noisy: ArrayDataset, oracle_probs, workdir: Path, per_folder: int) -> None:
-    """``plot_views``'s transition_estimate.png and transition_free.png, audit_samples.png
-    (images per folder, no label), folder_samples.png (the same, titled with the oracle's digit),
-    learning_curves.png, step_curves.png, test_loss_curves.png, test_ece_curves.png and confusion_<model>.png."""
-    plot_views(results["diagnosis"], workdir)
-    plot_folder_samples(noisy, None, workdir / "audit_samples.png", per_folder,
-                        suptitle="images per folder, as they are")
-    plot_folder_samples(noisy, [f"oracle {d}" for d in oracle_probs.argmax(1)], workdir / "folder_samples.png",
-                        per_folder, suptitle="images per folder; title: the clean oracle's digit")
-    models = results["models"]
-    labels = {name: f"{name}{' (clean labels)' if m['uses_clean_labels'] else ''}" for name, m in models.items()}
-    write_curves(models, workdir, "clean MNIST test", labels)
-    for name, result in models.items():
-        plot_confusion(ensemble_confusion(result), DIGITS, workdir / f"confusion_{name}.png",
-                       f"part 3, {name}: clean MNIST test (ensemble)")
-
-
 # --- the report -------------------------------------------------------------------------------
 
 TITLE = "Part 3: label-corrupted MNIST"
 ORIGINS = {"task": "the task's own set", "replica": "a replica made here", "given": "a set given with --data"}
-FIGURE_CAPTIONS = {
-    "audit_samples.png": "Images of each folder, as they are.",
-    "transition_estimate.png": "The oracle view: P(folder | digit), rows the clean oracle's digit, columns the folder.",
-    "transition_free.png": "The oracle-free view: P(folder | anchor), rows the held-out folder model's anchor.",
-    "folder_samples.png": "Images of each folder, titled with the clean oracle's digit.",
-    "learning_curves.png": "Clean MNIST test accuracy per epoch (mean of seeds, min-max band).",
-    "step_curves.png": "Clean MNIST test accuracy against optimiser steps, first-epoch probes included (log scale).",
-    "test_loss_curves.png": "Clean MNIST test loss per epoch (mean of seeds, min-max band).",
-    "test_ece_curves.png": "Clean MNIST test calibration error (ECE, 15 bins) per epoch (mean of seeds, min-max band).",
-}
 
 
-def sections(results: dict | None, part_dir: Path) -> list[Section]:
+def sections(results: dict | None, part_dir: Path, figure_dir: Path | None = None) -> list[Section]:
     """Part 3's report: the set, its audit, the three views of its labels, the models on clean
-    MNIST test, each trunk model against its random start, and the figures."""
+    MNIST test, each trunk model against its random start and what training changed inside it, and
+    the figures, drawn from ``results`` into ``figure_dir`` (default ``part_dir``)."""
     if results is None:
         return [Section(TITLE, [not_run("part3")])]
     data, models, thresholds = results["data"], results["models"], results["config"]["thresholds"]
@@ -372,18 +359,30 @@ def sections(results: dict | None, part_dir: Path) -> list[Section]:
                     f"scored on the clean MNIST test set ({data['mnist_test']} images) at its last epoch, and none "
                     "is selected on it.")
     uses_clean = ["uses clean labels", *("yes" if m["uses_clean_labels"] else "no" for m in models.values())]
-    table = models_table(models, thresholds, "Clean MNIST test set, mean ± 95% CI over seeds (Student t), last epoch.",
-                         [uses_clean])
+    table = models_table(models, thresholds, "Clean MNIST test set, mean ± 95% CI over seeds (Student t), last epoch; "
+                         "train - test accuracy only for models whose training labels are taken as the digits.",
+                         [uses_clean], gap_models=labels_as_truth(models, results["diagnosis"]["kind"]))
     table.rows += reading_rows(models)
     skipped = [Text(f"Not trained: {', '.join(f'`{n}` ({why})' for n, why in results['skipped'].items())}.")] \
         if results.get("skipped") else []
-    trunk_pairs = {"pretrained": "scratch", **{name: name.removesuffix(TRUNK) for name in models if name.endswith(TRUNK)}}
-    against_scratch = paired_table(models, thresholds, trunk_pairs,
+    against_scratch = paired_table(models, thresholds, trunk_pairs(models),
                                    "The part-1 trunk against a random start, method by method")
     oracle = results["oracle"]
     views = views_table(results["diagnosis"], oracle["source"], oracle["test_accuracy"], results.get("truth_check"))
-    return [Section(TITLE, [overview, audit_table(results["audit"]), views, table, *against_scratch,
-                            *skipped, *part_figures(part_dir, FIGURE_CAPTIONS)])]
+    pairs = trunk_pairs(models)
+    inside = [Text(transfer_reading(name, change, "the part-1 trunk", pairs.get(name, "scratch")))
+              for name, change in results.get("representations", {}).items()]
+    return [Section(TITLE, [overview, audit_table(results["audit"]), views, table, *against_scratch, *inside,
+                            *skipped, *figures(results, part_dir, Path(figure_dir or part_dir))])]
+
+
+def labels_as_truth(models: dict, kind: str) -> list[str]:
+    """The models whose training labels are meant as the digits, so that their train accuracy and
+    the clean test accuracy compare: cross-entropy on corrected, oracle or pseudo labels, and on the
+    folder labels only where the diagnosis reads them clean."""
+    by_label = {m.label: m for m in METHODS.values()}
+    return [name for name, record in models.items() if (method := by_label.get(record.get("method"))) is not None
+            and method.loss == "cross_entropy" and (method.labels != "folder" or kind == "clean")]
 
 
 def headline(results: dict | None) -> str:

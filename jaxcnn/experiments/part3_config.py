@@ -131,6 +131,8 @@ class Part3Config:
     the student trains ``self_train_epochs`` (0: ``train.epochs``), from its own start.
     ``model`` replaces the model of every training config (``SHARES_MODEL``); ``keep_fresh``:
     the layers a model from the part-1 trunk does not take from it (``fullmatch`` patterns).
+    ``cka_images``: how many clean MNIST test images (class-balanced) each trunk model's features are
+    compared on with the part-1 trunk's and its scratch partner's (``evaluation.cka``; 0: not).
     """
 
     SHARES_MODEL = ("train", "reference", "free_train", "part1_fallback")  # their ``model`` is ``model`` (see ``override``)
@@ -161,6 +163,7 @@ class Part3Config:
     self_train_epochs: int = 0
     thresholds: tuple[float, ...] = (0.98, 0.99, 0.995)
     samples_per_folder: int = 8
+    cka_images: int = 1000
 
     def __post_init__(self):
         for field in self.SHARES_MODEL:
@@ -188,7 +191,7 @@ def get_config(quick: bool = False) -> Part3Config:
         reference=dataclasses.replace(cfg.reference, epochs=2, batch_size=32, warmup_epochs=0,
                                       augment=AugmentConfig(0.0, 0.0, 0.0, 0.0)),
         free_train=dataclasses.replace(cfg.free_train, epochs=8, batch_size=32, warmup_epochs=0),
-        noisy_size=3000, test_size=1000, reference_size=3000, free_size=3000, use_oracle_run=False,
+        noisy_size=3000, test_size=1000, reference_size=3000, free_size=3000, use_oracle_run=False, cka_images=500,
         train_part1_if_missing=True, min_confidence=0.5,
         models=("comp_forward", "comp_forward_trunk", "comp_nn", "self_train", "relabel", "forward",
                 "oracle_relabel"))

@@ -332,9 +332,11 @@ def view_title(d: dict, what: str) -> str:
 
 
 def plot_views(diagnosis: dict, workdir: Path) -> None:
-    """transition_estimate.png (the oracle view's T) and transition_free.png (the oracle-free view's)."""
+    """transition_estimate.png (the oracle view's T) and transition_free.png (the oracle-free view's),
+    each where its view estimated a T."""
     oracle, free = diagnosis["oracle"], diagnosis["oracle_free"]
-    plot_transition(oracle["transition"], workdir / "transition_estimate.png", view_title(oracle, "oracle view"))
+    if oracle.get("transition") is not None:
+        plot_transition(oracle["transition"], workdir / "transition_estimate.png", view_title(oracle, "oracle view"))
     if free.get("transition") is not None:
         plot_transition(free["transition"], workdir / "transition_free.png", view_title(free, "oracle-free view"),
                         ylabel=f"the folder model's {free['anchor']} folder (held out)")

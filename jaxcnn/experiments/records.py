@@ -84,6 +84,18 @@ def ensemble_confusion(record: dict) -> list[list[int]]:
     return record["ensemble"]["confusion"]
 
 
+def confusion_class_names(report: dict) -> list[str]:
+    """The classes of a ``classification_report``'s confusion matrix, in its order (their indices
+    where a class of no example left the report's per-class figures short)."""
+    names, size = list(report["per_class_accuracy"]), len(report["confusion"])
+    return names if len(names) == size else [str(i) for i in range(size)]
+
+
+def ensemble_class_names(record: dict) -> list[str]:
+    """The classes of a model's test confusion matrix (``confusion_class_names``)."""
+    return confusion_class_names(record["ensemble"])
+
+
 def final_accuracy_text(record: dict) -> str:
     return stat_text(record["final_test_accuracy"])
 
@@ -94,14 +106,21 @@ def best_of(models: dict) -> tuple[str, dict] | None:
     return max(scored, key=lambda item: item[1]["final_test_accuracy"]["mean"], default=None)
 
 
-def write_curves(models: dict, workdir: Path, test_set: str, labels: dict) -> None:
+def write_curves(models: dict, workdir: Path, test_set: str, labels: dict) -> dict[str, str]:
     """The models' curves on ``test_set`` (e.g. "MNIST test"): learning_curves.png (accuracy per
-    epoch), step_curves.png (against steps), test_loss_curves.png and test_ece_curves.png."""
+    epoch), step_curves.png (against steps), test_loss_curves.png and test_ece_curves.png; returns
+    those no history holds the data of (written before it was recorded), file name -> the field."""
     histories = {name: m["history"] for name, m in models.items()}
-    plot_curves(histories, "val_accuracy", f"{test_set} accuracy", workdir / "learning_curves.png", labels)
     plot_step_curves(histories, workdir / "step_curves.png", f"{test_set} accuracy", labels)
-    plot_curves(histories, "val_loss", f"{test_set} loss (NLL)", workdir / "test_loss_curves.png", labels)
-    plot_curves(histories, "val_ece", f"{test_set} calibration error (ECE)", workdir / "test_ece_curves.png", labels)
+    missing = {}
+    for name, key, ylabel in (("learning_curves.png", "val_accuracy", "accuracy"),
+                              ("test_loss_curves.png", "val_loss", "loss (NLL)"),
+                              ("test_ece_curves.png", "val_ece", "calibration error (ECE)")):
+        if any(all(key in r for r in history) for history in histories.values()):
+            plot_curves(histories, key, f"{test_set} {ylabel}", workdir / name, labels)
+        else:
+            missing[name] = f"the histories hold no `{key}` (written before it was recorded)"
+    return missing
 
 
 def write_size_curve(data_size: dict, path: Path, labels: dict) -> None:
@@ -151,7 +170,8 @@ def models_table(models: dict, thresholds, caption: str, extra_rows=(), gap_mode
     formats = {"epochs": ("epochs", SECONDS), "steps": ("steps", "{:.0f}"), "seconds": ("train seconds", SECONDS)}
     gaps = set(models if gap_models is None else gap_models)
     rows = [MODEL_ROWS[0],
-            *((f"{label} to {key}%", f"{what}_to_{key}", fmt) for key in keys for what, (label, fmt) in formats.items()),
+            *((f"{label} to {key}%", f"{what}_to_{key}", fmt)
+              for key in keys for what, (label, fmt) in formats.items()),
             *(row for row in MODEL_ROWS[1:] if row[1] != "train_test_gap" or gaps & set(models))]
     cell = lambda name, m, key, fmt: (seconds_text(m, key) if key.startswith("seconds_to_") else "-"
                                       if key == "train_test_gap" and name not in gaps else stat_text(m[key], fmt))
@@ -233,3 +253,36 @@ def seconds_lines(a: dict, b: dict, name_a: str, name_b: str) -> list[str]:
     return [f"{to}, compilation apart: {name_a} {stat_text(a[key], SECONDS)} vs {name_b} {stat_text(b[key], SECONDS)}, "
             f"{name_a} - {name_b} {paired_text(a[key], b[key], SECONDS, True)} (compile seconds {name_a} "
             f"{seconds(a['compile_seconds'])}, {name_b} {seconds(b['compile_seconds'])})"]
+
+
+# --- what transfer changed inside the trunk (evaluation.cka) ----------------------------------
+
+KEPT_CKA = 0.8  # a layer whose features stay this close to the source's is read as kept
+
+
+def kept_layers(change: dict) -> list[bool]:
+    """Per layer of ``cka.transfer_changes``: does the model keep the source's features there (its
+    CKA with the source at least ``KEPT_CKA``, and above its CKA with the scratch model)?"""
+    return [change["cka_source"][n]["mean"] >= KEPT_CKA and change["cka_source"][n]["mean"] >= change.get(
+        "cka_scratch", {}).get(n, {"mean": 0.0})["mean"] for n in change["layers"]]
+
+
+def transfer_reading(name: str, change: dict, source: str, scratch: str) -> str:
+    """One sentence: does fine-tuning keep the source's features or rebuild them, layer by layer."""
+    layers, kept = change["layers"], kept_layers(change)
+    cka = [change["cka_source"][n]["mean"] for n in layers]
+    moved = [change["distance"][n]["mean"] for n in layers]
+    against = (f", against {min(change['cka_scratch'][n]['mean'] for n in layers):.2f}-"
+               f"{max(change['cka_scratch'][n]['mean'] for n in layers):.2f} with {scratch}'s"
+               if "cka_scratch" in change else "")
+    if all(kept):
+        verdict = f"keeps {source}'s features in every trunk layer"
+    elif not kept[0]:
+        verdict = f"rebuilds {source}'s features from the first layer on"
+    else:
+        first = kept.index(False)
+        verdict = f"keeps {source}'s features up to `{layers[first - 1]}` and rebuilds them from `{layers[first]}`"
+    return (f"{name} {verdict}: linear CKA with {source}'s features {min(cka):.2f}-{max(cka):.2f} per layer{against} "
+            f"(mean of seeds, {change['images']} MNIST test images); its weights moved {min(moved):.2f}-"
+            f"{max(moved):.2f} of their norm from {source}'s.")
+

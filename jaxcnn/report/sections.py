@@ -6,14 +6,17 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 from jaxcnn.document import Bullets, Figure, Section, Table, Text
 from jaxcnn.errors import JaxcnnError
 from jaxcnn.evaluation.evaluate import confused_table, evaluation_files, validation_table, weakest_classes_table
 from jaxcnn.experiments import PARTS, STUDY_RUNS, part1, part2, part3
+from jaxcnn.evaluation.plots import plot_confusion
+from jaxcnn.experiments.records import confusion_class_names
 from jaxcnn.experiments.results import ABLATION_FILE, environment, read_results, results_of
-from jaxcnn.report.glance import glance_section
+from jaxcnn.report.glance import glance_section, part1_evaluations
 
 
 DOCS_DIR = Path(__file__).resolve().parents[2] / "docs"
@@ -28,8 +31,17 @@ def task_section() -> Section:
     ])
 
 
+def doc_reference(doc: Path, out_dir: Path) -> str:
+    """A design document named by its path in the repository (`docs/part1.md`), linked only where
+    the report is written inside the repository too, so that the relative link moves with both."""
+    repo, name = doc.parent.parent.resolve(), f"{doc.parent.name}/{doc.name}"
+    if not Path(out_dir).resolve().is_relative_to(repo):
+        return f"`{name}`"
+    return f"[`{name}`]({Path(os.path.relpath(doc.resolve(), Path(out_dir).resolve())).as_posix()})"
+
+
 def design_section(docs_dir: Path, out_dir: Path) -> Section:
-    """Links each part's design document and lists what it covers."""
+    """Names each part's design document and lists what it covers."""
     blocks = []
     for part in PARTS:
         doc = docs_dir / f"{part}.md"
@@ -39,12 +51,14 @@ def design_section(docs_dir: Path, out_dir: Path) -> Section:
         lines = doc.read_text().splitlines()
         title = next((line.lstrip("# ") for line in lines if line.startswith("# ")), part)
         headings = [line[3:] for line in lines if line.startswith("## ") and not is_bibliography(line[3:])]
-        blocks.append(Text(f"[{title}]({os.path.relpath(doc, out_dir)}) covers:"))
+        blocks.append(Text(f"{title} ({doc_reference(doc, out_dir)}) covers:"))
         blocks.append(Bullets(headings))
     return Section("Design choices", blocks)
 
 
-def evaluation_sections(workdir: Path) -> list[Section]:
+def evaluation_sections(workdir: Path, figure_dir: Path) -> list[Section]:
+    """One section per ``evaluate`` report under ``workdir``, its confusion matrix redrawn from it
+    into ``figure_dir``."""
     title = "Hidden-test evaluation"
     files = evaluation_files(workdir)
     if not files:
@@ -54,15 +68,23 @@ def evaluation_sections(workdir: Path) -> list[Section]:
                                      "each of a saved run's ensemble.")])]
     for path in files:
         report = json.loads(path.read_text())
-        name = path.stem.removeprefix("eval_")
-        blocks = [Text(f"`{path.relative_to(workdir)}`: the run in `{path.parent.relative_to(workdir)}` "
-                       f"scored on `{name}`."),
+        name, where = path.stem.removeprefix("eval_"), path.relative_to(workdir)
+        blocks = [Text(f"`{where}`: the run in `{path.parent.relative_to(workdir)}` scored on `{name}`."),
                   validation_table(report, report.get("seeds", []), f"data set `{name}`"),
-                  weakest_classes_table(report), confused_table(report)]
-        if path.with_suffix(".png").is_file():
-            blocks.append(Figure(path.with_suffix(".png"), f"Confusion matrix on `{name}` (rows normalised)."))
+                  weakest_classes_table(report), confused_table(report), confusion_figure(report, where, figure_dir)]
         sections.append(Section(f"{path.parent.relative_to(workdir).as_posix()} on {name}", blocks, 3))
     return sections
+
+
+def confusion_figure(report: dict, where: Path, figure_dir: Path):
+    """An evaluation's confusion matrix drawn from its report, or a line that names it missing."""
+    caption = f"Confusion matrix on `{where.stem.removeprefix('eval_')}` (rows normalised)."
+    if "confusion" not in report:
+        return Text(f"Figure of `{where}`'s confusion matrix is missing: the report holds no `confusion`.")
+    path = figure_dir / where.with_suffix(".png")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    plot_confusion(report["confusion"], confusion_class_names(report), path, f"{where.parent.as_posix()}")
+    return Figure(path, caption)
 
 
 def environment_section(results: list[dict]) -> Section:
@@ -82,19 +104,59 @@ def is_bibliography(heading: str) -> bool:
     return heading.strip().lower() in ("bibliography", "references")
 
 
+BIBLIOGRAPHY = "bibliography.md"  # in docs/: one entry per work, ``- [Key] Authors (year). Title. Venue.``
+
+
 def bibliography(docs_dir: Path) -> list[str]:
-    """The entries of every design document's Bibliography (or References) section, merged and sorted."""
+    """The entries of ``docs/bibliography.md``, each a line ``- [Key] ...`` (an entry may continue on
+    indented lines), in its order; a key given twice is an error."""
     entries = []
-    for doc in sorted(docs_dir.glob("*.md")):
-        inside = False
-        for line in doc.read_text().splitlines():
-            if line.startswith("## "):
-                inside = is_bibliography(line[3:])
-            elif inside and line.startswith("- "):
-                entries.append(line[2:].strip())
-            elif inside and entries and line.startswith("  ") and line.strip():  # an entry's next line
-                entries[-1] += " " + line.strip()
-    return sorted(set(entries), key=str.casefold)
+    for line in (docs_dir / BIBLIOGRAPHY).read_text().splitlines():
+        if line.startswith("- "):
+            entries.append(line[2:].strip())
+        elif entries and line.startswith("  ") and line.strip():
+            entries[-1] += " " + line.strip()
+    keys = [entry.partition("]")[0] for entry in entries]
+    twice = sorted({key for key in keys if keys.count(key) > 1})
+    if twice:
+        raise JaxcnnError(f"{docs_dir / BIBLIOGRAPHY}: the keys {', '.join(k + ']' for k in twice)} are given twice")
+    return entries
+
+
+def bibliography_section(docs_dir: Path) -> Section:
+    if not (docs_dir / BIBLIOGRAPHY).is_file():
+        return Section("Bibliography", [Text(f"The design documents (`docs/{BIBLIOGRAPHY}`) are not installed here.")])
+    return Section("Bibliography", [Bullets(bibliography(docs_dir))])
+
+
+MACHINE_PATH = re.compile(r"(?<![\w.~+=:/-])/[\w.+@-]+(?:/[\w.+@-]*)+")  # /x/y...: not a URL, not base64
+
+
+def without_machine_paths(section: Section, workdir: Path) -> Section:
+    """``section`` with every absolute path in its text made portable: under ``workdir`` as
+    ``WORKDIR/...``, elsewhere as ``.../<name>`` (the machine's folders mean nothing to a reader)."""
+    root = Path(workdir).resolve()
+
+    def portable(match) -> str:
+        path = Path(match.group(0))
+        if path.is_relative_to(root):
+            return (Path("WORKDIR") / path.relative_to(root)).as_posix()
+        return f".../{path.name}"
+
+    scrub = lambda text: MACHINE_PATH.sub(portable, text)
+    blocks = []
+    for block in section.blocks:
+        if isinstance(block, Text):
+            block = Text(scrub(block.text))
+        elif isinstance(block, Bullets):
+            block = Bullets([scrub(item) for item in block.items])
+        elif isinstance(block, Table):
+            block = Table([scrub(h) for h in block.header], [[scrub(c) for c in row] for row in block.rows],
+                          scrub(block.caption))
+        elif isinstance(block, Figure):
+            block = Figure(block.path, scrub(block.caption))
+        blocks.append(block)
+    return Section(section.title, blocks, section.level)
 
 
 def readable(where: Path, read, *args):
@@ -107,16 +169,18 @@ def readable(where: Path, read, *args):
 
 
 def build_sections(workdir: Path, out_dir: Path, docs_dir: Path = DOCS_DIR) -> list[Section]:
-    """Every section, in order; part 1's learning curves are drawn under ``out_dir/report``."""
+    """Every section, in order; every figure drawn from the results goes under ``out_dir/report``,
+    and no absolute path of this machine is left in their text (``without_machine_paths``)."""
     workdir, out_dir = Path(workdir), Path(out_dir)
+    figures = out_dir / "report"
     results = {part: results_of(workdir / part) for part in PARTS}
     cv = results_of(workdir / STUDY_RUNS["cv"])
     ablation = read_results(workdir / STUDY_RUNS["ablation"] / ABLATION_FILE)
-    return [readable(workdir, glance_section, workdir, results, cv), task_section(), design_section(docs_dir, out_dir),
-            *readable(workdir / "part1", part1.sections, results["part1"], workdir / "part1", cv, ablation,
-                      out_dir / "report"),
-            *readable(workdir / "part2", part2.sections, results["part2"], workdir / "part2"),
-            *readable(workdir / "part3", part3.sections, results["part3"], workdir / "part3"),
-            *evaluation_sections(workdir), environment_section(list(results.values())),
-            Section("Bibliography", [Bullets(bibliography(docs_dir))] if docs_dir.is_dir()
-                    else [Text("The design documents (`docs/`) are not installed here.")])]
+    sections = [readable(workdir, glance_section, workdir, results, cv), task_section(), design_section(docs_dir, out_dir),
+                *readable(workdir / "part1", part1.sections, results["part1"], workdir / "part1", cv, ablation, figures,
+                          part1_evaluations(workdir)),
+                *readable(workdir / "part2", part2.sections, results["part2"], workdir / "part2", figures / "part2"),
+                *readable(workdir / "part3", part3.sections, results["part3"], workdir / "part3", figures / "part3"),
+                *evaluation_sections(workdir, figures / "evaluations"), environment_section(list(results.values())),
+                bibliography_section(docs_dir)]
+    return [without_machine_paths(section, workdir) for section in sections]

@@ -33,8 +33,8 @@ def population(model: ModelConfig, seeds, num_classes: int):
 @pytest.mark.parametrize("model, layers", [
     (ModelConfig(widths=(4, 8), hidden=16), ["conv0_0", "conv0_1", "conv1_0", "conv1_1"]),
     (ModelConfig(trunk="resnet", widths=(4, 8), blocks=1, hidden=16),
-     ["stage0_block0/conv0", "stage0_block0/conv1", "stage1_block0/conv0", "stage1_block0/conv1",
-      "stage1_block0/shortcut", "stem"]),
+     ["stem", "stage0_block0/conv0", "stage0_block0/conv1", "stage1_block0/shortcut", "stage1_block0/conv0",
+      "stage1_block0/conv1"]),
 ])
 def test_a_graft_before_training_has_its_sources_features_and_weights_not_the_scratch_ones(model, layers):
     source = T.unstack(T.inference_variables(population(model, (7,), 62)), 0)  # another task's head
@@ -42,7 +42,7 @@ def test_a_graft_before_training_has_its_sources_features_and_weights_not_the_sc
     scratch = population(model, (0, 1), 10)
     images = RNG.integers(0, 255, (64, 28, 28), dtype=np.uint8)
     changes = transfer_changes(grafted, source, scratch, images)
-    assert sorted(changes["layers"]) == layers and changes["images"] == 64
+    assert changes["layers"] == layers and changes["images"] == 64  # in the order the trunk runs them
     for layer in layers:
         assert changes["cka_source"][layer]["values"] == pytest.approx([1.0, 1.0], abs=1e-6)
         assert changes["distance"][layer]["values"] == pytest.approx([0.0, 0.0], abs=1e-6)

@@ -69,7 +69,8 @@ def test_quick_run_end_to_end(shared_data, tmp_path):
     # another optimiser state, so another structure for the six small programs that take the state)
     names = collections.Counter(name for name, _ in compiled)
     variants = len(cfg.variants)
-    assert sum(names[n] for n in TRAIN_STEP_PROGRAMS) <= 3 + variants and len(compiled) <= 40 + 6 * variants, names
+    # and the trunk features of C's CKA (one program for C, B and A's trunk: one architecture)
+    assert sum(names[n] for n in TRAIN_STEP_PROGRAMS) <= 3 + variants and len(compiled) <= 42 + 6 * variants, names
 
     saved = json.loads((tmp_path / "results.json").read_text())
     assert set(saved["models"]) == {"B", "C", "C_frozen", *P.VARIANTS} and cfg.variants
@@ -91,7 +92,13 @@ def test_quick_run_end_to_end(shared_data, tmp_path):
     assert saved["A"]["validation"] is None and saved["data"]["digits_val"] == 0  # A learns every writer
     digit_files = (shared_data / "trainPart1" / "train").glob("Sample0[01][0-9]/*.png")
     assert saved["A"]["writers"] == sorted({int(p.stem[-3:]) for p in digit_files if int(p.stem[3:6]) <= 10})
-    for png in ("learning_curves", "test_loss_curves", "data_size_curve", "confusion_B", "confusion_C"):
+    inside = saved["representations"]["C"]  # C's trunk against A's and B's, per layer
+    assert inside["layers"] == ["conv0_0", "conv0_1", "conv1_0", "conv1_1", "conv2_0", "conv2_1"]
+    assert inside["images"] == cfg.cka_images and len(inside["cka_scratch"]["conv0_0"]["values"]) == len(cfg.mnist.seeds)
+    assert all(0 <= v <= 1 + 1e-9 for layer in inside["cka_source"].values() for v in layer["values"])
+    assert all(v > 0 for layer in inside["distance"].values() for v in layer["values"])  # C moved off A
+    for png in ("learning_curves", "test_loss_curves", "data_size_curve", "confusion_B", "confusion_C",
+                "transfer_changes"):
         assert (tmp_path / f"{png}.png").stat().st_size > 0
     printed = render_text(P.sections(results, tmp_path)).splitlines()  # what the command prints
     assert any(line.startswith("final test accuracy") for line in printed)

@@ -113,15 +113,18 @@ def part3_results():
                "pixels": {"set": pixels, "mnist_test": pixels},
                "duplicates_inside": {"exact": 0, "near": 2}, "duplicates_in_mnist_test": {"exact": 0, "near": 0}},
         oracle={"source": "ckpts/part3/reference", "test_accuracy": 0.9456},
-        diagnosis={"kind": "complementary", "oracle": view, "agree": True, "note": "the two views agree",
+        diagnosis={"kind": "complementary", "oracle": {**view, "transition": (1 - np.eye(3)).tolist()}, "agree": True,
+                   "note": "the two views agree",
                    "oracle_free": {**view, "anchor": "least likely", "noise_rate": 0.0456},
                    "matched": {**view, "noise_rate": 0.0011, "pool": "MNIST train (60000 images)",
                                "images": 3000, "near_copies": 2990, "distinct_nearest": 3000,
                                "own_folder": {"images": 3, "share": 0.001, "per_digit": [1, 2, 0]}}},
-        models={"scratch": {**model, "uses_clean_labels": False,
+        models={"scratch": {**model, "uses_clean_labels": False, "method": "folder labels, cross-entropy",
                             "least_likely": records.accuracy_point(stat(0.9111), 0.92)},
-                "oracle_relabel": {**model, "uses_clean_labels": True, "final_test_accuracy": stat(0.9622)},
-                "pretrained": {**model, "uses_clean_labels": False, "final_test_accuracy": stat(0.9612)}},
+                "oracle_relabel": {**model, "uses_clean_labels": True, "final_test_accuracy": stat(0.9622),
+                                   "method": "the oracle's labels (upper bound)"},
+                "pretrained": {**model, "uses_clean_labels": False, "final_test_accuracy": stat(0.9612),
+                               "method": "folder labels, cross-entropy"}},
         skipped={"relabel": "the mapping is not a permutation"},
         truth_check={"planted_spec": "complementary", "planted_kind": "complementary"})
 
@@ -189,8 +192,12 @@ def test_report_from_handmade_results_shows_every_section_and_number(study_dir, 
     assert "Kingma, Ba (2015)" in markdown  # from docs/part1.md's bibliography
 
     figures = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", markdown)
-    assert len(figures) == 4  # learning curves drawn by the report, confusion, part 2 curves, evaluation
+    # drawn by the report from the results: part 1's learning curves, part 2's curves, data-size curve and
+    # confusions, the evaluation's confusion; and the confusion part 1's run left in its folder
+    assert len(figures) == 9 and "part1/confusion_val.png" in " ".join(figures)
     assert all((markdown_path.parent / f).is_file() for f in figures)
+    assert "Figure `test_ece_curves.png` (MNIST test calibration error" in markdown  # no val_ece in the histories
+    assert "Figure `transfer_changes.png` (Per trunk layer" in markdown and "is missing: this run did not" in markdown
     page = html_path.read_text()
     sources = re.findall(r'<img src="([^"]+)"', page)
     assert len(sources) == len(figures) and all(s.startswith("data:image/png;base64,") for s in sources)
@@ -220,7 +227,12 @@ def test_report_shows_part3_diagnosis_and_models(study_dir, tmp_path):
     assert table_value(part3, "accuracy, least likely folder as the digit", 2) == "n/a"
     assert "Not trained: `relabel`" in part3
     assert "| pretrained - scratch |" in part3 and "| final test accuracy | -0.0100 ± 0.0000 (worse) |" in part3
-    assert "](ckpts/part3/transition_estimate.png)" in part3
+    assert "](report/part3/transition_estimate.png)" in part3  # redrawn from the diagnosis
+    assert "Figure `transition_free.png` (The oracle-free view" in part3  # that view estimated no T
+    assert "Figure `audit_samples.png` (Images of each folder, as they are) is missing" in part3  # no images kept
+    # train - test accuracy compares with the digits only where the training labels are taken as them
+    assert table_value(part3, "train - test accuracy", 2) == "-0.0200 ± 0.0123"  # oracle_relabel
+    assert table_value(part3, "train - test accuracy", 1) == table_value(part3, "train - test accuracy", 3) == "-"
 
 
 def glance(markdown: str) -> str:
@@ -308,11 +320,27 @@ def test_report_names_the_file_whose_results_lack_a_field(tmp_path):
         report.write_report(tmp_path, tmp_path / "REPORT.md")
 
 
-def test_bibliography_merges_and_sorts_every_document(tmp_path):
-    (tmp_path / "part1.md").write_text("# P1\n## Model\n- not a reference\n## Bibliography\n- Zed (2000). Z.\n- Abe (1999). A.\n")
-    (tmp_path / "part2.md").write_text("# P2\n## References\n- abe (2001). B,\n  continued.\n- Zed (2000). Z.\n"
-                                       "## After\n- no\n")
-    assert sections.bibliography(tmp_path) == ["Abe (1999). A.", "abe (2001). B, continued.", "Zed (2000). Z."]
+def test_the_bibliography_is_one_file_of_keyed_entries_and_a_key_given_twice_is_refused(tmp_path):
+    (tmp_path / "bibliography.md").write_text("# Bibliography\nSome words.\n- [Zed2000] Zed (2000). Z.\n"
+                                              "- [Abe1999] Abe (1999). A,\n  continued.\n")
+    assert sections.bibliography(tmp_path) == ["[Zed2000] Zed (2000). Z.", "[Abe1999] Abe (1999). A, continued."]
+    (tmp_path / "bibliography.md").write_text("- [Abe1999] Abe (1999). A.\n- [Abe1999] Abe (1999). B.\n")
+    with pytest.raises(JaxcnnError, match=r"the keys \[Abe1999\] are given twice"):
+        sections.bibliography(tmp_path)
+
+
+def test_the_studys_bibliography_lists_each_work_once_in_one_format():
+    entries = sections.bibliography(sections.DOCS_DIR)
+    parsed = [re.fullmatch(r"\[(\w+)\] ([^,(]+?)(?:,| et al\.| \()[^()]*?\(?(\d{4})\)\. .+\.( \(\w+\))?", e)
+              for e in entries]
+    assert all(parsed), [e for e, m in zip(entries, parsed) if not m]  # "[Key] Authors (year). Title. Venue."
+    works = [(m.group(2).split()[-1], m.group(3)) for m in parsed]  # first author's surname, year
+    twice = {work for work in works if works.count(work) > 1}
+    assert twice == {("Kornblith", "2019")} and len(works) >= 40  # two works of 2019: CKA, and transfer
+    assert len({e.split("). ", 1)[1].split(".")[0] for e in entries}) == len(entries)  # no title twice
+    for doc in ("part1.md", "part2.md", "part3.md"):  # the documents point to it, listing nothing themselves
+        text = (sections.DOCS_DIR / doc).read_text()
+        assert "(bibliography.md)" in text and "Kingma, Ba (2015)" not in text
 
 
 def test_inline_html_escapes_text_and_renders_code_and_links():
@@ -339,7 +367,7 @@ def test_report_command_writes_into_the_workdir_by_default(study_dir, tmp_path, 
     markdown = (study_dir / "REPORT.md").read_text()
     assert (study_dir / "report.html").is_file()
     figures = figure_links(markdown)
-    assert len(figures) == 4 and not [f for f in figures if f.startswith("..") or Path(f).is_absolute()]
+    assert len(figures) == 9 and not [f for f in figures if f.startswith("..") or Path(f).is_absolute()]
     assert all((study_dir / link).exists() for link in relative_links(markdown))
 
 
@@ -348,7 +376,8 @@ def test_report_out_elsewhere_links_relative_to_it(study_dir, tmp_path):
     assert main(["report", "--workdir", str(study_dir), "--out", str(out)]) == 0
     assert out.is_file() and (out.parent / "report.html").is_file() and not (study_dir / "REPORT.md").exists()
     markdown = out.read_text()
-    assert "](../ckpts/part2/learning_curves.png)" in markdown
+    assert "](report/part2/learning_curves.png)" in markdown  # drawn beside the report
+    assert "](../ckpts/part1/confusion_val.png)" in markdown  # a figure the run left, where it is
     assert all((out.parent / link).exists() for link in relative_links(markdown))
 
 
@@ -356,7 +385,7 @@ def test_report_out_elsewhere_links_relative_to_it(study_dir, tmp_path):
 def test_html_report_renders_in_a_real_browser_with_every_image(study_dir, tmp_path):
     _, page = report.write_report(study_dir, tmp_path / "REPORT.md")
     loaded, total = browser.loaded_images(page)
-    assert (loaded, total) == (4, 4)
+    assert (loaded, total) == (9, 9)
     dom = browser.dump_dom(page)
     first = re.search(r'<h2 id="([^"]+)">(.*?)</h2>(.*?)<nav>', dom, re.S)  # the glance, then the contents
     assert first and first.group(2) == "Results at a glance"
