@@ -22,6 +22,7 @@ from jaxcnn.report import render, sections
 from jaxcnn.cli import main
 from jaxcnn.config import to_dict
 from jaxcnn.errors import JaxcnnError
+from jaxcnn.evaluation.convergence import stat as summary_of
 from jaxcnn.experiments import PARTS, part1, part1_folds, part2, part3, part_module, records
 from jaxcnn.experiments.results import write_results
 from jaxcnn.progress import MetricWriter, Progress, bar_text, epoch_scalars, format_duration
@@ -341,6 +342,86 @@ def test_the_studys_bibliography_lists_each_work_once_in_one_format():
     for doc in ("part1.md", "part2.md", "part3.md"):  # the documents point to it, listing nothing themselves
         text = (sections.DOCS_DIR / doc).read_text()
         assert "(bibliography.md)" in text and "Kingma, Ba (2015)" not in text
+
+
+REPO = Path(sections.DOCS_DIR).resolve().parent
+
+
+def test_a_report_built_outside_the_repo_holds_no_path_of_the_machine(study_dir, tmp_path):
+    results = part3_results()
+    results["data"]["source"] = str(study_dir / "part3" / "noisy-mnist.zip")  # as a run records them
+    results["oracle"]["source"] = f"{tmp_path / 'elsewhere' / 'part2' / 'B'} (epoch 15)"
+    (study_dir / "part3").mkdir()
+    write_results(study_dir / "part3" / "results.json", results)
+    assert not study_dir.resolve().is_relative_to(REPO)
+    markdown_path, html_path = report.write_report(study_dir)
+    for text in (markdown_path.read_text(), html_path.read_text()):
+        assert str(tmp_path) not in text and str(REPO) not in text and "../../.." not in text
+        assert not re.search(r"(?<![\w.:/+=])/(tmp|work|home|root|usr|var)/", text)
+    markdown = markdown_path.read_text()
+    assert "`WORKDIR/part3/noisy-mnist.zip`" in markdown and ".../B (epoch 15)" in markdown
+    assert "(`docs/part1.md`) covers:" in markdown and "docs/part1.md)" not in markdown  # named, not linked
+    assert all((markdown_path.parent / link).exists() for link in relative_links(markdown))
+
+
+def test_design_documents_are_linked_where_the_report_is_inside_their_repository(study_dir, tmp_path):
+    repo = tmp_path / "repo"
+    shutil.copytree(sections.DOCS_DIR, repo / "docs", ignore=shutil.ignore_patterns("gpu-runs"))
+    out = repo / "reports" / "REPORT.md"
+    markdown = report.write_report(study_dir, out, docs_dir=repo / "docs")[0].read_text()
+    assert "(`docs/part2.md`)" not in markdown and "([`docs/part2.md`](../docs/part2.md)) covers:" in markdown
+    assert all((out.parent / link).exists() for link in relative_links(markdown))
+
+
+def transfer_change(cka_source, cka_scratch, distance=0.25):
+    layers = ["conv0_0", "conv0_1", "conv1_0"]
+    return {"layers": layers, "images": 1000, "cka_source": {n: stat(v) for n, v in zip(layers, cka_source)},
+            "cka_scratch": {n: stat(v) for n, v in zip(layers, cka_scratch)},
+            "distance": {n: stat(distance) for n in layers}}
+
+
+def test_part2_draws_what_transfer_changed_inside_c_and_reads_it_in_a_sentence(study_dir):
+    results = part2_results()
+    results["representations"] = {"C": transfer_change([0.97, 0.91, 0.85], [0.60, 0.45, 0.40])}
+    write_results(study_dir / "part2" / "results.json", results)
+    markdown_path, _ = report.write_report(study_dir)
+    part2 = section(markdown_path.read_text(), "## Part 2: transfer to MNIST")
+    assert ("C keeps A's features in every trunk layer: linear CKA with A's features 0.85-0.97 per layer, against "
+            "0.40-0.60 with B's (mean of seeds, 1000 MNIST test images); its weights moved 0.25-0.25") in part2
+    assert "](report/part2/transfer_changes.png)" in part2 and "transfer_changes.png` (" not in part2
+    assert (study_dir / "report" / "part2" / "transfer_changes.png").stat().st_size > 0
+    # drawn beside the report: the run's folder holds only the figure the fixture put there
+    assert [p.name for p in (study_dir / "part2").glob("*.png")] == ["learning_curves.png"]
+
+
+def test_fine_tuning_that_moves_off_the_source_in_later_layers_reads_as_rebuilt():
+    change = transfer_change([0.95, 0.70, 0.30], [0.50, 0.75, 0.80])
+    assert records.transfer_reading("C", change, "A", "B").startswith(
+        "C keeps A's features up to `conv0_0` and rebuilds them from `conv0_1`: linear CKA with A's features 0.30-0.95")
+    assert "rebuilds A's features from the first layer on" in records.transfer_reading(
+        "C", transfer_change([0.5, 0.4, 0.3], [0.6, 0.6, 0.6]), "A", "B")
+
+
+def test_report_shows_compile_and_training_seconds_apart_and_pairs_c_minus_b_on_training_seconds(study_dir):
+    results = part2_results()
+    for name, (compiled, to_98) in {"B": (6.5, [2.0, 2.4]), "C": (0.3, [1.0, 1.2])}.items():
+        results["models"][name] |= {"compile_seconds": compiled, "train_seconds": 10.0,
+                                    "seconds_to_98": summary_of(to_98)}
+    write_results(study_dir / "part2" / "results.json", results)
+    markdown = report.write_report(study_dir)[0].read_text()
+    part2 = section(markdown, "## Part 2: transfer to MNIST")
+    assert table_value(part2, "compile seconds", 1) == "6.5" and table_value(part2, "compile seconds", 2) == "0.3"
+    assert table_value(part2, "train seconds", 1) == "10.0"
+    assert table_value(part2, "train seconds to 98%", 2).startswith("1.1 ± ")
+    pairs = part2[part2.index("| | C - B |" if "| | C - B |" in part2 else "|  | C - B |"):]
+    assert table_value(pairs, "train seconds to 98%").startswith("-1.1 ± 1.3 (no difference measured)")
+    assert ("train seconds to 98%, compilation apart: C 1.1 ± 1.3 vs B 2.2 ± 2.5, C - B -1.1 ± 1.3 (no difference "
+            "measured) (compile seconds C 0.3, B 6.5)") in glance(markdown)
+
+
+def test_part1_shows_every_tenth_epoch_and_the_last():
+    records_ = [{"epoch": e, "train_loss": [1.0], "train_accuracy": [0.5], "seconds": 1.0} for e in range(1, 26)]
+    assert [row[0] for row in part1.history_table(records_).rows] == ["10", "20", "25"]
 
 
 def test_inline_html_escapes_text_and_renders_code_and_links():
