@@ -4,8 +4,9 @@
 - ``run(cfg, data_root, workdir, *, resume, overwrite, cache_dir, **upstream) -> dict``: trains
   (``upstream``: the runs of other parts it reads, ``UPSTREAM``),
   writes ``workdir/results.json`` (what the report reads) and its figures, returns the results;
-- ``sections(results, workdir) -> list[Section]``: its part of the report, which its command
-  also prints; ``headline(results) -> str``: its answer in a sentence, for the report's glance.
+- ``sections(results, workdir, ...) -> list[Section]``: its part of the report, which its command
+  also prints (its figures drawn from ``results``, into ``workdir`` unless a figure folder is
+  given); ``headline(results) -> str``: its answer in a sentence, for the report's glance.
 """
 
 from __future__ import annotations
