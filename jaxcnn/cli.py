@@ -88,7 +88,7 @@ def cmd_ablate(args) -> int:
     from jaxcnn.report.render import render_text
     table = part1_folds.run_ablation(_configured(part1_config, args), paths.data_root(args.data_root),
                                Path(args.workdir), args.variants, resume=args.resume, overwrite=args.overwrite,
-                               cache_dir=args.cache_dir)
+                               cache_dir=args.cache_dir, first_folds=args.first_folds)
     print(render_text([part1_folds.ablation_section(table)]))
     return 0
 
@@ -100,9 +100,10 @@ def cmd_evaluate(args) -> int:
     from jaxcnn.rundir import write_json
     if not Path(args.data).exists():  # e.g. testPart1, which `download` unpacks
         raise DataError(f"{args.data}: no such folder or zip file; {paths.DOWNLOAD_HINT}")
-    class_names, preprocess = run_inputs(args.ckpt, args.which)
+    inputs = run_inputs(args.ckpt, args.which)
+    class_names = inputs.class_names
     out = output_path(args.ckpt, args.data, args.json)
-    data = _load_for(class_names, preprocess, args.data, args.cache_dir)
+    data = _load_for(inputs, args.data, args.cache_dir)
     report = {**evaluate_run(args.ckpt, data, args.which, tta=args.tta), "data": str(Path(args.data).absolute())}
     print("\n".join(summary_lines(report)))
     write_json(out, report)
@@ -169,14 +170,16 @@ def cmd_make_noisy_mnist(args) -> int:
     return 0
 
 
-def _load_for(class_names, preprocess, source, cache_dir):
-    """Loads ``source`` in the layout that matches the checkpoint's classes; Chars74K images get
-    the run's preprocessing (class folders have their own: MNIST-sized images are taken as they are)."""
+def _load_for(inputs, source, cache_dir):
+    """Loads ``source`` in the layout that matches the checkpoint's classes (``RunInputs``); Chars74K
+    images get the run's preprocessing and size (class folders have their own: MNIST-sized images
+    are taken as they are)."""
     from jaxcnn.data.chars74k import CLASS_NAMES, has_sample_folders, load_chars74k
     from jaxcnn.data.classfolders import load_class_folders
-    if set(class_names) <= set(CLASS_NAMES) and has_sample_folders(source):
-        return load_chars74k(source, classes=list(class_names), cache_dir=cache_dir, preprocess=preprocess)
-    return load_class_folders(source, class_names=list(class_names), cache_dir=cache_dir)
+    if set(inputs.class_names) <= set(CLASS_NAMES) and has_sample_folders(source):
+        return load_chars74k(source, classes=list(inputs.class_names), cache_dir=cache_dir,
+                             preprocess=inputs.preprocess, size=inputs.image_size)
+    return load_class_folders(source, class_names=list(inputs.class_names), cache_dir=cache_dir)
 
 
 def _command(sub, func, name: str, **kwargs) -> argparse.ArgumentParser:
@@ -231,6 +234,9 @@ def _part1_commands(sub) -> None:
     _common(p, f"ckpts/{STUDY_RUNS['ablation']}")
     _folds_by(p)
     p.add_argument("--variants", nargs="*", help="which variants (default: all)")
+    p.add_argument("--first-folds", type=int, metavar="N",
+                   help="a screen: train and score only the first N folds (--resume with a larger N, or none, "
+                        "extends the same runs)")
 
 
 def _data_commands(sub) -> None:

@@ -14,11 +14,13 @@ from jaxcnn.errors import require
 
 DTYPES = ("float32", "bfloat16", "float16", "float64")  # float64: parameters too (needs jax_enable_x64)
 LOSSES = ("cross_entropy", "forward", "gce", "complementary_nn")
+TRUNKS = ("vgg", "resnet")
 
 
 @dataclasses.dataclass(frozen=True)
 class AugmentConfig:
-    """Ranges of the random distortions; all zero means no augmentation."""
+    """Ranges of the random distortions; all zero means no augmentation. Lengths (``shift_px``, the
+    elastic field's) are pixels of a 28-px image, scaled with the image's size."""
 
     rotate_deg: float = 12.0
     scale: float = 0.12
@@ -45,9 +47,14 @@ NO_AUGMENT = AugmentConfig(0.0, 0.0, 0.0, 0.0, 0.0)
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
-    """The CNN of ``jaxcnn.model``."""
+    """The CNN of ``jaxcnn.model``: its trunk (``widths`` per block of VGG convolutions, or per stage of
+    ``blocks`` residual blocks) and head, for square images of ``image_size`` pixels (part 1's crop
+    size: its preprocessing reads it from here, so the two cannot disagree)."""
 
+    trunk: str = "vgg"
     widths: tuple[int, ...] = (32, 64, 128)
+    blocks: int = 2  # residual blocks per stage (trunk "resnet")
+    image_size: int = 28
     hidden: int = 256
     dropout: float = 0.5
     dtype: str = "float32"
@@ -57,6 +64,11 @@ class ModelConfig:
     def __post_init__(self):
         require(self, "widths", len(self.widths) > 0 and all(w >= 1 for w in self.widths),
                 "a non-empty list of channel counts >= 1")
+        require(self, "trunk", self.trunk in TRUNKS, f"one of {', '.join(TRUNKS)}")
+        require(self, "blocks", self.blocks >= 1, ">= 1")
+        require(self, "image_size", 16 <= self.image_size <= 128 and (
+            self.trunk != "vgg" or self.image_size >= 2 ** len(self.widths)), "in 16..128 pixels (and, for the "
+                "VGG trunk, at least 2 ** len(widths): each block halves it)")
         require(self, "hidden", self.hidden >= 1, ">= 1")
         require(self, "dropout", 0 <= self.dropout < 1, "in [0, 1)")
         require(self, "dtype", self.dtype in DTYPES, f"one of {', '.join(DTYPES)}")

@@ -1,9 +1,10 @@
-"""A small VGG-style CNN for 28x28 characters, split into a conv trunk and a classifier head.
+"""A small CNN for square character images, split into a conv trunk and a classifier head.
 
-The parameter tree is ``{"trunk": ..., "head": ...}`` so that transfer (parts 2 and 3) can graft
-the trunk of one model into another by name (see ``jaxcnn.training.transfer``). The head may also
-take a small vector of page geometry (``jaxcnn.data.preprocess.page_geometry``): the trunk still
-sees only the 28x28 image, so it grafts onto MNIST models unchanged.
+The trunk is VGG-style (``Trunk``) or residual (``ResidualTrunk``). The parameter tree is
+``{"trunk": ..., "head": ...}`` so that transfer (parts 2 and 3) can graft the trunk of one model
+into another by name (see ``jaxcnn.training.transfer``). The head may also take a small vector of
+page geometry (``jaxcnn.data.preprocess.page_geometry``): the trunk still sees only the image, so
+it grafts onto MNIST models unchanged.
 """
 
 from __future__ import annotations
@@ -61,6 +62,50 @@ class Trunk(nn.Module):
         return x
 
 
+def conv(width: int, size: int, dtype: jnp.dtype, name: str, strides: int = 1) -> nn.Conv:
+    return nn.Conv(width, (size, size), strides=strides, use_bias=False, dtype=dtype,
+                   param_dtype=param_dtype(dtype), name=name)
+
+
+class PreActivationBlock(nn.Module):
+    """BatchNorm -> ReLU -> 3x3 conv, twice, added to the input (He et al. 2016, "Identity mappings in
+    deep residual networks"); a strided 1x1 convolution of the activated input where the shape changes."""
+
+    width: int
+    strides: int
+    dtype: jnp.dtype
+
+    @nn.compact
+    def __call__(self, x, train: bool):
+        y = nn.relu(batch_norm(self.dtype, train, "bn0")(x))
+        shortcut = x
+        if self.strides != 1 or x.shape[-1] != self.width:
+            shortcut = conv(self.width, 1, self.dtype, "shortcut", self.strides)(y)
+        y = conv(self.width, 3, self.dtype, "conv0", self.strides)(y)
+        y = nn.relu(batch_norm(self.dtype, train, "bn1")(y))
+        return shortcut + conv(self.width, 3, self.dtype, "conv1")(y)
+
+
+class ResidualTrunk(nn.Module):
+    """A 3x3 stem, then a stage of ``blocks`` pre-activation blocks per width (each stage after the
+    first halves the resolution), a last BatchNorm -> ReLU and global average pooling: [B, widths[-1]]
+    whatever the input size, so the parameter tree does not depend on it."""
+
+    widths: Sequence[int] = (32, 64, 128)
+    blocks: int = 2
+    dtype: jnp.dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x, train: bool):
+        x = conv(self.widths[0], 3, self.dtype, "stem")(x)
+        for stage, width in enumerate(self.widths):
+            for block in range(self.blocks):
+                strides = 2 if stage > 0 and block == 0 else 1
+                x = PreActivationBlock(width, strides, self.dtype, name=f"stage{stage}_block{block}")(x, train)
+        x = nn.relu(batch_norm(self.dtype, train, "bn_out")(x))
+        return x.mean(axis=(1, 2))
+
+
 class Head(nn.Module):
     """Flatten (joined by the embedded page geometry, if given) -> dense -> BatchNorm -> ReLU ->
     dropout -> logits."""
@@ -94,8 +139,9 @@ GEOMETRY_EMBEDDING = 32
 
 
 class CNN(nn.Module):
-    """images float [B, 28, 28, 1] in [0, 1] (and page geometry float [B, F]) -> logits float32
-    [B, num_classes] (float64 for float64)."""
+    """images float [B, S, S, 1] in [0, 1] (and page geometry float [B, F]) -> logits float32
+    [B, num_classes] (float64 for float64). ``image_size`` is S, which the parameters are made for
+    (the VGG trunk's features are flattened, so its head's shape depends on it)."""
 
     num_classes: int
     widths: Sequence[int] = (32, 64, 128)
@@ -104,12 +150,17 @@ class CNN(nn.Module):
     dtype: jnp.dtype = jnp.float32
     geometry_features: int = 0  # F > 0: the head takes page geometry float [B, F]
     geometry_skip: bool = False  # and a linear path from it to the logits
+    trunk: str = "vgg"  # or "resnet": ResidualTrunk
+    blocks: int = 2  # residual blocks per stage
+    image_size: int = 28
 
     @nn.compact
     def __call__(self, x, train: bool = False, train_trunk: bool | None = None, geometry=None):
         """``train_trunk=False`` keeps the trunk in inference mode (frozen BatchNorm statistics)."""
         trunk_train = train if train_trunk is None else train_trunk
-        x = Trunk(self.widths, self.dtype, name="trunk")(x.astype(self.dtype), trunk_train)
+        trunk = ResidualTrunk(self.widths, self.blocks, self.dtype, name="trunk") if self.trunk == "resnet" else \
+            Trunk(self.widths, self.dtype, name="trunk")
+        x = trunk(x.astype(self.dtype), trunk_train)
         logits = Head(self.num_classes, self.hidden, self.dropout, self.dtype, self.geometry_skip,
                       name="head")(x, train, geometry)
         return logits.astype(param_dtype(self.dtype))

@@ -13,7 +13,7 @@ from jaxcnn.config import ModelConfig, TrainConfig
 from jaxcnn.config import NO_AUGMENT
 from jaxcnn.data.chars74k import CLASS_NAMES, load_chars74k
 from jaxcnn.evaluation.evaluate import evaluate_run
-from jaxcnn.training.checkpoint import run_inputs
+from jaxcnn.training.checkpoint import RunInputs, run_inputs
 from jaxcnn.training.loop import fit
 
 CLASSES = ("0", "1", "A", "a")
@@ -69,7 +69,7 @@ def test_evaluate_prepares_images_as_the_run_was_trained(tiny_run, tmp_path):
     report = json.loads((tmp_path / "stretched.json").read_text())
     assert report["accuracy"] == pytest.approx(evaluate_run(tmp_path / "stretched_run", stretched)["accuracy"])
     assert run_inputs(tmp_path / "stretched_run")[1] == "stretch"
-    assert run_inputs(tiny_run[0]) == (CLASSES, "mnist")  # runs that do not say were preprocessed the MNIST way
+    assert run_inputs(tiny_run[0]) == (CLASSES, "mnist", 28)  # runs that do not say were preprocessed the MNIST way
 
 
 @pytest.mark.parametrize("make_path", [lambda p: p, lambda p: p / "missing"], ids=["empty", "missing"])
@@ -222,7 +222,7 @@ def test_evaluate_reports_a_chars74k_layout_error_as_such(tmp_path, make_chars74
     make_chars74k(tmp_path / "data" / "train", classes=(1,), writers=(1,))
     make_chars74k(tmp_path / "data" / "test", classes=(1,), writers=(2,))
     with pytest.raises(DataError, match="Sample folders in 2 places"):
-        _load_for(("0", "1"), "mnist", tmp_path / "data", tmp_path / "cache")
+        _load_for(RunInputs(("0", "1"), "mnist", 28), tmp_path / "data", tmp_path / "cache")
 
 
 def truncate_largest_array(step_dir):

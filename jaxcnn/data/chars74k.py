@@ -28,6 +28,7 @@ logger = logging.getLogger("jaxcnn")
 CLASS_NAMES = tuple(string.digits + string.ascii_uppercase + string.ascii_lowercase)
 DIGIT_CLASSES = CLASS_NAMES[:10]
 PREPROCESSORS = {"mnist": to_mnist_convention, "keep_stroke_width": keep_stroke_width, "stretch": stretch_to_box}
+MIN_SIZE, MAX_SIZE = 16, 128  # crop sides (pixels) ``load_chars74k`` accepts
 
 _SAMPLE_FOLDER = re.compile(r"Sample(\d{3})")
 _FILE_NAME = re.compile(r"img(\d{3})-(\d{3})\.\w+")
@@ -65,13 +66,15 @@ def load_chars74k(
     classes=None,
     cache_dir: str | os.PathLike | None = None,
     preprocess: str = "mnist",
+    size: int = 28,
 ) -> ArrayDataset:
     """Chars74K images in the MNIST convention with their page geometry; labels index ``classes``,
     groups are writers (parsed from the file names, for splits and reports only: never an input).
 
     ``classes``: class names to load (default all 62, e.g. DIGIT_CLASSES for 10). ``preprocess``: a
     name in ``PREPROCESSORS``: "mnist" (crop, fit, centre), "keep_stroke_width" or "stretch" (crop,
-    stretch to 20x20). Results are cached in ``cache_dir``.
+    stretch to 20x20). ``size``: the side of the square crop (28 as MNIST; box and margin scale with
+    it). Results are cached in ``cache_dir``, one entry per preprocessing and size.
     """
     class_names = _check_classes(classes)
     if preprocess not in PREPROCESSORS:
@@ -81,8 +84,13 @@ def load_chars74k(
     listing = list_images(source)
     root = _layout_root(listing)
     files = _class_files(listing, root, class_names)
-    key = fingerprint(listing, [entry for entry, _, _ in files], "chars74k", PREPROCESS_VERSION, preprocess, class_names)
-    build = functools.partial(_build, listing, files, PREPROCESSORS[preprocess], class_names)
+    if not MIN_SIZE <= size <= MAX_SIZE:
+        raise ValueError(f"size must be in {MIN_SIZE}..{MAX_SIZE} pixels, got {size}")
+    # size 28 keeps the key it had before sizes existed, so caches made then stay valid
+    key = fingerprint(listing, [entry for entry, _, _ in files], "chars74k", PREPROCESS_VERSION, preprocess,
+                      class_names, *([size] if size != 28 else []))
+    build = functools.partial(_build, listing, files, functools.partial(PREPROCESSORS[preprocess], size=size),
+                              class_names, size)
     return cached_dataset(cache_dir, "chars74k", key, build)
 
 
@@ -141,8 +149,8 @@ def _report_ignored(listing: ImageListing, prefix: str, by_folder: dict, wanted:
         logger.warning("%s: ignored %d images outside the Sample folders (in %s)", listing.source, count, shown)
 
 
-def _build(listing: ImageListing, files, preprocess, class_names) -> ArrayDataset:
-    images, geometry = preprocess_all(listing, [entry for entry, _, _ in files], preprocess, page_geometry)
+def _build(listing: ImageListing, files, preprocess, class_names, size: int) -> ArrayDataset:
+    images, geometry = preprocess_all(listing, [entry for entry, _, _ in files], preprocess, page_geometry, size)
     labels = np.array([label for _, label, _ in files], np.int32)
     writers = np.array([writer for _, _, writer in files], np.int32)
     return ArrayDataset(images, labels, writers, tuple(class_names), geometry)

@@ -13,7 +13,7 @@ from jaxcnn.errors import DataError
 class ArrayDataset:
     """Images in the MNIST convention with integer labels.
 
-    images: uint8 [N, 28, 28], white ink on black, 0..255.
+    images: uint8 [N, S, S], white ink on black, 0..255 (S = 28 for MNIST; part 1 may crop larger).
     labels: int32 [N], indices into ``class_names``.
     groups: int32 [N], the writer of each image where known, else -1 (never a model input).
     class_names: the label of each class index, e.g. ("0", ..., "9").
@@ -29,12 +29,16 @@ class ArrayDataset:
 
     def __post_init__(self):
         n = len(self.images)
-        if self.images.shape[1:] != (28, 28) or self.images.dtype != np.uint8:
-            raise ValueError(f"images must be uint8 [N, 28, 28], got {self.images.dtype} {self.images.shape}")
+        if self.images.ndim != 3 or self.images.shape[1] != self.images.shape[2] or self.images.dtype != np.uint8:
+            raise ValueError(f"images must be uint8 [N, S, S], got {self.images.dtype} {self.images.shape}")
         if self.labels.shape != (n,) or self.groups.shape != (n,):
             raise ValueError("labels and groups must have one entry per image")
         if self.geometry is not None and (self.geometry.ndim != 2 or len(self.geometry) != n):
             raise ValueError(f"geometry must be float [N, F] with N = {n}, got shape {self.geometry.shape}")
+
+    @property
+    def image_size(self) -> int:
+        return self.images.shape[1]
 
     def __len__(self) -> int:
         return len(self.images)

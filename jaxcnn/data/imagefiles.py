@@ -224,9 +224,9 @@ PARALLEL_FROM = 200  # images (part 2's 400 digits are 24 s alone); fewer stay i
 
 
 def preprocess_all(listing: ImageListing, entries, preprocess: Callable[[np.ndarray], np.ndarray],
-                   geometry: Callable[[np.ndarray], np.ndarray] | None = None):
-    """Decode and preprocess ``entries`` to uint8 [N, 28, 28]; with ``geometry``, also each page's
-    float32 [N, F] (``(images, geometry)``).
+                   geometry: Callable[[np.ndarray], np.ndarray] | None = None, size: int = 28):
+    """Decode and preprocess ``entries`` to uint8 [N, size, size] (``preprocess``'s output size);
+    with ``geometry``, also each page's float32 [N, F] (``(images, geometry)``).
 
     ``preprocess`` and ``geometry`` must be module-level functions: from ``PARALLEL_FROM`` images on
     they run in worker processes, one per CPU this process may use (a scan takes ~60 ms; order and
@@ -241,8 +241,8 @@ def preprocess_all(listing: ImageListing, entries, preprocess: Callable[[np.ndar
     if blank:
         shown = ", ".join(blank[:3])
         logger.warning("%s: %d blank images kept as empty inputs: %s", listing.source, len(blank), shown)
-    images = np.stack([np.zeros((28, 28), np.uint8) if image is None else image for image, _ in prepared]) \
-        if prepared else np.zeros((0, 28, 28), np.uint8)
+    images = np.stack([np.zeros((size, size), np.uint8) if image is None else image for image, _ in prepared]) \
+        if prepared else np.zeros((0, size, size), np.uint8)
     if geometry is None:
         return images
     pages = [page for _, page in prepared]
@@ -250,7 +250,7 @@ def preprocess_all(listing: ImageListing, entries, preprocess: Callable[[np.ndar
 
 
 def _prepare(data: bytes, name: str, preprocess, geometry):
-    """One image: its 28x28 uint8 (None when blank) and, with ``geometry``, its page geometry."""
+    """One image: its uint8 [size, size] (None when blank) and, with ``geometry``, its page geometry."""
     gray = data if isinstance(data, np.ndarray) else decode_gray(data, name)
     try:
         image = preprocess(gray)

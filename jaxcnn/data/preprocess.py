@@ -22,9 +22,9 @@ from jaxcnn.errors import DataError
 
 PREPROCESS_VERSION = 2  # bump when the output of any function here changes (keys the caches)
 
-SIZE = 28
+SIZE = 28  # MNIST's field; ``size`` may be larger, box and margin scaling with it
 BOX = 20
-CENTRE = (SIZE - 1) / 2
+CENTRE = (SIZE - 1) / 2  # of the 28x28 field
 
 PAPER_PERCENTILE = 95  # the paper level: tight crops still have >= 5% paper (checked on Chars74K)
 INK_PERCENTILE = 0.01  # the ink level: the darkest 0.01%, so a lone dark pixel does not set it
@@ -58,29 +58,39 @@ def ink_signal(gray: np.ndarray) -> np.ndarray:
     return np.clip((signal - NOISE_FLOOR) / (1 - NOISE_FLOOR), 0, 1).astype(np.float32)
 
 
-def to_mnist_convention(gray: np.ndarray, min_stroke_px: float = MIN_STROKE_PX) -> np.ndarray:
-    """Any black-on-white character image -> uint8 [28, 28], white on black, MNIST-centred.
+def box_size(size: int) -> int:
+    """The side of the ink box in a ``size`` field: 20 of 28, as MNIST, scaled."""
+    return round(size * BOX / SIZE)
 
-    Strokes thinner than ``min_stroke_px`` output pixels are thickened before the downscale.
+
+def to_mnist_convention(gray: np.ndarray, min_stroke_px: float = MIN_STROKE_PX, size: int = SIZE) -> np.ndarray:
+    """Any black-on-white character image -> uint8 [size, size], white on black, MNIST-centred.
+
+    Strokes thinner than ``min_stroke_px`` output pixels are thickened before the downscale: at a
+    larger ``size`` a stroke is more pixels wide, so fewer are thickened and loops stay open.
     """
-    return _centre_by_mass(_fit(_ink_crop(gray, min_stroke_px), BOX))
+    box = box_size(size)
+    return _centre_by_mass(_fit(_ink_crop(gray, min_stroke_px, box), box), size)
 
 
-def stretch_to_box(gray: np.ndarray) -> np.ndarray:
+def stretch_to_box(gray: np.ndarray, size: int = SIZE) -> np.ndarray:
     """The plain baseline's input: the ink box stretched to 20x20 (aspect ratio not kept) with a
-    4 px margin, no centring by mass; strokes thickened as in ``to_mnist_convention``."""
-    margin = (SIZE - BOX) // 2
-    return _to_uint8(np.pad(_normalise(_resize(_ink_crop(gray, MIN_STROKE_PX), BOX, BOX)), margin))
+    4 px margin (at 28; scaled with ``size``), no centring by mass; strokes thickened as in
+    ``to_mnist_convention``."""
+    box = box_size(size)
+    resized = _normalise(_resize(_ink_crop(gray, MIN_STROKE_PX, box), box, box))
+    before = (size - box) // 2
+    return _to_uint8(np.pad(resized, (before, size - box - before)))
 
 
-def _ink_crop(gray: np.ndarray, min_stroke_px: float) -> np.ndarray:
+def _ink_crop(gray: np.ndarray, min_stroke_px: float, box: int) -> np.ndarray:
     """The character's ink box at page resolution, strokes thickened so they stay ``min_stroke_px``
-    wide once the box's longer side is fitted to ``BOX``."""
+    wide once the box's longer side is fitted to ``box``."""
     ink = ink_signal(gray)
     mask = ink > INK_THRESHOLD
     top, bottom, left, right = _character_box(mask)
     longer = max(bottom - top, right - left)
-    margin = _thickening_radius(_stroke_width(mask[top:bottom, left:right]), longer, min_stroke_px)
+    margin = _thickening_radius(_stroke_width(mask[top:bottom, left:right]), longer, min_stroke_px, box)
     window = np.s_[top : bottom + 2 * margin, left : right + 2 * margin]  # the box plus margin, once padded
     crop_mask = np.pad(mask, margin)[window]
     crop = np.where(_dilate(crop_mask, 1), np.pad(ink, margin)[window], 0)  # strokes and rims, not paper noise
@@ -110,10 +120,10 @@ def page_geometry(gray: np.ndarray) -> np.ndarray:
                      np.log(max(stroke, 0.5) / height)], np.float32)
 
 
-def keep_stroke_width(gray: np.ndarray) -> np.ndarray:
+def keep_stroke_width(gray: np.ndarray, size: int = SIZE) -> np.ndarray:
     """The MNIST convention, thickening only strokes that would fade out: a small (lower-case) letter
     scaled up keeps its thicker strokes, a cue for its case that thickening to 2.5 px evens out."""
-    return to_mnist_convention(gray, VISIBLE_STROKE_PX)
+    return to_mnist_convention(gray, VISIBLE_STROKE_PX, size)
 
 
 def _character_box(mask: np.ndarray) -> tuple[int, int, int, int]:
@@ -175,9 +185,9 @@ def _stroke_width(mask: np.ndarray) -> float:
     return 2 * mask.sum() / max(perimeter, 1)
 
 
-def _thickening_radius(stroke: float, longer: int, min_stroke_px: float) -> int:
-    """Dilation radius r so strokes end up ``min_stroke_px`` wide: (stroke + 2r) / (longer + 2r) * BOX."""
-    needed = (min_stroke_px * longer - stroke * BOX) / (2 * (BOX - min_stroke_px))
+def _thickening_radius(stroke: float, longer: int, min_stroke_px: float, box: int) -> int:
+    """Dilation radius r so strokes end up ``min_stroke_px`` wide: (stroke + 2r) / (longer + 2r) * box."""
+    needed = (min_stroke_px * longer - stroke * box) / (2 * (box - min_stroke_px))
     return max(0, math.ceil(needed))
 
 
@@ -208,15 +218,17 @@ def _normalise(image: np.ndarray) -> np.ndarray:
     return image / peak if peak > 0 else image
 
 
-def _centre_by_mass(patch: np.ndarray) -> np.ndarray:
-    """Paste ``patch`` into a 28x28 field, whole-pixel shifted so its centre of mass is at CENTRE."""
+def _centre_by_mass(patch: np.ndarray, size: int) -> np.ndarray:
+    """Paste ``patch`` into a ``size`` square field, whole-pixel shifted so its centre of mass is at
+    the field's centre, (size - 1) / 2."""
     h, w = patch.shape
     total = patch.sum()
+    centre = (size - 1) / 2
     com_y = (patch.sum(axis=1) @ np.arange(h)) / total
     com_x = (patch.sum(axis=0) @ np.arange(w)) / total
-    top = int(np.clip(round(CENTRE - com_y), 0, SIZE - h))
-    left = int(np.clip(round(CENTRE - com_x), 0, SIZE - w))
-    field = np.zeros((SIZE, SIZE), np.float32)
+    top = int(np.clip(round(centre - com_y), 0, size - h))
+    left = int(np.clip(round(centre - com_x), 0, size - w))
+    field = np.zeros((size, size), np.float32)
     field[top : top + h, left : left + w] = patch
     return _to_uint8(field)
 

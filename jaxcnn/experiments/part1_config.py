@@ -45,11 +45,12 @@ def get_config(quick: bool = False) -> Part1Config:
 
 
 def load_data(cfg: Part1Config, data_root: Path, cache_dir=None) -> ArrayDataset:
-    """Every image of the training writers; ``groups`` are the writers."""
+    """Every image of the training writers, cropped to the model's ``image_size``; ``groups`` are the writers."""
     return load_chars74k(data_root / cfg.data_subdir, classes=list(cfg.classes) or None,
-                         cache_dir=cache_dir, preprocess=cfg.preprocess)
+                         cache_dir=cache_dir, preprocess=cfg.preprocess, size=cfg.train.model.image_size)
 
 
 def input_meta(cfg: Part1Config) -> dict:
-    """Saved with every part-1 checkpoint: ``evaluate`` preprocesses new images the same way."""
+    """Saved with every part-1 checkpoint: ``evaluate`` preprocesses new images the same way (the
+    crop size is the saved config's ``model.image_size``)."""
     return {"preprocess": cfg.preprocess}

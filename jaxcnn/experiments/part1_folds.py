@@ -58,12 +58,12 @@ def held_out_name(data: ArrayDataset, index: np.ndarray, by: str) -> str:
     return f"{len(index)} images ({len(index) / data.num_classes:.0f} per class)"
 
 
-def train_folds(cfg: Part1Config, data: ArrayDataset, workdir: Path, **flags) -> list[dict]:
-    """Trains the recipe once per fold in ``workdir/foldN``; each fold's record names its held-out
-    images (``val_index``, ``held_out``), the ``dirs`` of the runs that score them, ``history``
-    and ``train_seconds``."""
+def train_folds(cfg: Part1Config, data: ArrayDataset, workdir: Path, first: int | None = None, **flags) -> list[dict]:
+    """Trains the recipe once per fold (the ``first`` folds only, for a screen) in ``workdir/foldN``;
+    each fold's record names its held-out images (``val_index``, ``held_out``), the ``dirs`` of the
+    runs that score them, ``history`` and ``train_seconds``."""
     folds = []
-    for i, index in enumerate(fold_indices(data, cfg.folds, cfg.folds_by)):
+    for i, index in enumerate(fold_indices(data, cfg.folds, cfg.folds_by)[:first]):
         held_out = np.zeros(len(data), bool)
         held_out[index] = True
         name = held_out_name(data, index, cfg.folds_by)
@@ -216,6 +216,9 @@ def paired_difference(accuracy: dict, reference: dict) -> dict:
     return mean_ci95([accuracy[w] - reference[w] for w in sorted(reference, key=int)])
 
 
+CROP_SIZES = (28, 32, 48, 64)  # the crop sides the ablation tries (pixels)
+
+
 def ablation_variants(cfg: Part1Config) -> dict[str, tuple[str, ...]]:
     """Each trained variant: the ``--set`` assignments that change one choice of ``cfg``."""
     model, epochs = cfg.train.model, cfg.train.epochs
@@ -244,6 +247,10 @@ def ablation_variants(cfg: Part1Config) -> dict[str, tuple[str, ...]]:
         "mixup": ("train.mixup_alpha=0.2",),
         "cutmix": ("train.cutmix_alpha=1",),
         "fold_ensemble": (),  # the recipe as it is, trained nested: see ``train_fold_ensembles``
+        **{f"crop{size}": (f"train.model.image_size={size}",) for size in CROP_SIZES if size != model.image_size},
+        "resnet": ("train.model.trunk=resnet",),
+        **{f"resnet_crop{size}": ("train.model.trunk=resnet", f"train.model.image_size={size}")
+           for size in CROP_SIZES if size != model.image_size},
     }
 
 
@@ -256,13 +263,16 @@ def evaluation_variants(cfg: Part1Config) -> dict[str, tuple[str, dict]]:
 
 
 def run_ablation(cfg: Part1Config, data_root: Path, workdir: Path, variants=None, *,
-                 resume=False, overwrite=False, cache_dir=None) -> dict:
-    """Every variant under the writer folds, in ``workdir/<variant>``; writes ``workdir/ablation.json``.
+                 resume=False, overwrite=False, cache_dir=None, first_folds: int | None = None) -> dict:
+    """Every variant under ``cfg``'s folds, in ``workdir/<variant>``; writes ``workdir/ablation.json``.
 
     ``variants``: names from ``ablation_variants`` and ``evaluation_variants`` (default: all);
     an evaluation variant trains its base's folds if they are not there yet. ``cfg`` is the
     default variant, trained at its full schedule and seeds: a row decides with the power of ``cv``.
+    ``first_folds``: a screen, every row on the first folds only (a resumed run may extend them).
     """
+    if first_folds is not None and not 1 <= first_folds <= cfg.folds:
+        raise ValueError(f"--first-folds must be in 1..{cfg.folds} (the folds), got {first_folds}")
     trained, scored = ablation_variants(cfg), evaluation_variants(cfg)
     names = list(variants or [*trained, *scored])
     unknown = [n for n in names if n not in trained and n not in scored]
@@ -280,8 +290,10 @@ def run_ablation(cfg: Part1Config, data_root: Path, workdir: Path, variants=None
             variant = override(variant, assignment)
         data = load_data(variant, data_root, cache_dir)
         if base not in fold_runs:
-            train = train_fold_ensembles if base == "fold_ensemble" else train_folds
-            fold_runs[base] = train(variant, data, workdir / base, **flags)
+            if base == "fold_ensemble":
+                fold_runs[base] = train_fold_ensembles(variant, data, workdir / base, **flags)
+            else:
+                fold_runs[base] = train_folds(variant, data, workdir / base, first_folds, **flags)
         start = time.perf_counter()
         cv = score_folds(data, fold_runs[base], **options)
         changes = [*trained[base], *(f"evaluate {k}={v}" for k, v in options.items()),

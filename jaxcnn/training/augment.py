@@ -58,15 +58,21 @@ def _gaussian_blur(field, sigma: float):
     return jax.vmap(lambda col: jnp.convolve(col, kernel, mode="same"), in_axes=1, out_axes=1)(field)
 
 
+REFERENCE_SIZE = 28  # the lengths of ``AugmentConfig`` (shift, elastic) are pixels of a 28-px image
+
+
 def distort_image(key, image, cfg: AugmentConfig):
-    """Distorts one float image [H, W] with a random affine map and, optionally, an elastic field."""
+    """Distorts one float image [H, W] with a random affine map and, optionally, an elastic field;
+    lengths scale with the image (``REFERENCE_SIZE``), so a larger crop gets the same distortions."""
     k_affine, k_elastic = jax.random.split(key)
+    pixels = image.shape[0] / REFERENCE_SIZE
     matrix, shift = _random_affine(k_affine, cfg)
     displacement = None
     if cfg.elastic_alpha:
         noise = jax.random.uniform(k_elastic, (2, *image.shape), minval=-1, maxval=1)
-        displacement = cfg.elastic_alpha * jnp.stack([_gaussian_blur(n, cfg.elastic_sigma) for n in noise], -1)
-    return warp(image, matrix, shift, displacement)
+        blurred = [_gaussian_blur(n, cfg.elastic_sigma * pixels) for n in noise]
+        displacement = cfg.elastic_alpha * pixels * jnp.stack(blurred, -1)
+    return warp(image, matrix, shift * pixels, displacement)
 
 
 def augment_batch(key, images, cfg: AugmentConfig):

@@ -16,6 +16,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import flax
 import jax
@@ -216,12 +217,21 @@ def _open_run(path: str | Path) -> RunCheckpoints:
     return ckpts
 
 
-def run_inputs(path: str | Path, which: str = "best") -> tuple[tuple[str, ...], str]:
-    """The class names a saved run predicts and the preprocessing its images had ("mnist" for runs
-    that do not say), read from its metadata without loading arrays."""
+class RunInputs(NamedTuple):
+    """What a saved run takes: the classes it predicts, how its images were preprocessed ("mnist"
+    for runs that do not say) and their size (the model's ``image_size``)."""
+
+    class_names: tuple[str, ...]
+    preprocess: str
+    image_size: int
+
+
+def run_inputs(path: str | Path, which: str = "best") -> RunInputs:
+    """A saved run's ``RunInputs``, read from its metadata without loading arrays."""
     with _open_run(path) as ckpts:
         meta = ckpts.read_meta(which)
-    return tuple(meta["class_names"]), meta.get("preprocess", "mnist")
+    model = from_dict(TrainConfig, meta["config"]).model
+    return RunInputs(tuple(meta["class_names"]), meta.get("preprocess", "mnist"), model.image_size)
 
 
 def load_run(path: str | Path, which: str = "best"):

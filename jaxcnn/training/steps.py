@@ -78,7 +78,8 @@ def _model(num_classes: int, cfg: ModelConfig) -> CNN:
     """One instance per architecture: a train state holds its ``apply`` (a method bound to the instance,
     compared by identity), so runs of one architecture get an equal state structure and share programs."""
     return CNN(num_classes, tuple(cfg.widths), cfg.hidden, cfg.dropout, jnp.dtype(cfg.dtype),
-               len(GEOMETRY_FEATURES) if cfg.page_geometry else 0, cfg.geometry_skip)
+               len(GEOMETRY_FEATURES) if cfg.page_geometry else 0, cfg.geometry_skip, trunk=cfg.trunk,
+               blocks=cfg.blocks, image_size=cfg.image_size)
 
 
 def steps_per_epoch(num_examples: int, batch_size: int) -> int:
@@ -142,22 +143,27 @@ def _optimizer(learning_rate: float, weight_decay: float, warmup_epochs: int, ep
         return adamw()
 
     def labels(params):
-        trunk_labels = {layer: ("train" if train_trunk_batch_norm and is_batch_norm(layer) else trunk_label)
-                        for layer in params["trunk"]}
+        trunk_labels = jax.tree_util.tree_map_with_path(
+            lambda path, _: "train" if train_trunk_batch_norm and in_batch_norm(path) else trunk_label, params["trunk"])
         return {name: (trunk_labels if name == "trunk" else "train") for name in params}
 
     return optax.multi_transform({"train": adamw(), trunk_label: trunk}, labels)
 
 
 def is_batch_norm(layer: str) -> bool:
-    """Whether a trunk layer (``conv0_0``, ``bn0_0``, ...: ``model.Trunk``'s names) is a BatchNorm."""
+    """Whether a trunk layer (``conv0_0``, ``bn0_0``, ``bn_out``, ...: the trunks' names) is a BatchNorm."""
     return layer.startswith("bn")
+
+
+def in_batch_norm(path) -> bool:
+    """Whether a key path into the trunk (a residual block's ``bn0`` included) leads into a BatchNorm."""
+    return any(is_batch_norm(str(getattr(key, "key", ""))) for key in path)
 
 
 def frozen_trunk(trunk: dict, train_batch_norm: bool) -> dict:
     """The trunk's parameters with no gradient through them (but for BatchNorm's, with ``train_batch_norm``)."""
-    return {layer: value if train_batch_norm and is_batch_norm(layer) else jax.lax.stop_gradient(value)
-            for layer, value in trunk.items()}
+    return jax.tree_util.tree_map_with_path(
+        lambda path, value: value if train_batch_norm and in_batch_norm(path) else jax.lax.stop_gradient(value), trunk)
 
 
 class StartState(NamedTuple):
@@ -198,7 +204,7 @@ def create_train_state(seed_key, model: CNN, tx: optax.GradientTransformation, e
 def initial_variables(init_key, model: CNN) -> dict:
     """``{"params", "batch_stats"}`` of a fresh ``model`` drawn from ``init_key``."""
     geometry = jnp.zeros((1, model.geometry_features)) if model.geometry_features else None
-    return model.init(init_key, jnp.zeros((1, 28, 28, 1)), train=False, geometry=geometry)
+    return model.init(init_key, jnp.zeros((1, model.image_size, model.image_size, 1)), train=False, geometry=geometry)
 
 
 @functools.partial(jax.jit, static_argnums=0)
@@ -207,7 +213,7 @@ def _optimizer_state(tx: optax.GradientTransformation, params):
 
 
 def to_float(images):
-    """uint8 [B, 28, 28] -> float32 [B, 28, 28, 1] in [0, 1]."""
+    """uint8 [B, S, S] -> float32 [B, S, S, 1] in [0, 1]."""
     return images.astype(jnp.float32)[..., None] / 255.0
 
 
@@ -281,7 +287,7 @@ def split_over_devices(batch):
 
 
 def train_step(state: TrainState, batch, rng, cfg: TrainConfig, loss: dict | None = None):
-    """One optimiser step on ``batch = {"image": uint8 [B,28,28], "label": int [B]}`` (and
+    """One optimiser step on ``batch = {"image": uint8 [B,S,S], "label": int [B]}`` (and
     ``"geometry": float [B, F]`` for a model that takes page geometry).
 
     Augmentation, mixing and dropout draw from ``rng``. ``loss``: the ``objective`` to minimise
@@ -342,7 +348,7 @@ def epoch_batches(key, epoch, num_examples: int, batch_size: int):
 def _indexed_step(state: TrainState, inputs, labels, index, cfg: TrainConfig, loss: dict | None = None):
     """``train_step`` on the examples at ``index``; the step's key is a function of (key, step).
 
-    ``inputs``: the data set on the device, ``{"image": uint8 [N,28,28]}`` and optionally
+    ``inputs``: the data set on the device, ``{"image": uint8 [N,S,S]}`` and optionally
     ``"geometry"`` (``ArrayDataset.inputs``); ``labels`` int [N].
     """
     rng = jax.random.fold_in(state.key, state.step)

@@ -36,7 +36,7 @@ def test_cv_scores_each_image_once_and_the_final_model_learns_from_all(setup, tm
     final = part1.run(cfg, data_root, tmp_path / "final", cv_run=tmp_path / "cv")
     assert final["writers"] == list(WRITERS) and final["expected_new_writers"] is None  # no cv yet
     assert final["num_train"] == len(WRITERS) * len(CLASSES)
-    assert run_inputs(tmp_path / "final") == (CLASSES, cfg.preprocess)  # what `evaluate` prepares new images with
+    assert run_inputs(tmp_path / "final") == (CLASSES, cfg.preprocess, cfg.train.model.image_size)  # what `evaluate` prepares new images with
 
     cv = part1_folds.run_cv(cfg, data_root, tmp_path / "cv")["cv"]
     assert [f["held_out"] for f in cv["folds"]] == ["8 images (2 per class)"] * 3
