@@ -41,3 +41,26 @@ def test_geometry_skip_adds_a_linear_path_from_the_page_to_the_logits():
     bn = variables["batch_stats"]["head"]["geometry_bn"]
     standard = (geometry - bn["mean"]) / jnp.sqrt(bn["var"] + 1e-5) * head["geometry_bn"]["scale"] + head["geometry_bn"]["bias"]
     np.testing.assert_allclose(skip, standard @ head["geometry_logits"]["kernel"], rtol=1e-5, atol=1e-5)
+
+
+def test_residual_trunk_has_the_same_parameter_tree_at_two_input_sizes():
+    from jaxcnn.model import CNN
+
+    shapes = [jax.tree.map(jnp.shape, CNN(10, (4, 8), 16, trunk="resnet", image_size=size).init(
+        jax.random.PRNGKey(0), jnp.zeros((1, size, size, 1)))) for size in (28, 48)]
+    assert shapes[0] == shapes[1]
+    assert {"stem", "stage1_block0", "bn_out"} <= set(shapes[0]["params"]["trunk"])
+
+
+def test_a_residual_part1_trunk_grafts_into_an_mnist_model_by_name():
+    """A 62-class, page-geometry model at 48 px gives its whole trunk to a 10-class MNIST model at 28 px."""
+    from jaxcnn.model import CNN
+    from jaxcnn.training.transfer import transfer_plan
+
+    source = CNN(62, (4, 8), 16, geometry_features=5, trunk="resnet", image_size=48).init(
+        jax.random.PRNGKey(0), jnp.zeros((1, 48, 48, 1)), geometry=jnp.zeros((1, 5)))
+    target = CNN(10, (4, 8), 16, trunk="resnet").init(jax.random.PRNGKey(1), jnp.zeros((1, 28, 28, 1)))
+    plan = transfer_plan(target, source)
+    trunk_leaves = len(jax.tree.leaves(target["params"]["trunk"])) + len(jax.tree.leaves(target["batch_stats"]["trunk"]))
+    assert len(plan["copied"]) == trunk_leaves
+    assert all(p.split("/")[1] == "head" for p in plan["kept_fresh"])

@@ -155,3 +155,19 @@ def test_stretch_fills_the_20x20_box_whatever_the_aspect(shape):
 def test_rejects_colour_arrays():
     with pytest.raises(ValueError, match="2-D"):
         to_mnist_convention(np.ones((28, 28, 3), np.float32))
+
+
+@pytest.mark.parametrize("size", [28, 32, 48, 64])
+def test_crops_at_each_size_are_centred_and_fill_the_scaled_box(glyph, size):
+    out = to_mnist_convention(scan(glyph, 0, stroke=6), size=size)
+    assert out.shape == (size, size) and out.dtype == np.uint8 and out.max() == 255
+    com_y, com_x = centre_of_mass(out)
+    assert abs(com_y - (size - 1) / 2) <= 0.5 and abs(com_x - (size - 1) / 2) <= 0.5
+    assert max(ink_box(out)) <= round(size * 20 / 28) + 1
+
+
+def test_a_larger_crop_thickens_a_thin_stroke_less_so_loops_stay_open(glyph):
+    """A thin tablet stroke thickened to 2.5 px of a 20-px box fills more of it than of a 46-px box."""
+    ink = {size: (to_mnist_convention(scan(glyph, 0, stroke=4), size=size) > 127).mean() for size in (28, 64)}
+    assert ink[64] < ink[28]
+    assert ink[64] > 0  # the stroke is still visible at 64
