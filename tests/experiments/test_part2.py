@@ -69,8 +69,8 @@ def test_quick_run_end_to_end(shared_data, tmp_path):
     # another optimiser state, so another structure for the six small programs that take the state)
     names = collections.Counter(name for name, _ in compiled)
     variants = len(cfg.variants)
-    # and the trunk features of C's CKA (one program for C, B and A's trunk: one architecture)
-    assert sum(names[n] for n in TRAIN_STEP_PROGRAMS) <= 3 + variants and len(compiled) <= 42 + 6 * variants, names
+    # and the trunk features of C's CKA (one program for C, B and A's trunk) and its data (61 measured on Zen 5 with 3 variants)
+    assert sum(names[n] for n in TRAIN_STEP_PROGRAMS) <= 3 + variants and len(compiled) <= 43 + 6 * variants, names
 
     saved = json.loads((tmp_path / "results.json").read_text())
     assert set(saved["models"]) == {"B", "C", "C_frozen", *P.VARIANTS} and cfg.variants
