@@ -100,14 +100,12 @@ def cmd_evaluate(args) -> int:
     from jaxcnn.rundir import write_json
     if not Path(args.data).exists():  # e.g. testPart1, which `download` unpacks
         raise DataError(f"{args.data}: no such folder or zip file; {paths.DOWNLOAD_HINT}")
-    inputs = run_inputs(args.ckpt, args.which)
-    class_names = inputs.class_names
-    out = output_path(args.ckpt, args.data, args.json)
+    inputs, out = run_inputs(args.ckpt, args.which), output_path(args.ckpt, args.data, args.json)
     data = _load_for(inputs, args.data, args.cache_dir)
     report = {**evaluate_run(args.ckpt, data, args.which, tta=args.tta), "data": str(Path(args.data).absolute())}
     print("\n".join(summary_lines(report)))
     write_json(out, report)
-    plot_confusion(report["confusion"], class_names, out.with_suffix(".png"), f"{args.data}")
+    plot_confusion(report["confusion"], inputs.class_names, out.with_suffix(".png"), f"{args.data}")
     print(f"figures: {out}  confusion matrix: {out.with_suffix('.png')}")
     return 0
 
@@ -171,9 +169,8 @@ def cmd_make_noisy_mnist(args) -> int:
 
 
 def _load_for(inputs, source, cache_dir):
-    """Loads ``source`` in the layout that matches the checkpoint's classes (``RunInputs``); Chars74K
-    images get the run's preprocessing and size (class folders have their own: MNIST-sized images
-    are taken as they are)."""
+    """Loads ``source`` in the layout of the run's classes (``RunInputs``); Chars74K images get its
+    preprocessing and size (class folders their own: MNIST-sized images are taken as they are)."""
     from jaxcnn.data.chars74k import CLASS_NAMES, has_sample_folders, load_chars74k
     from jaxcnn.data.classfolders import load_class_folders
     if set(inputs.class_names) <= set(CLASS_NAMES) and has_sample_folders(source):
@@ -234,9 +231,7 @@ def _part1_commands(sub) -> None:
     _common(p, f"ckpts/{STUDY_RUNS['ablation']}")
     _folds_by(p)
     p.add_argument("--variants", nargs="*", help="which variants (default: all)")
-    p.add_argument("--first-folds", type=int, metavar="N",
-                   help="a screen: train and score only the first N folds (--resume with a larger N, or none, "
-                        "extends the same runs)")
+    p.add_argument("--first-folds", type=int, metavar="N", help="a screen: the first N folds only (--resume extends them)")
 
 
 def _data_commands(sub) -> None:

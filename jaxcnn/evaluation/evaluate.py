@@ -93,15 +93,21 @@ def output_path(ckpt: str | Path, data: str | Path, json_path: str | Path | None
                               "pass --json PATH to keep both")
     elif out.with_suffix(".png").exists():
         raise JaxcnnError(f"{out.with_suffix('.png')}: exists and is not from an evaluation: choose another --json")
+    return ensure_writable(out, "the evaluation", "--json")
+
+
+def ensure_writable(path: Path, what: str, flag: str) -> Path:
+    """``path``, once a probe file written beside it shows that its folder takes files; else a
+    one-line JaxcnnError naming ``what`` would be written and the ``flag`` that moves it."""
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        probe = out.with_name(f".{out.name}.write-test")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        probe = path.with_name(f".{path.name}.write-test")
         probe.write_text("ok")
         probe.unlink()
     except OSError as err:
-        raise JaxcnnError(f"{out}: cannot write the evaluation here ({err.strerror or err}); "
-                          "pass --json PATH in a writable folder") from None
-    return out
+        raise JaxcnnError(f"{path}: cannot write {what} here ({err.strerror or err}); "
+                          f"pass {flag} PATH in a writable folder") from None
+    return path
 
 
 def summary_lines(report: dict, top: int = 8) -> list[str]:

@@ -23,7 +23,7 @@ from jaxcnn.data.classfolders import mnist_input
 from jaxcnn.data.imagefiles import IMAGE_EXTENSIONS, list_images, prepare_each
 from jaxcnn.data.preprocess import GEOMETRY_FEATURES, page_geometry
 from jaxcnn.errors import CheckpointError, DataError, JaxcnnError
-from jaxcnn.evaluation.evaluate import member_probs
+from jaxcnn.evaluation.evaluate import ensure_writable, member_probs
 from jaxcnn.rundir import check_output
 from jaxcnn.training.checkpoint import RunCheckpoints, checkpoint_dir, load_run
 
@@ -214,15 +214,7 @@ def checked_output(path: str | os.PathLike) -> Path:
         if not first.startswith("path,class,probability,"):
             raise JaxcnnError(f"{path}: exists and is not a predictions table; refusing to replace it: "
                               "choose another --out")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        probe = path.with_name(f".{path.name}.write-test")
-        probe.write_text("ok")
-        probe.unlink()
-    except OSError as error:
-        raise JaxcnnError(f"{path}: cannot write here ({error.strerror or error}); pass --out PATH in a "
-                          "writable folder") from None
-    return path
+    return ensure_writable(path, "the predictions", "--out")
 
 
 def write_csv(path: Path, rows: list[list[str]]) -> None:
