@@ -38,7 +38,7 @@ def count(name: str, data_root: Path, workdir: Path, quick: bool) -> dict:
     jax.clear_caches()
     start = time.perf_counter()
     with counting_compilations() as compiled:
-        module.run(module.get_config(quick=quick), data_root, workdir / name, **upstream_runs(name, workdir))
+        module.run(module.get_config("quick" if quick else "full"), data_root, workdir / name, **upstream_runs(name, workdir))
     seconds = collections.Counter()
     for program, took in compiled:
         seconds[program] += took

@@ -14,7 +14,7 @@ from pathlib import Path
 from jaxcnn import paths
 from jaxcnn.config import override
 from jaxcnn.errors import DataError, JaxcnnError
-from jaxcnn.experiments import PARTS, STUDY_RUNS, UPSTREAM, part_module
+from jaxcnn.experiments import PARTS, PROFILES, STUDY_RUNS, UPSTREAM, default_profile, part_module
 
 logger = logging.getLogger("jaxcnn")
 
@@ -34,12 +34,23 @@ def _cache_dir_arg(parser: argparse.ArgumentParser) -> None:
 def _common(parser: argparse.ArgumentParser, default_workdir: str) -> None:
     _data_root_arg(parser)
     parser.add_argument("--workdir", default=default_workdir, help="where checkpoints and results go (default: %(default)s)")
-    parser.add_argument("--quick", action="store_true", help="tiny, fast run of the same pipeline")
+    _profile_args(parser)
     parser.add_argument("--resume", action="store_true", help="continue an interrupted run in --workdir")
     parser.add_argument("--overwrite", action="store_true", help="delete a run already in --workdir and start again")
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                         help="override a config field, e.g. --set train.epochs=30 (repeatable)")
     _cache_dir_arg(parser)
+
+
+def _profile_args(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--profile", choices=tuple(PROFILES), help="how much to run: " + "; ".join(
+        f"{name}: {what}" for name, what in PROFILES.items()) + " (default: cpu where JAX finds no accelerator, else full)")
+    group.add_argument("--quick", dest="profile", action="store_const", const="quick", help="the same as --profile quick")
+
+
+def _profile(args) -> str:
+    return args.profile or default_profile()
 
 
 def _folds_by(parser: argparse.ArgumentParser) -> None:
@@ -49,7 +60,7 @@ def _folds_by(parser: argparse.ArgumentParser) -> None:
 
 
 def _configured(module, args):
-    cfg = module.get_config(args.quick)
+    cfg = module.get_config(_profile(args))
     for assignment in args.set:
         cfg = override(cfg, assignment)
     if getattr(args, "data", None):  # part 3's --data DIR_OR_ZIP
@@ -124,7 +135,7 @@ def cmd_study(args) -> int:
     from jaxcnn.study import run_study
     out = report_path(args.workdir, args.out)
     _check_report_out(out)
-    status = run_study(paths.data_root(args.data_root), Path(args.workdir), quick=args.quick, resume=args.resume,
+    status = run_study(paths.data_root(args.data_root), Path(args.workdir), profile=_profile(args), resume=args.resume,
                        cache_dir=args.cache_dir, out=args.out)
     print("\n".join(f"{name}: {what}" for name, what in status.items()))
     print(f"report: {out} and {out.with_name('report.html')}")
@@ -291,7 +302,7 @@ def _study_commands(sub) -> None:
                  epilog="example: python -m jaxcnn study --data-root ../shared/data --quick --workdir ckpts-quick")
     _data_root_arg(p)
     p.add_argument("--workdir", default="ckpts", help="holds part1/, part2/, part3/ (default: %(default)s)")
-    p.add_argument("--quick", action="store_true", help="tiny, fast runs of the same pipeline")
+    _profile_args(p)
     p.add_argument("--resume", action="store_true", help="continue an interrupted part")
     p.add_argument("--out", help="the report; report.html goes beside it (default: WORKDIR/REPORT.md)")
     _cache_dir_arg(p)

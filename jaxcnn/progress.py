@@ -12,6 +12,7 @@ alternatives need more: ``flax.metrics.tensorboard`` and ``clu`` import TensorFl
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 import time
@@ -110,6 +111,59 @@ def track(items, label: str, *, total: int | None = None, unit: str = "", stream
         for item in items:
             yield item
             bar.update()
+
+
+class StudyMeter:
+    """The whole study's progress in training images, against a plan (each part's ``planned_images``).
+
+    ``fit`` reports every epoch (``count_trained``); the meter logs one line at most every
+    ``log_every`` seconds, with the share done, the time so far and an ETA at this process's rate
+    so far. Every image weighs the same, whatever model learns it. Epochs that a resumed run had
+    already trained shrink the plan instead of counting as done.
+    """
+
+    def __init__(self, planned: int, *, log_every: float = 60.0, clock=time.monotonic):
+        self.planned, self.done, self.log_every, self.clock = planned, 0, log_every, clock
+        self.start = self.logged = clock()
+
+    def add(self, images: int, *, trained_before: bool = False) -> None:
+        if trained_before:
+            self.planned -= images
+            return
+        self.done += images
+        if self.clock() - self.logged >= self.log_every:
+            logging.getLogger("jaxcnn").info(self.line())
+            self.logged = self.clock()
+
+    def line(self) -> str:
+        """``study: 41% of 3.10 M planned training images, 21:03 elapsed, ETA 30:12``."""
+        elapsed = self.clock() - self.start
+        left = max(self.planned - self.done, 0)
+        share = min(self.done / self.planned, 1.0) if self.planned > 0 else 1.0
+        eta = eta_seconds(self.done, left, elapsed)
+        return (f"study: {share:.0%} of {self.planned / 1e6:.2f} M planned training images, "
+                f"{format_duration(elapsed)} elapsed, ETA {'?' if eta is None else format_duration(eta)}")
+
+
+_study: list[StudyMeter] = []  # the meter of the study running in this process, if any
+
+
+@contextlib.contextmanager
+def study_meter(planned: int, **kwargs):
+    """While active, ``count_trained`` reports to a ``StudyMeter`` of ``planned`` images."""
+    meter = StudyMeter(planned, **kwargs)
+    _study.append(meter)
+    try:
+        yield meter
+    finally:
+        _study.remove(meter)
+
+
+def count_trained(images: int, *, trained_before: bool = False) -> None:
+    """Tells the running study's meter (if any) that ``images`` more were trained (or, with
+    ``trained_before``, that a resumed run had trained them already)."""
+    for meter in _study:
+        meter.add(images, trained_before=trained_before)
 
 
 def epoch_scalars(record: dict, seeds=None) -> dict[str, float]:

@@ -15,8 +15,9 @@ from pathlib import Path
 
 from jaxcnn.config import to_dict
 from jaxcnn.errors import JaxcnnError
-from jaxcnn.experiments import PARTS, UPSTREAM, part_module
+from jaxcnn.experiments import PARTS, PROFILES, UPSTREAM, part_module
 from jaxcnn.experiments.results import RESULTS_FILE, results_of
+from jaxcnn.progress import study_meter
 from jaxcnn.report import write_report
 
 logger = logging.getLogger("jaxcnn")
@@ -37,32 +38,38 @@ def finished(part_dir: Path, cfg) -> bool:
     if results is None:
         return False
     if results["config"] != to_dict(cfg):
-        raise JaxcnnError(f"{part_dir / RESULTS_FILE}: a finished run of another configuration (--quick or not?); "
+        raise JaxcnnError(f"{part_dir / RESULTS_FILE}: a finished run of another configuration (another --profile?); "
                           f"use another --workdir, or delete {part_dir} to run it again")
     return True
 
 
-def run_study(data_root: Path, workdir: Path, *, quick: bool = False, resume: bool = False, cache_dir=None,
+def run_study(data_root: Path, workdir: Path, *, profile: str = "full", resume: bool = False, cache_dir=None,
               out: str | Path | None = None, parts=tuple(PARTS)) -> dict[str, str]:
-    """Runs each of ``parts`` not yet finished, then writes the report from ``workdir`` (into
-    ``workdir`` unless ``out`` puts it elsewhere).
+    """Runs each of ``parts`` not yet finished in ``profile`` (``PROFILES``), then writes the report
+    from ``workdir`` (into ``workdir`` unless ``out`` puts it elsewhere). While the parts train, the
+    log shows the whole study's progress and ETA (``progress.StudyMeter``).
 
     Returns what happened to each part: "ran" or "reused".
     """
     workdir = Path(workdir)
+    modules = {name: part_module(name) for name in parts}
+    configs = {name: module.get_config(profile) for name, module in modules.items()}
+    to_run = [name for name in parts if not finished(workdir / name, configs[name])]
+    planned = sum(modules[name].planned_images(configs[name]) for name in to_run)
+    logger.info("study, profile %s: %s", profile, PROFILES[profile])
     status = {}
-    for name in parts:
-        module = part_module(name)
-        cfg = module.get_config(quick)
-        part_dir = workdir / name
-        if finished(part_dir, cfg):
-            logger.info("%s: finished run in %s reused", name, part_dir)
-            status[name] = "reused"
-            continue
-        logger.info("%s: running in %s%s", name, part_dir, " (resuming)" if resume else "")
-        module.run(cfg, Path(data_root), part_dir, resume=resume, cache_dir=cache_dir,
-                   **upstream_runs(name, workdir))
-        status[name] = "ran"
+    with study_meter(planned) as meter:
+        logger.info(meter.line())
+        for name in parts:
+            part_dir = workdir / name
+            if name not in to_run:
+                logger.info("%s: finished run in %s reused", name, part_dir)
+                status[name] = "reused"
+                continue
+            logger.info("%s: running in %s%s", name, part_dir, " (resuming)" if resume else "")
+            modules[name].run(configs[name], Path(data_root), part_dir, resume=resume, cache_dir=cache_dir,
+                              **upstream_runs(name, workdir))
+            status[name] = "ran"
     markdown, page = write_report(workdir, out)
     logger.info("report: %s and %s", markdown, page)
     return status

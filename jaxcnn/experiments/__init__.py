@@ -1,6 +1,8 @@
 """The study's three parts. Each part module offers the same small protocol:
 
-- ``get_config(quick: bool)``: its frozen config dataclass (``quick``: tiny, same code path);
+- ``get_config(profile)``: its frozen config dataclass for one of ``PROFILES``;
+- ``planned_images(cfg) -> int``: how many training images its ``fit`` calls will see (nominal data
+  sizes; an upper bound where part 3's diagnosis skips models), for the study's ETA;
 - ``run(cfg, data_root, workdir, *, resume, overwrite, cache_dir, **upstream) -> dict``: trains
   (``upstream``: the runs of other parts it reads, ``UPSTREAM``),
   writes ``workdir/results.json`` (what the report reads) and its figures, returns the results;
@@ -19,6 +21,34 @@ PARTS = {
     "part2": "Part 2: digits pretraining (A), then MNIST from scratch (B) and from A's trunk (C).",
     "part3": "Part 3: a label-corrupted MNIST, from scratch and from part-1 weights, and what is wrong with it.",
 }
+
+
+# How much of the study to run: every part's ``get_config`` takes one of these names.
+PROFILES = {
+    "full": "the study as designed: every seed, epoch and variant (minutes on a GPU, days on a CPU)",
+    "cpu": "full-size models and part 1's recipe; parts 2 and 3 with fewer seeds and epochs and no variants "
+           "(about an hour on 2 CPU cores)",
+    "quick": "tiny models, a few epochs: the same pipeline as a smoke test (CI); its numbers mean nothing",
+}
+
+
+def check_profile(profile: str) -> str:
+    """``profile`` when it is one of ``PROFILES``, else a one-line error naming them."""
+    if profile not in PROFILES:
+        raise ValueError(f"profile {profile!r}: choose one of {', '.join(PROFILES)}")
+    return profile
+
+
+def default_profile() -> str:
+    """What a command runs when no profile is asked for: "cpu" where JAX finds no accelerator, else "full"."""
+    import jax
+    return "cpu" if jax.default_backend() == "cpu" else "full"
+
+
+def profile_of(module: ModuleType, config: dict) -> str | None:
+    """The profile whose configuration ``config`` (a results file's) is, or None (a changed one)."""
+    from jaxcnn.config import to_dict
+    return next((name for name in PROFILES if to_dict(module.get_config(name)) == config), None)
 
 
 # Part 1's other runs in a study's work directory, beside part1/, part2/ and part3/.

@@ -16,13 +16,13 @@ from jaxcnn.config import defaults_of, to_dict
 from jaxcnn.document import Figure, Section, Table, Text, rate, seconds
 from jaxcnn.evaluation.plots import plot_learning_curves
 from jaxcnn.experiments.common import not_run, part_figures
-from jaxcnn.experiments.part1_config import Part1Config, get_config, input_meta, load_data
+from jaxcnn.experiments.part1_config import Part1Config, get_config, input_meta, load_data, planned_images
 from jaxcnn.experiments.part1_folds import ablation_section, estimate, estimate_line, expected_text, folds_section
 from jaxcnn.experiments.results import RESULTS_FILE, Stamped, results_of, write_results
 from jaxcnn.rundir import claim
 from jaxcnn.training.loop import fit
 
-__all__ = ["Part1Config", "get_config", "run", "sections", "headline"]  # the part protocol (jaxcnn.experiments)
+__all__ = ["Part1Config", "get_config", "planned_images", "run", "sections", "headline"]  # the part protocol (jaxcnn.experiments)
 
 logger = logging.getLogger("jaxcnn")
 

@@ -10,6 +10,8 @@ from jaxcnn.config import ModelConfig, TrainConfig
 from jaxcnn.data.chars74k import CLASS_NAMES, FOLD_PROTOCOLS, PREPROCESSORS, load_chars74k
 from jaxcnn.data.dataset import ArrayDataset
 from jaxcnn.errors import require
+from jaxcnn.experiments import check_profile
+from jaxcnn.training.loop import trained_images
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,13 +37,22 @@ class Part1Config:
         require(self, "preprocess", self.preprocess in PREPROCESSORS, f"one of {', '.join(PREPROCESSORS)}")
 
 
-def get_config(quick: bool = False) -> Part1Config:
-    """The study's configuration; ``quick`` is the same pipeline, tiny and fast (CI, smoke tests)."""
-    if not quick:
+IMAGES_PER_CLASS = 40  # the task's training scans: 40 writers of each character
+
+
+def get_config(profile: str = "full") -> Part1Config:
+    """The study's configuration for ``profile`` (``jaxcnn.experiments.PROFILES``): the recipe for
+    "full" and "cpu" (about 17 minutes on 2 cores), tiny and fast for "quick" (CI, smoke tests)."""
+    if check_profile(profile) != "quick":
         return Part1Config()
     return Part1Config(train=TrainConfig(seeds=(0, 1), epochs=2, batch_size=64,
                                          model=ModelConfig(widths=(8, 16, 32), hidden=32, page_geometry=True)),
                        folds=2)
+
+
+def planned_images(cfg: Part1Config) -> int:
+    """The training images of the final model (``run``), all seeds and epochs together."""
+    return trained_images(IMAGES_PER_CLASS * len(cfg.classes or CLASS_NAMES), cfg.train)
 
 
 def load_data(cfg: Part1Config, data_root: Path, cache_dir=None) -> ArrayDataset:

@@ -24,6 +24,7 @@ from jaxcnn.errors import require
 from jaxcnn.evaluation.cka import transfer_changes
 from jaxcnn.evaluation.evaluate import evaluate_run, predict_probs, validation_table
 from jaxcnn.evaluation.plots import plot_confusion, plot_transfer_changes
+from jaxcnn.experiments import check_profile
 from jaxcnn.experiments.common import MNIST_TRAIN, balanced_subset, drawn_figures, load_mnist_split, not_run
 from jaxcnn.experiments.records import (
     ensemble_class_names, ensemble_confusion, model_record, models_table, paired_lines, paired_table,
@@ -31,7 +32,7 @@ from jaxcnn.experiments.records import (
 )
 from jaxcnn.experiments.results import RESULTS_FILE, Stamped, write_results
 from jaxcnn.rundir import claim
-from jaxcnn.training.loop import fit
+from jaxcnn.training.loop import fit, trained_images
 from jaxcnn.training.transfer import KEEP_HEAD_FRESH, graft_init, pretrained_variables, transfer_record
 
 logger = logging.getLogger("jaxcnn")
@@ -106,16 +107,35 @@ class Part2Results(Stamped):
     representations: dict[str, dict]  # C -> cka.transfer_changes (absent in results written before it)
 
 
-def get_config(quick: bool = False) -> Part2Config:
-    """The study's configuration; ``quick`` is the same pipeline, tiny (a minute or two on a CPU)."""
+def get_config(profile: str = "full") -> Part2Config:
+    """The study's configuration for ``profile`` (``jaxcnn.experiments.PROFILES``). "cpu": the full
+    models, B, C and C_frozen at 3 seeds for 2 epochs, the data-size curve at 100 and 1,000 images
+    (3 seeds, 6,000-image epochs), no variants; "quick": tiny (a minute or two on a CPU)."""
     cfg = Part2Config()
-    if not quick:
+    if check_profile(profile) == "full":
         return cfg
+    if profile == "cpu":
+        return dataclasses.replace(cfg, mnist=dataclasses.replace(cfg.mnist, seeds=(0, 1, 2), epochs=2),
+                                   subset_sizes=(100, 1000), subset_seeds=(0, 1, 2), subset_epoch_images=6000,
+                                   variants=())
     return dataclasses.replace(
         cfg, model=ModelConfig(widths=(8, 16, 32), hidden=32),
         digits=dataclasses.replace(cfg.digits, seeds=(0,), epochs=2),
         mnist=dataclasses.replace(cfg.mnist, seeds=(0, 1), epochs=2, probe_every=5),
         mnist_train_size=2000, mnist_test_size=1000, subset_sizes=(100, 500), subset_seeds=(0, 1), cka_images=500)
+
+
+MNIST_TRAIN_IMAGES = 60000
+DIGIT_WRITERS = 40  # the part-1 scans of each digit
+
+
+def planned_images(cfg: Part2Config) -> int:
+    """The training images of A, B, C, C_frozen, the variants and the data-size runs together."""
+    digits = 10 * (DIGIT_WRITERS - len(cfg.val_writers))
+    mnist = cfg.mnist_train_size or MNIST_TRAIN_IMAGES
+    subset = dataclasses.replace(cfg.mnist, seeds=cfg.subset_seeds)
+    return (trained_images(digits, cfg.digits) + (3 + len(cfg.variants)) * trained_images(mnist, cfg.mnist)
+            + len(cfg.subset_sizes) * len(CURVE_MODELS) * trained_images(cfg.subset_epoch_images or mnist, subset))
 
 
 # --- data -------------------------------------------------------------------------------------

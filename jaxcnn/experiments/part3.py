@@ -43,7 +43,7 @@ from jaxcnn.evaluation.evaluate import predict_probs
 from jaxcnn.experiments.common import balanced_subset, load_mnist_split, not_run
 from jaxcnn.experiments.part3_config import (
     COMPLEMENTARY_T, K, MADE_DIR, METHODS, PART1_DATA, PART1_PREPROCESS, REPLICA, TASK_SET, TRUNK, Method, Part3Config,
-    Reading, fits, get_config, labels_for, method_of, teacher_of, train_config,
+    Reading, fits, get_config, labels_for, method_of, planned_images, teacher_of, train_config,
 )
 from jaxcnn.experiments.part3_diagnosis import (
     audit_table, diagnose_views, diagnosis_findings, examine, folder_model_readings, reading_rows,
@@ -60,7 +60,7 @@ from jaxcnn.training.checkpoint import has_checkpoints, load_run
 from jaxcnn.training.loop import fit
 from jaxcnn.training.transfer import graft_init, pretrained_variables, transfer_record
 
-__all__ = ["Part3Config", "get_config", "run", "sections", "headline"]  # the part protocol (jaxcnn.experiments)
+__all__ = ["Part3Config", "get_config", "planned_images", "run", "sections", "headline"]  # the part protocol (jaxcnn.experiments)
 
 logger = logging.getLogger("jaxcnn")
 

@@ -10,7 +10,9 @@ import numpy as np
 from jaxcnn.config import AugmentConfig, ModelConfig, TrainConfig
 from jaxcnn.data.mnist import CLASS_NAMES as DIGITS
 from jaxcnn.evaluation.transitions import correct_labels
+from jaxcnn.experiments import check_profile
 from jaxcnn.experiments.common import MNIST_TRAIN
+from jaxcnn.training.loop import trained_images
 from jaxcnn.training.transfer import KEEP_HEAD_FRESH
 
 
@@ -180,11 +182,17 @@ class Part3Config:
             raise ValueError(f"free_folds must be at least 2, got {self.free_folds}")
 
 
-def get_config(quick: bool = False) -> Part3Config:
-    """The study's configuration; ``quick`` is the same pipeline, tiny (a few minutes on a CPU)."""
+def get_config(profile: str = "full") -> Part3Config:
+    """The study's configuration for ``profile`` (``jaxcnn.experiments.PROFILES``). "cpu": the full
+    models at 2 seeds for 2 epochs, forward correction from scratch and from the part-1 trunk and the
+    trunk's self-trained student, the folder-label baselines for 1 epoch; "quick": tiny (a few
+    minutes on a CPU)."""
     cfg = Part3Config()
-    if not quick:
+    if check_profile(profile) == "full":
         return cfg
+    if profile == "cpu":
+        return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, seeds=(0, 1), epochs=2), baseline_epochs=1,
+                                   models=("comp_forward", "comp_forward_trunk", "self_train_trunk"))
     return dataclasses.replace(
         cfg, model=ModelConfig(widths=(8, 16, 32), hidden=32),
         train=dataclasses.replace(cfg.train, seeds=(0, 1), epochs=2, batch_size=32, warmup_epochs=0),
@@ -195,3 +203,23 @@ def get_config(quick: bool = False) -> Part3Config:
         train_part1_if_missing=True, min_confidence=0.5,
         models=("comp_forward", "comp_forward_trunk", "comp_nn", "self_train", "relabel", "forward",
                 "oracle_relabel"))
+
+
+NOISY_IMAGES = 60000  # the task's set, as many as MNIST train
+MNIST_TRAIN_IMAGES = 60000
+
+
+def planned_images(cfg: Part3Config) -> int:
+    """The training images of every model of ``cfg.models`` (some are skipped where the diagnosis
+    says they do not fit), the two folder-label baselines, the oracle-free view's folds and, without
+    part 2's B, the reference."""
+    noisy = cfg.noisy_size or NOISY_IMAGES
+    free = cfg.free_size or noisy
+    images = cfg.free_folds * trained_images(free - free // cfg.free_folds, cfg.free_train)
+    images += 2 * trained_images(noisy, cfg.train, cfg.baseline_epochs or cfg.train.epochs)
+    for name in cfg.models:
+        pseudo = method_of(name)[0].labels == "pseudo"
+        images += trained_images(noisy, cfg.train, (cfg.self_train_epochs if pseudo else 0) or cfg.train.epochs)
+    if not cfg.use_oracle_run:
+        images += trained_images(cfg.reference_size or MNIST_TRAIN_IMAGES, cfg.reference)
+    return images

@@ -28,7 +28,7 @@ from jaxcnn.config import TrainConfig, defaults_of, to_dict
 from jaxcnn.data.dataset import ArrayDataset
 from jaxcnn.errors import JaxcnnError
 from jaxcnn.processes import agree, is_primary, to_host
-from jaxcnn.progress import MetricWriter, Progress
+from jaxcnn.progress import MetricWriter, Progress, count_trained
 from jaxcnn.rundir import claim, write_json
 from jaxcnn.training import steps as T
 from jaxcnn.training.checkpoint import RunCheckpoints
@@ -91,6 +91,7 @@ def _train(train, val, cfg, workdir, ckpts, resume, init, meta, parallel_seeds, 
         state = ckpts.restore(state)
         history = ckpts.read_meta()["history"]
         logger.info("resumed %s at epoch %d", workdir, len(history))
+    count_trained(trained_images(len(train), cfg, len(history)), trained_before=True)
     _rewrite_log(workdir / "metrics.jsonl", history)
 
     state = on_devices(state, mesh)
@@ -137,9 +138,17 @@ def _train(train, val, cfg, workdir, ckpts, resume, init, meta, parallel_seeds, 
             logger.info("epoch %d/%d  loss %.4f  %s  %.1fs", epoch, cfg.epochs, np.mean(record["train_loss"]),
                         note, record["seconds"])
             bar.update(note=note)
+            count_trained(trained_images(len(train), cfg, 1))
             if stopping:
                 raise KeyboardInterrupt(f"{workdir}: stopped by SIGTERM after epoch {epoch}, its checkpoint saved")
     return state, history
+
+
+def trained_images(num_examples: int, cfg: TrainConfig, epochs: int | None = None) -> int:
+    """Images that ``fit`` trains on in ``epochs`` (default ``cfg.epochs``) over ``num_examples``,
+    all seeds together: whole batches only."""
+    epochs = cfg.epochs if epochs is None else epochs
+    return len(cfg.seeds) * epochs * T.steps_per_epoch(num_examples, cfg.batch_size) * cfg.batch_size
 
 
 TIMING_KEYS = ("seconds", "compile_seconds")  # of a record: how long it took, not what it learned

@@ -22,7 +22,7 @@ DIGITS = tuple("0123456789")
 # --- config and data ----------------------------------------------------------------------------
 
 def test_one_model_config_is_shared_by_a_and_mnist_runs_even_after_override():
-    cfg = override(P.get_config(quick=True), "model.widths=4,8")
+    cfg = override(P.get_config("quick"), "model.widths=4,8")
     assert cfg.digits.model == cfg.mnist.model == cfg.model
     assert cfg.mnist.model.widths == (4, 8)
     assert P.get_config().mnist.seeds == (0, 1, 2, 3, 4)
@@ -60,7 +60,7 @@ def test_subsets_are_repeated_to_the_full_size_and_must_be_smaller_than_it():
 
 @pytest.mark.slow
 def test_quick_run_end_to_end(shared_data, tmp_path):
-    cfg = P.get_config(quick=True)
+    cfg = P.get_config("quick")
     jax.clear_caches()  # count as a fresh process would
     with counting_compilations() as compiled:
         results = P.run(cfg, shared_data, tmp_path, cache_dir=tmp_path / "cache")
@@ -123,7 +123,7 @@ def test_quick_run_end_to_end(shared_data, tmp_path):
 
 @pytest.mark.slow
 def test_quick_run_on_generated_data_without_the_real_data_set(generated_data, tmp_path):
-    cfg = P.get_config(quick=True)
+    cfg = P.get_config("quick")
     results = P.run(cfg, generated_data, tmp_path, cache_dir=tmp_path / "cache")
     assert set(results["models"]) == {"B", "C", "C_frozen", *P.VARIANTS}
     assert results["A"]["writers"] == list(range(1, 7)) and results["data"]["mnist_test"] == cfg.mnist_test_size

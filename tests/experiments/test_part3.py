@@ -63,7 +63,7 @@ def quick_run(tmp_path_factory, real_data):
         mp.setattr(part3, "part1_variables", part1_apart)
         mp.setattr(part3, "make_noisy_mnist", make_then_hide_truth)
         mp.setattr(part3, "score_estimate", restore_truth_then_score)
-        cfg = dataclasses.replace(part3.get_config(quick=True), data=part3_config.REPLICA)
+        cfg = dataclasses.replace(part3.get_config("quick"), data=part3_config.REPLICA)
         jax.clear_caches()  # count compilations as a fresh process would
         with counting_compilations() as seen["compiled"]:
             results = part3.run(cfg, real_data, workdir, part1_run=tmp / "no-part1-here", cache_dir=tmp / "cache")
@@ -212,7 +212,7 @@ def test_pseudo_labels_rule_out_the_folder_and_keep_only_confident_ones(monkeypa
     monkeypatch.setattr(part3, "predict_probs", lambda state, images, batch: (None, probs))
     data = ArrayDataset(np.zeros((4, 28, 28), np.uint8), np.array([5, 3, 7, 5], np.int32),
                         np.full(4, -1, np.int32), tuple(str(d) for d in range(10)))
-    keep, labels = part3.pseudo_labels(None, part3.get_config(quick=True), part3_config.METHODS["comp_nn"], data, {})
+    keep, labels = part3.pseudo_labels(None, part3.get_config("quick"), part3_config.METHODS["comp_nn"], data, {})
     assert keep.tolist() == [0, 1] and labels.tolist() == [3, 5]  # folder 7 leaves a tie (0.5): not confident
 
 
@@ -226,7 +226,7 @@ def views(kind: str, free_kind: str | None = None, permutation: bool = False) ->
 def test_methods_say_whether_they_use_clean_labels_and_where_they_apply():
     assert not any(part3_config.METHODS[m].uses_clean_labels for m in ("folder", "comp_forward", "comp_nn", "self_train"))
     assert all(part3_config.METHODS[m].uses_clean_labels for m in ("relabel", "forward", "oracle_relabel"))
-    cfg = part3.get_config(quick=True)
+    cfg = part3.get_config("quick")
     renamed = views("permutation", "clean", permutation=True)
     comp = part3_config.train_config(cfg, part3_config.METHODS["comp_forward"], renamed)
     np.testing.assert_allclose(comp.label_transition, (1 - np.eye(10)) / 9)  # the known form, not the oracle's
@@ -298,7 +298,7 @@ def test_a_given_folder_is_loaded_with_its_folder_labels(tmp_path):
     images = np.random.default_rng(0).integers(0, 256, (40, 28, 28), dtype=np.uint8)
     labels = np.repeat(np.arange(10), 4)
     write_class_folders(images, labels, tmp_path / "given")
-    cfg = dataclasses.replace(part3.get_config(quick=True), data=str(tmp_path / "given"), noisy_size=20)
+    cfg = dataclasses.replace(part3.get_config("quick"), data=str(tmp_path / "given"), noisy_size=20)
     data = part3.load_noisy(cfg, tmp_path / "given", cache_dir=tmp_path / "cache")
     assert len(data) == 20 and np.bincount(data.labels).tolist() == [2] * 10
     assert data.class_names == tuple(str(d) for d in range(10))
@@ -308,7 +308,7 @@ def test_a_made_set_with_other_settings_is_not_silently_reused(tmp_path):
     (tmp_path / "noisy-mnist.zip").write_bytes(b"")
     (tmp_path / "noisy-mnist.made.json").write_text(json.dumps({"corruption": "permutation", "seed": 5}))
     with pytest.raises(DataError, match="--overwrite"):
-        part3.make_default_set(part3.get_config(quick=True), tmp_path, tmp_path)
+        part3.make_default_set(part3.get_config("quick"), tmp_path, tmp_path)
 
 
 def test_folder_sample_grid_and_heat_map_are_drawn(tmp_path):
@@ -348,7 +348,7 @@ def test_the_oracle_free_view_reads_a_weak_folder_model_right(spec, kind):
 def test_the_quick_oracle_names_every_kind_on_a_quick_sized_set(quick_run, real_data, spec, kind):
     """The quick run's own tiny oracle and a quick-sized set (3,000 images): as noisy as --quick gets."""
     _, workdir, _ = quick_run
-    cfg = dataclasses.replace(part3.get_config(quick=True), use_oracle_run=True)
+    cfg = dataclasses.replace(part3.get_config("quick"), use_oracle_run=True)
     train = common.load_mnist_split(real_data, "train", cfg.noisy_size, cfg.draw_seed)
     oracle, batch, _ = part3.clean_oracle(cfg, workdir / "reference", real_data, None, workdir)
     _, probs = evaluate.predict_probs(oracle, train.inputs(), batch)
@@ -361,7 +361,7 @@ def test_the_quick_oracle_names_every_kind_on_a_quick_sized_set(quick_run, real_
 def test_quick_run_on_generated_data_without_the_real_data_set(generated_data, tmp_path):
     """The whole part 3 (its quick part 1, the replica of the task's set, audit, diagnosis, every
     model) on printed digits and characters: no file of the real data set is read."""
-    results = part3.run(part3.get_config(quick=True), generated_data, tmp_path, cache_dir=tmp_path / "cache")
+    results = part3.run(part3.get_config("quick"), generated_data, tmp_path, cache_dir=tmp_path / "cache")
     assert results["data"]["origin"] == "replica" and results["part1_checkpoint"]["checkpoint"].endswith("part1-quick")
     assert results["diagnosis"]["oracle"]["kind"] == "complementary"
     assert {"scratch", "pretrained"} <= set(results["models"])
@@ -419,7 +419,7 @@ def test_the_plan_for_renamed_folders_relabels_and_leaves_the_complementary_meth
 
 
 def test_the_quick_part1_that_part3_falls_back_on_is_part1s_quick_recipe_with_part3s_model():
-    quick = part3.get_config(quick=True)
-    part1_quick = part1.get_config(quick=True)
+    quick = part3.get_config("quick")
+    part1_quick = part1.get_config("quick")
     assert quick.part1_fallback == dataclasses.replace(part1_quick.train, model=quick.model)
     assert (part3_config.PART1_DATA, part3_config.PART1_PREPROCESS) == (part1_quick.data_subdir, part1_quick.preprocess)

@@ -23,7 +23,7 @@ from jaxcnn.cli import main
 from jaxcnn.config import to_dict
 from jaxcnn.errors import JaxcnnError
 from jaxcnn.evaluation.convergence import stat as summary_of
-from jaxcnn.experiments import PARTS, part1, part1_folds, part2, part3, part_module, records
+from jaxcnn.experiments import PARTS, PROFILES, part1, part1_folds, part2, part3, part_module, profile_of, records
 from jaxcnn.experiments.results import write_results
 from jaxcnn.progress import MetricWriter, Progress, bar_text, epoch_scalars, format_duration
 from tests import browser
@@ -491,7 +491,8 @@ def fake_part(calls: list):
         calls.append((workdir.name, resume))
         workdir.mkdir(parents=True, exist_ok=True)
         (workdir / "results.json").write_text(json.dumps({"config": to_dict(cfg)}))
-    return types.SimpleNamespace(get_config=lambda quick: FakeConfig(1 if quick else 3), run=run)
+    return types.SimpleNamespace(get_config=lambda profile: FakeConfig(1 if profile == "quick" else 3), run=run,
+                                 planned_images=lambda cfg: 0)
 
 
 def test_study_runs_each_part_once(tmp_path, monkeypatch):
@@ -499,19 +500,20 @@ def test_study_runs_each_part_once(tmp_path, monkeypatch):
     monkeypatch.setattr(study, "part_module", lambda name: fake_part(calls))
     monkeypatch.setitem(study.UPSTREAM, "fake1", {})
     out = tmp_path / "REPORT.md"
-    first = study.run_study(tmp_path, tmp_path / "ckpts", quick=True, parts=("fake1",))
+    first = study.run_study(tmp_path, tmp_path / "ckpts", profile="quick", parts=("fake1",))
     assert first == {"fake1": "ran"}
     assert (tmp_path / "ckpts" / "REPORT.md").is_file() and (tmp_path / "ckpts" / "report.html").is_file()
-    again = study.run_study(tmp_path, tmp_path / "ckpts", quick=True, resume=True, out=out, parts=("fake1",))
+    again = study.run_study(tmp_path, tmp_path / "ckpts", profile="quick", resume=True, out=out, parts=("fake1",))
     assert again == {"fake1": "reused"} and calls == [("fake1", False)]
     with pytest.raises(JaxcnnError, match="another configuration"):
-        study.run_study(tmp_path, tmp_path / "ckpts", quick=False, out=out, parts=("fake1",))
+        study.run_study(tmp_path, tmp_path / "ckpts", profile="full", out=out, parts=("fake1",))
 
 
 def test_study_passes_each_part_the_runs_it_reads_from_its_workdir(tmp_path, monkeypatch):
     seen = {}
     monkeypatch.setattr(study, "part_module", lambda name: types.SimpleNamespace(
-        get_config=lambda quick: FakeConfig(), run=lambda cfg, data_root, workdir, **kwargs: seen.update({name: kwargs})))
+        get_config=lambda profile: FakeConfig(), planned_images=lambda cfg: 0,
+        run=lambda cfg, data_root, workdir, **kwargs: seen.update({name: kwargs})))
     monkeypatch.setattr(study, "finished", lambda part_dir, cfg: False)
     monkeypatch.setattr(study, "write_report", lambda workdir, out: (tmp_path / "r.md", tmp_path / "r.html"))
     study.run_study(tmp_path, tmp_path / "w")
@@ -523,8 +525,12 @@ def test_study_passes_each_part_the_runs_it_reads_from_its_workdir(tmp_path, mon
 def test_every_part_offers_the_protocol_and_an_unknown_part_is_refused():
     for name in PARTS:
         module = part_module(name)
-        assert all(callable(getattr(module, f)) for f in ("get_config", "run", "sections", "headline"))
-        assert dataclasses.is_dataclass(module.get_config(quick=True))
+        assert all(callable(getattr(module, f)) for f in ("get_config", "planned_images", "run", "sections", "headline"))
+        for profile in PROFILES:
+            cfg = module.get_config(profile)
+            assert dataclasses.is_dataclass(cfg) and module.planned_images(cfg) > 0
+            assert profile_of(module, to_dict(cfg)) in (profile, "full")  # part 1's cpu profile is its full one
+        assert module.planned_images(module.get_config("quick")) < module.planned_images(module.get_config("cpu"))
     with pytest.raises(ValueError, match="unknown part 'part9'"):
         part_module("part9")
 
@@ -563,7 +569,7 @@ def test_study_quick_end_to_end_report_matches_results(shared_data, tmp_path, mo
             mean = model["final_test_accuracy"]["mean"]
             assert table_value(part2, "final test accuracy", column).startswith(f"{mean:.4f}")
     stamp = (workdir / "part1" / "results.json").stat().st_mtime_ns
-    again = study.run_study(shared_data, workdir, quick=True, cache_dir=cache)
+    again = study.run_study(shared_data, workdir, profile="quick", cache_dir=cache)
     assert set(again.values()) == {"reused"}
     assert (workdir / "part1" / "results.json").stat().st_mtime_ns == stamp
     if os.environ.get("JAXCNN_KEEP_QUICK_STUDY"):  # .ci/run's notebook step reuses this study
