@@ -177,7 +177,8 @@ def _coerce(hint, value):
 def override(cfg, assignment: str):
     """Returns ``cfg`` with one ``dotted.path=value`` assignment applied (value as JSON or text).
 
-    A nested config whose model the parent shares (``SHARES_MODEL``) is refused a model of its own.
+    Text is split on commas only for a tuple field (``models=a,b``); any other text is kept whole
+    (a path may hold a comma). A nested config whose model the parent shares (``SHARES_MODEL``) is refused a model of its own.
     """
     path, sep, text = assignment.partition("=")
     if not sep:
@@ -186,8 +187,6 @@ def override(cfg, assignment: str):
         value = json.loads(text)
     except json.JSONDecodeError:
         value = text
-    if isinstance(value, str) and "," in value:
-        value = [v.strip() for v in value.split(",")]
     return _replace_path(cfg, path.split("."), value)
 
 
@@ -204,7 +203,7 @@ def _replace_path(cfg, keys, value):
         new = _replace_path(getattr(cfg, head), keys[1:], value)
     else:
         if typing.get_origin(hints[head]) is tuple and not isinstance(value, list):
-            value = [value]
+            value = [v.strip() for v in value.split(",")] if isinstance(value, str) else [value]
         try:
             new = _coerce(hints[head], value)
         except ValueError as err:

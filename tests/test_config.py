@@ -47,6 +47,12 @@ def test_override_of_a_string_tuple_keeps_strings(assignment, classes):
     assert override(Part1Config(), assignment).classes == classes
 
 
+def test_override_keeps_a_string_field_whole_even_with_commas():
+    from jaxcnn.experiments.part3 import Part3Config
+    assert override(Part3Config(), "data=/x/a,b.zip").data == "/x/a,b.zip"
+    assert override(Part3Config(), "models=comp_forward, comp_nn").models == ("comp_forward", "comp_nn")
+
+
 @pytest.mark.parametrize("text, value", [("true", True), ("True", True), ("1", True), ("yes", True),
                                          ("false", False), ("False", False), ("0", False), ("no", False)])
 def test_override_of_a_boolean(text, value):

@@ -8,7 +8,6 @@ the file: a silently dropped image would change a score.
 from __future__ import annotations
 
 import concurrent.futures
-import contextlib
 import dataclasses
 import functools
 import hashlib
@@ -19,6 +18,7 @@ import multiprocessing
 import os
 import tempfile
 import zipfile
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -276,19 +276,31 @@ def _prepare_or_reason(data, name: str, preprocess, geometry):
 
 
 def _map_files(prepare, files: list) -> list:
-    """``prepare(data, name)`` of every file, in worker processes from ``PARALLEL_FROM`` files on."""
+    """``prepare(data, name)`` of every file, in worker processes from ``PARALLEL_FROM`` files on.
+
+    A worker that dies (the OOM killer, a process that cannot start) breaks the pool: the pool is
+    shut down at once, its pending work cancelled, and every file is prepared again in this
+    process, with a warning that says so.
+    """
     workers = min(len(os.sched_getaffinity(0)), 16) if len(files) >= PARALLEL_FROM else 1
-    with _workers(workers) as pool:
-        results = pool.map(prepare, *zip(*files), chunksize=32) if pool else map(prepare, *zip(*files))
-        return list(track(results if files else [], "preprocessing", total=len(files), unit="images"))
+    if workers > 1:
+        try:
+            return _in_workers(prepare, files, workers)
+        except BrokenProcessPool as error:
+            logger.warning("preprocessing: a worker process died (%s); preparing the %d images in this process "
+                           "instead", " ".join(str(error).split()) or type(error).__name__, len(files))
+    return list(track(map(prepare, *zip(*files)) if files else [], "preprocessing", total=len(files), unit="images"))
 
 
-def _workers(count: int):
-    """A pool of ``count`` worker processes started fresh ("spawn": a fork of a process running JAX's
-    threads can hang), or None (a null context) for one."""
-    if count <= 1:
-        return contextlib.nullcontext()
-    return concurrent.futures.ProcessPoolExecutor(count, mp_context=multiprocessing.get_context("spawn"))
+def _in_workers(prepare, files: list, count: int) -> list:
+    """``_map_files`` in ``count`` worker processes started fresh ("spawn": a fork of a process
+    running JAX's threads can hang); the pool is shut down without waiting, whatever happens."""
+    pool = concurrent.futures.ProcessPoolExecutor(count, mp_context=multiprocessing.get_context("spawn"))
+    try:
+        return list(track(pool.map(prepare, *zip(*files), chunksize=32), "preprocessing", total=len(files),
+                          unit="images"))
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
 
 
 def fingerprint(listing: ImageListing, entries, *settings) -> str:

@@ -2,6 +2,7 @@
 
 import io
 import logging
+import multiprocessing
 import os
 import struct
 import tracemalloc
@@ -276,11 +277,29 @@ def test_worker_processes_preprocess_the_same_and_name_a_bad_file(tmp_path, glyp
     alone = load_class_folders(tmp_path / "data", cache_dir=tmp_path / "alone")
     monkeypatch.setattr("jaxcnn.data.imagefiles.PARALLEL_FROM", 1)  # two workers, however few the images
     monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1})
-    real_workers, started = imagefiles._workers, []
-    monkeypatch.setattr(imagefiles, "_workers", lambda count: started.append(count) or real_workers(count))
+    real_workers, started = imagefiles._in_workers, []
+    monkeypatch.setattr(imagefiles, "_in_workers",
+                        lambda prepare, files, count: started.append(count) or real_workers(prepare, files, count))
     together = load_class_folders(tmp_path / "data", cache_dir=tmp_path / "together")
     assert started == [2]
     np.testing.assert_array_equal(together.images, alone.images)
     (tmp_path / "data" / "2" / "1.png").write_bytes(b"not a png")
     with pytest.raises(DataError, match=r"2/1\.png: not a readable image"):
         load_class_folders(tmp_path / "data", cache_dir=tmp_path / "broken")
+
+
+def exit_in_a_worker(data, name):
+    """Returns ``name``, except that a worker process given file "x7" exits on the spot."""
+    if name == "x7" and multiprocessing.parent_process() is not None:
+        os._exit(3)
+    return name
+
+
+def test_a_worker_that_dies_is_said_and_its_files_are_prepared_here(monkeypatch, caplog):
+    monkeypatch.setattr(imagefiles, "PARALLEL_FROM", 1)
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1})
+    files = [(b"", f"x{i}") for i in range(40)]
+    with caplog.at_level(logging.WARNING, logger="jaxcnn"):
+        prepared = imagefiles._map_files(exit_in_a_worker, files)
+    assert prepared == [name for _, name in files]
+    assert "a worker process died" in caplog.text and "preparing the 40 images in this process" in caplog.text
