@@ -84,23 +84,23 @@ def cmd_part(args) -> int:
 
 
 def cmd_cv(args) -> int:
-    from jaxcnn.experiments import part1_config, part1_folds
+    from jaxcnn.experiments.part1 import config, folds, report
     from jaxcnn.experiments.results import RESULTS_FILE
     from jaxcnn.report.render import render_text
-    results = part1_folds.run_cv(_configured(part1_config, args), paths.data_root(args.data_root), Path(args.workdir),
+    results = folds.run_cv(_configured(config, args), paths.data_root(args.data_root), Path(args.workdir),
                            resume=args.resume, overwrite=args.overwrite, cache_dir=args.cache_dir)
-    print(render_text([part1_folds.folds_section(results)]))
+    print(render_text([report.folds_section(results)]))
     print(f"results: {Path(args.workdir) / RESULTS_FILE}")
     return 0
 
 
 def cmd_ablate(args) -> int:
-    from jaxcnn.experiments import part1_config, part1_folds
+    from jaxcnn.experiments.part1 import config, folds, report
     from jaxcnn.report.render import render_text
-    table = part1_folds.run_ablation(_configured(part1_config, args), paths.data_root(args.data_root),
+    table = folds.run_ablation(_configured(config, args), paths.data_root(args.data_root),
                                Path(args.workdir), args.variants, resume=args.resume, overwrite=args.overwrite,
                                cache_dir=args.cache_dir, first_folds=args.first_folds)
-    print(render_text([part1_folds.ablation_section(table)]))
+    print(render_text([report.ablation_section(table)]))
     return 0
 
 
@@ -319,7 +319,9 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     logger.setLevel(logging.DEBUG if args.verbose else logging.INFO)
     logging.getLogger("absl").setLevel(logging.ERROR)  # Orbax notes such as "directory is read only"
-    status = _run(args)
+    from tqdm.contrib.logging import logging_redirect_tqdm
+    with logging_redirect_tqdm():  # log lines print above a progress bar, not through it
+        status = _run(args)
     if status:  # the one-line error is out: what Orbax's reads left behind say while the process exits
         sys.stderr.flush()  # ("Exception ignored in <coroutine ...>", "Future exception was never retrieved")
         sys.unraisablehook = lambda unraisable: None

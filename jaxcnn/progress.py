@@ -1,8 +1,7 @@
-"""Watching a long run: a progress bar with ETA on a terminal, TensorBoard scalars on disk.
+"""Watching a long run: tqdm progress bars on a terminal (tqdm, the ecosystem's standard, rather
+than bars of our own), the study's ETA in the log, TensorBoard scalars on disk.
 
-The bar draws on stderr only when stderr is a terminal, so CI logs and redirected output stay
-clean. While it is drawn, ``jaxcnn`` log records first clear its line, so log lines and the bar
-do not mix.
+Bars draw on stderr only when stderr is a terminal, so CI logs and redirected output stay clean.
 
 TensorBoard events are written with ``tensorboardX``: it writes the event-file format in pure
 Python (numpy and protobuf), while the
@@ -14,14 +13,22 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
-BAR_WIDTH = 24
-CLEAR_LINE = "\r\x1b[K"
+
+def progress_bar(total: int | None, label: str, *, unit: str = "it", initial: int = 0, iterable=None, stream=None,
+                 unit_scale: bool = False):
+    """A tqdm bar with rate and ETA, on ``stream`` (stderr) only when it is a terminal; ``initial``
+    counts items done before this process (a resumed run), which tqdm leaves out of the rate;
+    ``unit_scale`` writes large counts with SI prefixes (1.2M).
+    Commands log through ``tqdm.contrib.logging.logging_redirect_tqdm`` (``cli.main``), so that log
+    lines print above the bar."""
+    return tqdm(iterable, total=total, desc=label, unit=unit, initial=initial, file=stream, disable=None, leave=False,
+                unit_scale=unit_scale, dynamic_ncols=True)
 
 
 def format_duration(seconds: float) -> str:
@@ -32,105 +39,33 @@ def format_duration(seconds: float) -> str:
     return f"{hours}:{minutes:02d}:{seconds:02d}" if hours else f"{minutes}:{seconds:02d}"
 
 
-def bar_text(label: str, done: int, total: int, elapsed: float, eta: float | None, unit: str = "",
-             note: str = "") -> str:
-    """One status line: ``label |####      | 3/10 epochs  0:12 elapsed, ETA 0:28  note``."""
-    filled = min(BAR_WIDTH * done // total, BAR_WIDTH) if total else BAR_WIDTH
-    count = f"{done}/{total}" + (f" {unit}" if unit else "")
-    left = "?" if eta is None else format_duration(eta)
-    line = f"{label} |{'#' * filled}{' ' * (BAR_WIDTH - filled)}| {count}  {format_duration(elapsed)} elapsed, ETA {left}"
-    return f"{line}  {note}" if note else line
-
-
 def eta_seconds(done_here: int, left: int, elapsed: float) -> float | None:
     """Time left if the remaining items take as long as this process's items so far, on average."""
     return elapsed / done_here * left if done_here else None
 
 
-class Progress:
-    """A redrawn status line for ``total`` items; silent unless ``stream`` is a terminal.
-
-    ``initial`` counts items already done before this process (a resumed run): they are shown
-    but not used for the ETA. Use as a context manager, or call ``close``.
-    """
-
-    def __init__(self, total: int, label: str, *, unit: str = "", initial: int = 0, stream=None,
-                 clock=time.monotonic):
-        self.total, self.label, self.unit, self.clock = total, label, unit, clock
-        self.stream = sys.stderr if stream is None else stream
-        self.enabled = bool(getattr(self.stream, "isatty", lambda: False)())
-        self.initial = self.done = initial
-        self.start = clock()
-        self.drawn = False
-        self._logger = logging.getLogger("jaxcnn")
-        if self.enabled:
-            self._logger.addFilter(self._clear_before_log)
-            self._draw("")
-
-    def update(self, count: int = 1, note: str = "") -> None:
-        """``count`` more items done; ``note`` (e.g. the last accuracy) is shown after the ETA."""
-        self.done += count
-        if self.enabled:
-            self._draw(note)
-
-    def close(self) -> None:
-        """Erases the bar and stops clearing lines for the logger."""
-        if self.enabled:
-            self._clear()
-            self._logger.removeFilter(self._clear_before_log)
-            self.enabled = False
-
-    def __enter__(self) -> Progress:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def _draw(self, note: str) -> None:
-        elapsed = self.clock() - self.start
-        eta = eta_seconds(self.done - self.initial, self.total - self.done, elapsed)
-        self.stream.write(CLEAR_LINE + bar_text(self.label, self.done, self.total, elapsed, eta, self.unit, note))
-        self.stream.flush()
-        self.drawn = True
-
-    def _clear(self) -> None:
-        if self.drawn:
-            self.stream.write(CLEAR_LINE)
-            self.stream.flush()
-            self.drawn = False
-
-    def _clear_before_log(self, record) -> bool:
-        self._clear()
-        return True
-
-
-def track(items, label: str, *, total: int | None = None, unit: str = "", stream=None):
-    """Yields ``items`` while a ``Progress`` counts them (e.g. images being preprocessed)."""
-    total = len(items) if total is None else total
-    with Progress(total, label, unit=unit, stream=stream) as bar:
-        for item in items:
-            yield item
-            bar.update()
-
-
 class StudyMeter:
     """The whole study's progress in training images, against a plan (each part's ``planned_images``).
 
-    ``fit`` reports every epoch (``count_trained``); the meter logs one line at most every
-    ``log_every`` seconds, with the share done, the time so far and an ETA at this process's rate
-    so far. Every image weighs the same, whatever model learns it. Epochs that a resumed run had
+    ``fit`` reports every epoch (``count_trained``); the meter draws a bar on a terminal and logs
+    one line at most every ``log_every`` seconds, with the share done, the time so far and an ETA
+    at this process's rate so far. Every image weighs the same, whatever model learns it. Epochs that a resumed run had
     already trained shrink the plan instead of counting as done.
     """
 
-    def __init__(self, planned: int, *, log_every: float = 60.0, clock=time.monotonic):
+    def __init__(self, planned: int, *, log_every: float = 60.0, clock=time.monotonic, stream=None):
         self.planned, self.done, self.log_every, self.clock = planned, 0, log_every, clock
         self.start = self.logged = clock()
+        self.bar = progress_bar(planned, "study", unit="image", stream=stream, unit_scale=True)
 
     def add(self, images: int, *, trained_before: bool = False) -> None:
         if trained_before:
             self.planned -= images
+            self.bar.total = self.planned
+            self.bar.refresh()
             return
         self.done += images
+        self.bar.update(images)
         if self.clock() - self.logged >= self.log_every:
             logging.getLogger("jaxcnn").info(self.line())
             self.logged = self.clock()
@@ -157,6 +92,7 @@ def study_meter(planned: int, **kwargs):
         yield meter
     finally:
         _study.remove(meter)
+        meter.bar.close()
 
 
 def count_trained(images: int, *, trained_before: bool = False) -> None:

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from jaxcnn.errors import DataError
-from jaxcnn.progress import Progress
+from jaxcnn.progress import progress_bar
 
 MIB = 1 << 20
 _CONTENT_RANGE = re.compile(r"bytes (?:(\d+)-\d+|\*)/(\d+)")
@@ -87,12 +87,12 @@ def _continue(url: str, part: Path, timeout: float) -> None:
         total = start + int(length) if length is not None else None
         received = start
         with open(part, "ab" if start else "wb") as out, \
-                Progress(math.ceil(total / MIB) if total else 0, part.name.removesuffix(".part"), unit="MiB",
-                         initial=start // MIB) as bar:
+                progress_bar(math.ceil(total / MIB) if total else None, part.name.removesuffix(".part"), unit="MiB",
+                             initial=start // MIB) as bar:
             while chunk := response.read(MIB):
                 out.write(chunk)
                 received += len(chunk)
-                bar.update(math.ceil(received / MIB) - bar.done)
+                bar.update(math.ceil(received / MIB) - bar.n)
     if total is not None and received != total:
         raise DataError(f"{url}: truncated download, {received} of {total} bytes{_kept(part)}")
 

@@ -29,7 +29,7 @@ from jaxcnn import paths
 from jaxcnn.data.dataset import ArrayDataset
 from jaxcnn.data.preprocess import NoInkError
 from jaxcnn.errors import DataError
-from jaxcnn.progress import track
+from jaxcnn.progress import progress_bar
 
 logger = logging.getLogger("jaxcnn")
 
@@ -289,7 +289,7 @@ def _map_files(prepare, files: list) -> list:
         except BrokenProcessPool as error:
             logger.warning("preprocessing: a worker process died (%s); preparing the %d images in this process "
                            "instead", " ".join(str(error).split()) or type(error).__name__, len(files))
-    return list(track(map(prepare, *zip(*files)) if files else [], "preprocessing", total=len(files), unit="images"))
+    return list(progress_bar(len(files), "preprocessing", unit="image", iterable=map(prepare, *zip(*files)) if files else []))
 
 
 def _in_workers(prepare, files: list, count: int) -> list:
@@ -297,8 +297,8 @@ def _in_workers(prepare, files: list, count: int) -> list:
     running JAX's threads can hang); the pool is shut down without waiting, whatever happens."""
     pool = concurrent.futures.ProcessPoolExecutor(count, mp_context=multiprocessing.get_context("spawn"))
     try:
-        return list(track(pool.map(prepare, *zip(*files), chunksize=32), "preprocessing", total=len(files),
-                          unit="images"))
+        return list(progress_bar(len(files), "preprocessing", unit="image",
+                                 iterable=pool.map(prepare, *zip(*files), chunksize=32)))
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
 

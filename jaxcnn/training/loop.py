@@ -11,6 +11,7 @@ reproduces an uninterrupted run from its last checkpoint.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import math
@@ -22,17 +23,21 @@ from typing import Callable
 
 import jax
 import numpy as np
+from jax.sharding import Mesh
 
 from jaxcnn.compilation import CompileClock
 from jaxcnn.config import TrainConfig, defaults_of, to_dict
 from jaxcnn.data.dataset import ArrayDataset
 from jaxcnn.errors import JaxcnnError
+from jaxcnn.probabilities import expected_calibration_error, softmax, softmax_mean
 from jaxcnn.processes import agree, is_primary, to_host
-from jaxcnn.progress import MetricWriter, Progress, count_trained
+from jaxcnn.progress import MetricWriter, count_trained, progress_bar
 from jaxcnn.rundir import claim, write_json
-from jaxcnn.training import steps as T
+from jaxcnn.training import population as P
 from jaxcnn.training.checkpoint import RunCheckpoints
+from jaxcnn.training.losses import objective
 from jaxcnn.training.sharding import on_devices, training_mesh
+from jaxcnn.training.steps import TrainState, program_config, steps_per_epoch
 
 logger = logging.getLogger("jaxcnn")
 
@@ -43,7 +48,7 @@ class TrainingDiverged(JaxcnnError):
 
 def fit(train: ArrayDataset, val: ArrayDataset | None, cfg: TrainConfig, workdir: str | Path, *,
         resume: bool = False, overwrite: bool = False,
-        init: Callable[[T.TrainState], T.TrainState] | None = None, meta: dict | None = None,
+        init: Callable[[TrainState], TrainState] | None = None, meta: dict | None = None,
         parallel_seeds: bool | None = None, scan_epochs: bool | None = None):
     """Trains one model per seed in ``cfg.seeds`` and validates each epoch on ``val``.
 
@@ -56,7 +61,7 @@ def fit(train: ArrayDataset, val: ArrayDataset | None, cfg: TrainConfig, workdir
     is part of the run's config, so a resumed run refuses another.
     ``parallel_seeds``: vmap the seeds in one program (default on accelerators); otherwise they
     take turns. ``scan_epochs``: an epoch as one scanned program (default on accelerators), else
-    step by step (faster on XLA:CPU, see ``steps.train_epoch_stepwise``). With several devices
+    step by step (faster on XLA:CPU, see ``population.train_epoch_stepwise``). With several devices
     (``cfg.devices``, default all), every batch is split over them (``sharding.training_mesh``).
     Returns ``(state, history)``: the final population state and one record per epoch; a record's
     ``seconds`` are wall seconds, and ``compile_seconds`` the part of them jax spent compiling
@@ -70,7 +75,8 @@ def fit(train: ArrayDataset, val: ArrayDataset | None, cfg: TrainConfig, workdir
           resume=resume, overwrite=overwrite)
     write_json(workdir / "config.json", to_dict(cfg))
     with RunCheckpoints(workdir / "checkpoints") as ckpts, jax.set_mesh(mesh) if mesh else contextlib.nullcontext():
-        return _train(train, val, cfg, workdir, ckpts, resume, init, meta or {}, parallel_seeds, scan_epochs, mesh)
+        return _train(_Run(train, val, cfg, workdir, ckpts, resume, init, meta or {}, parallel_seeds, scan_epochs,
+                           mesh))
 
 
 def _check_finite(record: dict, workdir: Path, ckpts) -> None:
@@ -81,42 +87,66 @@ def _check_finite(record: dict, workdir: Path, ckpts) -> None:
                                f"kept the last good checkpoint (epoch {ckpts.latest_epoch()})")
 
 
-def _train(train, val, cfg, workdir, ckpts, resume, init, meta, parallel_seeds, scan_epochs, mesh):
-    """``fit`` once the work directory is claimed; ``ckpts`` is closed by the caller, error or not."""
-    state = T.create_population(cfg.seeds, train.num_classes, cfg, len(train))
-    if init is not None:
-        state = init(state)
+@dataclasses.dataclass(frozen=True)
+class _Run:
+    """What ``fit`` hands ``_train``: its arguments, resolved, and the open checkpoints and mesh."""
+
+    train: ArrayDataset
+    val: ArrayDataset | None
+    cfg: TrainConfig
+    workdir: Path
+    ckpts: RunCheckpoints
+    resume: bool
+    init: Callable[[TrainState], TrainState] | None
+    meta: dict
+    parallel_seeds: bool | None
+    scan_epochs: bool
+    mesh: Mesh | None
+
+
+def _start(run: _Run) -> tuple[TrainState, list[dict]]:
+    """The fresh population (``init`` applied) and no history, or with ``resume`` the latest checkpoint's."""
+    state = P.create_population(run.cfg.seeds, run.train.num_classes, run.cfg, len(run.train))
+    if run.init is not None:
+        state = run.init(state)
     history = []
-    if resume and ckpts.latest_epoch() is not None:
-        state = ckpts.restore(state)
-        history = ckpts.read_meta()["history"]
-        logger.info("resumed %s at epoch %d", workdir, len(history))
+    if run.resume and run.ckpts.latest_epoch() is not None:
+        state = run.ckpts.restore(state)
+        history = run.ckpts.read_meta()["history"]
+        logger.info("resumed %s at epoch %d", run.workdir, len(history))
+    return state, history
+
+
+def _train(run: _Run):
+    """``fit`` once the work directory is claimed; ``run.ckpts`` is closed by the caller, error or not."""
+    train, val, cfg, workdir, ckpts, mesh = run.train, run.val, run.cfg, run.workdir, run.ckpts, run.mesh
+    state, history = _start(run)
     count_trained(trained_images(len(train), cfg, len(history)), trained_before=True)
     _rewrite_log(workdir / "metrics.jsonl", history)
 
     state = on_devices(state, mesh)
     inputs, labels = on_devices((train.inputs(cfg.model.page_geometry), train.labels), mesh)
-    epoch_fn = T.train_epoch_population if scan_epochs else T.train_epoch_stepwise
-    program = T.program_config(cfg)  # runs that differ only outside the program share its compilation
-    loss = on_devices(T.objective(cfg, train.num_classes), mesh)
-    validate = _validator(val, cfg, parallel_seeds, mesh)
-    steps = T.steps_per_epoch(len(train), cfg.batch_size)
+    epoch_fn = P.train_epoch_population if run.scan_epochs else P.train_epoch_stepwise
+    program = program_config(cfg)  # runs that differ only outside the program share its compilation
+    loss = on_devices(objective(cfg, train.num_classes), mesh)
+    validate = _validator(val, cfg, run.parallel_seeds, mesh)
+    steps = steps_per_epoch(len(train), cfg.batch_size)
     chunk, probe_stride = epoch_chunking(steps, cfg.probe_every if val is not None else 0)
     primary = is_primary()  # of several processes, only process 0 writes the logs
     saved_at = time.monotonic()
     with MetricWriter(workdir, first_epoch=len(history) + 1) if primary else contextlib.nullcontext() as writer, \
-            Progress(cfg.epochs, workdir.name, unit="epochs", initial=len(history)) as bar, _StopRequest() as stop, \
+            progress_bar(cfg.epochs, workdir.name, unit="epoch", initial=len(history)) as bar, _StopRequest() as stop, \
             CompileClock() as clock:
         for epoch in range(len(history) + 1, cfg.epochs + 1):
             start = time.perf_counter()
             chunk_metrics, probes = [], []
             for i in range(1, steps // chunk + 1):
-                state, metrics = T.each_member(epoch_fn, state, inputs, labels, program,
-                                               None if chunk == steps else chunk, loss, parallel=parallel_seeds)
+                state, metrics = P.each_member(epoch_fn, state, inputs, labels, program,
+                                               None if chunk == steps else chunk, loss, parallel=run.parallel_seeds)
                 chunk_metrics.append(metrics)
                 if epoch == 1 and probe_stride and i % probe_stride == 0 and i < steps // chunk:
                     probes.append(timed(validate(state), clock, start))
-            train_metrics = T.host_metrics(T.mean_of(chunk_metrics))  # one transfer per epoch
+            train_metrics = P.host_metrics(P.mean_of(chunk_metrics))  # one transfer per epoch
             record = {"epoch": epoch, **validate(state), "train_loss": train_metrics["loss"],
                       "train_accuracy": train_metrics["accuracy"]}
             if probes:
@@ -126,7 +156,7 @@ def _train(train, val, cfg, workdir, ckpts, resume, init, meta, parallel_seeds, 
             history.append(record)
             stopping = agree(stop.requested)  # process 0 decides for all: a save is collective
             if agree(epoch == cfg.epochs or stopping or time.monotonic() - saved_at >= cfg.checkpoint_every):
-                ckpts.save(epoch, state, {**meta, "history": history, "config": to_dict(cfg),
+                ckpts.save(epoch, state, {**run.meta, "history": history, "config": to_dict(cfg),
                                           "class_names": list(train.class_names)},
                            epoch if val is None else record["val_accuracy_ensemble"])
                 saved_at = time.monotonic()
@@ -137,7 +167,8 @@ def _train(train, val, cfg, workdir, ckpts, resume, init, meta, parallel_seeds, 
             note = f"val acc {record['val_accuracy_ensemble']:.4f}" if val is not None else "no validation"
             logger.info("epoch %d/%d  loss %.4f  %s  %.1fs", epoch, cfg.epochs, np.mean(record["train_loss"]),
                         note, record["seconds"])
-            bar.update(note=note)
+            bar.set_postfix_str(note, refresh=False)
+            bar.update()
             count_trained(trained_images(len(train), cfg, 1))
             if stopping:
                 raise KeyboardInterrupt(f"{workdir}: stopped by SIGTERM after epoch {epoch}, its checkpoint saved")
@@ -148,7 +179,7 @@ def trained_images(num_examples: int, cfg: TrainConfig, epochs: int | None = Non
     """Images that ``fit`` trains on in ``epochs`` (default ``cfg.epochs``) over ``num_examples``,
     all seeds together: whole batches only."""
     epochs = cfg.epochs if epochs is None else epochs
-    return len(cfg.seeds) * epochs * T.steps_per_epoch(num_examples, cfg.batch_size) * cfg.batch_size
+    return len(cfg.seeds) * epochs * steps_per_epoch(num_examples, cfg.batch_size) * cfg.batch_size
 
 
 TIMING_KEYS = ("seconds", "compile_seconds")  # of a record: how long it took, not what it learned
@@ -202,7 +233,7 @@ def _validator(val: ArrayDataset | None, cfg: TrainConfig, parallel_seeds, mesh)
         return lambda state: {"step": int(to_host(state.step)[0])}
     inputs, labels = on_devices((val.inputs(cfg.model.page_geometry), val.labels), mesh)
     return lambda state: _validation_record(
-        state, T.each_member(T.evaluate_population, state, inputs, labels, cfg.eval_batch_size,
+        state, P.each_member(P.evaluate_population, state, inputs, labels, cfg.eval_batch_size,
                              parallel=parallel_seeds), val.labels)
 
 
@@ -213,8 +244,8 @@ def _validation_record(state, outputs, val_labels) -> dict:
         "step": int(to_host(state.step)[0]),
         "val_loss": losses.mean(1).tolist(),
         "val_accuracy": (logits.argmax(-1) == val_labels).mean(1).tolist(),
-        "val_ece": [T.expected_calibration_error(probs, val_labels) for probs in T.softmax(logits)],
-        "val_accuracy_ensemble": float((T.softmax_mean(logits).argmax(-1) == val_labels).mean()),
+        "val_ece": [expected_calibration_error(probs, val_labels) for probs in softmax(logits)],
+        "val_accuracy_ensemble": float((softmax_mean(logits).argmax(-1) == val_labels).mean()),
     }
 
 

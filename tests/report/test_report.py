@@ -25,7 +25,7 @@ from jaxcnn.errors import JaxcnnError
 from jaxcnn.evaluation.convergence import stat as summary_of
 from jaxcnn.experiments import PARTS, PROFILES, part1, part1_folds, part2, part3, part_module, profile_of, records
 from jaxcnn.experiments.results import write_results
-from jaxcnn.progress import MetricWriter, Progress, bar_text, epoch_scalars, format_duration
+from jaxcnn.progress import MetricWriter, count_trained, epoch_scalars, format_duration, progress_bar, study_meter
 from tests import browser
 
 SECTIONS = ("## Results at a glance", "## The task", "## Design choices", "## Part 1: characters from scratch", "## Part 2: transfer to MNIST",
@@ -585,28 +585,32 @@ class Terminal(io.StringIO):
 
 def test_progress_is_silent_when_not_a_terminal():
     stream = io.StringIO()
-    with Progress(5, "fit", stream=stream) as bar:
+    with progress_bar(5, "fit", stream=stream) as bar:
         bar.update(2)
     assert stream.getvalue() == ""
 
 
-def test_progress_shows_count_and_eta_from_this_process_items():
-    now = [100.0]
+def test_progress_on_a_terminal_shows_the_count_and_leaves_no_line():
     stream = Terminal()
-    bar = Progress(10, "part1", unit="epochs", initial=2, stream=stream, clock=lambda: now[0])
-    now[0] += 30.0
-    bar.update(3, note="acc 0.5")  # 3 epochs in 30 s: 5 left take 50 s
-    last = stream.getvalue().split("\r\x1b[K")[-1]
-    assert last == f"part1 |{'#' * 12}{' ' * 12}| 5/10 epochs  0:30 elapsed, ETA 0:50  acc 0.5"
-    logging.getLogger("jaxcnn").info("a log line")  # clears the bar first
-    assert stream.getvalue().endswith("\r\x1b[K") and not bar.drawn
-    bar.close()
-    assert logging.getLogger("jaxcnn").filters == []
+    with progress_bar(10, "part1", unit="epoch", initial=2, stream=stream) as bar:
+        bar.set_postfix_str("acc 0.5", refresh=False)
+        bar.update(3)
+        bar.refresh()
+        assert "part1" in stream.getvalue() and "5/10" in stream.getvalue() and "acc 0.5" in stream.getvalue()
+    assert stream.getvalue().endswith("\r") and stream.getvalue().split("\r")[-2].strip() == ""  # erased
 
 
-def test_bar_text_and_durations():
+def test_study_meter_logs_share_and_eta_and_a_resumed_epoch_shrinks_the_plan(caplog):
+    now = [0.0]
+    with caplog.at_level(logging.INFO, logger="jaxcnn"), study_meter(1000, log_every=10, clock=lambda: now[0]) as meter:
+        count_trained(100, trained_before=True)  # a resumed run had trained these: 900 left to plan
+        now[0] = 30.0
+        count_trained(300)  # 300 in 30 s: 600 left take 60 s
+        assert meter.line() == "study: 33% of 0.00 M planned training images, 0:30 elapsed, ETA 1:00"
+        assert "ETA 1:00" in caplog.text
+    count_trained(5)  # no study running: nothing to tell
+    assert meter.done == 300
     assert format_duration(3725) == "1:02:05" and format_duration(65) == "1:05"
-    assert bar_text("x", 0, 4, 0.0, None).endswith("0/4  0:00 elapsed, ETA ?")
 
 
 def test_epoch_scalars_name_each_seed_and_the_mean():
