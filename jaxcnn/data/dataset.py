@@ -1,4 +1,4 @@
-"""The one in-memory data set type every loader returns."""
+"""The one in-memory data set type every loader returns, and class-balanced subsets of one."""
 
 from __future__ import annotations
 
@@ -63,3 +63,25 @@ class ArrayDataset:
             raise DataError("model.page_geometry needs images cut from page scans (Chars74K); this data set "
                             "has no page geometry: set model.page_geometry=false")
         return {"image": self.images, "geometry": self.geometry}
+
+
+def balanced_subset(labels, size: int, seed: int) -> np.ndarray:
+    """Sorted indices of ``size`` examples, as equal per class as possible, drawn with ``seed``.
+
+    Each class's examples are shuffled once by ``seed`` and the first ones taken, so a smaller
+    subset is contained in a larger one; the first ``size % classes`` classes get one extra.
+    """
+    labels = np.asarray(labels)
+    classes = np.unique(labels)
+    if not 0 < size <= len(labels):
+        raise ValueError(f"subset size must be in 1..{len(labels)}, got {size}")
+    rng = np.random.default_rng(seed)
+    chosen = []
+    for rank, c in enumerate(classes):
+        members = rng.permutation(np.flatnonzero(labels == c))
+        want = size // len(classes) + (rank < size % len(classes))
+        if want > len(members):
+            raise ValueError(f"a class-balanced subset of {size} needs {want} examples of class {c}, "
+                             f"which has {len(members)}")
+        chosen.append(members[:want])
+    return np.sort(np.concatenate(chosen))

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxcnn.data.dataset import ArrayDataset
+from jaxcnn.data.dataset import ArrayDataset, balanced_subset
 from jaxcnn.data.fetch import fetch_any
 from jaxcnn.errors import DataError
 from jaxcnn.paths import DOWNLOAD_HINT
@@ -103,6 +103,12 @@ def load_mnist(
     if labels.size and labels.max() >= len(CLASS_NAMES):
         raise DataError(f"{labels_path}: label {labels.max()} is outside 0..{len(CLASS_NAMES) - 1}")
     return ArrayDataset(images, labels.astype(np.int32), np.full(len(labels), -1, np.int32), CLASS_NAMES)
+
+
+def load_mnist_split(root: str | os.PathLike, split: str, size: int, seed: int) -> ArrayDataset:
+    """A clean MNIST split, whole (``size`` 0) or as a class-balanced subset of ``size`` (``balanced_subset``)."""
+    data = load_mnist(root, split)
+    return data.subset(balanced_subset(data.labels, size, seed)) if size else data
 
 
 def download_mnist(

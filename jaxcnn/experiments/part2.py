@@ -18,14 +18,15 @@ import numpy as np
 
 from jaxcnn.config import ModelConfig, TrainConfig, defaults_of, to_dict
 from jaxcnn.data.chars74k import DIGIT_CLASSES, load_chars74k, writer_split
-from jaxcnn.data.dataset import ArrayDataset
+from jaxcnn.data.dataset import ArrayDataset, balanced_subset
+from jaxcnn.data.mnist import load_mnist_split
 from jaxcnn.document import Section, Table, Text
 from jaxcnn.errors import require
 from jaxcnn.evaluation.cka import transfer_changes
 from jaxcnn.evaluation.evaluate import evaluate_run, predict_probs, validation_table
 from jaxcnn.evaluation.plots import plot_confusion, plot_transfer_changes
 from jaxcnn.experiments import check_profile
-from jaxcnn.experiments.common import MNIST_TRAIN, balanced_subset, drawn_figures, load_mnist_split, not_run
+from jaxcnn.experiments.common import MNIST_TRAIN, drawn_figures, not_run
 from jaxcnn.experiments.records import (
     ensemble_class_names, ensemble_confusion, model_record, models_table, paired_lines, paired_table,
     point_of_history, point_of_record, point_paired_text, point_text, transfer_reading, write_curves, write_size_curve,

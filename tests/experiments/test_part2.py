@@ -10,7 +10,6 @@ import pytest
 from jaxcnn.compilation import TRAIN_STEP_PROGRAMS, counting_compilations
 from jaxcnn.config import override
 from jaxcnn.experiments import part2 as P
-from jaxcnn.experiments.common import balanced_subset
 from jaxcnn.report.render import render_text
 from jaxcnn.training import steps as T
 from jaxcnn.training.checkpoint import load_run
@@ -26,23 +25,6 @@ def test_one_model_config_is_shared_by_a_and_mnist_runs_even_after_override():
     assert cfg.digits.model == cfg.mnist.model == cfg.model
     assert cfg.mnist.model.widths == (4, 8)
     assert P.get_config().mnist.seeds == (0, 1, 2, 3, 4)
-
-
-def test_balanced_subset_is_deterministic_balanced_and_nested():
-    labels = np.random.default_rng(1).integers(0, 10, 5000)
-    small, again = balanced_subset(labels, 100, seed=7), balanced_subset(labels, 100, seed=7)
-    np.testing.assert_array_equal(small, again)
-    assert np.bincount(labels[small], minlength=10).tolist() == [10] * 10
-    assert len(np.unique(small)) == 100
-    assert np.bincount(labels[balanced_subset(labels, 23, seed=7)], minlength=10).tolist() == [3] * 3 + [2] * 7
-    assert set(small) <= set(balanced_subset(labels, 1000, seed=7))
-    assert not np.array_equal(small, balanced_subset(labels, 100, seed=8))
-
-
-def test_balanced_subset_refuses_a_class_too_small_for_its_share():
-    labels = np.array([0] * 50 + [1] * 3)
-    with pytest.raises(ValueError, match="needs 5 examples of class 1"):
-        balanced_subset(labels, 10, seed=0)
 
 
 def test_subsets_are_repeated_to_the_full_size_and_must_be_smaller_than_it():

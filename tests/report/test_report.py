@@ -23,7 +23,8 @@ from jaxcnn.cli import main
 from jaxcnn.config import to_dict
 from jaxcnn.errors import JaxcnnError
 from jaxcnn.evaluation.convergence import stat as summary_of
-from jaxcnn.experiments import PARTS, PROFILES, part1, part1_folds, part2, part3, part_module, profile_of, records
+from jaxcnn.experiments import PARTS, PROFILES, part1, part1_folds, part2, part_module, profile_of, records
+from jaxcnn.experiments.part3.run import Part3Results
 from jaxcnn.experiments.results import write_results
 from jaxcnn.progress import MetricWriter, count_trained, epoch_scalars, format_duration, progress_bar, study_meter
 from tests import browser
@@ -103,7 +104,7 @@ def part3_results():
     view = {"kind": "complementary", "reason": "every digit is missing from one folder", "mapping": [0, 1, 2],
             "noise_rate": 0.0034, "peak_mass": 0.1234, "hole_mass": 0.0034}
     pixels = {"mean_intensity": 33.3, "ink_fraction": 0.1912}
-    return part3.Part3Results(
+    return Part3Results(
         config={"thresholds": [0.98]},
         data={"source": "ckpts/part3/noisy-mnist.zip", "origin": "replica", "corruption": "complementary",
               "seed": 0, "noisy_images": 3000, "mnist_test": 1000},

@@ -1,8 +1,8 @@
 """Part 3's diagnosis of the corrupted folders: what the images are (the audit), and how their
 labels relate to the digits, read three times: by MNIST's own labels of the images (the matched
 view), through a clean model (the oracle view) and from the folder labels alone (the oracle-free
-view); at the end, the estimate scored against the truth. The records are built and read here:
-``audit_table``, ``views_table`` and ``diagnosis_findings`` write them for the report."""
+view, from held-out posteriors that ``run.free_posteriors`` trains for); at the end, the estimate
+scored against the truth. It reads, never trains; ``report`` writes its records for the report."""
 
 from __future__ import annotations
 
@@ -15,18 +15,14 @@ import numpy as np
 from jaxcnn.data import audit
 from jaxcnn.data.dataset import ArrayDataset
 from jaxcnn.data.imagefiles import list_images
-from jaxcnn.data.mnist import CLASS_NAMES as DIGITS, load_mnist
+from jaxcnn.data.mnist import CLASS_NAMES as DIGITS, load_mnist, load_mnist_split
 from jaxcnn.data.noise import truth_path
-from jaxcnn.document import Table, rate
 from jaxcnn.evaluation.convergence import stat
-from jaxcnn.evaluation.evaluate import predict_probs
-from jaxcnn.evaluation.plots import plot_transition
 from jaxcnn.evaluation.transitions import classify_transition, cycle_notation, estimate_transition, transition_error
-from jaxcnn.experiments.common import load_mnist_split
-from jaxcnn.experiments.part3_config import K, Part3Config, Reading
-from jaxcnn.experiments.records import accuracy_point, point_text
-from jaxcnn.training.loop import fit
-from jaxcnn.training.steps import softmax_mean
+from jaxcnn.experiments.part3.config import Part3Config
+from jaxcnn.experiments.part3.methods import K, Reading
+from jaxcnn.experiments.records import accuracy_point
+from jaxcnn.probabilities import softmax_mean
 
 logger = logging.getLogger("jaxcnn")
 
@@ -120,23 +116,6 @@ def free_diagnosis(folder_labels, posteriors) -> dict:
             "transition_reading": reading.get("kind")}
 
 
-def free_posteriors(cfg: Part3Config, noisy: ArrayDataset, workdir: Path, flags: dict) -> tuple[np.ndarray, np.ndarray]:
-    """Cross-validated P(folder | image): ``(indices, q)`` for ``free_size`` images, each scored by a
-    model trained on the other folds' folder labels (validated on its own held-out fold's folders)."""
-    rng = np.random.default_rng(cfg.draw_seed + 2)
-    chosen = np.sort(rng.permutation(len(noisy))[:cfg.free_size or len(noisy)])
-    folds = np.arange(len(chosen)) % cfg.free_folds
-    rng.shuffle(folds)
-    q = np.zeros((len(chosen), K))
-    for fold in range(cfg.free_folds):
-        train, held = noisy.subset(chosen[folds != fold]), noisy.subset(chosen[folds == fold])
-        logger.info("part 3: oracle-free diagnosis, fold %d/%d: %d images train, %d held out",
-                    fold + 1, cfg.free_folds, len(train), len(held))
-        state, _ = fit(train, held, cfg.free_train, workdir / "free" / f"fold{fold}", **flags)
-        q[folds == fold] = predict_probs(state, held.inputs(), cfg.free_train.eval_batch_size)[1]
-    return chosen, q
-
-
 def compare_views(oracle: dict, free: dict) -> dict:
     """Whether the two views agree, and if not, what each rests on."""
     agree = oracle["kind"] == free["kind"]
@@ -209,16 +188,6 @@ def folder_model_readings(logits, labels, reading: Reading) -> dict:
     return readings
 
 
-READINGS = {"renamed": "accuracy, outputs renamed by the estimate",
-            "least_likely": "accuracy, least likely folder as the digit"}
-
-
-def reading_rows(models: dict) -> list[list[str]]:
-    """The rows of the models table for the readings any model has (``folder_model_readings``)."""
-    return [[label, *(point_text(m[key]) if key in m else "n/a" for m in models.values())]
-            for key, label in READINGS.items() if any(key in m for m in models.values())]
-
-
 def examine(cfg: Part3Config, source: Path, noisy: ArrayDataset, test: ArrayDataset, data_root: Path):
     """The images alone, before any label is read: ``(audit, matched view)``."""
     audited = audit_images(source, noisy, test, data_root, cfg.reference_size, cfg.draw_seed + 1)
@@ -230,11 +199,12 @@ def examine(cfg: Part3Config, source: Path, noisy: ArrayDataset, test: ArrayData
     return audited, matched
 
 
-def diagnose_views(cfg: Part3Config, noisy: ArrayDataset, oracle_probs, matched: dict, workdir: Path,
-                   flags: dict) -> tuple[Reading, dict]:
+def diagnose_views(cfg: Part3Config, noisy: ArrayDataset, oracle_probs, matched: dict,
+                   held_out: tuple[np.ndarray, np.ndarray]) -> tuple[Reading, dict]:
     """The oracle view and the oracle-free one: ``(reading, diagnosis)``, the diagnosis as recorded
-    (both views, how they compare, and the matched view) and what the methods read of it."""
-    chosen, q = free_posteriors(cfg, noisy, workdir, flags)
+    (both views, how they compare, and the matched view) and what the methods read of it.
+    ``held_out``: ``(indices, q)``, the cross-validated P(folder | image) of ``run.free_posteriors``."""
+    chosen, q = held_out
     diagnoses = {"oracle": diagnose(noisy.labels, oracle_probs, cfg.min_confidence),
                  "oracle_free": free_diagnosis(noisy.labels[chosen], q)}
     diagnosis = {"kind": diagnoses["oracle"]["kind"], **diagnoses, **compare_views(*diagnoses.values()),
@@ -264,79 +234,3 @@ def matched_line(matched: dict) -> str:
             f"{matched['distinct_nearest']} distinct images; {own['images']} ({own['share']:.2%}) sit in their own "
             f"digit's folder, per digit {own['per_digit']}")
     return line + (f"; {matched['kind']} ({matched['reason']})" if matched["kind"] else f"; no reading: {matched['reason']}")
-
-
-def audit_table(audited: dict) -> Table:
-    """What the images are, against clean MNIST, before any label is read."""
-    files, pixels = audited["files"], audited["pixels"]
-    inside, in_test = audited["duplicates_inside"], audited["duplicates_in_mnist_test"]
-    rows = [["image files", f"{files['image_files']} ({', '.join(f'{k}: {v}' for k, v in files['formats'].items())} "
-             f"of {files['header_sample']} read)"],
-            ["JPEG quality (estimated)", ", ".join(f"{q} ({n} files)" for q, n in files["jpeg_quality_estimate"].items())
-             or "not JPEG"],
-            ["folder sizes", ", ".join(f"{k}: {v}" for k, v in files["folder_sizes"].items())],
-            ["stray files skipped", f"{files['stray_files']['count']} ({files['stray_files']['mac']})"],
-            ["mean intensity, set / MNIST test",
-             f"{pixels['set']['mean_intensity']:.1f} / {pixels['mnist_test']['mean_intensity']:.1f}"],
-            ["ink fraction, set / MNIST test", f"{pixels['set']['ink_fraction']:.4f} / {pixels['mnist_test']['ink_fraction']:.4f}"],
-            ["duplicates inside the set (exact / near)", f"{inside['exact']} / {inside['near']}"],
-            ["duplicates in the MNIST test set (exact / near)", f"{in_test['exact']} / {in_test['near']}"]]
-    return Table(["what", "value"], rows, "The images against clean MNIST (no label read).")
-
-
-def views_table(diag: dict, oracle_source: str, oracle_accuracy: float, truth: dict | None) -> Table:
-    """The three views of the folders side by side: MNIST's own labels, the oracle's (a clean model
-    from ``oracle_source``, of clean test accuracy ``oracle_accuracy``), the folders'; ``truth``:
-    ``score_estimate``'s."""
-    oracle, free, matched = diag["oracle"], diag["oracle_free"], diag["matched"]
-    views = (matched, oracle, free)
-    view = lambda key, fmt=str: [fmt(d[key]) if d.get(key) is not None else "n/a" for d in views]
-    own = matched["own_folder"]
-    rows = [["kind", *view("kind")], ["why", *view("reason")], ["mapping (digit -> folder)", *view("mapping")],
-            ["noise rate", *view("noise_rate", rate)], ["peak mass", *view("peak_mass", rate)],
-            ["hole mass", *view("hole_mass", rate)],
-            ["images in their own digit's folder", f"{own['images']} ({rate(own['share'])}); per digit "
-                                                   f"{', '.join(map(str, own['per_digit']))}", "", ""],
-            ["rests on", f"each image's nearest {matched['pool']} image ({matched['near_copies']} of "
-                         f"{matched['images']} near copies, {matched['distinct_nearest']} distinct): MNIST's labels",
-             f"a clean model ({oracle_source}, clean test accuracy {rate(oracle_accuracy)}) names each digit",
-             f"the folder model's {free['anchor']} folder names the digit (held-out folds)"]]
-    if truth:
-        rows.append(["planted (truth file, read after training)", f"{truth['planted_spec']} ({truth['planted_kind']})",
-                     "", ""])
-    return Table(["", "matched view (clean labels)", "oracle view", "oracle-free view"], rows,
-                 f"What the folders hold. {diag['note'].capitalize()}.")
-
-
-def diagnosis_findings(diagnosis: dict, audited: dict, truth: dict | None) -> str:
-    """What the diagnosis found, in a sentence: the kind by each view, where the images come from,
-    and the planted truth (read after training) where there is one."""
-    found = f"{diagnosis['kind']}: {diagnosis['oracle']['reason']} (clean model's view)"
-    free = diagnosis.get("oracle_free")
-    if free:
-        found += f"; from the folders alone: {free['kind']} ({diagnosis['note']})"
-    matched = diagnosis.get("matched")
-    if matched:
-        leaked = audited["duplicates_in_mnist_test"]["near"]
-        found += (f"; {matched['near_copies']} of {matched['images']} images are near copies of "
-                  f"{matched['distinct_nearest']} distinct images of {matched['pool']}, {leaked} of MNIST test; "
-                  f"by MNIST's labels {matched['own_folder']['images']} sit in their own digit's folder")
-    if truth:
-        found += f"; the truth file (read after training) planted {truth['planted_spec']} ({truth['planted_kind']})"
-    return found
-
-
-def view_title(d: dict, what: str) -> str:
-    rate = d.get("noise_rate")
-    return f"{what}: {d['kind']}, mapping {d.get('mapping')}" + (f", noise rate {rate:.3f}" if rate is not None else "")
-
-
-def plot_views(diagnosis: dict, workdir: Path) -> None:
-    """transition_estimate.png (the oracle view's T) and transition_free.png (the oracle-free view's),
-    each where its view estimated a T."""
-    oracle, free = diagnosis["oracle"], diagnosis["oracle_free"]
-    if oracle.get("transition") is not None:
-        plot_transition(oracle["transition"], workdir / "transition_estimate.png", view_title(oracle, "oracle view"))
-    if free.get("transition") is not None:
-        plot_transition(free["transition"], workdir / "transition_free.png", view_title(free, "oracle-free view"),
-                        ylabel=f"the folder model's {free['anchor']} folder (held out)")

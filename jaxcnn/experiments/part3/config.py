@@ -1,108 +1,21 @@
-"""Part 3's configuration and its learning methods: which labels and loss each model trains with,
-and when it fits the diagnosed kind of noise."""
+"""Part 3's configuration: what it trains on and how (``Part3Config``), the study's profiles of it
+(``get_config``) and the training images it plans (``planned_images``). Its models are named by the
+methods of ``methods``, which the config checks."""
 
 from __future__ import annotations
 
 import dataclasses
 
-import numpy as np
-
 from jaxcnn.config import AugmentConfig, ModelConfig, TrainConfig
-from jaxcnn.data.mnist import CLASS_NAMES as DIGITS
-from jaxcnn.evaluation.transitions import correct_labels
 from jaxcnn.experiments import check_profile
 from jaxcnn.experiments.common import MNIST_TRAIN
+from jaxcnn.experiments.part1.config import DATA_SUBDIR as PART1_DATA, PREPROCESS as PART1_PREPROCESS
+from jaxcnn.experiments.part3.methods import METHODS, TRUNK, method_of, teacher_of
 from jaxcnn.training.loop import trained_images
 from jaxcnn.training.transfer import KEEP_HEAD_FRESH
 
 
-K = len(DIGITS)
-COMPLEMENTARY_T = tuple(tuple((1.0 - np.eye(K)[i]) / (K - 1)) for i in range(K))  # (J - I)/(K - 1)
-TRUNK = "_trunk"  # a model name ending in it starts from the part-1 trunk, else from scratch
-
-
-@dataclasses.dataclass(frozen=True)
-class Method:
-    """How a model learns: its labels (``folder``, ``relabelled`` by the oracle's mapping,
-    ``oracle`` predictions, ``pseudo`` labels of a teacher), its loss, and what it needs."""
-
-    label: str
-    labels: str
-    loss: str
-    uses_clean_labels: bool
-    fits: tuple[str, ...] = ()  # the diagnosed kinds it is meant for (empty: any)
-    view: str = "oracle_free"  # whose diagnosis decides whether it fits
-
-
-METHODS = {
-    "folder": Method("folder labels, cross-entropy", "folder", "cross_entropy", False),
-    "comp_forward": Method("complementary: forward correction, T = (J - I)/9", "folder", "forward", False,
-                           ("complementary",)),
-    "comp_nn": Method("complementary: non-negative risk (Ishida et al.)", "folder", "complementary_nn", False,
-                      ("complementary",)),
-    "self_train": Method("self-training on the teacher's pseudo-labels", "pseudo", "cross_entropy", False),
-    "relabel": Method("relabelled by the oracle's mapping", "relabelled", "cross_entropy", True,
-                      ("permutation", "clean", "symmetric", "pair_flip"), "oracle"),
-    "forward": Method("forward correction with the oracle's T", "folder", "forward", True, (), "oracle"),
-    "oracle_relabel": Method("the oracle's labels (upper bound)", "oracle", "cross_entropy", True, (), "oracle"),
-}
-
-
-def method_of(name: str) -> tuple[Method, bool]:
-    """A model name -> (its method, whether it starts from the part-1 trunk): ``comp_forward_trunk``."""
-    base = name.removesuffix(TRUNK)
-    if base not in METHODS or base == "folder":
-        raise ValueError(f"unknown model {name!r}: a method of {sorted(set(METHODS) - {'folder'})}, "
-                         f"optionally with '{TRUNK}' (from the part-1 trunk)")
-    return METHODS[base], name.endswith(TRUNK)
-
-
-def teacher_of(cfg: Part3Config, name: str) -> str:
-    """The teacher of a self-training model: ``cfg.teacher`` from the same start."""
-    return cfg.teacher + (TRUNK if name.endswith(TRUNK) else "")
-
-
-@dataclasses.dataclass(frozen=True)
-class Reading:
-    """What the methods need of the diagnosis (``part3_diagnosis.reading``): each view's kind, and
-    the oracle view's mapping (digit -> folder), whether it is a permutation, and its T."""
-
-    kinds: dict  # view ("oracle", "oracle_free") -> kind
-    mapping: tuple[int, ...]
-    is_permutation: bool
-    transition: tuple[tuple[float, ...], ...]
-
-
-def fits(method: Method, reading: Reading) -> str | None:
-    """Why ``method`` does not fit the diagnosis (None if it does)."""
-    kind = reading.kinds[method.view]
-    if method.fits and kind not in method.fits:
-        return f"meant for {' or '.join(method.fits)} labels; the {method.view.replace('_', '-')} view reads {kind}"
-    if method.labels == "relabelled" and not reading.is_permutation:
-        return f"the oracle's mapping {list(reading.mapping)} is not a permutation"
-    return None
-
-
-def labels_for(method: Method, folder, reading: Reading, oracle_digits) -> np.ndarray:
-    """The labels a method trains on (``pseudo`` ones come from the teacher, later)."""
-    if method.labels == "relabelled":
-        return correct_labels(folder, list(reading.mapping))
-    return np.asarray(oracle_digits if method.labels == "oracle" else folder, np.int32)
-
-
-def train_config(cfg: Part3Config, method: Method, reading: Reading, epochs: int = 0) -> TrainConfig:
-    """``cfg.train`` with the method's loss (and T for forward correction) and ``epochs`` (0: as it is)."""
-    transition = ()
-    if method.loss == "forward":
-        transition = COMPLEMENTARY_T if method.labels == "folder" and not method.uses_clean_labels else \
-            reading.transition
-    return dataclasses.replace(cfg.train, loss=method.loss, label_transition=transition,
-                               epochs=epochs or cfg.train.epochs)
-
-
 MADE_DIR = "noisy-mnist"  # made as WORKDIR/noisy-mnist.zip, in the original's form
-PART1_DATA = "trainPart1"  # part 1's characters in the data root, and how part 1 prepares them
-PART1_PREPROCESS = "mnist"
 TASK_SET = ("mnistTask3.zip", "mnistTask3")  # the task's own set, looked for in the data root
 REPLICA = "replica"  # ``data`` that asks for the replica even where the task's set is present
 

@@ -1,32 +1,14 @@
 """Part 3's figures: the image samples a run draws from the corrupted set, and the figures drawn
 from its results alone (the views of its labels, the models' curves and confusions, what training
-changed inside the trunk models), so that a report redraws them anywhere."""
+changed inside the trunk models), so that a report redraws them anywhere (``report`` captions them)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from jaxcnn.data.dataset import ArrayDataset
-from jaxcnn.document import Figure, Text
-from jaxcnn.evaluation.plots import plot_confusion, plot_folder_samples, plot_transfer_changes
-from jaxcnn.experiments.common import drawn_figures
-from jaxcnn.experiments.part3_diagnosis import plot_views
+from jaxcnn.evaluation.plots import plot_confusion, plot_folder_samples, plot_transfer_changes, plot_transition
 from jaxcnn.experiments.records import ensemble_class_names, ensemble_confusion, write_curves
-
-FIGURE_CAPTIONS = {
-    "audit_samples.png": "Images of each folder, as they are.",
-    "transition_estimate.png": "The oracle view: P(folder | digit), rows the clean oracle's digit, columns the folder.",
-    "transition_free.png": "The oracle-free view: P(folder | anchor), rows the held-out folder model's anchor.",
-    "folder_samples.png": "Images of each folder, titled with the clean oracle's digit.",
-    "learning_curves.png": "Clean MNIST test accuracy per epoch (mean of seeds, min-max band).",
-    "step_curves.png": "Clean MNIST test accuracy against optimiser steps, first-epoch probes included (log scale).",
-    "test_loss_curves.png": "Clean MNIST test loss per epoch (mean of seeds, min-max band).",
-    "test_ece_curves.png": "Clean MNIST test calibration error (ECE, 15 bins) per epoch (mean of seeds, min-max band).",
-    "transfer_changes.png": "Per trunk layer: linear CKA of each trunk model's features with the part-1 trunk's and "
-                            "with its scratch partner's (same seed), and its relative weight distance from the part-1 "
-                            "trunk (mean of seeds).",
-}
-SAMPLE_FIGURES = ("audit_samples.png", "folder_samples.png")
 
 
 def write_samples(noisy: ArrayDataset, oracle_probs, workdir: Path, per_folder: int) -> None:
@@ -64,19 +46,17 @@ def model_labels(models: dict) -> dict[str, str]:
     return {name: f"{name}{' (clean labels)' if m['uses_clean_labels'] else ''}" for name, m in models.items()}
 
 
-def figures(results: dict, part_dir: Path, figure_dir: Path) -> list:
-    """Part 3's figures: the run's image samples (from ``part_dir``, where it left them) and those
-    ``write_figures`` draws from ``results`` into ``figure_dir``; a missing one is named."""
-    missing = write_figures(results, figure_dir)
-    captions = {**FIGURE_CAPTIONS, **{f"confusion_{name}.png": f"Confusion matrix of {name} on the clean MNIST "
-                                      "test set (ensemble, rows normalised)." for name in results["models"]}}
-    blocks = []
-    for name, caption in captions.items():
-        if name in SAMPLE_FIGURES:
-            found = (Path(part_dir) / name).is_file()
-            blocks += [Figure(Path(part_dir) / name, caption)] if found else [Text(
-                f"Figure `{name}` ({caption.rstrip('.')}) is missing: it is drawn from the images at run time, "
-                "and the run's folder does not hold it.")]
-        else:
-            blocks += drawn_figures(figure_dir, {name: caption}, missing)
-    return blocks
+def view_title(d: dict, what: str) -> str:
+    rate = d.get("noise_rate")
+    return f"{what}: {d['kind']}, mapping {d.get('mapping')}" + (f", noise rate {rate:.3f}" if rate is not None else "")
+
+
+def plot_views(diagnosis: dict, workdir: Path) -> None:
+    """transition_estimate.png (the oracle view's T) and transition_free.png (the oracle-free view's),
+    each where its view estimated a T."""
+    oracle, free = diagnosis["oracle"], diagnosis["oracle_free"]
+    if oracle.get("transition") is not None:
+        plot_transition(oracle["transition"], workdir / "transition_estimate.png", view_title(oracle, "oracle view"))
+    if free.get("transition") is not None:
+        plot_transition(free["transition"], workdir / "transition_free.png", view_title(free, "oracle-free view"),
+                        ylabel=f"the folder model's {free['anchor']} folder (held out)")
