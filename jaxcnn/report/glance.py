@@ -8,7 +8,7 @@ from pathlib import Path
 
 from jaxcnn.document import Bullets, Section
 from jaxcnn.evaluation.evaluate import evaluation_files
-from jaxcnn.experiments import part1, part2, part3
+from jaxcnn.experiments import PROFILES, part1, part2, part3, part_module, profile_of
 from jaxcnn.report.render import anchor
 
 
@@ -16,12 +16,25 @@ GLANCE_TITLE = "Results at a glance"
 
 
 def glance_section(workdir: Path, results: dict[str, dict | None], cv: dict | None) -> Section:
-    """The three answers first, each from its part's results and linked to its section."""
+    """The three answers first, each from its part's results and linked to its section, then the
+    profile each part ran."""
     return Section(GLANCE_TITLE, [Bullets([
         f"{part1.headline(results['part1'], cv, part1_evaluations(workdir))} {see(part1.TITLE)}.",
         f"{part2.headline(results['part2'])} {see(part2.TITLE)}.",
         f"{part3.headline(results['part3'])} {see(part3.TITLE)}.",
+        profiles_text(results),
     ])])
+
+
+def profiles_text(results: dict[str, dict | None]) -> str:
+    """Which profile (``--profile``) each part's results are of, or that its configuration is its own."""
+    ran = {name: profile_of(part_module(name), found["config"]) for name, found in results.items() if found}
+    if not ran:
+        return "**Profile**: no part has run yet."
+    shown = [f"{name} `{profile}`" if profile else f"{name} a configuration of its own (`--set`)"
+             for name, profile in ran.items()]
+    notes = "; ".join(f"`{p}`: {PROFILES[p]}" for p in dict.fromkeys(p for p in ran.values() if p))
+    return f"**Profile** (`--profile`): {', '.join(shown)}" + (f" ({notes})." if notes else ".")
 
 
 def see(title: str) -> str:
