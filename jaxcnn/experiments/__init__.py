@@ -45,10 +45,11 @@ def default_profile() -> str:
     return "cpu" if jax.default_backend() == "cpu" else "full"
 
 
-def profile_of(module: ModuleType, config: dict) -> str | None:
-    """The profile whose configuration ``config`` (a results file's) is, or None (a changed one)."""
+def profiles_of(module: ModuleType, config: dict) -> tuple[str, ...]:
+    """The profiles whose configuration ``config`` (a results file's) is (part 1's "full" and "cpu"
+    are one); empty for a changed one."""
     from jaxcnn.config import to_dict
-    return next((name for name in PROFILES if to_dict(module.get_config(name)) == config), None)
+    return tuple(name for name in PROFILES if to_dict(module.get_config(name)) == config)
 
 
 # Part 1's other runs in a study's work directory, beside part1/, part2/ and part3/.

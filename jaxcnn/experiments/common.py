@@ -34,9 +34,17 @@ def figure_caption(path: Path) -> str:
     return path.stem.replace("_", " ").capitalize() + "."
 
 
-def drawn_figures(folder: Path, captions: dict[str, str], missing: dict[str, str]) -> list:
+def drawn_figures(folder: Path, captions: dict[str, str], missing: dict[str, str], trained: str = "") -> list:
     """The figures of ``captions`` drawn in ``folder`` (by ``write_plots`` from a part's results), in
-    order; one whose data the results lack (``missing``: file name -> what is lacking) is named as
-    missing, not left out."""
-    return [Text(f"Figure `{name}` ({caption.rstrip('.')}) is missing: {missing[name]}.") if name in missing
-            else Figure(Path(folder) / name, caption) for name, caption in captions.items()]
+    order, each caption ending with what its models ``trained`` (``seeds_epochs``); one whose data
+    the results lack (``missing``: file name -> what is lacking) is named as missing, not left out."""
+    def caption_of(name: str) -> str:
+        return f"{captions[name].rstrip('.')} ({trained})." if trained else captions[name]
+    return [Text(f"Figure `{name}` ({captions[name].rstrip('.')}) is missing: {missing[name]}.") if name in missing
+            else Figure(Path(folder) / name, caption_of(name)) for name in captions]
+
+
+def seeds_epochs(train: dict, epochs: int = 0) -> str:
+    """``3 seeds x 2 epochs``: a training config's (as saved in results) seeds and ``epochs`` (0: its own)."""
+    seeds, epochs = len(train["seeds"]), epochs or train["epochs"]
+    return f"{seeds} seed{'s' * (seeds != 1)} x {epochs} epoch{'s' * (epochs != 1)}"

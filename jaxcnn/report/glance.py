@@ -8,7 +8,7 @@ from pathlib import Path
 
 from jaxcnn.document import Bullets, Section
 from jaxcnn.evaluation.evaluate import evaluation_files
-from jaxcnn.experiments import PROFILES, part1, part2, part3, part_module, profile_of
+from jaxcnn.experiments import PROFILES, part1, part2, part3, part_module, profiles_of
 from jaxcnn.report.render import anchor
 
 
@@ -28,12 +28,12 @@ def glance_section(workdir: Path, results: dict[str, dict | None], cv: dict | No
 
 def profiles_text(results: dict[str, dict | None]) -> str:
     """Which profile (``--profile``) each part's results are of, or that its configuration is its own."""
-    ran = {name: profile_of(part_module(name), found["config"]) for name, found in results.items() if found}
+    ran = {name: profiles_of(part_module(name), found["config"]) for name, found in results.items() if found}
     if not ran:
         return "**Profile**: no part has run yet."
-    shown = [f"{name} `{profile}`" if profile else f"{name} a configuration of its own (`--set`)"
-             for name, profile in ran.items()]
-    notes = "; ".join(f"`{p}`: {PROFILES[p]}" for p in dict.fromkeys(p for p in ran.values() if p))
+    shown = [f"{name} {' = '.join(f'`{p}`' for p in profiles)}" if profiles else
+             f"{name} a configuration of its own (`--set`)" for name, profiles in ran.items()]
+    notes = "; ".join(f"`{p}`: {PROFILES[p]}" for p in dict.fromkeys(p for found in ran.values() for p in found))
     return f"**Profile** (`--profile`): {', '.join(shown)}" + (f" ({notes})." if notes else ".")
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from jaxcnn.document import Figure, Section, Table, Text, rate
-from jaxcnn.experiments.common import drawn_figures, not_run
+from jaxcnn.experiments.common import drawn_figures, not_run, seeds_epochs
 from jaxcnn.experiments.part3.figures import write_figures
 from jaxcnn.experiments.part3.methods import METHODS, trunk_pairs
 from jaxcnn.experiments.records import (
@@ -177,5 +177,15 @@ def figures(results: dict, part_dir: Path, figure_dir: Path) -> list:
                 f"Figure `{name}` ({caption.rstrip('.')}) is missing: it is drawn from the images at run time, "
                 "and the run's folder does not hold it.")]
         else:
-            blocks += drawn_figures(figure_dir, {name: caption}, missing)
+            blocks += drawn_figures(figure_dir, {name: caption}, missing, trained_text(results["config"]))
     return blocks
+
+
+def trained_text(cfg: dict) -> str:
+    """What part 3's models trained, from its saved config: the methods, the students, the baselines
+    ("" where the config does not say)."""
+    if "train" not in cfg:
+        return ""
+    train = cfg["train"]
+    return (f"methods: {seeds_epochs(train)}; self-training students: {seeds_epochs(train, cfg.get('self_train_epochs', 0))}; "
+            f"folder-label baselines: {seeds_epochs(train, cfg.get('baseline_epochs', 0))}")
