@@ -15,11 +15,13 @@ import jax
 import numpy as np
 
 from jaxcnn.config import ModelConfig, TrainConfig
+from jaxcnn.data.chars74k import CLASS_NAMES
 from jaxcnn.data.preprocess import GEOMETRY_FEATURES
+from jaxcnn.experiments.part1.config import IMAGES_PER_CLASS
 from jaxcnn.training import steps as T
 from machine import describe  # beside this file
 
-EPOCH_IMAGES = 1984  # a class-stratified fold's training images (4/5 of 2,480)
+EPOCH_IMAGES = IMAGES_PER_CLASS * len(CLASS_NAMES) * 4 // 5  # a class-stratified fold's training images (1,984)
 
 
 def epoch_seconds(trunk: str, size: int, steps: int) -> tuple[float, float, int]:
@@ -28,8 +30,8 @@ def epoch_seconds(trunk: str, size: int, steps: int) -> tuple[float, float, int]
     rng = np.random.default_rng(0)
     inputs = {"image": jax.device_put(rng.integers(0, 256, (EPOCH_IMAGES, size, size), dtype=np.uint8)),
               "geometry": jax.device_put(rng.normal(size=(EPOCH_IMAGES, len(GEOMETRY_FEATURES))).astype(np.float32))}
-    labels = jax.device_put(rng.integers(0, 62, EPOCH_IMAGES).astype(np.int32))
-    state = T.create_population((0,), 62, cfg, EPOCH_IMAGES)
+    labels = jax.device_put(rng.integers(0, len(CLASS_NAMES), EPOCH_IMAGES).astype(np.int32))
+    state = T.create_population((0,), len(CLASS_NAMES), cfg, EPOCH_IMAGES)
     start = time.perf_counter()
     state, _ = T.train_epoch_stepwise(state, inputs, labels, T.program_config(cfg), num_steps=1)
     jax.block_until_ready(state)

@@ -27,6 +27,7 @@ from jaxcnn.evaluation.evaluate import evaluate_run, predict_probs, validation_t
 from jaxcnn.evaluation.plots import plot_confusion, plot_transfer_changes
 from jaxcnn.experiments import check_profile
 from jaxcnn.experiments.common import MNIST_TRAIN, drawn_figures, not_run
+from jaxcnn.experiments.part1.config import DATA_SUBDIR, IMAGES_PER_CLASS, PREPROCESS
 from jaxcnn.experiments.records import (
     ensemble_class_names, ensemble_confusion, model_record, models_table, paired_lines, paired_table,
     point_of_history, point_of_record, point_paired_text, point_text, transfer_reading, write_curves, write_size_curve,
@@ -73,8 +74,8 @@ class Part2Config:
     mnist: TrainConfig = MNIST_TRAIN
     keep_fresh: tuple[str, ...] = KEEP_HEAD_FRESH
     val_writers: tuple[int, ...] = ()  # held out from A for its validation; empty: A sees every writer
-    preprocess: str = "mnist"
-    data_subdir: str = "trainPart1"
+    preprocess: str = PREPROCESS  # part 1's data (A learns its digits), prepared as part 1 does
+    data_subdir: str = DATA_SUBDIR
     mnist_train_size: int = 0
     mnist_test_size: int = 0
     subset_sizes: tuple[int, ...] = (100, 1000, 10000)
@@ -127,12 +128,11 @@ def get_config(profile: str = "full") -> Part2Config:
 
 
 MNIST_TRAIN_IMAGES = 60000
-DIGIT_WRITERS = 40  # the part-1 scans of each digit
 
 
 def planned_images(cfg: Part2Config) -> int:
     """The training images of A, B, C, C_frozen, the variants and the data-size runs together."""
-    digits = 10 * (DIGIT_WRITERS - len(cfg.val_writers))
+    digits = len(DIGIT_CLASSES) * (IMAGES_PER_CLASS - len(cfg.val_writers))
     mnist = cfg.mnist_train_size or MNIST_TRAIN_IMAGES
     subset = dataclasses.replace(cfg.mnist, seeds=cfg.subset_seeds)
     return (trained_images(digits, cfg.digits) + (3 + len(cfg.variants)) * trained_images(mnist, cfg.mnist)

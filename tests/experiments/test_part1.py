@@ -1,4 +1,5 @@
-"""Part 1 end to end on a tiny Chars74K tree: the folds, the final model on every image, the ablation."""
+"""Part 1 (``jaxcnn.experiments.part1``) on a tiny Chars74K tree: the folds and their statistics, the
+final model on every image, the ablation, and the report's history table."""
 
 import json
 import re
@@ -11,7 +12,9 @@ from jaxcnn.config import ModelConfig, TrainConfig, override
 from jaxcnn.config import NO_AUGMENT
 from jaxcnn.data.chars74k import CLASS_NAMES
 from jaxcnn.data.dataset import ArrayDataset
-from jaxcnn.experiments import part1, part1_folds
+from jaxcnn.experiments import part1
+from jaxcnn.experiments.part1 import folds, report
+from jaxcnn.experiments.part1.config import load_data
 from jaxcnn.report.render import render_text
 from jaxcnn.training.checkpoint import run_inputs
 
@@ -38,7 +41,7 @@ def test_cv_scores_each_image_once_and_the_final_model_learns_from_all(setup, tm
     assert final["num_train"] == len(WRITERS) * len(CLASSES)
     assert run_inputs(tmp_path / "final") == (CLASSES, cfg.preprocess, cfg.train.model.image_size)  # what `evaluate` prepares new images with
 
-    cv = part1_folds.run_cv(cfg, data_root, tmp_path / "cv")["cv"]
+    cv = folds.run_cv(cfg, data_root, tmp_path / "cv")["cv"]
     assert [f["held_out"] for f in cv["folds"]] == ["8 images (2 per class)"] * 3
     assert sorted(cv["per_writer_accuracy"], key=int) == [str(w) for w in WRITERS]
     assert np.sum(cv["confusion"]) == len(WRITERS) * len(CLASSES)  # each image scored once, pooled
@@ -55,7 +58,7 @@ def test_cv_scores_each_image_once_and_the_final_model_learns_from_all(setup, tm
     assert scorings["ensemble_1"]["accuracy"]["mean"] == pytest.approx(
         np.mean([f["members_accuracy"][0] for f in cv["folds"]]))
     assert scorings["tta"]["vs_recipe"]["n"] == len(WRITERS)
-    printed = render_text([part1_folds.folds_section(json.loads((tmp_path / "cv" / "results.json").read_text()))])
+    printed = render_text([report.folds_section(json.loads((tmp_path / "cv" / "results.json").read_text()))])
     assert re.search(r"^ensemble 1 +\d\.\d{4}", printed, re.M)  # what `cv` prints: the report's folds section
     assert cv["case_pairs"]["Oo"]["n"] == 2 * len(WRITERS)
     wrong, errors = cv["wrong_for_every_member"], [[round((1 - a) * f["n"]) for a in f["members_accuracy"]]
@@ -65,7 +68,7 @@ def test_cv_scores_each_image_once_and_the_final_model_learns_from_all(setup, tm
     assert "every one of the 2 members got wrong" in printed
     assert 0 <= cv["case_pairs"]["Oo"]["resolved_by_geometry_alone"] <= 1  # the page alone, same folds
 
-    by_writer = part1_folds.run_cv(override(cfg, "folds_by=writer"), data_root, tmp_path / "cv-writers")["cv"]
+    by_writer = folds.run_cv(override(cfg, "folds_by=writer"), data_root, tmp_path / "cv-writers")["cv"]
     assert [f["held_out"] for f in by_writer["folds"]] == ["writers 1-2", "writers 3-4", "writers 5-6"]
 
     again = part1.run(cfg, data_root, tmp_path / "final", cv_run=tmp_path / "cv", overwrite=True)
@@ -76,13 +79,13 @@ def test_cv_scores_each_image_once_and_the_final_model_learns_from_all(setup, tm
 
 def test_fold_ensembles_score_each_fold_with_the_models_that_never_saw_it(setup, tmp_path):
     cfg, data_root = setup
-    data = part1.load_data(cfg, data_root)
-    folds = part1_folds.train_fold_ensembles(cfg, data, tmp_path / "nested")
+    data = load_data(cfg, data_root)
+    nested = folds.train_fold_ensembles(cfg, data, tmp_path / "nested")
     assert sorted(p.name for p in (tmp_path / "nested").iterdir()) == ["without0_1", "without0_2", "without1_2"]
-    for i, fold in enumerate(folds):
+    for i, fold in enumerate(nested):
         assert len(fold["dirs"]) == cfg.folds - 1
         assert all(str(i) in Path(d).name.removeprefix("without").split("_") for d in fold["dirs"])
-    cv = part1_folds.score_folds(data, folds)
+    cv = folds.score_folds(data, nested)
     assert sorted(cv["per_writer_accuracy"], key=int) == [str(w) for w in WRITERS]
     assert cv["best_mean_epoch"] is None  # nothing was validated
     assert all(len(f["members_accuracy"]) == (cfg.folds - 1) * len(cfg.train.seeds) for f in cv["folds"])
@@ -95,7 +98,7 @@ def test_fold_ensembles_score_each_fold_with_the_models_that_never_saw_it(setup,
 @pytest.mark.slow
 def test_ablation_trains_each_variant_under_the_folds_and_reuses_models_for_tta(setup, tmp_path):
     cfg, data_root = setup
-    table = part1_folds.run_ablation(cfg, data_root, tmp_path / "ablate", ["default", "tta", "no_label_smoothing"])
+    table = folds.run_ablation(cfg, data_root, tmp_path / "ablate", ["default", "tta", "no_label_smoothing"])
     rows = table["variants"]
     assert list(rows) == ["default", "tta", "no_label_smoothing"]
     assert rows["no_label_smoothing"]["changes"] == ["train.label_smoothing=0"]
@@ -111,12 +114,12 @@ def test_ablation_trains_each_variant_under_the_folds_and_reuses_models_for_tta(
         assert row["folds"] == 3 and row["accuracy"]["n"] == 3 and row["vs_default"]["n"] == len(WRITERS)
     assert json.loads((tmp_path / "ablate" / "ablation.json").read_text())["variants"] == rows
     with pytest.raises(ValueError, match="unknown ablation variants"):
-        part1_folds.run_ablation(cfg, data_root, tmp_path / "ablate", ["nope"])
+        folds.run_ablation(cfg, data_root, tmp_path / "ablate", ["nope"])
 
 
 def test_every_ablation_variant_is_a_valid_change_of_the_full_recipe():
     recipe = part1.get_config()
-    variants = part1_folds.ablation_variants(recipe)
+    variants = folds.ablation_variants(recipe)
     assert variants["ema"] == (f"train.ema_decay={1 - 1 / (3 * recipe.train.epochs):.4f}",)
     assert recipe.train.model.page_geometry and not override(recipe, *variants["no_page_geometry"]).train.model.page_geometry
     for changes in variants.values():  # every variant is a valid configuration
@@ -130,12 +133,17 @@ def test_geometry_alone_resolves_a_case_pair_by_size_and_nothing_without_a_cue()
     rng = np.random.default_rng(0)
     labels = np.repeat([CLASS_NAMES.index("O"), CLASS_NAMES.index("o")], 40)
     noise = rng.normal(0, 0.05, (80, 5)).astype(np.float32)
-    folds = [{"val_index": np.flatnonzero(np.arange(80) % 4 == k).tolist()} for k in range(4)]
+    held_out = [{"val_index": np.flatnonzero(np.arange(80) % 4 == k).tolist()} for k in range(4)]
 
     def with_geometry(geometry):
         return ArrayDataset(np.zeros((80, 28, 28), np.uint8), labels, np.arange(80), CLASS_NAMES, geometry)
 
     sized = noise + np.where(labels[:, None] == labels[0], np.log(2), 0) * (np.arange(5) == 0)
-    assert part1_folds.geometry_alone(with_geometry(sized), folds) == {"Oo": 1.0}
-    assert 0.3 < part1_folds.geometry_alone(with_geometry(noise), folds)["Oo"] < 0.7
-    assert part1_folds.geometry_alone(with_geometry(None), folds) == {}
+    assert folds.geometry_alone(with_geometry(sized), held_out) == {"Oo": 1.0}
+    assert 0.3 < folds.geometry_alone(with_geometry(noise), held_out)["Oo"] < 0.7
+    assert folds.geometry_alone(with_geometry(None), held_out) == {}
+
+
+def test_the_history_table_shows_every_tenth_epoch_and_the_last():
+    records_ = [{"epoch": e, "train_loss": [1.0], "train_accuracy": [0.5], "seconds": 1.0} for e in range(1, 26)]
+    assert [row[0] for row in report.history_table(records_).rows] == ["10", "20", "25"]

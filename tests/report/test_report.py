@@ -23,7 +23,9 @@ from jaxcnn.cli import main
 from jaxcnn.config import to_dict
 from jaxcnn.errors import JaxcnnError
 from jaxcnn.evaluation.convergence import stat as summary_of
-from jaxcnn.experiments import PARTS, PROFILES, part1, part1_folds, part2, part_module, profile_of, records
+from jaxcnn.experiments import PARTS, PROFILES, part2, part_module, profile_of, records
+from jaxcnn.experiments.part1.final import Part1Results
+from jaxcnn.experiments.part1.folds import AblationResults, CvResults
 from jaxcnn.experiments.part3.run import Part3Results
 from jaxcnn.experiments.results import write_results
 from jaxcnn.progress import MetricWriter, count_trained, epoch_scalars, format_duration, progress_bar, study_meter
@@ -61,7 +63,7 @@ def stat(mean, ci=0.0123):
 
 def part1_results():
     plain = [{k: v for k, v in r.items() if not k.startswith("val_")} for r in history()]  # nothing held out
-    return part1.Part1Results(
+    return Part1Results(
         config={"train": {"seeds": [0, 1], "epochs": 2, "batch_size": 64, "learning_rate": 0.002,
                           "model": {"widths": [8, 16, 32], "hidden": 32}}, "folds": 2},
         writers=list(range(1, 41)), num_train=2459, history=plain, epoch=2, train_seconds=9.75,
@@ -141,9 +143,9 @@ def study_dir(tmp_path):
     write_png(root / "part1" / "confusion_val.png", 1)
     write_png(root / "part2" / "learning_curves.png", 2)
     (root / "part1-cv").mkdir()
-    write_results(root / "part1-cv" / "results.json", part1_folds.CvResults(config={}, cv=cv_summary(0.64)))
+    write_results(root / "part1-cv" / "results.json", CvResults(config={}, cv=cv_summary(0.64)))
     (root / "part1-ablation").mkdir()
-    write_results(root / "part1-ablation" / "ablation.json", part1_folds.AblationResults(config={}, variants={
+    write_results(root / "part1-ablation" / "ablation.json", AblationResults(config={}, variants={
         "default": ablation_row([], 0.6543, 0.0),
         "no_augmentation": ablation_row(["train.augment.rotate_deg=0"], 0.5012, -0.1531)}))
     (root / "part1" / "eval_testPart1.json").write_text(json.dumps(classification(0.4321, [0.4, 0.41], epoch=7)))
@@ -279,7 +281,7 @@ def test_glance_reads_fold_estimates_and_which_models_used_clean_labels(study_di
     final = part1_results()
     final["expected_new_writers"] = None  # no cv of this recipe: the study's cv run answers
     write_results(study_dir / "part1" / "results.json", final)
-    write_results(study_dir / "part1-cv" / "results.json", part1_folds.CvResults(config={}, cv=cv_summary(0.8123)))
+    write_results(study_dir / "part1-cv" / "results.json", CvResults(config={}, cv=cv_summary(0.8123)))
     part3 = part3_results()
     part3["diagnosis"]["kind"] = "permutation"
     part3["models"]["oracle_relabel"]["uses_clean_labels"] = False
@@ -418,11 +420,6 @@ def test_report_shows_compile_and_training_seconds_apart_and_pairs_c_minus_b_on_
     assert table_value(pairs, "train seconds to 98%").startswith("-1.1 ± 1.3 (no difference measured)")
     assert ("train seconds to 98%, compilation apart: C 1.1 ± 1.3 vs B 2.2 ± 2.5, C - B -1.1 ± 1.3 (no difference "
             "measured) (compile seconds C 0.3, B 6.5)") in glance(markdown)
-
-
-def test_part1_shows_every_tenth_epoch_and_the_last():
-    records_ = [{"epoch": e, "train_loss": [1.0], "train_accuracy": [0.5], "seconds": 1.0} for e in range(1, 26)]
-    assert [row[0] for row in part1.history_table(records_).rows] == ["10", "20", "25"]
 
 
 def test_inline_html_escapes_text_and_renders_code_and_links():

@@ -2,7 +2,8 @@
 on the images it never saw (the fold mean ± 95% CI is the expected accuracy); ``run_ablation`` does
 that for each variant of the recipe. Folds are class-stratified image folds by default, mirroring
 the task's held-back test (a writer's other characters are in training), or writer folds
-(``folds_by="writer"``: writers never seen at all). Their results and report sections live here."""
+(``folds_by="writer"``: writers never seen at all). Their results, and what the report reads of
+them (``estimate``); the sections are ``report``'s."""
 
 from __future__ import annotations
 
@@ -16,16 +17,14 @@ import numpy as np
 from jaxcnn.config import defaults_of, override, to_dict
 from jaxcnn.data.chars74k import fold_indices
 from jaxcnn.data.dataset import ArrayDataset
-from jaxcnn.document import Section, Table, Text, rate, seconds, stat_text
 from jaxcnn.evaluation.evaluate import evaluate_ensemble
 from jaxcnn.evaluation.metrics import group_confusion, mean_ci95, spread
-from jaxcnn.experiments.part1_config import Part1Config, input_meta, load_data
+from jaxcnn.experiments.part1.config import Part1Config, input_meta, load_data
 from jaxcnn.experiments.results import ABLATION_FILE, RESULTS_FILE, Stamped, write_results
 from jaxcnn.rundir import claim
 from jaxcnn.training.loop import fit
 
 logger = logging.getLogger("jaxcnn")
-SHOWN_GROUPS = 10  # confusable groups shown, most confused first
 
 
 class CvResults(Stamped):
@@ -40,9 +39,6 @@ class AblationResults(Stamped):
 
     config: dict
     variants: dict[str, dict]
-
-
-PROTOCOLS = {"class": "class-stratified folds, as the task's test", "writer": "writer folds"}
 
 
 def folds_protocol(config: dict) -> str:
@@ -317,94 +313,10 @@ def run_ablation(cfg: Part1Config, data_root: Path, workdir: Path, variants=None
                     cv["accuracy_casefold"]["mean"])
     return written
 
+
 def estimate(cv_results: dict, source: str) -> dict:
     """A cv run's expected accuracy (fold mean ± 95% CI, case-sensitive, case-folded and top-3), its
     protocol and how many folds, read from its results (``CvResults``) at ``source``."""
     cv = cv_results["cv"]
     return {"source": source, "folds_by": folds_protocol(cv_results["config"]), "folds": len(cv["folds"]),
             **{k: cv[k] for k in ("accuracy", "accuracy_casefold", "top3_accuracy")}}
-
-
-def expected_text(expected: dict | None) -> Text:
-    if expected is None:
-        return Text("Expected accuracy: not measured for this recipe (run `python -m jaxcnn cv`).")
-    return Text(f"Expected accuracy ({PROTOCOLS[expected.get('folds_by', 'writer')]}, `{expected['source']}`): "
-                f"{stat_text(expected['accuracy'])} case-sensitive, {stat_text(expected['accuracy_casefold'])} "
-                f"case-folded, {stat_text(expected['top3_accuracy'])} top-3 (fold mean ± 95% CI).")
-
-
-def estimate_line(expected: dict) -> str:
-    """An ``estimate`` in a few words, for the report's glance."""
-    count = f"{expected['folds']} " if "folds" in expected else ""
-    folded = f", {stat_text(expected['accuracy_casefold'])} case-folded" if "accuracy_casefold" in expected else ""
-    return f"{stat_text(expected['accuracy'])}{folded} expected ({count}{PROTOCOLS[expected['folds_by']]})"
-
-
-# --- the report -------------------------------------------------------------------------------
-
-
-def folds_section(cv: dict | None) -> Section:
-    """The ``cv`` run's results: the expected accuracy fold by fold, writers, confusions."""
-    return Section("Part 1: folds", cv_blocks(cv["cv"], folds_protocol(cv["config"])) if cv else [
-        Text("Not run yet: run `python -m jaxcnn cv` (the recipe under class-stratified folds, as the task's "
-             "test: the expected accuracy).")], 3)
-
-
-def ablation_section(ablation: dict | None) -> Section:
-    return Section("Part 1: ablation", [ablation_table(ablation)] if ablation else [
-        Text("Not run yet: run `python -m jaxcnn ablate` (each variant changes one choice of part 1, "
-             "judged by the folds).")], 3)
-
-
-def cv_blocks(cv: dict, protocol: str) -> list:
-    """The fold estimate: a row per fold and the mean, the writers' spread, the confusable groups."""
-    rows = [[f.get("held_out") or "writers " + "-".join(map(str, (f["writers"][0], f["writers"][-1]))), str(f["n"]),
-             str(f["epoch"]), rate(f["accuracy"]), rate(f["accuracy_casefold"]), rate(f["top3_accuracy"])]
-            for f in cv["folds"]]
-    rows.append(["mean ± 95% CI", "", "", stat_text(cv["accuracy"]), stat_text(cv["accuracy_casefold"]),
-                 stat_text(cv["top3_accuracy"])])
-    folds = Table(["held out", "images", "epoch", "accuracy", "case-folded", "top-3"], rows,
-                  f"Protocol: {PROTOCOLS[protocol]}. Each fold's model (last epoch) on the images it never saw; "
-                  "Student-t interval over folds.")
-    w = cv["writer_accuracy_spread"]
-    wrong = cv.get("wrong_for_every_member") or {"members": 0}
-    unanimous = (f" Images that every one of the {wrong['members']} members got wrong: {wrong['n']} "
-                 f"({rate(wrong['share'])}); even a member chosen by hand for each image would score at most "
-                 f"{rate(1 - wrong['share'])}. More seeds cannot vote these errors away.") if wrong["members"] > 1 else ""
-    writers = Text(f"Accuracy per writer ({w['n']} writers, each scored by the fold model that never saw it): "
-                   f"mean {rate(w['mean'])}, standard deviation {rate(w['std'])}, from {rate(w['min'])} "
-                   f"to {rate(w['max'])}.{unanimous}")
-    groups = Table(["group", "images", "taken for another member", "rate", "which way"],
-                   [[f"`{g['group']}`", str(g["n"]), str(g["confused"]), rate(g["rate"]),
-                     ", ".join(f"`{k}` x{v}" for k, v in g["pairs"].items())]
-                    for g in cv["confusable_groups"] if g["confused"]][:SHOWN_GROUPS],
-                   "Confusions inside case pairs and look-alike groups, all folds pooled.")
-    scorings = Table(["scored as", "accuracy", "case-folded", "top-3", "vs the recipe (per writer)"],
-                     [[name.replace("_", " "), stat_text(row["accuracy"]), stat_text(row["accuracy_casefold"]),
-                       stat_text(row["top3_accuracy"]), stat_text(row["vs_recipe"])]
-                      for name, row in cv.get("scorings", {}).items()],
-                     "The same fold models scored other ways (no training): ensembles of fewer seeds, and "
-                     "test-time augmentation; the difference is paired per writer.")
-    pairs = Table(["case pair", "images", "taken for the other case", "resolved", "page geometry alone"],
-                  [[f"`{pair}`", str(row["n"]), str(row["crossed"]), rate(row["resolved"]),
-                    rate(row.get("resolved_by_geometry_alone"))]
-                   for pair, row in cv.get("case_pairs", {}).items() if row["n"]],
-                  "Case pairs that differ mostly by size: the share of their images given the right case, "
-                  "by the model and by a linear discriminant on the page geometry alone (the same folds).")
-    return [folds, writers, groups, *([pairs] if cv.get("case_pairs") else []),
-            *([scorings] if cv.get("scorings") else [])]
-
-
-def ablation_table(ablation: dict) -> Table:
-    """One row per variant; the paired differences read "n/a" where no default was trained beside it."""
-    paired = lambda row, key: stat_text(row[key]) if key in row else "n/a"
-    rows = [[name, ", ".join(f"`{c}`" for c in row["changes"]) or "(none)", stat_text(row["accuracy"]),
-             stat_text(row["accuracy_casefold"]), paired(row, "vs_default"), paired(row, "vs_default_per_fold"),
-             f"{row['folds']} / {row['epochs']} / {row['seeds']}", seconds(row["train_seconds"])]
-            for name, row in ablation["variants"].items()]
-    folds_by = ablation["config"].get("folds_by", "writer")
-    return Table(["variant", "changes", "accuracy", "case-folded", "vs default (per writer)",
-                  "vs default (per fold)", "folds / epochs / seeds", "train seconds"], rows,
-                 f"{folds_by.capitalize()} folds, last epoch: fold mean ± 95% CI; the difference to the default is "
-                 "paired per writer and per fold (mean ± 95% CI). Evaluation-only variants reuse the default's "
-                 "fold models.")

@@ -1,5 +1,5 @@
-"""Part 1's configuration and its data: the recipe, shared by the final model (``part1``) and the
-folds that judge it (``part1_folds``)."""
+"""Part 1's configuration and its data: the recipe, shared by the final model (``final``) and the
+folds that judge it (``folds``), and where part 1's characters are, which parts 2 and 3 read too."""
 
 from __future__ import annotations
 
@@ -13,10 +13,15 @@ from jaxcnn.errors import require
 from jaxcnn.experiments import check_profile
 from jaxcnn.training.loop import trained_images
 
+# Part 1's data: the task's training scans of every Chars74K class, as ``download`` unpacks them.
+DATA_SUBDIR = "trainPart1"  # in the data root
+PREPROCESS = "mnist"  # how part 1 prepares them (a name of ``PREPROCESSORS``): the MNIST convention
+IMAGES_PER_CLASS = 40  # the task's training scans: 40 writers of each character
+
 
 @dataclasses.dataclass(frozen=True)
 class Part1Config:
-    """What part 1 trains on and how; ``classes`` empty means all 62.
+    """What part 1 trains on and how; ``classes`` empty means all of ``CLASS_NAMES`` (62).
 
     ``folds``: the folds of ``cv`` and ``ablate``, ``folds_by`` "class" (class-stratified images, as
     the task's test) or "writer".
@@ -24,8 +29,8 @@ class Part1Config:
 
     train: TrainConfig = TrainConfig(seeds=(0, 1, 2), model=ModelConfig(page_geometry=True))
     classes: tuple[str, ...] = ()
-    preprocess: str = "mnist"
-    data_subdir: str = "trainPart1"
+    preprocess: str = PREPROCESS
+    data_subdir: str = DATA_SUBDIR
     folds: int = 5
     folds_by: str = "class"
 
@@ -35,9 +40,6 @@ class Part1Config:
         require(self, "folds", self.folds >= 2, "at least 2 (the folds of cv and ablate)")
         require(self, "folds_by", self.folds_by in FOLD_PROTOCOLS, f"one of {', '.join(FOLD_PROTOCOLS)}")
         require(self, "preprocess", self.preprocess in PREPROCESSORS, f"one of {', '.join(PREPROCESSORS)}")
-
-
-IMAGES_PER_CLASS = 40  # the task's training scans: 40 writers of each character
 
 
 def get_config(profile: str = "full") -> Part1Config:
