@@ -86,7 +86,8 @@ fi
 W="$WORK/ckpts"
 DEADLINE_S=$((DEADLINE_S - 25))
 stage "pytest steps on $("$PY" -c 'import jax; print(jax.default_backend())' 2>/dev/null)" 120 \
-  bash -c "\"$PY\" -m pytest -q -p no:cacheprovider tests/training/test_steps.py >\"$OUT/pytest.log\" 2>&1"
+  bash -c "\"$PY\" -m pytest -q -p no:cacheprovider tests/training/test_{steps,population,optim,losses,augment}.py \
+    >\"$OUT/pytest.log\" 2>&1"
 if [[ "$PLAN" == part1 ]]; then  # issue 21's tables: the fold estimate, then the ablation variants
   stage "part 1 cv" 240 "$PY" -m jaxcnn cv $QUICK --data-root "$DATA" --workdir "$W/part1-cv" --resume
   stage "part 1 ablate ${VARIANTS:-(all variants)}" 3600 "$PY" -m jaxcnn ablate $QUICK --data-root "$DATA" \

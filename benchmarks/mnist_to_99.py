@@ -6,7 +6,7 @@ compilation cache (anchor: 0.76 s on a GTX 1660 Ti, tuomaso/train_mnist_fast).
     python benchmarks/mnist_to_99.py --data-root DATA
     python benchmarks/mnist_to_99.py --data-root DATA --set batch_size=256 --set epochs=2
 
-The project's CNN and training step (``jaxcnn.training.steps``) with the configuration below (any
+The project's CNN and training step (``jaxcnn.training.steps``, ``population``) with the configuration below (any
 ``TrainConfig`` field by ``--set``); the train and test sets are on the device. Training runs in
 chunks of about ``--chunk`` steps, each one call of the epoch engine ``fit`` uses on the backend
 (the scanned epoch on accelerators, a loop of dispatched steps on the CPU); the test set is
@@ -37,8 +37,10 @@ from jaxcnn import paths  # noqa: E402
 from jaxcnn.compilation import use_persistent_cache  # noqa: E402
 from jaxcnn.config import NO_AUGMENT, TrainConfig, override  # noqa: E402
 from jaxcnn.data.mnist import load_mnist  # noqa: E402
-from jaxcnn.training import steps as T  # noqa: E402
+from jaxcnn.training import population as P  # noqa: E402
+from jaxcnn.training.losses import objective  # noqa: E402
 from jaxcnn.training.sharding import on_devices  # noqa: E402
+from jaxcnn.training.steps import program_config, steps_per_epoch  # noqa: E402
 
 # One epoch (half of it warm-up, then cosine) at a large batch, no augmentation, no smoothing: a race, not the
 # study's B. The fewest steps to 99% of the settings tried (benchmarks/README.md): a small CNN's step on a GPU
@@ -61,15 +63,15 @@ def race(cfg: TrainConfig, train, test, target: float, chunk: int) -> dict:
     """Trains until the test accuracy reaches ``target`` (or the schedule ends); returns the figures."""
     inputs, labels = on_devices(train.inputs(), None), on_devices(train.labels, None)
     test_inputs, test_labels = on_devices(test.inputs(), None), on_devices(test.labels, None)
-    steps = T.steps_per_epoch(len(train), cfg.batch_size)
+    steps = steps_per_epoch(len(train), cfg.batch_size)
     chunk = chunk_length(steps, chunk)
-    program, loss = T.program_config(cfg), on_devices(T.objective(cfg, 10), None)
-    engine = T.train_epoch_stepwise if jax.default_backend() == "cpu" else T.train_epoch_population  # as ``fit``
+    program, loss = program_config(cfg), on_devices(objective(cfg, 10), None)
+    engine = P.train_epoch_stepwise if jax.default_backend() == "cpu" else P.train_epoch_population  # as ``fit``
     train_chunk = lambda s: engine(s, inputs, labels, program, chunk, loss)[0]
-    score = lambda s: float(_accuracy(T.evaluate_population(s, test_inputs, test_labels, cfg.eval_batch_size)[0],
+    score = lambda s: float(_accuracy(P.evaluate_population(s, test_inputs, test_labels, cfg.eval_batch_size)[0],
                                       test_labels))
     start = time.perf_counter()
-    state = on_devices(T.create_population(cfg.seeds, 10, cfg, len(train)), None)
+    state = on_devices(P.create_population(cfg.seeds, 10, cfg, len(train)), None)
     copy = lambda s: jax.tree.map(jnp.copy, s)
     first = {}
     for name, call in (("train", lambda: jax.block_until_ready(train_chunk(copy(state)))),

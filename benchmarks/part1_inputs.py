@@ -18,7 +18,8 @@ from jaxcnn.config import ModelConfig, TrainConfig
 from jaxcnn.data.chars74k import CLASS_NAMES
 from jaxcnn.data.preprocess import GEOMETRY_FEATURES
 from jaxcnn.experiments.part1.config import IMAGES_PER_CLASS
-from jaxcnn.training import steps as T
+from jaxcnn.training.population import create_population, train_epoch_stepwise
+from jaxcnn.training.steps import program_config, steps_per_epoch
 from machine import describe  # beside this file
 
 EPOCH_IMAGES = IMAGES_PER_CLASS * len(CLASS_NAMES) * 4 // 5  # a class-stratified fold's training images (1,984)
@@ -31,17 +32,17 @@ def epoch_seconds(trunk: str, size: int, steps: int) -> tuple[float, float, int]
     inputs = {"image": jax.device_put(rng.integers(0, 256, (EPOCH_IMAGES, size, size), dtype=np.uint8)),
               "geometry": jax.device_put(rng.normal(size=(EPOCH_IMAGES, len(GEOMETRY_FEATURES))).astype(np.float32))}
     labels = jax.device_put(rng.integers(0, len(CLASS_NAMES), EPOCH_IMAGES).astype(np.int32))
-    state = T.create_population((0,), len(CLASS_NAMES), cfg, EPOCH_IMAGES)
+    state = create_population((0,), len(CLASS_NAMES), cfg, EPOCH_IMAGES)
     start = time.perf_counter()
-    state, _ = T.train_epoch_stepwise(state, inputs, labels, T.program_config(cfg), num_steps=1)
+    state, _ = train_epoch_stepwise(state, inputs, labels, program_config(cfg), num_steps=1)
     jax.block_until_ready(state)
     first = time.perf_counter() - start
     start = time.perf_counter()
-    state, _ = T.train_epoch_stepwise(state, inputs, labels, T.program_config(cfg), num_steps=steps)
+    state, _ = train_epoch_stepwise(state, inputs, labels, program_config(cfg), num_steps=steps)
     jax.block_until_ready(state)
     per_step = (time.perf_counter() - start) / steps
     params = sum(x.size for x in jax.tree.leaves(state.params))
-    return max(0.0, first - per_step), per_step * T.steps_per_epoch(EPOCH_IMAGES, cfg.batch_size), params
+    return max(0.0, first - per_step), per_step * steps_per_epoch(EPOCH_IMAGES, cfg.batch_size), params
 
 
 def main() -> None:

@@ -40,7 +40,10 @@ import numpy as np
 
 from jaxcnn.config import ModelConfig, TrainConfig
 from jaxcnn.config import NO_AUGMENT
+from jaxcnn.model import make_model
+from jaxcnn.training import population as P
 from jaxcnn.training import steps as T
+from jaxcnn.training.optim import make_optimizer
 from machine import describe  # beside this file
 
 PARTS = ("step", "bf16", "epoch", "population", "alternatives")
@@ -127,8 +130,8 @@ xla_default_step = jitted_step(None)  # XLA's default options: YNNPACK convoluti
 
 def step_runner(cfg: TrainConfig, num_classes: int, part: str, variant: str, step=step_on_batch) -> Runner:
     """The jitted ``train_step`` (``step``) on one device-resident batch, a fresh key each step."""
-    model = T.make_model(num_classes, cfg.model)
-    tx = T.make_optimizer(cfg, steps_per_epoch=1000)
+    model = make_model(num_classes, cfg.model)
+    tx = make_optimizer(cfg, steps_per_epoch=1000)
     state = jax.jit(lambda key: T.create_train_state(key, model, tx))(jax.random.PRNGKey(0))
     images, labels = synthetic_data(cfg.batch_size, num_classes)
     batch = {"image": images, "label": labels}
@@ -137,7 +140,7 @@ def step_runner(cfg: TrainConfig, num_classes: int, part: str, variant: str, ste
 
 def epoch_engine(name: str):
     """The library's epoch function: ``scan`` (one compiled program) or ``step`` (a loop of steps)."""
-    return {"scan": T.train_epoch_population, "step": T.train_epoch_stepwise}[name]
+    return {"scan": P.train_epoch_population, "step": P.train_epoch_stepwise}[name]
 
 
 def trained_per_epoch(num_images: int, cfg: TrainConfig) -> int:
@@ -146,7 +149,7 @@ def trained_per_epoch(num_images: int, cfg: TrainConfig) -> int:
 
 def epoch_runner(cfg: TrainConfig, images, labels, num_classes: int, engine: str) -> Runner:
     """One epoch of a single seed with the ``engine`` epoch function."""
-    state = T.create_population((0,), num_classes, cfg, images.shape[0])
+    state = P.create_population((0,), num_classes, cfg, images.shape[0])
     epoch = functools.partial(epoch_engine(engine), inputs={"image": images}, labels=labels, cfg=cfg)
     return Runner("epoch", ENGINE_ROWS[engine], cfg.batch_size, trained_per_epoch(images.shape[0], cfg), epoch, state)
 
@@ -160,11 +163,11 @@ def population_runners(cfg: TrainConfig, images, labels, num_classes: int, seeds
         results = [epoch(m) for m in members]
         return [s for s, _ in results], [m for _, m in results]
 
-    members = [T.create_population((s,), num_classes, cfg, n) for s in seeds]
+    members = [P.create_population((s,), num_classes, cfg, n) for s in seeds]
     trained = trained_per_epoch(n, cfg) * k
     return [Runner("population", f"{k} runs in turn ({engine})", cfg.batch_size, trained, one_after_another, members),
             Runner("population", f"{k} seeds vmapped ({engine})", cfg.batch_size, trained, epoch,
-                   T.create_population(seeds, num_classes, cfg, n))]
+                   P.create_population(seeds, num_classes, cfg, n))]
 
 
 def alternative_runners(cfg: TrainConfig, images, labels, num_classes: int, seeds) -> list[Runner]:
@@ -175,15 +178,15 @@ def alternative_runners(cfg: TrainConfig, images, labels, num_classes: int, seed
     on the CPU: it is a while loop, the slow case of jax-ml/jax#12868.)
     """
     n, k = images.shape[0], len(seeds)
-    one = lambda state, index: T._indexed_step(state, {"image": images}, labels, index, cfg)  # the library's step
+    one = lambda state, index: T.indexed_step(state, {"image": images}, labels, index, cfg)  # the library's step
 
     @functools.partial(jax.jit, donate_argnums=0)
     def unrolled(state, index):
-        results = [one(T.unstack(state, i), index[i]) for i in range(k)]
+        results = [one(P.unstack(state, i), index[i]) for i in range(k)]
         return jax.tree.map(lambda *xs: jnp.stack(xs), *results)
 
     def epoch(state):
-        batches = T._epoch_plan_population(state, n, cfg)  # the library's epoch order
+        batches = P._epoch_plan_population(state, n, cfg)  # the library's epoch order
         metrics = []
         for i in range(batches.shape[1]):
             state, m = unrolled(state, batches[:, i])
@@ -191,7 +194,7 @@ def alternative_runners(cfg: TrainConfig, images, labels, num_classes: int, seed
         return state, metrics
 
     return [Runner("alternatives", f"{k} seeds unrolled (step)", cfg.batch_size, trained_per_epoch(n, cfg) * k,
-                   epoch, T.create_population(seeds, num_classes, cfg, n))]
+                   epoch, P.create_population(seeds, num_classes, cfg, n))]
 
 
 def ratios(rows: list[Row]) -> list[str]:

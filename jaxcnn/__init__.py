@@ -2,11 +2,12 @@
 
 Layers, each importing only those before it:
 
-1. ``errors``, ``paths``, ``config``, ``processes``, ``progress``, ``rundir``, ``compilation``, ``document``: what every
-   layer shares;
+1. ``errors``, ``paths``, ``config``, ``processes``, ``progress``, ``rundir``, ``compilation``, ``document``,
+   ``probabilities``: what every layer shares;
 2. ``data``: image files, preprocessing, Chars74K, class folders, MNIST, label corruption, audits;
 3. ``model``: the CNN (a trunk and a head, by name);
-4. ``training``: steps, the loop, checkpoints, transfer, data parallelism;
+4. ``training``: the optimiser, losses, steps, the seed population, the loop, checkpoints, transfer, data
+   parallelism;
 5. ``evaluation``: metrics, convergence, scoring saved runs, transition matrices, figures;
 6. ``experiments``: parts 1-3, each ``get_config`` / ``run`` / ``sections`` / ``headline``;
 7. ``report`` and ``study``; 8. ``cli`` (``python -m jaxcnn``).

@@ -4,16 +4,20 @@ The trunk is VGG-style (``Trunk``) or residual (``ResidualTrunk``). The paramete
 ``{"trunk": ..., "head": ...}`` so that transfer (parts 2 and 3) can graft the trunk of one model
 into another by name (see ``jaxcnn.training.transfer``). The head may also take a small vector of
 page geometry (``jaxcnn.data.preprocess.page_geometry``): the trunk still sees only the image, so
-it grafts onto MNIST models unchanged.
+it grafts onto MNIST models unchanged. ``make_model`` builds (once) the CNN of a ``ModelConfig``.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Sequence
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+
+from jaxcnn.config import ModelConfig
+from jaxcnn.data.preprocess import GEOMETRY_FEATURES
 
 
 def max_pool_2x2(x):
@@ -164,3 +168,19 @@ class CNN(nn.Module):
         logits = Head(self.num_classes, self.hidden, self.dropout, self.dtype, self.geometry_skip,
                       name="head")(x, train, geometry)
         return logits.astype(param_dtype(self.dtype))
+
+
+def make_model(num_classes: int, cfg: ModelConfig) -> CNN:
+    """The CNN of ``cfg``; float64 needs 64-bit JAX (``JAX_ENABLE_X64=1`` or ``jax.enable_x64``)."""
+    if cfg.dtype == "float64" and not jax.config.jax_enable_x64:
+        raise ValueError("model.dtype float64 needs 64-bit JAX: set JAX_ENABLE_X64=1 (or use float32)")
+    return _model(num_classes, cfg)
+
+
+@functools.lru_cache(maxsize=None)
+def _model(num_classes: int, cfg: ModelConfig) -> CNN:
+    """One instance per architecture: a train state holds its ``apply`` (a method bound to the instance,
+    compared by identity), so runs of one architecture get an equal state structure and share programs."""
+    return CNN(num_classes, tuple(cfg.widths), cfg.hidden, cfg.dropout, jnp.dtype(cfg.dtype),
+               len(GEOMETRY_FEATURES) if cfg.page_geometry else 0, cfg.geometry_skip, trunk=cfg.trunk,
+               blocks=cfg.blocks, image_size=cfg.image_size)

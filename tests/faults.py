@@ -78,7 +78,7 @@ def install_fault(point: str, marker: Path) -> None:
     """Patch the hook for ``point`` (see the module docstring) into this process."""
     from orbax.checkpoint._src.path import atomicity, deleter
 
-    from jaxcnn.training import steps as train
+    from jaxcnn.training import population
     from jaxcnn.training.checkpoint import RunCheckpoints
 
     kind, _, arg = point.partition(":")
@@ -92,7 +92,7 @@ def install_fault(point: str, marker: Path) -> None:
 
         RunCheckpoints.save = save_then_pause
     elif kind == "step":
-        step, calls = train._step_population, [0]
+        step, calls = population._step_population, [0]
 
         def step_then_pause(*args, **kwargs):
             out = step(*args, **kwargs)
@@ -101,7 +101,7 @@ def install_fault(point: str, marker: Path) -> None:
                 _pause(marker, point)
             return out
 
-        train._step_population = step_then_pause
+        population._step_population = step_then_pause
     elif kind in ("commit-item", "commit"):
         finalize = atomicity.AtomicRenameTemporaryPath.finalize
         step_tmp = f"{arg}{atomicity.TMP_DIR_SUFFIX}"

@@ -10,8 +10,8 @@ import jaxcnn
 
 PACKAGE = Path(jaxcnn.__file__).parent
 # jaxcnn's layers in import order (see jaxcnn/__init__.py): a module imports only its own layer or earlier ones.
-LAYERS = [("errors", "paths", "config", "processes", "progress", "rundir", "compilation", "document"), ("data",), ("model",), ("training",),
-          ("evaluation",), ("experiments",), ("report", "study"), ("cli", "__main__")]
+LAYERS = [("errors", "paths", "config", "processes", "progress", "rundir", "compilation", "document", "probabilities"),
+          ("data",), ("model",), ("training",), ("evaluation",), ("experiments",), ("report", "study"), ("cli", "__main__")]
 RANK = {name: rank for rank, names in enumerate(LAYERS) for name in names}
 
 

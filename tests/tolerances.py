@@ -19,7 +19,7 @@ Adam does not touch (loss, gradient norm, BatchNorm statistics): ``ONE_FLOAT32_S
 Seeds vmapped together are compared that way only: with the library's compiler options (YNNPACK off)
 XLA:CPU (jaxlib 0.10.2) computes wrong float64 kernel gradients for the grouped convolutions a vmap
 over two or more seeds makes (correlation 0.90 with the eager gradient; float32, a population of
-one and XLA's default options are right), so ``steps.each_member`` runs float64 seeds in turn.
+one and XLA's default options are right), so ``population.each_member`` runs float64 seeds in turn.
 On a GPU, float32 convolutions and matrix products run in TF32 unless asked otherwise, so the
 ``equivalence`` tests run under ``jax.default_matmul_precision("highest")`` (``tests/conftest.py``).
 What the code promises to be bit-identical (a resumed run, the same program twice) is compared exactly.

@@ -16,7 +16,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxcnn.evaluation.convergence import stat
-from jaxcnn.training import steps as T
+from jaxcnn.training.population import unstack
+from jaxcnn.training.steps import inference_variables, to_float
 
 TRUNK = "trunk"
 
@@ -60,7 +61,7 @@ def in_call_order(tree: dict, prefix: str = "") -> list[tuple[str, jax.Array]]:
 def _trunk_grams(apply_fn, variables: dict, images):
     """Each trunk convolution's centred Gram matrix of ``images`` (float32 [N, N]), keyed
     ``"<call index> <path>"`` so that a sorted pytree keeps the call order."""
-    _, captured = apply_fn(variables, T.to_float(images), train=False, capture_intermediates=is_trunk_conv,
+    _, captured = apply_fn(variables, to_float(images), train=False, capture_intermediates=is_trunk_conv,
                            mutable=["intermediates"])
     grams = {}
     for index, (name, x) in enumerate(in_call_order(captured["intermediates"][TRUNK])):
@@ -106,7 +107,7 @@ def transfer_changes(state, source: dict, scratch, images, members: int | None =
     order; ``images`` their number. High CKA to A and a small distance: A's features kept.
     """
     seeds = len(np.asarray(state.step)) if members is None else members
-    member = lambda s, k: T.unstack(T.inference_variables(s), k)
+    member = lambda s, k: unstack(inference_variables(s), k)
     fine = [member(state, k) for k in range(seeds)]
     source_grams = trunk_grams(state.apply_fn, with_trunk(fine[0], source), images)
     layers = list(source_grams)

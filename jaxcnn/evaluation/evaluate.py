@@ -12,19 +12,19 @@ from jaxcnn.data.dataset import ArrayDataset
 from jaxcnn.document import Table, rate
 from jaxcnn.errors import CheckpointError, JaxcnnError
 from jaxcnn.evaluation.metrics import classification_report
+from jaxcnn.probabilities import softmax, softmax_mean
 from jaxcnn.rundir import check_output, run_dir_of
-from jaxcnn.training import steps as T
 from jaxcnn.training.augment import tta_views
 from jaxcnn.training.checkpoint import load_run
-from jaxcnn.training.steps import softmax, softmax_mean
+from jaxcnn.training.population import each_member, evaluate_population
 
 
 def predict_probs(state, inputs: dict, batch_size: int = 1000) -> tuple[np.ndarray, np.ndarray]:
     """Per-member logits [K, N, C] and the ensemble's probabilities [N, C] for ``inputs``
     (``ArrayDataset.inputs``: the images, and the page geometry for a model that takes it)."""
     labels = np.zeros(len(inputs["image"]), np.int32)
-    logits, _ = T.each_member(T.evaluate_population, state, jax.device_put(inputs), jax.device_put(labels),
-                              batch_size)
+    logits, _ = each_member(evaluate_population, state, jax.device_put(inputs), jax.device_put(labels),
+                            batch_size)
     logits = np.asarray(logits)
     return logits, softmax_mean(logits)
 

@@ -1,12 +1,12 @@
 """Classification figures from predicted probabilities: accuracy, confusion, F1, calibration
-(``training.steps.expected_calibration_error``, which the training loop also reports per epoch)."""
+(``jaxcnn.probabilities.expected_calibration_error``, which the training loop also reports per epoch)."""
 
 from __future__ import annotations
 
 import numpy as np
 import scipy.stats  # a dependency of jax itself
 
-from jaxcnn.training.steps import expected_calibration_error
+from jaxcnn.probabilities import expected_calibration_error
 
 
 def confusion_matrix(labels, predictions, num_classes: int) -> np.ndarray:

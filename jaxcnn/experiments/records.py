@@ -13,7 +13,7 @@ from jaxcnn.evaluation.convergence import (
 )
 from jaxcnn.evaluation.plots import plot_curves, plot_data_size, plot_step_curves
 from jaxcnn.evaluation.metrics import classification_report
-from jaxcnn.training.steps import softmax
+from jaxcnn.probabilities import softmax
 
 
 def threshold_key(threshold: float) -> str:

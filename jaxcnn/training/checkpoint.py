@@ -27,7 +27,7 @@ from orbax.checkpoint.checkpoint_managers import preservation_policy as policy
 from jaxcnn.config import TrainConfig, from_dict
 from jaxcnn.errors import CheckpointError
 from jaxcnn.processes import to_host
-from jaxcnn.training import steps as T
+from jaxcnn.training import population as P
 
 KEEP_LATEST = 2
 DIGEST_KEY = "state_sha256"
@@ -241,7 +241,7 @@ def load_run(path: str | Path, which: str = "best"):
         meta = ckpts.read_meta(epoch)
         cfg = from_dict(TrainConfig, meta["config"])
         class_names = tuple(meta["class_names"])
-        target = jax.eval_shape(lambda: T.create_population(cfg.seeds, len(class_names), cfg, cfg.batch_size))
+        target = jax.eval_shape(lambda: P.create_population(cfg.seeds, len(class_names), cfg, cfg.batch_size))
         target = jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), target)
         return ckpts.restore(target, epoch), cfg, class_names, epoch
 

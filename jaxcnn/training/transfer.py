@@ -13,8 +13,9 @@ import jax
 import jax.numpy as jnp
 
 from jaxcnn.errors import CheckpointError
-from jaxcnn.training import steps as T
 from jaxcnn.training.checkpoint import load_run
+from jaxcnn.training.population import unstack
+from jaxcnn.training.steps import TrainState, inference_variables
 
 logger = logging.getLogger("jaxcnn")
 
@@ -81,8 +82,8 @@ def pretrained_variables(run_dir: str | Path, which: str = "best", member: int =
     (the weight average, for a run that keeps one), and where they came from:
     ``{"checkpoint", "epoch", "member"}``."""
     state, _, _, epoch = load_run(run_dir, which)
-    return T.unstack(T.inference_variables(state), member), {"checkpoint": str(run_dir), "epoch": epoch,
-                                                              "member": member}
+    return unstack(inference_variables(state), member), {"checkpoint": str(run_dir), "epoch": epoch,
+                                                         "member": member}
 
 
 def graft_init(source: dict, keep_fresh: tuple[str, ...] = KEEP_HEAD_FRESH):
@@ -92,14 +93,14 @@ def graft_init(source: dict, keep_fresh: tuple[str, ...] = KEEP_HEAD_FRESH):
     The kept layers stay freshly initialised, and so does the optimiser state (Adam's moments start
     at zero, as they should for a new task).
     """
-    def init(state: T.TrainState) -> T.TrainState:
+    def init(state: TrainState) -> TrainState:
         grafted, _ = graft({"params": state.params, "batch_stats": state.batch_stats}, source, keep_fresh)
         return state.replace(params=grafted["params"], batch_stats=grafted["batch_stats"],
                              ema=None if state.ema is None else grafted)
     return init
 
 
-def transfer_record(source: dict, variables: dict, state: T.TrainState,
+def transfer_record(source: dict, variables: dict, state: TrainState,
                     keep_fresh: tuple[str, ...] = KEEP_HEAD_FRESH) -> dict:
     """What a grafted run received: its source and ``transfer_plan`` (copied and fresh leaves)."""
     return {**source, **transfer_plan({"params": state.params, "batch_stats": state.batch_stats}, variables,

@@ -5,7 +5,8 @@ import pytest
 
 from jaxcnn.config import ModelConfig, TrainConfig
 from jaxcnn.evaluation.cka import linear_cka, relative_distance, transfer_changes
-from jaxcnn.training import steps as T
+from jaxcnn.training.population import create_population, unstack
+from jaxcnn.training.steps import inference_variables
 from jaxcnn.training.transfer import graft_init
 
 RNG = np.random.default_rng(0)
@@ -27,7 +28,7 @@ def test_linear_cka_tells_unrelated_and_unevenly_scaled_features_apart():
 
 
 def population(model: ModelConfig, seeds, num_classes: int):
-    return T.create_population(seeds, num_classes, TrainConfig(seeds=seeds, model=model), 64)
+    return create_population(seeds, num_classes, TrainConfig(seeds=seeds, model=model), 64)
 
 
 @pytest.mark.parametrize("model, layers", [
@@ -37,7 +38,7 @@ def population(model: ModelConfig, seeds, num_classes: int):
       "stage1_block0/conv1"]),
 ])
 def test_a_graft_before_training_has_its_sources_features_and_weights_not_the_scratch_ones(model, layers):
-    source = T.unstack(T.inference_variables(population(model, (7,), 62)), 0)  # another task's head
+    source = unstack(inference_variables(population(model, (7,), 62)), 0)  # another task's head
     grafted = graft_init(source)(population(model, (0, 1), 10))
     scratch = population(model, (0, 1), 10)
     images = RNG.integers(0, 255, (64, 28, 28), dtype=np.uint8)
@@ -47,13 +48,13 @@ def test_a_graft_before_training_has_its_sources_features_and_weights_not_the_sc
         assert changes["cka_source"][layer]["values"] == pytest.approx([1.0, 1.0], abs=1e-6)
         assert changes["distance"][layer]["values"] == pytest.approx([0.0, 0.0], abs=1e-6)
         assert changes["cka_scratch"][layer]["mean"] < 0.999  # random weights of another seed
-    moved = T.unstack(T.inference_variables(scratch), 0)
+    moved = unstack(inference_variables(scratch), 0)
     assert all(d > 0.5 for d in relative_distance(moved, source).values())
 
 
 def test_without_a_scratch_model_only_the_source_is_compared():
     model = ModelConfig(widths=(4,), hidden=8)
-    source = T.unstack(T.inference_variables(population(model, (3,), 10)), 0)
+    source = unstack(inference_variables(population(model, (3,), 10)), 0)
     state = graft_init(source)(population(model, (0,), 10))
     changes = transfer_changes(state, source, None, RNG.integers(0, 255, (16, 28, 28), dtype=np.uint8))
     assert set(changes) == {"layers", "images", "cka_source", "distance"}

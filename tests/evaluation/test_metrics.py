@@ -13,7 +13,7 @@ from jaxcnn.evaluation.metrics import (
     most_confused,
     per_class_f1,
 )
-from jaxcnn.training.steps import expected_calibration_error
+from jaxcnn.probabilities import expected_calibration_error
 
 
 def one_hot_probs(predictions, num_classes, confidence=1.0):

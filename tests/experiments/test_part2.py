@@ -11,8 +11,8 @@ from jaxcnn.compilation import TRAIN_STEP_PROGRAMS, counting_compilations
 from jaxcnn.config import override
 from jaxcnn.experiments import part2 as P
 from jaxcnn.report.render import render_text
-from jaxcnn.training import steps as T
 from jaxcnn.training.checkpoint import load_run
+from jaxcnn.training.population import unstack
 from tests.conftest import digits_dataset
 
 DIGITS = tuple("0123456789")
@@ -90,17 +90,17 @@ def test_quick_run_end_to_end(shared_data, tmp_path):
     frozen, _, _, _ = load_run(tmp_path / "C_frozen", "latest")
     c_state, _, _, _ = load_run(tmp_path / "C", "latest")
     for collection in ("params", "batch_stats"):
-        a_trunk = T.unstack(getattr(a_state, collection)["trunk"], 0)
+        a_trunk = unstack(getattr(a_state, collection)["trunk"], 0)
         for member in range(len(cfg.mnist.seeds)):
             jax.tree.map(np.testing.assert_array_equal,
-                         T.unstack(getattr(frozen, collection)["trunk"], member), a_trunk)
+                         unstack(getattr(frozen, collection)["trunk"], member), a_trunk)
     c_kernel = np.asarray(c_state.params["trunk"]["conv0_0"]["kernel"][0])
     assert not np.array_equal(c_kernel, np.asarray(a_state.params["trunk"]["conv0_0"]["kernel"][0]))
     # L2-SP pulls every member's trunk toward A's weights: the optimiser's anchor is A's best member 0
     l2sp, _, _, _ = load_run(tmp_path / "C_l2sp", "latest")
     anchor = l2sp.opt_state.inner_states["trunk"].inner_state[2].start["trunk"]
     for member in range(len(cfg.mnist.seeds)):
-        jax.tree.map(np.testing.assert_array_equal, T.unstack(anchor, member), T.unstack(a_state.params["trunk"], 0))
+        jax.tree.map(np.testing.assert_array_equal, unstack(anchor, member), unstack(a_state.params["trunk"], 0))
 
 
 @pytest.mark.slow

@@ -7,7 +7,7 @@ import pytest
 from jaxcnn.document import stat_text
 from jaxcnn.evaluation.convergence import stat
 from jaxcnn.experiments.records import models_table, paired_lines, summarise_history, summarise_predictions
-from jaxcnn.training.steps import softmax_mean
+from jaxcnn.probabilities import softmax_mean
 from tests.evaluation.test_convergence import HISTORY
 
 

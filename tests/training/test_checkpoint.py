@@ -10,8 +10,8 @@ import pytest
 
 from jaxcnn.config import ModelConfig, TrainConfig
 from jaxcnn.errors import CheckpointError
-from jaxcnn.training import steps as T
 from jaxcnn.training.checkpoint import RunCheckpoints
+from jaxcnn.training.population import create_population
 
 TINY = ModelConfig(widths=(4, 8), hidden=16)
 META = {"history": [{"epoch": 1}], "config": {"epochs": 3}, "class_names": ["0", "1", "A", "a"]}
@@ -20,7 +20,7 @@ META = {"history": [{"epoch": 1}], "config": {"epochs": 3}, "class_names": ["0",
 def population(seed: int = 0, model: ModelConfig = TINY, num_classes: int = 4):
     """A two-seed train state filled with distinct random values (no compilation needed)."""
     cfg = TrainConfig(seeds=(0, 1), model=model)
-    shapes = jax.eval_shape(lambda: T.create_population(cfg.seeds, num_classes, cfg, 64))
+    shapes = jax.eval_shape(lambda: create_population(cfg.seeds, num_classes, cfg, 64))
     rng = np.random.default_rng(seed)
 
     def fill(s):
@@ -66,7 +66,7 @@ def test_the_weight_average_is_saved_and_a_run_without_one_writes_no_field_for_i
     plain = population()
     cfg = TrainConfig(seeds=(0, 1), model=TINY, ema_decay=0.99)
     averaged = jax.tree.map(lambda s: np.ones(s.shape, s.dtype), jax.eval_shape(
-        lambda: T.create_population(cfg.seeds, 4, cfg, 64)))
+        lambda: create_population(cfg.seeds, 4, cfg, 64)))
     for name, state in (("plain", plain), ("averaged", averaged)):
         with RunCheckpoints(tmp_path / name) as ckpts:
             ckpts.save(1, state, META, 0.5)

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from jaxcnn.errors import CheckpointError, JaxcnnError
-from jaxcnn.training import steps as T
+from jaxcnn.training import population as P
 from jaxcnn.training.checkpoint import RunCheckpoints
 from jaxcnn.training.loop import fit, without_timing
 from tests import faults
@@ -172,7 +172,7 @@ def test_resuming_from_a_damaged_latest_checkpoint_is_one_checkpoint_error(tmp_p
 def abstract_state():
     """The tiny run's state as shapes only: a restore target that needs no compilation."""
     cfg = faults.tiny_config()
-    shapes = jax.eval_shape(lambda: T.create_population(cfg.seeds, 3, cfg, 48))
+    shapes = jax.eval_shape(lambda: P.create_population(cfg.seeds, 3, cfg, 48))
     return jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), shapes)
 
 
@@ -199,7 +199,7 @@ def fit_tiny(workdir):
 def test_a_full_disk_fails_before_training(tmp_path, monkeypatch):
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / ".jaxcnn-run.tmp").symlink_to("/dev/full")  # the marker's write gets a real ENOSPC
-    monkeypatch.setattr(T, "create_population", lambda *a, **k: pytest.fail("training started"))
+    monkeypatch.setattr(P, "create_population", lambda *a, **k: pytest.fail("training started"))
     message = f"{tmp_path / 'run'}: cannot use it as the work directory ({os.strerror(errno.ENOSPC)})"
     with pytest.raises(JaxcnnError, match=f"^{re.escape(message)}$"):
         fit_tiny(tmp_path / "run")
@@ -212,6 +212,6 @@ def test_a_workdir_that_cannot_be_a_folder_fails_before_training(tmp_path, monke
                "checkpoints-is-a-file": tmp_path / "runs" / "run" / "checkpoints"}[layout]
     blocker.parent.mkdir(parents=True, exist_ok=True)
     blocker.write_text("not a folder")
-    monkeypatch.setattr(T, "create_population", lambda *a, **k: pytest.fail("training started"))
+    monkeypatch.setattr(P, "create_population", lambda *a, **k: pytest.fail("training started"))
     with pytest.raises(JaxcnnError, match=f"^{re.escape(str(tmp_path / 'runs' / 'run'))}: .*work directory"):
         fit_tiny(tmp_path / "runs" / "run")

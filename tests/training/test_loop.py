@@ -20,10 +20,12 @@ from jaxcnn.config import ModelConfig, TrainConfig
 from jaxcnn.data.dataset import ArrayDataset
 from jaxcnn.errors import JaxcnnError
 from jaxcnn.evaluation.convergence import seconds_to_accuracy
+from jaxcnn.probabilities import expected_calibration_error, softmax
 from jaxcnn.rundir import RunExistsError
-from jaxcnn.training import steps as T
+from jaxcnn.training import population as P
 from jaxcnn.training.checkpoint import RunCheckpoints
 from jaxcnn.training.loop import TrainingDiverged, epoch_chunking, fit, without_timing
+from jaxcnn.training.steps import steps_per_epoch
 from tests.tolerances import FLOAT64_CROSS_PROGRAM
 
 CLASS_NAMES = ("0", "1", "A", "a")
@@ -36,19 +38,19 @@ def test_checkpoints_by_time_and_sigterm_saves_the_epoch_then_stops_and_resumes_
     """Checkpoints an hour apart: only a SIGTERM (in epoch 2) and the last epoch write one."""
     _, uninterrupted, history = finished
     hourly = dataclasses.replace(CFG, checkpoint_every=3600)
-    real_epoch = T.train_epoch_stepwise
-    steps = T.steps_per_epoch(len(TRAIN), CFG.batch_size)
+    real_epoch = P.train_epoch_stepwise
+    steps = steps_per_epoch(len(TRAIN), CFG.batch_size)
 
     def terminated_in_epoch_2(state, *args, **kwargs):
         if int(np.asarray(state.step)[0]) == steps:  # the first step of epoch 2
             os.kill(os.getpid(), signal.SIGTERM)
         return real_epoch(state, *args, **kwargs)
 
-    monkeypatch.setattr(T, "train_epoch_stepwise", terminated_in_epoch_2)
+    monkeypatch.setattr(P, "train_epoch_stepwise", terminated_in_epoch_2)
     handler = signal.getsignal(signal.SIGTERM)
     with pytest.raises(KeyboardInterrupt, match="SIGTERM after epoch 2"):
         fit(TRAIN, VAL, hourly, tmp_path / "run")
-    monkeypatch.setattr(T, "train_epoch_stepwise", real_epoch)
+    monkeypatch.setattr(P, "train_epoch_stepwise", real_epoch)
     assert signal.getsignal(signal.SIGTERM) == handler  # fit's handler only while it runs
     assert RunCheckpoints(tmp_path / "run" / "checkpoints", read_only=True).epochs() == [2]
     resumed, resumed_history = fit(TRAIN, VAL, hourly, tmp_path / "run", resume=True)
@@ -110,8 +112,8 @@ def test_a_finished_run_leaves_checkpoints_config_and_log(finished):
 
 def test_each_validation_records_every_seeds_calibration_error(finished):
     workdir, state, history = finished
-    logits, _ = T.each_member(T.evaluate_population, state, VAL.inputs(), VAL.labels, CFG.eval_batch_size)
-    expected = [T.expected_calibration_error(p, VAL.labels) for p in T.softmax(np.asarray(logits))]
+    logits, _ = P.each_member(P.evaluate_population, state, VAL.inputs(), VAL.labels, CFG.eval_batch_size)
+    expected = [expected_calibration_error(p, VAL.labels) for p in softmax(np.asarray(logits))]
     np.testing.assert_allclose(history[-1]["val_ece"], expected, rtol=1e-6)  # the final state's, per seed
     assert all(len(r["val_ece"]) == len(CFG.seeds) and all(0 <= e <= 1 for e in r["val_ece"]) for r in history)
 
@@ -199,7 +201,7 @@ def test_overwrite_clears_the_old_run_before_training_again(run_copy, monkeypatc
         seen["config"] = json.loads((run_copy / "config.json").read_text())
         raise KeyboardInterrupt  # enough: the rest is an ordinary fresh run
 
-    monkeypatch.setattr(T, "create_population", inspect_workdir)
+    monkeypatch.setattr(P, "create_population", inspect_workdir)
     with pytest.raises(KeyboardInterrupt):
         fit(TRAIN, VAL, dataclasses.replace(CFG, epochs=1), run_copy, overwrite=True)
     assert seen["checkpoints"] == [] and seen["config"]["epochs"] == 1
@@ -208,8 +210,8 @@ def test_overwrite_clears_the_old_run_before_training_again(run_copy, monkeypatc
 def blow_up_weights(monkeypatch, epoch: int, when: str):
     """Makes every weight NaN ``before`` or ``after`` the given epoch's training, as an exploding
     update would; the real epoch function still runs."""
-    real_epoch = T.train_epoch_stepwise
-    steps = T.steps_per_epoch(len(TRAIN), CFG.batch_size)
+    real_epoch = P.train_epoch_stepwise
+    steps = steps_per_epoch(len(TRAIN), CFG.batch_size)
 
     def epoch_fn(state, *args):
         this_epoch = int(np.asarray(state.step)[0]) // steps + 1
@@ -219,7 +221,7 @@ def blow_up_weights(monkeypatch, epoch: int, when: str):
         state, metrics = real_epoch(state, *args)
         return (nan(state) if this_epoch == epoch and when == "after" else state), metrics
 
-    monkeypatch.setattr(T, "train_epoch_stepwise", epoch_fn)
+    monkeypatch.setattr(P, "train_epoch_stepwise", epoch_fn)
 
 
 def test_divergence_raises_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
@@ -229,7 +231,7 @@ def test_divergence_raises_and_keeps_the_last_good_checkpoint(tmp_path, monkeypa
     ckpts = RunCheckpoints(tmp_path / "run" / "checkpoints", read_only=True)
     assert ckpts.epochs() == [1]
     assert all(math.isfinite(x) for x in ckpts.read_meta()["history"][0]["train_loss"])
-    target = jax.eval_shape(lambda: T.create_population(CFG.seeds, len(CLASS_NAMES), CFG, len(TRAIN)))
+    target = jax.eval_shape(lambda: P.create_population(CFG.seeds, len(CLASS_NAMES), CFG, len(TRAIN)))
     kept = ckpts.restore(jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), target))
     assert all(np.isfinite(leaf).all() for leaf in jax.tree.leaves(kept.params))
     ckpts.close()
@@ -249,7 +251,7 @@ def no_training(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("training started")
 
-    monkeypatch.setattr(T, "create_population", refuse)
+    monkeypatch.setattr(P, "create_population", refuse)
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only directories")
@@ -292,18 +294,18 @@ def test_a_run_with_its_checkpoints_gone_keeps_its_records(run_copy, no_training
 
 def test_ctrl_c_mid_epoch_keeps_the_checkpoints_and_resumes_exactly(finished, tmp_path, monkeypatch):
     _, uninterrupted, history = finished
-    real_epoch = T.train_epoch_stepwise
-    steps = T.steps_per_epoch(len(TRAIN), CFG.batch_size)
+    real_epoch = P.train_epoch_stepwise
+    steps = steps_per_epoch(len(TRAIN), CFG.batch_size)
 
     def interrupted_in_epoch_3(state, *args, **kwargs):
         if int(np.asarray(state.step)[0]) // steps + 1 == 3:
             raise KeyboardInterrupt
         return real_epoch(state, *args, **kwargs)
 
-    monkeypatch.setattr(T, "train_epoch_stepwise", interrupted_in_epoch_3)
+    monkeypatch.setattr(P, "train_epoch_stepwise", interrupted_in_epoch_3)
     with pytest.raises(KeyboardInterrupt):
         fit(TRAIN, VAL, CFG, tmp_path / "run")
-    monkeypatch.setattr(T, "train_epoch_stepwise", real_epoch)
+    monkeypatch.setattr(P, "train_epoch_stepwise", real_epoch)
     assert RunCheckpoints(tmp_path / "run" / "checkpoints", read_only=True).epochs() == [1, 2]
     resumed, resumed_history = fit(TRAIN, VAL, CFG, tmp_path / "run", resume=True)
     for field in ("params", "batch_stats", "opt_state", "step", "key"):

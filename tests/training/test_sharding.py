@@ -26,10 +26,11 @@ TWO_DEVICE_SCRIPT = f"TOLERANCE = {FLOAT64_CROSS_PROGRAM!r}\n" + textwrap.dedent
     from jaxcnn.training import sharding as S
     from jaxcnn.training import steps as T
     from jaxcnn.config import ModelConfig, TrainConfig
+    from jaxcnn.model import make_model
     from tests import sharded as H
 
     cfg = TrainConfig(batch_size=16, model=ModelConfig(widths=(4, 8), hidden=16, dtype="float64"))
-    model, tx = T.make_model(10, cfg.model), optax.sgd(0.1, momentum=0.9)
+    model, tx = make_model(10, cfg.model), optax.sgd(0.1, momentum=0.9)
     state = jax.jit(lambda key: T.create_train_state(key, model, tx))(jax.random.PRNGKey(0))
     data = np.random.default_rng(0)
     batches = [{"image": data.integers(0, 256, (16, 28, 28), dtype=np.uint8),
@@ -99,10 +100,11 @@ def test_one_device_mesh_runs_the_same_step():
     from jaxcnn.training import steps as T
     from jaxcnn.config import NO_AUGMENT
     from jaxcnn.config import ModelConfig, TrainConfig
+    from jaxcnn.model import make_model
     from tests import sharded as H
 
     cfg = TrainConfig(batch_size=8, model=ModelConfig(widths=(4, 8), hidden=16), augment=NO_AUGMENT)
-    model, tx = T.make_model(10, cfg.model), optax.sgd(0.1)
+    model, tx = make_model(10, cfg.model), optax.sgd(0.1)
     state = jax.jit(lambda key: T.create_train_state(key, model, tx))(jax.random.PRNGKey(0))
     data = np.random.default_rng(1)
     batch = {"image": data.integers(0, 256, (8, 28, 28), dtype=np.uint8),
@@ -122,8 +124,8 @@ FIT_SCRIPT = f"TOLERANCE = {FLOAT64_CROSS_PROGRAM!r}\n" + textwrap.dedent("""
     import jax, numpy as np
     from jaxcnn.config import ModelConfig, TrainConfig
     from jaxcnn.data.dataset import ArrayDataset
+    from jaxcnn.training import population as P
     from jaxcnn.training import sharding as S
-    from jaxcnn.training import steps as T
     from jaxcnn.training.loop import fit
 
     def digits(n, seed):
@@ -142,9 +144,9 @@ FIT_SCRIPT = f"TOLERANCE = {FLOAT64_CROSS_PROGRAM!r}\n" + textwrap.dedent("""
     mesh = S.training_mesh(dataclasses.replace(cfg, devices=2))
     with jax.set_mesh(mesh):
         index = np.zeros((2, 16), np.int32)
-        state = S.on_devices(T.create_population(cfg.seeds, 10, cfg, 64), mesh)
+        state = S.on_devices(P.create_population(cfg.seeds, 10, cfg, 64), mesh)
         data = S.on_devices(({"image": digits(64, 0).images}, digits(64, 0).labels), mesh)
-        hlo = T._step_population.lower(state, *data, index, cfg).compile().as_text()
+        hlo = P._step_population.lower(state, *data, index, cfg).compile().as_text()
     try:
         fit(digits(64, 0), None, dataclasses.replace(cfg, devices=3), root / "d3")
         refused = ""

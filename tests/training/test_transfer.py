@@ -8,9 +8,10 @@ import pytest
 
 from jaxcnn.config import NO_AUGMENT, ModelConfig, TrainConfig
 from jaxcnn.errors import CheckpointError
-from jaxcnn.training import steps as T
+from jaxcnn.model import make_model
 from jaxcnn.training.checkpoint import load_run
 from jaxcnn.training.loop import fit
+from jaxcnn.training.population import create_population, unstack
 from jaxcnn.training.transfer import graft, graft_init, pretrained_variables, transfer_plan
 from tests.conftest import digits_dataset
 
@@ -25,7 +26,7 @@ def random_like(shapes, seed):
 
 def model_variables(num_classes, model_cfg=TINY, seed=0):
     """One model's ``{"params", "batch_stats"}``, as a pretrained source would be."""
-    model = T.make_model(num_classes, model_cfg)
+    model = make_model(num_classes, model_cfg)
     shapes = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), jnp.zeros((1, 28, 28, 1))))
     return random_like(dict(shapes), seed)
 
@@ -33,7 +34,7 @@ def model_variables(num_classes, model_cfg=TINY, seed=0):
 def population_variables(seeds, num_classes, seed=1):
     """A fresh population's variables, with a leading seed axis."""
     cfg = TrainConfig(seeds=seeds, model=TINY)
-    state = jax.eval_shape(lambda: T.create_population(seeds, num_classes, cfg, 64))
+    state = jax.eval_shape(lambda: create_population(seeds, num_classes, cfg, 64))
     return random_like({"params": state.params, "batch_stats": state.batch_stats}, seed)
 
 
@@ -110,15 +111,15 @@ def test_graft_init_gives_every_member_a_saved_trunk_exactly_and_a_fresh_head(tm
     saved, _, _, _ = load_run(tmp_path / "A", "best")
     source, record = pretrained_variables(tmp_path / "A")
     assert record == {"checkpoint": str(tmp_path / "A"), "epoch": 1, "member": 0}
-    fresh = T.create_population((0, 1, 2), 10, tiny, 32)
+    fresh = create_population((0, 1, 2), 10, tiny, 32)
 
     grafted = graft_init(source)(fresh)
 
     for collection in ("params", "batch_stats"):
         a_trunk = getattr(saved, collection)["trunk"]
         for member in range(3):
-            jax.tree.map(np.testing.assert_array_equal, T.unstack(getattr(grafted, collection)["trunk"], member),
-                         T.unstack(a_trunk, 0))
+            jax.tree.map(np.testing.assert_array_equal, unstack(getattr(grafted, collection)["trunk"], member),
+                         unstack(a_trunk, 0))
         jax.tree.map(np.testing.assert_array_equal, getattr(grafted, collection)["head"],
                      getattr(fresh, collection)["head"])
     kernel = lambda state, member: np.asarray(state.params["trunk"]["conv0_0"]["kernel"][member])
