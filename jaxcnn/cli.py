@@ -11,6 +11,8 @@ import threading
 import warnings
 from pathlib import Path
 
+from tqdm.contrib.logging import logging_redirect_tqdm
+
 from jaxcnn import paths
 from jaxcnn.config import override
 from jaxcnn.errors import DataError, JaxcnnError
@@ -49,18 +51,13 @@ def _profile_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--quick", dest="profile", action="store_const", const="quick", help="the same as --profile quick")
 
 
-def _profile(args) -> str:
-    return args.profile or default_profile()
-
-
 def _folds_by(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--folds-by", choices=("class", "writer"),
-                        help="class: class-stratified image folds, as the task's held-back test (the default); "
-                             "writer: whole writers held out")
+    parser.add_argument("--folds-by", choices=("class", "writer"), help="class: class-stratified image folds, as the "
+                        "task's held-back test (the default); writer: whole writers held out")
 
 
 def _configured(module, args):
-    cfg = module.get_config(_profile(args))
+    cfg = module.get_config(args.profile or default_profile())
     for assignment in args.set:
         cfg = override(cfg, assignment)
     if getattr(args, "data", None):  # part 3's --data DIR_OR_ZIP
@@ -135,8 +132,8 @@ def cmd_study(args) -> int:
     from jaxcnn.study import run_study
     out = report_path(args.workdir, args.out)
     _check_report_out(out)
-    status = run_study(paths.data_root(args.data_root), Path(args.workdir), profile=_profile(args), resume=args.resume,
-                       cache_dir=args.cache_dir, out=args.out)
+    status = run_study(paths.data_root(args.data_root), Path(args.workdir), profile=args.profile or default_profile(),
+                       resume=args.resume, cache_dir=args.cache_dir, out=args.out)
     print("\n".join(f"{name}: {what}" for name, what in status.items()))
     print(f"report: {out} and {out.with_name('report.html')}")
     return 0
@@ -218,26 +215,22 @@ def _part_commands(sub) -> None:
             p.add_argument(f"--{argument.replace('_', '-')}", default=f"ckpts/{place}",
                            help=f"{what} (default: %(default)s)")
         if name == "part3":
-            p.add_argument("--data", metavar="DIR_OR_ZIP",
-                           help="the corrupted class-folder set (default: DATA_ROOT/mnistTask3.zip or mnistTask3/, "
-                                "else a replica made in WORKDIR/noisy-mnist.zip; 'replica' asks for the replica)")
+            p.add_argument("--data", metavar="DIR_OR_ZIP", help="the corrupted class-folder set (default: "
+                           "DATA_ROOT/mnistTask3.zip or mnistTask3/, else a replica; 'replica' asks for the replica)")
 
 
 def _part1_commands(sub) -> None:
     """cv and ablate: part 1's recipe under folds."""
     p = _command(sub, cmd_cv, "cv", help="estimate part 1's accuracy on unseen images with folds",
-                 description="Train part 1's recipe once per fold (--set folds=K, default 5) and score each "
-                             "on the images it never saw; the fold mean and 95% CI go to WORKDIR/results.json. "
-                             "Folds are class-stratified images, as the task's test (--folds-by class), or "
-                             "whole writers (--folds-by writer).",
+                 description="Train part 1's recipe once per fold (--set folds=K, default 5), score each on the "
+                             "images it never saw; the fold mean and 95% CI go to WORKDIR/results.json.",
                  epilog="example: python -m jaxcnn cv --data-root ../shared/data --quick")
     _common(p, f"ckpts/{STUDY_RUNS['cv']}")
     _folds_by(p)
 
     p = _command(sub, cmd_ablate, "ablate", help="measure the effect of part 1's main design choices",
-                 description="Run part 1's folds once per ablation variant (each changes one choice) "
-                             "and tabulate the fold mean and 95% CI in WORKDIR/ablation.json. Budget: part "
-                             "1's full recipe per fold model unless --set says otherwise.",
+                 description="Run part 1's folds once per ablation variant (each changes one choice, at the "
+                             "full recipe) and tabulate the fold mean and 95% CI in WORKDIR/ablation.json.",
                  epilog="example: python -m jaxcnn ablate --variants default tta --set folds=3")
     _common(p, f"ckpts/{STUDY_RUNS['ablation']}")
     _folds_by(p)
@@ -259,18 +252,15 @@ def _data_commands(sub) -> None:
     _cache_dir_arg(p)
 
     p = _command(sub, cmd_download, "download", help="fetch the Chars74K handwritten set and MNIST into the data root",
-                 description="Download and unpack everything the study reads: Chars74K EnglishHnd "
-                             "(split per class as the task did: 40 writers to trainPart1/train, 15 to testPart1/test) and the four "
-                             "MNIST files to mnist/. What is already there is kept; a cut download "
-                             "continues from its *.part file when run again.",
+                 description="Download and unpack Chars74K EnglishHnd (split per class as the task did: 40 writers "
+                             "to trainPart1/train, 15 to testPart1/test) and MNIST to mnist/; a cut download continues.",
                  epilog="example: python -m jaxcnn download --data-root data")
     _data_root_arg(p)
 
     p = _command(sub, cmd_make_noisy_mnist, "make-noisy-mnist", help="write MNIST train as class folders with corrupted labels",
-                 description="Write MNIST train in the original part-3 form, OUT/mnistTask/<label>/"
-                             "image_NNNNNN.jpg (a Mac-made zip with --zip), with labels corrupted by SPEC "
-                             "('complementary', 'permutation', 'symmetric:RATE', 'pairflip:RATE', joined by "
-                             "'+'), and the ground truth in OUT.truth.json beside it (part 3's input).",
+                 description="Write MNIST train as OUT/mnistTask/<label>/image_NNNNNN.jpg (a Mac-made zip with --zip), "
+                             "labels corrupted by SPEC ('complementary', 'permutation', 'symmetric:RATE', "
+                             "'pairflip:RATE', joined by '+'), the truth in OUT.truth.json beside it.",
                  epilog="example: python -m jaxcnn make-noisy-mnist --out mnistTask3.zip --zip "
                         "--corruption complementary --seed 0")
     p.add_argument("--out", required=True, help="the folder (or zip) to write (refused if not empty, unless --overwrite)")
@@ -308,8 +298,7 @@ def _study_commands(sub) -> None:
     _cache_dir_arg(p)
 
     p = _command(sub, cmd_report, "report", help="rebuild REPORT.md and report.html from saved results (no training)",
-                 description="Write the study's report from the results files under WORKDIR alone.",
-                 epilog="example: python -m jaxcnn report --workdir ckpts  (writes ckpts/REPORT.md and ckpts/report.html)")
+                 description="Write the study's report from the results files under WORKDIR alone.")
     p.add_argument("--workdir", default="ckpts", help="holds part1/, part2/, part3/ (default: %(default)s)")
     p.add_argument("--out", help="the report; report.html goes beside it (default: WORKDIR/REPORT.md)")
 
@@ -319,7 +308,6 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     logger.setLevel(logging.DEBUG if args.verbose else logging.INFO)
     logging.getLogger("absl").setLevel(logging.ERROR)  # Orbax notes such as "directory is read only"
-    from tqdm.contrib.logging import logging_redirect_tqdm
     with logging_redirect_tqdm():  # log lines print above a progress bar, not through it
         status = _run(args)
     if status:  # the one-line error is out: what Orbax's reads left behind say while the process exits

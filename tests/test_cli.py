@@ -252,3 +252,16 @@ def test_a_damaged_checkpoint_is_one_line_and_nothing_after_it(tmp_path, command
     lines = [line for line in failed.stderr.splitlines() if line.strip()]
     assert lines[-1].startswith(f"error: {tmp_path / 'run' / 'checkpoints' / '1'}: damaged checkpoint"), lines
     assert "Traceback" not in failed.stderr and len(lines[-1]) < 400
+
+
+def test_profile_flags_quick_is_an_alias_and_the_default_follows_the_backend():
+    import jax
+    from jaxcnn.cli import build_parser
+    from jaxcnn.experiments import default_profile
+    parse = build_parser().parse_args
+    assert parse(["study", "--quick"]).profile == "quick" and parse(["part2", "--profile", "cpu"]).profile == "cpu"
+    assert parse(["part3"]).profile is None  # resolved when run: default_profile()
+    assert default_profile() == ("cpu" if jax.default_backend() == "cpu" else "full")
+    for both in (["study", "--quick", "--profile", "full"], ["part1", "--profile", "gpu"]):
+        with pytest.raises(SystemExit):
+            parse(both)

@@ -276,12 +276,7 @@ def _prepare_or_reason(data, name: str, preprocess, geometry):
 
 
 def _map_files(prepare, files: list) -> list:
-    """``prepare(data, name)`` of every file, in worker processes from ``PARALLEL_FROM`` files on.
-
-    A worker that dies (the OOM killer, a process that cannot start) breaks the pool: the pool is
-    shut down at once, its pending work cancelled, and every file is prepared again in this
-    process, with a warning that says so.
-    """
+    """``prepare(data, name)`` of every file, in workers from ``PARALLEL_FROM`` files on (here if one dies)."""
     workers = min(len(os.sched_getaffinity(0)), 16) if len(files) >= PARALLEL_FROM else 1
     if workers > 1:
         try:
@@ -293,12 +288,11 @@ def _map_files(prepare, files: list) -> list:
 
 
 def _in_workers(prepare, files: list, count: int) -> list:
-    """``_map_files`` in ``count`` worker processes started fresh ("spawn": a fork of a process
-    running JAX's threads can hang); the pool is shut down without waiting, whatever happens."""
+    """In ``count`` fresh ("spawn": a forked JAX process can hang) workers, shut down without waiting."""
     pool = concurrent.futures.ProcessPoolExecutor(count, mp_context=multiprocessing.get_context("spawn"))
     try:
-        return list(progress_bar(len(files), "preprocessing", unit="image",
-                                 iterable=pool.map(prepare, *zip(*files), chunksize=32)))
+        results = pool.map(prepare, *zip(*files), chunksize=32)
+        return list(progress_bar(len(files), "preprocessing", unit="image", iterable=results))
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
 

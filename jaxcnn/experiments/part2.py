@@ -26,7 +26,7 @@ from jaxcnn.evaluation.cka import transfer_changes
 from jaxcnn.evaluation.evaluate import evaluate_run, predict_probs, validation_table
 from jaxcnn.evaluation.plots import plot_confusion, plot_transfer_changes
 from jaxcnn.experiments import check_profile
-from jaxcnn.experiments.common import MNIST_TRAIN, drawn_figures, not_run
+from jaxcnn.experiments.common import MNIST_TRAIN, drawn_figures, not_run, seeds_epochs
 from jaxcnn.experiments.part1.config import DATA_SUBDIR, IMAGES_PER_CLASS, PREPROCESS
 from jaxcnn.experiments.records import (
     ensemble_class_names, ensemble_confusion, model_record, models_table, paired_lines, paired_table,
@@ -295,11 +295,20 @@ def sections(results: dict | None, part_dir: Path, figure_dir: Path | None = Non
     missing = write_plots(results, figure_dir)
     inside = [Text(transfer_reading(name, change, "A", "B"))
               for name, change in results.get("representations", {}).items()]
-    figures = drawn_figures(figure_dir, FIGURE_CAPTIONS, missing)
+    figures = drawn_figures(figure_dir, FIGURE_CAPTIONS, missing, trained_text(results["config"], data))
     return [Section(TITLE, [overview, table, *against_b, *inside, *figures]),
             Section("Part 2: data size", [curve], 3),
             *([Section("Part 2: A, the digits model",
                        [validation_table(a, a.get("seeds", []), "validation writers' digits")], 3)] if a else [])]
+
+
+def trained_text(cfg: dict, data: dict) -> str:
+    """What part 2's models trained, from its saved config ("" where the config does not say)."""
+    if not all(key in cfg for key in ("mnist", "digits", "subset_seeds")):
+        return ""
+    return (f"B, C, C_frozen{', the variants' if cfg.get('variants') else ''}: {seeds_epochs(cfg['mnist'])} of "
+            f"{data['mnist_train']} images; data-size runs: {seeds_epochs({**cfg['mnist'], 'seeds': cfg['subset_seeds']})}; "
+            f"A: {seeds_epochs(cfg['digits'])}")
 
 
 def headline(results: dict | None) -> str:

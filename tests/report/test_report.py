@@ -23,7 +23,7 @@ from jaxcnn.cli import main
 from jaxcnn.config import to_dict
 from jaxcnn.errors import JaxcnnError
 from jaxcnn.evaluation.convergence import stat as summary_of
-from jaxcnn.experiments import PARTS, PROFILES, part2, part_module, profile_of, records
+from jaxcnn.experiments import PARTS, PROFILES, part2, part_module, profiles_of, records
 from jaxcnn.experiments.part1.final import Part1Results
 from jaxcnn.experiments.part1.folds import AblationResults, CvResults
 from jaxcnn.experiments.part3.run import Part3Results
@@ -520,6 +520,23 @@ def test_study_passes_each_part_the_runs_it_reads_from_its_workdir(tmp_path, mon
     assert seen["part1"]["cv_run"] == tmp_path / "w" / "part1-cv" and "part1_run" not in seen["part2"]
 
 
+def test_glance_names_each_parts_profile_or_a_configuration_of_its_own():
+    from jaxcnn.report.glance import profiles_text
+    found = {name: {"config": to_dict(part_module(name).get_config("cpu"))} for name in PARTS}
+    found["part3"] = {"config": {**found["part3"]["config"], "baseline_epochs": 7}}
+    text = profiles_text(found)
+    assert "part1 `full` = `cpu`, part2 `cpu`, part3 a configuration of its own" in text
+    assert profiles_text({name: None for name in PARTS}) == "**Profile**: no part has run yet."
+
+
+def test_each_figure_caption_says_what_its_models_trained(tmp_path):
+    from jaxcnn.experiments.common import drawn_figures, seeds_epochs
+    assert seeds_epochs({"seeds": [0, 1, 2], "epochs": 2}) == "3 seeds x 2 epochs"
+    assert seeds_epochs({"seeds": [0], "epochs": 15}, 1) == "1 seed x 1 epoch"
+    shown, gone = drawn_figures(tmp_path, {"a.png": "Curves.", "b.png": "More."}, {"b.png": "no data"}, "B: 3 seeds x 2 epochs")
+    assert shown.caption == "Curves (B: 3 seeds x 2 epochs)." and "is missing: no data" in gone.text
+
+
 def test_every_part_offers_the_protocol_and_an_unknown_part_is_refused():
     for name in PARTS:
         module = part_module(name)
@@ -527,7 +544,7 @@ def test_every_part_offers_the_protocol_and_an_unknown_part_is_refused():
         for profile in PROFILES:
             cfg = module.get_config(profile)
             assert dataclasses.is_dataclass(cfg) and module.planned_images(cfg) > 0
-            assert profile_of(module, to_dict(cfg)) in (profile, "full")  # part 1's cpu profile is its full one
+            assert profile in profiles_of(module, to_dict(cfg))
         assert module.planned_images(module.get_config("quick")) < module.planned_images(module.get_config("cpu"))
     with pytest.raises(ValueError, match="unknown part 'part9'"):
         part_module("part9")
