@@ -57,3 +57,24 @@ def test_a_source_checkout_imports_without_being_installed(tmp_path):
                            "print(jaxcnn.__version__)", str(tmp_path)], capture_output=True, text=True, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "0+source"
+
+
+MAX_MODULE_LINES, MAX_FUNCTION_LINES, MAX_EXPERIMENT_PARAMETERS = 350, 60, 8
+
+
+def test_modules_and_functions_stay_small():
+    too_long = []
+    for path in PACKAGE.rglob("*.py"):
+        source = path.read_text()
+        if source.count("\n") > MAX_MODULE_LINES:
+            too_long.append(f"{path.relative_to(PACKAGE)}: {source.count(chr(10))} lines")
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                lines = node.end_lineno - node.lineno + 1
+                args = node.args
+                count = len(args.posonlyargs + args.args + args.kwonlyargs) + bool(args.vararg) + bool(args.kwarg)
+                if lines > MAX_FUNCTION_LINES:
+                    too_long.append(f"{path.relative_to(PACKAGE)}:{node.lineno} {node.name}: {lines} lines")
+                if "experiments" in path.parts and count > MAX_EXPERIMENT_PARAMETERS:
+                    too_long.append(f"{path.relative_to(PACKAGE)}:{node.lineno} {node.name}: {count} parameters")
+    assert too_long == []
