@@ -49,8 +49,8 @@ class StudyMeter:
 
     ``fit`` reports every epoch (``count_trained``); the meter draws a bar on a terminal and logs
     one line at most every ``log_every`` seconds, with the share done, the time so far and an ETA
-    at this process's rate so far. Every image weighs the same, whatever model learns it. Epochs that a resumed run had
-    already trained shrink the plan instead of counting as done.
+    at this process's rate so far. Every image weighs the same, whatever model learns it. Epochs
+    that a resumed run had already trained shrink the plan instead of counting as done.
     """
 
     def __init__(self, planned: int, *, log_every: float = 60.0, clock=time.monotonic, stream=None):

@@ -31,6 +31,7 @@ DEFAULT_MIRRORS = (
     "https://ossci-datasets.s3.amazonaws.com/mnist/",
 )
 CLASS_NAMES = tuple(str(digit) for digit in range(10))
+TRAIN_IMAGES = 60000  # the standard split: 60,000 training, 10,000 test images
 
 _GZIP_MAGIC = b"\x1f\x8b"
 _UINT8_CODE = 0x08

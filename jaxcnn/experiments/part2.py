@@ -19,6 +19,7 @@ import numpy as np
 from jaxcnn.config import ModelConfig, TrainConfig, defaults_of, to_dict
 from jaxcnn.data.chars74k import DIGIT_CLASSES, load_chars74k, writer_split
 from jaxcnn.data.dataset import ArrayDataset, balanced_subset
+from jaxcnn.data import mnist
 from jaxcnn.data.mnist import load_mnist_split
 from jaxcnn.document import Section, Table, Text
 from jaxcnn.errors import require
@@ -127,16 +128,15 @@ def get_config(profile: str = "full") -> Part2Config:
         mnist_train_size=2000, mnist_test_size=1000, subset_sizes=(100, 500), subset_seeds=(0, 1), cka_images=500)
 
 
-MNIST_TRAIN_IMAGES = 60000
 
 
 def planned_images(cfg: Part2Config) -> int:
     """The training images of A, B, C, C_frozen, the variants and the data-size runs together."""
     digits = len(DIGIT_CLASSES) * (IMAGES_PER_CLASS - len(cfg.val_writers))
-    mnist = cfg.mnist_train_size or MNIST_TRAIN_IMAGES
+    train_images = cfg.mnist_train_size or mnist.TRAIN_IMAGES
     subset = dataclasses.replace(cfg.mnist, seeds=cfg.subset_seeds)
-    return (trained_images(digits, cfg.digits) + (3 + len(cfg.variants)) * trained_images(mnist, cfg.mnist)
-            + len(cfg.subset_sizes) * len(CURVE_MODELS) * trained_images(cfg.subset_epoch_images or mnist, subset))
+    return (trained_images(digits, cfg.digits) + (3 + len(cfg.variants)) * trained_images(train_images, cfg.mnist)
+            + len(cfg.subset_sizes) * len(CURVE_MODELS) * trained_images(cfg.subset_epoch_images or train_images, subset))
 
 
 # --- data -------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 
 from jaxcnn.config import AugmentConfig, ModelConfig, TrainConfig
+from jaxcnn.data import mnist
 from jaxcnn.experiments import check_profile
 from jaxcnn.experiments.common import MNIST_TRAIN
 from jaxcnn.experiments.part1.config import DATA_SUBDIR as PART1_DATA, PREPROCESS as PART1_PREPROCESS
@@ -118,15 +119,13 @@ def get_config(profile: str = "full") -> Part3Config:
                 "oracle_relabel"))
 
 
-NOISY_IMAGES = 60000  # the task's set, as many as MNIST train
-MNIST_TRAIN_IMAGES = 60000
 
 
 def planned_images(cfg: Part3Config) -> int:
     """The training images of every model of ``cfg.models`` (some are skipped where the diagnosis
     says they do not fit), the two folder-label baselines, the oracle-free view's folds and, without
     part 2's B, the reference."""
-    noisy = cfg.noisy_size or NOISY_IMAGES
+    noisy = cfg.noisy_size or mnist.TRAIN_IMAGES  # the task's set: every MNIST training image
     free = cfg.free_size or noisy
     images = cfg.free_folds * trained_images(free - free // cfg.free_folds, cfg.free_train)
     images += 2 * trained_images(noisy, cfg.train, cfg.baseline_epochs or cfg.train.epochs)
@@ -134,5 +133,5 @@ def planned_images(cfg: Part3Config) -> int:
         pseudo = method_of(name)[0].labels == "pseudo"
         images += trained_images(noisy, cfg.train, (cfg.self_train_epochs if pseudo else 0) or cfg.train.epochs)
     if not cfg.use_oracle_run:
-        images += trained_images(cfg.reference_size or MNIST_TRAIN_IMAGES, cfg.reference)
+        images += trained_images(cfg.reference_size or mnist.TRAIN_IMAGES, cfg.reference)
     return images
